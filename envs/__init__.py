@@ -1,0 +1,1 @@
+"""zoopt's own Gymnasium environments (registered under the ``zoopt/`` namespace)."""

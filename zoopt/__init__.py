@@ -1,0 +1,47 @@
+"""zoopt: optimise what you measure.
+
+Every estimator here estimates one step: a draw from p(Δθ|θ) ∝ π(Δθ)·exp(−ΔL/α).
+Importance-weighted sampling, antithetic ES, CMA-ES, REINFORCE and plain gradient descent
+sit side by side behind :func:`minimize`.
+"""
+
+from zoopt.estimators import available_estimators, get_estimator, register
+from zoopt.evaluators import LocalEvaluator, make_evaluator
+from zoopt.minimize import Minimizer, NonFiniteError, minimize, step_seed
+from zoopt.objectives import FunctionObjective, Objective, OutputSamples
+from zoopt.population import ExplicitPopulation, GaussianPopulation
+from zoopt.result import Result
+from zoopt.weights import (
+    NonFiniteLossError,
+    centered_ranks,
+    effective_sample_size,
+    linear_weights,
+    solve_alpha,
+    tilt_weights,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "minimize",
+    "Minimizer",
+    "Result",
+    "NonFiniteError",
+    "NonFiniteLossError",
+    "step_seed",
+    "tilt_weights",
+    "effective_sample_size",
+    "solve_alpha",
+    "linear_weights",
+    "centered_ranks",
+    "get_estimator",
+    "available_estimators",
+    "register",
+    "Objective",
+    "FunctionObjective",
+    "OutputSamples",
+    "ExplicitPopulation",
+    "GaussianPopulation",
+    "LocalEvaluator",
+    "make_evaluator",
+]

@@ -1,0 +1,153 @@
+"""The estimator contract.
+
+An estimator turns evaluations around the current parameters θ ``(D,)`` into one step of
+p(Δθ|θ) ∝ π(Δθ)·exp(−ΔL/α). Configuration lives in the object's constructor arguments;
+dynamic state is explicit (:meth:`Estimator.state_dict`) so that checkpoints are exact.
+
+Two kinds of result, both in an :class:`Estimate`:
+
+* a pseudo-gradient ``grad`` with the scale of a true gradient, consumed by any
+  ``torch.optim`` optimizer (sampling, es, reinforce, gradient);
+* new parameters ``x`` when the estimator owns its mean (CMA-ES).
+
+Population-based estimators follow ask/tell: :meth:`PopulationEstimator.ask` returns a
+population (see :mod:`zoopt.population`), :meth:`PopulationEstimator.tell` its losses.
+:meth:`Estimator.estimate` runs one ask → evaluate → tell.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from zoopt.objectives.base import Objective
+from zoopt.population import Population
+from zoopt.weights import NonFiniteLossError
+
+__all__ = ["Estimate", "Estimator", "PopulationEstimator", "check_positive", "sanitize_losses"]
+
+
+@dataclass
+class Estimate:
+    """One step's estimate.
+
+    Attributes:
+        grad: ``(D,)`` pseudo-gradient (None when ``x`` is given).
+        x: ``(D,)`` new parameters, for estimators that own their mean (CMA-ES).
+        losses: ``(K,)`` losses of the evaluated population (may be empty).
+        candidates: ``(K, D)`` or None; the best candidate is tracked by the caller.
+        evaluations: objective evaluations spent (candidates, episodes × candidates, …).
+        alpha: temperature used, where one applies.
+        ess: effective sample size of the weights, where one applies.
+        stop: reasons to stop reported by the estimator (pycma's termination criteria).
+        extra: further per-step numbers for the history.
+    """
+
+    grad: Tensor | None = None
+    x: Tensor | None = None
+    losses: Tensor | None = None
+    population: Population | None = None
+    evaluations: int = 0
+    alpha: float | None = None
+    ess: float | None = None
+    stop: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+def check_positive(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0,
+                   inclusive: bool = False) -> Any:
+    """Validate a numeric option: a clear error naming ``name`` and the expected form."""
+    kind = "an int" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok:
+        raise TypeError(f"{name} must be {kind}, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"{name} must be {kind} > {minimum}, got nan")
+    if (value < minimum) if inclusive else (value <= minimum):
+        rel = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be {kind} {rel} {minimum}, got {value!r}")
+    return value
+
+
+class Estimator:
+    """Base class. Subclasses set ``name`` and implement :meth:`estimate`."""
+
+    name: str = ""
+    #: True when the estimator returns new parameters instead of a pseudo-gradient
+    owns_mean: bool = False
+
+    def setup(self, objective: Objective, x0: Tensor) -> None:
+        """Called once before the first step with the objective and the start ``(D,)``."""
+        self._nonfinite_warned = False
+
+    def estimate(self, objective: Objective, x: Tensor, evaluator: Any, seed: int) -> Estimate:
+        """One step at parameters ``x`` ``(D,)`` with the step's ``seed``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Dynamic state (tensors and plain values) for exact checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+
+    def config(self) -> dict:
+        """Constructor options, for logs and run directories."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({opts})"
+
+    # shared bookkeeping -------------------------------------------------------------------
+    def _warn_nonfinite(self, losses: Tensor) -> None:
+        bad = int((~torch.isfinite(losses)).sum())
+        if bad and not getattr(self, "_nonfinite_warned", False):
+            self._nonfinite_warned = True
+            warnings.warn(
+                f"{self.name}: {bad} of {losses.numel()} losses are NaN/Inf; they are treated "
+                "as failed candidates (dropped from the tilt, worst in ranks). "
+                "This warning is shown once per run.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def sanitize_losses(losses: Tensor, who: str) -> Tensor:
+    """Raise :class:`NonFiniteLossError` naming ``who`` if no loss is finite."""
+    if not bool(torch.isfinite(losses).any()):
+        raise NonFiniteLossError(
+            f"{who}: all {losses.numel()} losses of the population are NaN/Inf; "
+            "the objective fails everywhere around the current parameters"
+        )
+    return losses
+
+
+class PopulationEstimator(Estimator):
+    """Ask/tell estimators: ask → population, evaluator → losses, tell → estimate."""
+
+    def ask(self, x: Tensor, seed: int) -> Population:
+        """The population to evaluate around ``x`` ``(D,)``."""
+        raise NotImplementedError
+
+    def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
+        """Turn the population's ``(K,)`` losses into an :class:`Estimate`."""
+        raise NotImplementedError
+
+    def estimate(self, objective: Objective, x: Tensor, evaluator: Any, seed: int) -> Estimate:
+        population = self.ask(x, seed)
+        losses = evaluator.evaluate(objective, population, seed)
+        losses = losses.to(dtype=x.dtype)
+        self._warn_nonfinite(losses)
+        sanitize_losses(losses, self.name)
+        est = self.tell(x, population, losses)
+        est.losses = losses
+        est.population = population
+        if not est.evaluations:
+            est.evaluations = len(population)
+        return est

@@ -1,0 +1,29 @@
+"""Population evaluation backends: ``local`` (in-process, batched) and ``ray``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoopt.evaluators.base import Evaluator
+from zoopt.evaluators.local import LocalEvaluator
+
+__all__ = ["Evaluator", "LocalEvaluator", "make_evaluator", "EVALUATORS"]
+
+EVALUATORS = ("local", "ray")
+
+
+def make_evaluator(evaluator: Any = None, **options: Any) -> Any:
+    """``"local"`` (default), ``"ray"`` or an evaluator object (returned as is)."""
+    if evaluator is None or evaluator == "local":
+        return LocalEvaluator(**options)
+    if evaluator == "ray":
+        from zoopt.evaluators.ray import RayEvaluator
+
+        return RayEvaluator(**options)
+    if isinstance(evaluator, str):
+        raise ValueError(f"evaluator must be one of {EVALUATORS} or an evaluator object, "
+                         f"got {evaluator!r}")
+    if not hasattr(evaluator, "evaluate"):
+        raise TypeError(f"evaluator must have an evaluate(objective, population, seed) method, "
+                        f"got {type(evaluator).__name__}")
+    return evaluator

@@ -1,0 +1,15 @@
+"""Batched objectives: a population of K parameter vectors in, K losses out."""
+
+from zoopt.objectives.base import FunctionObjective, Objective, OutputSamples, as_objective
+from zoopt.objectives.functions import FUNCTIONS, rastrigin, rosenbrock, sphere
+
+__all__ = [
+    "Objective",
+    "FunctionObjective",
+    "OutputSamples",
+    "as_objective",
+    "sphere",
+    "rosenbrock",
+    "rastrigin",
+    "FUNCTIONS",
+]

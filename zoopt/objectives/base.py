@@ -1,0 +1,189 @@
+"""The objective contract: a batch of K parameter vectors in, K losses out.
+
+Lower is better. A maximised metric (accuracy, BLEU, return) is negated into a loss and
+reported with its own sign through :attr:`Objective.metric_sign` and
+:attr:`Objective.metric_name`.
+
+Optional capabilities, each discovered by the estimators that need them:
+
+* ``surrogate(x)`` — a differentiable scalar at one parameter vector ``x`` of shape ``(D,)``
+  (cross-entropy for a classifier, the loss itself for torch code). Used by ``"gradient"``
+  and by the guided proposal of ``"sampling"``.
+* ``sample_outputs(x, num_samples, generator)`` — the output-sampling protocol of
+  ``"reinforce"`` (see :class:`OutputSamples`).
+* Statistics hooks for objectives that learn from their own evaluations (an observation
+  normaliser): ``pop_stats``/``absorb_stats`` move statistics from evaluation copies (Ray
+  workers) to the driver, ``shared_state``/``load_shared_state`` move the frozen state the
+  other way, ``state_dict``/``load_state_dict`` put it into checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["Objective", "FunctionObjective", "OutputSamples", "as_objective"]
+
+
+@dataclass
+class OutputSamples:
+    """What an output-sampling objective returns for ``"reinforce"``.
+
+    Attributes:
+        log_probs: ``(N, M)`` log p_θ(y_nm | x_n), differentiable with respect to ``x``;
+            N inputs (or episodes), M draws each.
+        losses: ``(N, M)`` loss of each draw (no gradient).
+        entropy: optional ``(N,)`` differentiable entropy of p_θ(·|x_n), for an entropy bonus.
+    """
+
+    log_probs: Tensor
+    losses: Tensor
+    entropy: Tensor | None = None
+
+
+class Objective:
+    """Base class of batched objectives.
+
+    Subclasses implement :meth:`evaluate`. ``dim`` is the expected parameter count D
+    (``None`` when any D is accepted).
+    """
+
+    dim: int | None = None
+    metric_name: str = "loss"
+    #: reported metric = metric_sign * loss (e.g. -1 for accuracy stored as -accuracy)
+    metric_sign: float = 1.0
+
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        """Losses of a population.
+
+        Args:
+            X: ``(K, D)`` candidate parameter vectors.
+            seed: the step's seed for common random numbers (minibatch, episode seeds):
+                every candidate of one step, on every backend, sees the same randomness.
+
+        Returns:
+            ``(K,)`` losses, lower is better; NaN/Inf mark failed candidates.
+        """
+        raise NotImplementedError
+
+    # -- optional capabilities -------------------------------------------------------------
+    @property
+    def has_surrogate(self) -> bool:
+        """Whether :meth:`surrogate` is available."""
+        return type(self).surrogate is not Objective.surrogate
+
+    def surrogate(self, x: Tensor, seed: int = 0) -> Tensor:
+        """Differentiable scalar loss (or proxy) at ``x`` of shape ``(D,)``."""
+        raise NotImplementedError(f"{type(self).__name__} offers no differentiable surrogate")
+
+    @property
+    def can_sample_outputs(self) -> bool:
+        """Whether the objective implements the output-sampling protocol."""
+        return type(self).sample_outputs is not Objective.sample_outputs
+
+    def sample_outputs(
+        self, x: Tensor, num_samples: int, generator: torch.Generator, seed: int = 0
+    ) -> OutputSamples:
+        """Draw ``num_samples`` outputs per input from p_θ(y|x) at parameters ``x`` ``(D,)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot sample outputs; 'reinforce' needs an objective "
+            "implementing sample_outputs (a policy, a classifier or a sequence model)"
+        )
+
+    def metric(self, loss: float) -> float:
+        """The reported metric for a loss value."""
+        return self.metric_sign * loss
+
+    # -- statistics hooks (no-ops by default) ----------------------------------------------
+    def pop_stats(self) -> Any:
+        """Statistics gathered since the last call (sent from workers to the driver)."""
+        return None
+
+    def absorb_stats(self, stats: Any) -> None:
+        """Merge statistics returned by :meth:`pop_stats` of an evaluation copy."""
+
+    def shared_state(self) -> Any:
+        """State that evaluation copies must share this step (e.g. a frozen normaliser)."""
+        return None
+
+    def load_shared_state(self, state: Any) -> None:
+        """Install the state produced by :meth:`shared_state`."""
+
+    def state_dict(self) -> dict:
+        """Checkpointable state (tensors and plain Python values only)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+
+
+class FunctionObjective(Objective):
+    """Wraps a plain batched callable ``f(X: Tensor[K, D]) -> Tensor[K]``.
+
+    If ``f`` is written in differentiable torch code, it doubles as its own surrogate
+    (``f(x[None])[0]``), which is what ``"gradient"`` uses.
+    """
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], dim: int | None = None,
+                 name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"objective must be callable f(X[K, D]) -> Tensor[K], got {fn!r}")
+        self.fn = fn
+        self.dim = dim
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        with torch.no_grad():
+            out = self.fn(X)
+        return check_losses(out, len(X), self.name)
+
+    def surrogate(self, x: Tensor, seed: int = 0) -> Tensor:
+        out = self.fn(x.unsqueeze(0))
+        if not isinstance(out, Tensor) or out.numel() != 1:
+            raise TypeError(f"objective {self.name!r} must return a Tensor[K]; got {out!r}")
+        return out.reshape(())
+
+    def __repr__(self) -> str:
+        return f"FunctionObjective({self.name})"
+
+
+def check_losses(out: Any, k: int, name: str = "objective") -> Tensor:
+    """Validate an objective's output: a float tensor of shape ``(k,)``."""
+    if not isinstance(out, Tensor):
+        try:
+            import numpy as np
+
+            if isinstance(out, np.ndarray):
+                out = torch.from_numpy(out)
+            else:
+                raise TypeError
+        except TypeError:
+            raise TypeError(
+                f"{name} must return a Tensor of shape ({k},) with one loss per candidate; "
+                f"got {type(out).__name__}"
+            ) from None
+    if out.shape != (k,):
+        raise ValueError(
+            f"{name} must return a Tensor of shape ({k},) with one loss per candidate; "
+            f"got shape {tuple(out.shape)}"
+        )
+    if not (out.is_floating_point()):
+        if out.dtype == torch.bool or out.is_complex():
+            raise TypeError(f"{name} must return real floating-point losses; got dtype {out.dtype}")
+        out = out.to(torch.get_default_dtype())
+    return out.detach()
+
+
+def as_objective(objective: Any, dim: int | None = None) -> Objective:
+    """Turn a plain batched callable into an :class:`Objective` (objectives pass through)."""
+    if isinstance(objective, Objective):
+        return objective
+    if callable(objective):
+        return FunctionObjective(objective, dim=dim)
+    raise TypeError(
+        "objective must be a zoopt Objective or a batched callable f(X: Tensor[K, D]) -> "
+        f"Tensor[K]; got {type(objective).__name__}"
+    )

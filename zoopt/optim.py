@@ -1,0 +1,91 @@
+"""Optimizers and learning-rate schedules for pseudo-gradients: plain ``torch.optim``.
+
+Every estimator reports a pseudo-gradient with the scale of a true gradient, so any
+``torch.optim.Optimizer`` and ``torch.optim.lr_scheduler`` apply with their usual meaning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = ["make_optimizer", "make_scheduler", "available_optimizers", "SCHEDULES"]
+
+
+def _optimizer_classes() -> dict[str, type]:
+    out = {}
+    for name, obj in vars(torch.optim).items():
+        if inspect.isclass(obj) and issubclass(obj, Optimizer) and obj is not Optimizer:
+            out[name.lower()] = obj
+    return out
+
+
+def available_optimizers() -> list[str]:
+    """Lower-case names of the ``torch.optim`` optimizers accepted by name."""
+    return sorted(_optimizer_classes())
+
+
+def make_optimizer(optimizer: str | type | Callable, params: list[torch.Tensor],
+                   lr: float, **options: Any) -> Optimizer:
+    """Build a ``torch.optim`` optimizer from a name (``"adam"``), a class or a factory."""
+    if isinstance(optimizer, Optimizer):
+        raise TypeError(
+            "optimizer must be a name or an Optimizer class/factory (zoopt creates it over the "
+            "flat parameter vector); pass optimizer=torch.optim.Adam, optimizer_options={...}"
+        )
+    if isinstance(optimizer, str):
+        classes = _optimizer_classes()
+        cls = classes.get(optimizer.lower())
+        if cls is None:
+            close = difflib.get_close_matches(optimizer.lower(), classes, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"optimizer must be one of {sorted(classes)} (or a torch.optim class), got "
+                f"{optimizer!r}.{hint}"
+            )
+        optimizer = cls
+    if not callable(optimizer):
+        raise TypeError(f"optimizer must be a name or a torch.optim class, got {optimizer!r}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    return optimizer(params, lr=lr, **options)
+
+
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+def make_scheduler(optimizer: Optimizer, schedule: str | Callable | None, steps: int,
+                   warmup_steps: int = 0) -> LRScheduler | None:
+    """A learning-rate schedule over ``steps``: linear warm-up, then ``schedule``.
+
+    ``schedule`` is ``"constant"``, ``"cosine"`` (decay to 0), ``"linear"`` (decay to 0),
+    a factory ``f(optimizer) -> LRScheduler``, or None (constant, no warm-up).
+    """
+    from torch.optim import lr_scheduler as lrs
+
+    if not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+    if callable(schedule) and not isinstance(schedule, str):
+        return schedule(optimizer)
+    if schedule is None and warmup_steps == 0:
+        return None
+    schedule = schedule or "constant"
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES} or a factory, got {schedule!r}")
+    rest = max(1, steps - warmup_steps)
+    if schedule == "cosine":
+        main = lrs.CosineAnnealingLR(optimizer, T_max=rest)
+    elif schedule == "linear":
+        main = lrs.LinearLR(optimizer, start_factor=1.0, end_factor=1e-3, total_iters=rest)
+    else:
+        main = lrs.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup_steps == 0:
+        return main
+    warm = lrs.LinearLR(optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0,
+                        total_iters=warmup_steps)
+    return lrs.SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])

@@ -1,0 +1,130 @@
+"""Populations: what an estimator asks to be evaluated.
+
+Two kinds share one interface (``len``, ``rows(start, stop)``, ``materialize()``):
+
+* :class:`ExplicitPopulation` holds a ``(K, D)`` tensor of candidates (CMA-ES, guided
+  proposals).
+* :class:`GaussianPopulation` is θ + σ·ε with ε regenerated on demand from a seed, in
+  fixed blocks of noise rows. A worker given ``(center, sigma, seed, start, stop)`` rebuilds
+  its own slice, so the bytes sent per step do not grow with K×D, and every backend sees
+  the same noise.
+
+Row order for antithetic sampling is interleaved, ``[+ε₀, −ε₀, +ε₁, −ε₁, …]``, so any even
+row range holds whole pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ExplicitPopulation", "GaussianPopulation", "Population", "noise_block_seed"]
+
+#: noise rows per independently seeded block
+NOISE_BLOCK = 16
+
+
+def noise_block_seed(seed: int, block: int) -> int:
+    """A 63-bit seed for noise block ``block`` of a step seeded ``seed``."""
+    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), block]).generate_state(
+        1, np.uint64)[0] & np.uint64(2**63 - 1))
+
+
+@dataclass
+class ExplicitPopulation:
+    """A population given as a ``(K, D)`` tensor.
+
+    ``offsets`` ``(K, D)`` and ``log_ratio`` ``(K,)`` carry, for proposals other than π, the
+    draws relative to θ and their importance log-ratios log π − log q.
+    """
+
+    candidates: Tensor
+    offsets: Tensor | None = None
+    log_ratio: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.candidates.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.candidates.shape[1]
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Candidates ``start:stop``, shape ``(stop - start, D)``."""
+        return self.candidates[start:stop]
+
+    def materialize(self) -> Tensor:
+        """All candidates, ``(K, D)``."""
+        return self.candidates
+
+
+@dataclass
+class GaussianPopulation:
+    """θ + σ·ε, ε ~ N(0, I) regenerated from ``seed``.
+
+    Attributes:
+        center: ``(D,)`` θ.
+        sigma: σ > 0.
+        seed: the step's noise seed.
+        size: K, the number of candidates (even when ``antithetic``).
+        antithetic: rows come in pairs (+ε, −ε).
+    """
+
+    center: Tensor
+    sigma: float
+    seed: int
+    size: int
+    antithetic: bool = True
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def dim(self) -> int:
+        return self.center.shape[0]
+
+    @property
+    def num_noise(self) -> int:
+        """Number of independent noise rows (K/2 when antithetic, else K)."""
+        return self.size // 2 if self.antithetic else self.size
+
+    def noise(self, start: int = 0, stop: int | None = None) -> Tensor:
+        """Independent noise rows ``start:stop`` of ε, shape ``(stop - start, D)``."""
+        stop = self.num_noise if stop is None else stop
+        d = self.center.shape[0]
+        dtype = self.center.dtype
+        if stop <= start:
+            return torch.empty(0, d, dtype=dtype)
+        b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1
+        g = torch.Generator()
+        blocks = []
+        for b in range(b0, b1):  # a loop over blocks of 16 rows, not over candidates
+            g.manual_seed(noise_block_seed(self.seed, b))
+            blocks.append(torch.randn(NOISE_BLOCK, d, generator=g, dtype=dtype))
+        eps = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+        off = b0 * NOISE_BLOCK
+        return eps[start - off : stop - off].to(self.center.device)
+
+    def perturbations(self, start: int = 0, stop: int | None = None) -> Tensor:
+        """σ-free perturbation directions for candidate rows ``start:stop`` (signed ε)."""
+        stop = self.size if stop is None else stop
+        if not self.antithetic:
+            return self.noise(start, stop)
+        eps = self.noise(start // 2, (stop + 1) // 2)
+        pm = torch.stack([eps, -eps], dim=1).reshape(-1, eps.shape[1])
+        s = start - 2 * (start // 2)
+        return pm[s : s + (stop - start)]
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Candidates ``start:stop``, shape ``(stop - start, D)``."""
+        return self.center + self.sigma * self.perturbations(start, stop)
+
+    def materialize(self) -> Tensor:
+        """All candidates, ``(K, D)``."""
+        return self.rows(0, self.size)
+
+
+Population = ExplicitPopulation | GaussianPopulation

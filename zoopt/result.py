@@ -1,0 +1,68 @@
+"""The result of :func:`zoopt.minimize`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+__all__ = ["Result", "HISTORY_KEYS"]
+
+#: per-step history columns
+HISTORY_KEYS = (
+    "step",  # 1-based step index
+    "loss",  # loss at the parameters before the step (the step's seed)
+    "best_loss",  # best loss seen so far (centres and candidates)
+    "population_loss",  # mean finite loss of the step's population
+    "metric",  # the objective's reported metric for `loss`, with its own sign
+    "evaluations",  # cumulative objective evaluations
+    "alpha",  # temperature used (NaN where none applies)
+    "ess",  # effective sample size of the weights (NaN where none applies)
+    "grad_norm",  # norm of the pseudo-gradient (before clipping)
+    "update_norm",  # norm of the parameter change of the step
+    "lr",  # learning rate used
+    "seconds",  # wall time since the start of the run
+)
+
+
+@dataclass
+class Result:
+    """What a run produced.
+
+    Attributes:
+        x: ``(D,)`` final parameters.
+        loss: loss at ``x``.
+        best_x: ``(D,)`` best parameters evaluated during the run.
+        best_loss: their loss (under the seed of the step that found them).
+        evaluations: objective evaluations used.
+        steps: steps taken.
+        history: per-step columns, see :data:`HISTORY_KEYS`.
+        metric_name: name of the objective's reported metric.
+        metric / best_metric: ``loss`` / ``best_loss`` in the metric's own sign.
+        stop_reason: why the run ended (``"steps"``, ``"max_evaluations"``, ``"callback"``,
+            the estimator's own reasons, ``"interrupted"``).
+        estimator: the estimator's name.
+        seconds: wall time of the run.
+    """
+
+    x: Tensor
+    loss: float
+    best_x: Tensor
+    best_loss: float
+    evaluations: int
+    steps: int
+    history: dict = field(default_factory=dict)
+    metric_name: str = "loss"
+    metric: float = float("nan")
+    best_metric: float = float("nan")
+    stop_reason: str = "steps"
+    estimator: str = ""
+    seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Result(estimator={self.estimator!r}, steps={self.steps}, "
+            f"evaluations={self.evaluations}, loss={self.loss:.6g}, "
+            f"best_loss={self.best_loss:.6g}, {self.metric_name}={self.metric:.6g}, "
+            f"stop_reason={self.stop_reason!r})"
+        )
