@@ -9,6 +9,7 @@ resumed run equals an uninterrupted one. Every step's randomness derives from
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -69,6 +70,9 @@ def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None]:
 class Minimizer:
     """The optimisation loop as a resumable object. See :func:`minimize` for the options."""
 
+    #: seconds between plain progress lines (``progress="lines"``)
+    progress_every: float = 10.0
+
     def __init__(
         self,
         objective: Any,
@@ -88,7 +92,7 @@ class Minimizer:
         evaluator: Any = None,
         device: str | None = None,
         callback: Callable[[dict], Any] | None = None,
-        progress: bool | None = None,
+        progress: bool | str | None = None,
         **estimator_options: Any,
     ):
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -223,12 +227,14 @@ class Minimizer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(self._postfix(row), refresh=False)
+                # the callback sees every row, the last one included
+                stop = self.callback is not None and self.callback(row) is True
                 if self.stop_reason:
                     break
                 if self.max_evaluations is not None and self.evaluations >= self.max_evaluations:
                     self.stop_reason = "max_evaluations"
                     break
-                if self.callback is not None and self.callback(row) is True:
+                if stop:
                     self.stop_reason = "callback"
                     break
             else:
@@ -240,6 +246,9 @@ class Minimizer:
         return result
 
     def _progress_bar(self, total: int):
+        if self.progress == "lines":
+            return _LineProgress(total, self.step_count, self.estimator.name,
+                                 self.progress_every)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         if not show:
             return None
@@ -285,8 +294,11 @@ class Minimizer:
 
     # -- state for checkpoints ----------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly (tensors and plain values only)."""
-        return {
+        """Everything needed to resume exactly (tensors and plain values only).
+
+        A deep copy: torch's optimizer state_dict shares tensors with the live optimizer.
+        """
+        return copy.deepcopy({
             "x": self.x.detach().clone(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -299,7 +311,7 @@ class Minimizer:
             "history": {k: list(v) for k, v in self.history.items()},
             "elapsed": self.elapsed,
             "seed": self.seed,
-        }
+        })
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
@@ -324,6 +336,32 @@ class Minimizer:
             self.evaluator.close()
 
 
+class _LineProgress:
+    """Plain progress lines on stderr every ``every`` seconds (logs, CI: no terminal)."""
+
+    def __init__(self, total: int, initial: int, desc: str, every: float = 10.0):
+        self.total, self.n, self.desc, self.every = total, initial, desc, every
+        self.last = -math.inf
+        self.postfix: dict = {}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, postfix: dict, refresh: bool = False) -> None:
+        self.postfix = postfix
+        now = time.monotonic()
+        if now - self.last >= self.every or self.n >= self.total:
+            self.last = now
+            self._print()
+
+    def _print(self) -> None:
+        fields = " ".join(f"{k}={v}" for k, v in self.postfix.items())
+        print(f"{self.desc} step {self.n}/{self.total} {fields}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
 def minimize(objective: Any, x0: Any, *, estimator: str | Estimator = "sampling",
              steps: int = 500, seed: int = 0, **options: Any) -> Result:
     """Minimise ``objective`` from ``x0``.
@@ -342,7 +380,9 @@ def minimize(objective: Any, x0: Any, *, estimator: str | Estimator = "sampling"
             (0.02), ``optimizer_options``, ``schedule`` (``"constant"``, ``"cosine"``,
             ``"linear"`` or a factory), ``warmup_steps``, ``max_grad_norm``,
             ``max_step_norm``, ``max_evaluations``, ``evaluator`` (``"local"``, ``"ray"`` or
-            an object), ``device``, ``callback(row) -> True to stop``, ``progress``.
+            an object), ``device``, ``callback(row) -> True to stop`` (called after every
+            step), ``progress`` (True: a tqdm bar, ``"lines"``: plain periodic lines, False:
+            silent, None: a bar when stderr is a terminal).
 
     Returns:
         a :class:`zoopt.Result`.
