@@ -13,7 +13,8 @@ import copy
 import math
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from zoopt.objectives.base import Objective, as_objective
 from zoopt.optim import make_optimizer, make_scheduler
 from zoopt.population import ExplicitPopulation
 from zoopt.result import HISTORY_KEYS, Result
+from zoopt.weights import NonFiniteLossError
 
 __all__ = ["minimize", "Minimizer", "NonFiniteError", "step_seed"]
 
@@ -102,10 +104,12 @@ class Minimizer:
         for name, val in (("max_grad_norm", max_grad_norm), ("max_step_norm", max_step_norm)):
             if val is not None and not (isinstance(val, (int, float)) and val > 0):
                 raise ValueError(f"{name} must be a positive number or None, got {val!r}")
-        if max_evaluations is not None and not (isinstance(max_evaluations, int)
-                                                and max_evaluations > 0):
-            raise ValueError(f"max_evaluations must be a positive int or None, "
-                             f"got {max_evaluations!r}")
+        if max_evaluations is not None and not (
+            isinstance(max_evaluations, int) and max_evaluations > 0
+        ):
+            raise ValueError(
+                f"max_evaluations must be a positive int or None, got {max_evaluations!r}"
+            )
         x, self.module = _flat_start(x0)
         self.objective: Objective = as_objective(objective, dim=x.numel())
         dim = getattr(self.objective, "dim", None)
@@ -149,7 +153,10 @@ class Minimizer:
         est_name = self.estimator.name or type(self.estimator).__name__
         center_loss = self._evaluate_center(seed)
         self._consider(center_loss, self.x)
-        est = self.estimator.estimate(self.objective, self.x, self.evaluator, seed)
+        try:
+            est = self.estimator.estimate(self.objective, self.x, self.evaluator, seed)
+        except NonFiniteLossError as e:
+            self._fail(f"step {t + 1}: {e}")
         self.evaluations += est.evaluations
         pop_loss = math.nan
         if est.losses is not None and est.losses.numel() and est.population is not None:
@@ -187,8 +194,10 @@ class Minimizer:
         if not bool(torch.isfinite(self.x).all()):
             with torch.no_grad():
                 self.x.copy_(before)
-            self._fail(f"step {t + 1}: parameters became NaN/Inf after the optimizer step "
-                       "(the last finite parameters are kept); lower lr or set max_grad_norm")
+            self._fail(
+                f"step {t + 1}: parameters became NaN/Inf after the optimizer step "
+                "(the last finite parameters are kept); lower lr or set max_grad_norm"
+            )
         self.step_count += 1
         self.elapsed += time.perf_counter() - t0
         row = {
@@ -247,19 +256,25 @@ class Minimizer:
 
     def _progress_bar(self, total: int):
         if self.progress == "lines":
-            return _LineProgress(total, self.step_count, self.estimator.name,
-                                 self.progress_every)
+            return _LineProgress(total, self.step_count, self.estimator.name, self.progress_every)
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         if not show:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=self.step_count, desc=self.estimator.name,
-                    dynamic_ncols=True, leave=False)
+        return tqdm(
+            total=total,
+            initial=self.step_count,
+            desc=self.estimator.name,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def _postfix(self, row: dict) -> dict:
-        out = {self.objective.metric_name: f"{row['metric']:.4g}",
-               "best": f"{self.objective.metric(row['best_loss']):.4g}"}
+        out = {
+            self.objective.metric_name: f"{row['metric']:.4g}",
+            "best": f"{self.objective.metric(row['best_loss']):.4g}",
+        }
         for k in ("alpha", "ess"):
             if not math.isnan(row[k]):
                 out[k] = f"{row[k]:.3g}"
@@ -274,8 +289,7 @@ class Minimizer:
             loss = self._evaluate_center(step_seed(self.seed, self.step_count))
             self._consider(loss, self.x)
         if self.module is not None:
-            nn.utils.vector_to_parameters(self.x.detach().clone(),
-                                          list(self.module.parameters()))
+            nn.utils.vector_to_parameters(self.x.detach().clone(), list(self.module.parameters()))
         return Result(
             x=self.x.detach().clone(),
             loss=loss,
@@ -298,20 +312,22 @@ class Minimizer:
 
         A deep copy: torch's optimizer state_dict shares tensors with the live optimizer.
         """
-        return copy.deepcopy({
-            "x": self.x.detach().clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "estimator": self.estimator.state_dict(),
-            "objective": self.objective.state_dict(),
-            "step_count": self.step_count,
-            "evaluations": self.evaluations,
-            "best_loss": self.best_loss,
-            "best_x": self.best_x.clone(),
-            "history": {k: list(v) for k, v in self.history.items()},
-            "elapsed": self.elapsed,
-            "seed": self.seed,
-        })
+        return copy.deepcopy(
+            {
+                "x": self.x.detach().clone(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "estimator": self.estimator.state_dict(),
+                "objective": self.objective.state_dict(),
+                "step_count": self.step_count,
+                "evaluations": self.evaluations,
+                "best_loss": self.best_loss,
+                "best_x": self.best_x.clone(),
+                "history": {k: list(v) for k, v in self.history.items()},
+                "elapsed": self.elapsed,
+                "seed": self.seed,
+            }
+        )
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
@@ -362,8 +378,15 @@ class _LineProgress:
         pass
 
 
-def minimize(objective: Any, x0: Any, *, estimator: str | Estimator = "sampling",
-             steps: int = 500, seed: int = 0, **options: Any) -> Result:
+def minimize(
+    objective: Any,
+    x0: Any,
+    *,
+    estimator: str | Estimator = "sampling",
+    steps: int = 500,
+    seed: int = 0,
+    **options: Any,
+) -> Result:
     """Minimise ``objective`` from ``x0``.
 
     Args:
@@ -391,9 +414,20 @@ def minimize(objective: Any, x0: Any, *, estimator: str | Estimator = "sampling"
         NonFiniteError: parameters or the pseudo-gradient became NaN/Inf, or no loss of a
             population was finite; ``err.result`` holds the last finite state.
     """
-    loop_keys = {"optimizer", "lr", "optimizer_options", "schedule", "warmup_steps",
-                 "max_grad_norm", "max_step_norm", "max_evaluations", "evaluator", "device",
-                 "callback", "progress"}
+    loop_keys = {
+        "optimizer",
+        "lr",
+        "optimizer_options",
+        "schedule",
+        "warmup_steps",
+        "max_grad_norm",
+        "max_step_norm",
+        "max_evaluations",
+        "evaluator",
+        "device",
+        "callback",
+        "progress",
+    }
     loop = {k: v for k, v in options.items() if k in loop_keys}
     est_opts = {k: v for k, v in options.items() if k not in loop_keys}
     m = Minimizer(objective, x0, estimator=estimator, steps=steps, seed=seed, **loop, **est_opts)

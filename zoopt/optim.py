@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -30,8 +31,9 @@ def available_optimizers() -> list[str]:
     return sorted(_optimizer_classes())
 
 
-def make_optimizer(optimizer: str | type | Callable, params: list[torch.Tensor],
-                   lr: float, **options: Any) -> Optimizer:
+def make_optimizer(
+    optimizer: str | type | Callable, params: list[torch.Tensor], lr: float, **options: Any
+) -> Optimizer:
     """Build a ``torch.optim`` optimizer from a name (``"adam"``), a class or a factory."""
     if isinstance(optimizer, Optimizer):
         raise TypeError(
@@ -59,8 +61,9 @@ def make_optimizer(optimizer: str | type | Callable, params: list[torch.Tensor],
 SCHEDULES = ("constant", "cosine", "linear")
 
 
-def make_scheduler(optimizer: Optimizer, schedule: str | Callable | None, steps: int,
-                   warmup_steps: int = 0) -> LRScheduler | None:
+def make_scheduler(
+    optimizer: Optimizer, schedule: str | Callable | None, steps: int, warmup_steps: int = 0
+) -> LRScheduler | None:
     """A learning-rate schedule over ``steps``: linear warm-up, then ``schedule``.
 
     ``schedule`` is ``"constant"``, ``"cosine"`` (decay to 0), ``"linear"`` (decay to 0),
@@ -86,6 +89,7 @@ def make_scheduler(optimizer: Optimizer, schedule: str | Callable | None, steps:
         main = lrs.ConstantLR(optimizer, factor=1.0, total_iters=0)
     if warmup_steps == 0:
         return main
-    warm = lrs.LinearLR(optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0,
-                        total_iters=warmup_steps)
+    warm = lrs.LinearLR(
+        optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0, total_iters=warmup_steps
+    )
     return lrs.SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])

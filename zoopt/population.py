@@ -29,8 +29,10 @@ NOISE_BLOCK = 16
 
 def noise_block_seed(seed: int, block: int) -> int:
     """A 63-bit seed for noise block ``block`` of a step seeded ``seed``."""
-    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), block]).generate_state(
-        1, np.uint64)[0] & np.uint64(2**63 - 1))
+    return int(
+        np.random.SeedSequence([int(seed) & (2**63 - 1), block]).generate_state(1, np.uint64)[0]
+        & np.uint64(2**63 - 1)
+    )
 
 
 @dataclass

@@ -7,7 +7,8 @@ refuses duplicate names.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from zoopt.estimators.base import Estimate, Estimator, PopulationEstimator
 
@@ -54,9 +55,7 @@ def get_estimator(name: str | Estimator, **options: Any) -> Estimator:
     if not isinstance(name, str) or name not in ESTIMATORS:
         close = difflib.get_close_matches(str(name), ESTIMATORS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"estimator must be one of {available_estimators()}, got {name!r}.{hint}"
-        )
+        raise ValueError(f"estimator must be one of {available_estimators()}, got {name!r}.{hint}")
     cls = ESTIMATORS[name]
     try:
         return cls(**options)

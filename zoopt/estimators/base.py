@@ -59,8 +59,9 @@ class Estimate:
     extra: dict = field(default_factory=dict)
 
 
-def check_positive(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0,
-                   inclusive: bool = False) -> Any:
+def check_positive(
+    name: str, value: Any, *, integer: bool = False, minimum: float = 0.0, inclusive: bool = False
+) -> Any:
     """Validate a numeric option: a clear error naming ``name`` and the expected form."""
     kind = "an int" if integer else "a number"
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))

@@ -34,11 +34,17 @@ class ES(PopulationEstimator):
         antithetic: draw pairs (z, −z).
     """
 
-    def __init__(self, sigma: float = 0.1, population: int = 32, shaping: str = "raw",
-                 antithetic: bool = True):
+    def __init__(
+        self,
+        sigma: float = 0.1,
+        population: int = 32,
+        shaping: str = "raw",
+        antithetic: bool = True,
+    ):
         self.sigma = float(check_positive("sigma", sigma))
-        self.population = check_positive("population", population, integer=True, minimum=2,
-                                         inclusive=True)
+        self.population = check_positive(
+            "population", population, integer=True, minimum=2, inclusive=True
+        )
         if antithetic and population % 2:
             raise ValueError(f"population must be even when antithetic=True, got {population}")
         if shaping not in SHAPINGS:

@@ -13,6 +13,7 @@ from torch import Tensor
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, Estimator
 from zoopt.objectives.base import Objective
+from zoopt.weights import NonFiniteLossError
 
 __all__ = ["Gradient", "surrogate_gradient"]
 
@@ -36,6 +37,8 @@ def surrogate_gradient(objective: Objective, x: Tensor, seed: int = 0) -> tuple[
                 "'sampling' or 'cmaes' for non-differentiable objectives."
             )
         (grad,) = torch.autograd.grad(value.reshape(()), xg, allow_unused=True)
+    if not bool(torch.isfinite(value)):
+        raise NonFiniteLossError(f"the surrogate is {float(value)} at the current parameters")
     if grad is None:
         raise TypeError("'gradient': the objective's value does not depend on its parameters")
     return grad.detach(), value.detach().reshape(())

@@ -42,12 +42,20 @@ class Sampling(PopulationEstimator):
         guide_scale: c, the shift of the guided component in units of σ.
     """
 
-    def __init__(self, sigma: float = 0.1, population: int = 32, alpha: float | str = "auto",
-                 ess_fraction: float = 0.5, antithetic: bool = True, guided: bool = False,
-                 guide_scale: float = 1.0):
+    def __init__(
+        self,
+        sigma: float = 0.1,
+        population: int = 32,
+        alpha: float | str = "auto",
+        ess_fraction: float = 0.5,
+        antithetic: bool = True,
+        guided: bool = False,
+        guide_scale: float = 1.0,
+    ):
         self.sigma = float(check_positive("sigma", sigma))
-        self.population = check_positive("population", population, integer=True, minimum=2,
-                                         inclusive=True)
+        self.population = check_positive(
+            "population", population, integer=True, minimum=2, inclusive=True
+        )
         if antithetic and population % 2:
             raise ValueError(f"population must be even when antithetic=True, got {population}")
         if alpha != "auto":
@@ -84,7 +92,7 @@ class Sampling(PopulationEstimator):
         eps = self.sigma * pop.perturbations()
         k = self.population
         shift = torch.zeros(k, 1, dtype=x.dtype)
-        shift[k // 2:] = 1.0
+        shift[k // 2 :] = 1.0
         eps = eps + shift * mu
         return ExplicitPopulation(x.detach() + eps, eps, self._mixture_log_ratio(eps, mu))
 

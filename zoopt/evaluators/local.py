@@ -27,8 +27,9 @@ class LocalEvaluator:
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             import warnings
 
-            warnings.warn("device='cuda' requested but CUDA is not available; using the CPU",
-                          stacklevel=2)
+            warnings.warn(
+                "device='cuda' requested but CUDA is not available; using the CPU", stacklevel=2
+            )
             device = "cpu"
         self.device = torch.device(device) if device is not None else None
         self.max_batch = max_batch
@@ -41,8 +42,13 @@ class LocalEvaluator:
             X = population.rows(start, min(k, start + step))
             if self.device is not None:
                 X = X.to(self.device)
-            out.append(check_losses(objective.evaluate(X, seed), len(X),
-                                    getattr(objective, "name", type(objective).__name__)))
+            out.append(
+                check_losses(
+                    objective.evaluate(X, seed),
+                    len(X),
+                    getattr(objective, "name", type(objective).__name__),
+                )
+            )
         losses = out[0] if len(out) == 1 else torch.cat(out)
         return losses.to("cpu")
 

@@ -19,8 +19,9 @@ Optional capabilities, each discovered by the estimators that need them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -127,8 +128,9 @@ class FunctionObjective(Objective):
     (``f(x[None])[0]``), which is what ``"gradient"`` uses.
     """
 
-    def __init__(self, fn: Callable[[Tensor], Tensor], dim: int | None = None,
-                 name: str | None = None):
+    def __init__(
+        self, fn: Callable[[Tensor], Tensor], dim: int | None = None, name: str | None = None
+    ):
         if not callable(fn):
             raise TypeError(f"objective must be callable f(X[K, D]) -> Tensor[K], got {fn!r}")
         self.fn = fn
