@@ -2,6 +2,7 @@
 
 from zoopt.objectives.base import FunctionObjective, Objective, OutputSamples, as_objective
 from zoopt.objectives.functions import FUNCTIONS, rastrigin, rosenbrock, sphere
+from zoopt.objectives.supervised import SupervisedObjective
 
 __all__ = [
     "Objective",
@@ -12,4 +13,5 @@ __all__ = [
     "rosenbrock",
     "rastrigin",
     "FUNCTIONS",
+    "SupervisedObjective",
 ]
