@@ -108,7 +108,7 @@ class Estimator:
     # shared bookkeeping -------------------------------------------------------------------
     def _warn_nonfinite(self, losses: Tensor) -> None:
         bad = int((~torch.isfinite(losses)).sum())
-        if bad and not getattr(self, "_nonfinite_warned", False):
+        if 0 < bad < losses.numel() and not getattr(self, "_nonfinite_warned", False):
             self._nonfinite_warned = True
             warnings.warn(
                 f"{self.name}: {bad} of {losses.numel()} losses are NaN/Inf; they are treated "

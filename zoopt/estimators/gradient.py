@@ -38,7 +38,9 @@ def surrogate_gradient(objective: Objective, x: Tensor, seed: int = 0) -> tuple[
             )
         (grad,) = torch.autograd.grad(value.reshape(()), xg, allow_unused=True)
     if not bool(torch.isfinite(value)):
-        raise NonFiniteLossError(f"the surrogate is {float(value)} at the current parameters")
+        raise NonFiniteLossError(
+            f"the surrogate is {float(value.detach())} at the current parameters"
+        )
     if grad is None:
         raise TypeError("'gradient': the objective's value does not depend on its parameters")
     return grad.detach(), value.detach().reshape(())

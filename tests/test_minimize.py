@@ -1,0 +1,201 @@
+"""zoopt.minimize: the loop's contract, options and errors on bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import zoopt
+from zoopt.objectives import sphere
+
+
+def test_result_fields_and_history():
+    r = zoopt.minimize(sphere, torch.ones(5), estimator="es", steps=30, seed=1)
+    assert r.x.shape == r.best_x.shape == (5,)
+    assert r.loss == pytest.approx(float(sphere(r.x[None])[0]))
+    assert r.best_loss <= min(r.history["loss"])
+    assert r.steps == 30 and r.stop_reason == "steps"
+    for key in zoopt.result.HISTORY_KEYS:
+        assert len(r.history[key]) == 30, key
+    ev = r.history["evaluations"]
+    assert all(b > a for a, b in zip(ev, ev[1:], strict=False))
+    # 32 candidates + the centre per step, + the final evaluation
+    assert r.evaluations == 30 * 33 + 1
+
+
+def test_same_seed_same_result_different_seed_different():
+    a = zoopt.minimize(sphere, torch.ones(5), steps=25, seed=4)
+    b = zoopt.minimize(sphere, torch.ones(5), steps=25, seed=4)
+    c = zoopt.minimize(sphere, torch.ones(5), steps=25, seed=5)
+    assert torch.equal(a.x, b.x) and a.history["loss"] == b.history["loss"]
+    assert not torch.equal(a.x, c.x)
+
+
+def test_module_parameters_are_optimised_in_place():
+    model = nn.Linear(3, 1)
+    target = torch.tensor([1.0, -2.0, 0.5, 0.25])
+
+    def distance(X):
+        return ((X - target) ** 2).sum(-1)
+
+    r = zoopt.minimize(distance, model, estimator="es", steps=300, lr=0.05)
+    flat = nn.utils.parameters_to_vector(model.parameters())
+    assert torch.equal(flat.detach(), r.x)
+    assert r.loss < 1e-2
+
+
+def test_any_torch_optimizer_by_name_or_class_and_schedules():
+    r1 = zoopt.minimize(
+        sphere, torch.ones(4), estimator="gradient", steps=50, optimizer="SGD", lr=0.1
+    )
+    r2 = zoopt.minimize(
+        sphere, torch.ones(4), estimator="gradient", steps=50, optimizer=torch.optim.SGD, lr=0.1
+    )
+    assert torch.equal(r1.x, r2.x)
+    r = zoopt.minimize(
+        sphere,
+        torch.ones(4),
+        estimator="gradient",
+        steps=20,
+        optimizer="adamw",
+        lr=0.1,
+        schedule="cosine",
+        warmup_steps=5,
+    )
+    lrs = r.history["lr"]
+    assert lrs[0] < lrs[4] == pytest.approx(0.1, rel=1e-6)  # warm-up rises to the base lr
+    assert lrs[-1] < 0.02  # then decays
+
+
+def test_clipping_bounds_the_update():
+    x0 = torch.ones(4, dtype=torch.float64)
+    r = zoopt.minimize(
+        lambda X: 1e6 * sphere(X),
+        x0,
+        estimator="gradient",
+        steps=5,
+        optimizer="sgd",
+        lr=1.0,
+        max_step_norm=0.01,
+    )
+    assert max(r.history["update_norm"]) <= 0.01 + 1e-9
+    r = zoopt.minimize(
+        lambda X: 1e6 * sphere(X),
+        x0,
+        estimator="gradient",
+        steps=5,
+        optimizer="sgd",
+        lr=1e-3,
+        max_grad_norm=1.0,
+    )
+    assert max(r.history["update_norm"]) <= 1e-3 + 1e-12
+
+
+def test_max_evaluations_and_callback_stop_early():
+    r = zoopt.minimize(sphere, torch.ones(4), estimator="es", steps=100, max_evaluations=100)
+    assert r.stop_reason == "max_evaluations" and r.steps == 4
+    seen = []
+    r = zoopt.minimize(
+        sphere,
+        torch.ones(4),
+        steps=100,
+        callback=lambda row: seen.append(row["step"]) or row["step"] >= 3,
+    )
+    assert r.stop_reason == "callback" and r.steps == 3 and seen == [1, 2, 3]
+
+
+def test_parameters_never_go_nan():
+    with pytest.raises(zoopt.NonFiniteError, match="step 1") as info:
+        zoopt.minimize(
+            lambda X: 1e30 * sphere(X) ** 4,
+            torch.ones(3) * 1e3,
+            estimator="gradient",
+            optimizer="sgd",
+            lr=1e30,
+            steps=3,
+        )
+    assert torch.isfinite(info.value.result.x).all()
+
+
+def test_whole_population_failing_names_the_step():
+    calls = {"n": 0}
+
+    def dies_later(X):
+        calls["n"] += 1
+        out = sphere(X)
+        return out * math.nan if calls["n"] > 3 else out
+
+    with pytest.raises(zoopt.NonFiniteError, match=r"step 2: .*all 32 losses"):
+        zoopt.minimize(dies_later, torch.ones(3), estimator="es", steps=10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(estimator="nope"), ValueError, r"estimator must be one of .*'es'"),
+        (dict(estimator="sampl"), ValueError, "Did you mean 'sampling'"),
+        (dict(optimizer="adamm"), ValueError, "Did you mean 'adam'"),
+        (dict(sigma=0.0), ValueError, "sigma must be a number > 0"),
+        (dict(sigma=-1.0, estimator="es"), ValueError, "sigma"),
+        (dict(alpha=0.0), ValueError, "alpha must be a number > 0"),
+        (dict(alpha=-2.0), ValueError, "alpha"),
+        (dict(population=1), ValueError, "population must be an int >= 2"),
+        (dict(population=7), ValueError, "population must be even"),
+        (dict(population=2.5), TypeError, "population must be an int"),
+        (dict(lr=0.0), ValueError, "lr must be a positive number"),
+        (dict(steps=0), ValueError, "steps must be a positive int"),
+        (dict(ess_fraction=2.0), ValueError, "ess_fraction"),
+        (dict(shaping="bogus", estimator="es"), ValueError, "shaping must be one of"),
+        (dict(bogus_option=1), TypeError, "Its options are"),
+        (dict(schedule="wiggly"), ValueError, "schedule must be one of"),
+        (dict(max_grad_norm=-1), ValueError, "max_grad_norm"),
+    ],
+)
+def test_bad_options_name_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        zoopt.minimize(sphere, torch.ones(3), **{"steps": 2, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("x0", "error", "match"),
+    [
+        (torch.tensor([1.0, float("nan")]), ValueError, "x0 must be finite"),
+        (torch.ones(2, 2), ValueError, r"x0 must be a non-empty 1-D tensor \(D,\)"),
+        (torch.ones(0), ValueError, "x0 must be a non-empty"),
+        ("abc", TypeError, "x0 must be a 1-D tensor"),
+        (nn.ReLU(), ValueError, "no parameters"),
+    ],
+)
+def test_bad_x0(x0, error, match):
+    with pytest.raises(error, match=match):
+        zoopt.minimize(sphere, x0, steps=2)
+
+
+@pytest.mark.parametrize(
+    ("fn", "error", "match"),
+    [
+        (lambda X: X, ValueError, r"shape \(1,\) .*got shape \(1, 3\)"),
+        (lambda X: X.sum(), ValueError, r"got shape \(\)"),
+        (lambda X: [0.0] * len(X), TypeError, "must return a Tensor"),
+        (lambda X: (X > 0).all(-1), TypeError, "floating-point"),
+    ],
+)
+def test_objective_returning_wrong_shape_or_dtype(fn, error, match):
+    with pytest.raises(error, match=match):
+        zoopt.minimize(fn, torch.ones(3), steps=2)
+
+
+def test_objective_that_is_not_callable():
+    with pytest.raises(TypeError, match="objective must be"):
+        zoopt.minimize(42, torch.ones(3), steps=2)
+
+
+def test_estimator_object_for_full_control():
+    est = zoopt.get_estimator("es", sigma=0.05, population=8)
+    r = zoopt.minimize(sphere, torch.ones(3), estimator=est, steps=10)
+    assert r.evaluations == 10 * 9 + 1
+    with pytest.raises(TypeError, match="options"):
+        zoopt.minimize(sphere, torch.ones(3), estimator=est, sigma=0.1, steps=2)
