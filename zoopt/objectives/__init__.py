@@ -2,6 +2,7 @@
 
 from zoopt.objectives.base import FunctionObjective, Objective, OutputSamples, as_objective
 from zoopt.objectives.functions import FUNCTIONS, rastrigin, rosenbrock, sphere
+from zoopt.objectives.gym import GymObjective
 from zoopt.objectives.supervised import SupervisedObjective
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "rosenbrock",
     "rastrigin",
     "FUNCTIONS",
+    "GymObjective",
     "SupervisedObjective",
 ]
