@@ -1,0 +1,547 @@
+"""Experiment configs: TOML files parsed (never evaluated) and checked against a schema.
+
+A config describes one experiment: the objective, the estimator and its options, the
+optimizer and schedule, the evaluator, the budget, the seed and where results go. It is
+read with :mod:`tomllib`, overridden with ``--set key=value`` pairs (values parsed as TOML
+scalars), then validated by :func:`validate`, which fills in defaults and returns the
+*resolved* config. Every problem is reported as one :class:`ConfigError` naming the dotted
+key and what is allowed, with a "did you mean" suggestion for misspelt keys.
+
+The schema is written in code below (:data:`SCHEMA`). Two parts are open-ended and checked
+against the code they configure: ``[estimators.NAME]`` tables against the constructor of the
+registered estimator ``NAME``; the ``[objective]`` table against the schema of its ``kind``
+(:data:`OBJECTIVE_KINDS`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ConfigError",
+    "Field",
+    "SCHEMA",
+    "OBJECTIVE_SCHEMAS",
+    "OBJECTIVE_KINDS",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "parse_override",
+    "validate",
+    "dumps_toml",
+    "estimator_settings",
+]
+
+
+class ConfigError(ValueError):
+    """A config problem, naming the dotted key and what is allowed."""
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key.
+
+    Attributes:
+        types: accepted Python types after TOML parsing (``int`` is accepted where ``float``
+            is, ``bool`` never counts as a number).
+        default: the value filled in when the key is absent (``None``: stays unset).
+        check: returns None when the value is allowed, else a description of what is.
+        doc: one line for the reference in the README and ``zoopt list``.
+    """
+
+    types: tuple
+    default: Any = None
+    check: Callable[[Any], str | None] | None = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        """Whether the key must be given."""
+        return self.default is _REQUIRED
+
+
+# -- checks -----------------------------------------------------------------------------------
+def _positive(v: Any) -> str | None:
+    return None if v > 0 and not (isinstance(v, float) and math.isinf(v)) else "a number > 0"
+
+
+def _at_least(lo: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v >= lo else f"an int >= {lo}"
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _int_list(v: Any) -> str | None:
+    if all(isinstance(i, int) and not isinstance(i, bool) for i in v) and v:
+        return None
+    return "a non-empty list of ints"
+
+
+def _positive_int_list(v: Any) -> str | None:
+    if all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v):
+        return None
+    return "a list of ints > 0"
+
+
+def _str_list(v: Any) -> str | None:
+    return None if v and all(isinstance(i, str) for i in v) else "a non-empty list of names"
+
+
+def _finite_number_or_list(v: Any) -> str | None:
+    items = v if isinstance(v, list) else [v]
+    ok = items and all(
+        isinstance(i, (int, float)) and not isinstance(i, bool) and math.isfinite(i)
+        for i in items
+    )
+    return None if ok else "a finite number or a list of finite numbers"
+
+
+def _schedule(v: Any) -> str | None:
+    from zoopt.optim import SCHEDULES
+
+    return None if v in SCHEDULES else "one of " + ", ".join(repr(s) for s in SCHEDULES)
+
+
+def _optimizer_name(v: Any) -> str | None:
+    from zoopt.optim import available_optimizers
+
+    if v.lower() in available_optimizers():
+        return None
+    return "a torch.optim optimizer: " + ", ".join(available_optimizers())
+
+
+INT, FLOAT, STR, BOOL, LIST, TABLE = (int,), (int, float), (str,), (bool,), (list,), (dict,)
+
+OPTIMIZER_SCHEMA: dict[str, Field] = {
+    "name": Field(STR, "adam", _optimizer_name, "a torch.optim optimizer by name"),
+    "lr": Field(FLOAT, 0.02, _positive, "learning rate applied to the pseudo-gradient"),
+    "options": Field(TABLE, {}, None, "further keyword arguments of the optimizer"),
+    "schedule": Field(STR, "constant", _schedule, "learning-rate schedule after warm-up"),
+    "warmup_steps": Field(INT, 0, _at_least(0), "linear warm-up steps"),
+    "max_grad_norm": Field(FLOAT, None, _positive, "clip the pseudo-gradient's norm"),
+    "max_step_norm": Field(FLOAT, None, _positive, "clip the norm of each update"),
+}
+
+#: the schema of a config; nested dicts are tables. ``objective`` and ``estimators`` are
+#: checked by :data:`OBJECTIVE_SCHEMAS` and the estimator registry.
+SCHEMA: dict[str, Any] = {
+    "name": Field(STR, "", None, "a name for the experiment (labels, default run directory)"),
+    "seed": Field(INT, 0, _at_least(0), "everything random derives from it"),
+    "estimator": Field(STR, "sampling", None, "the estimator `zoopt run` uses"),
+    "objective": Field(TABLE, _REQUIRED, None, "what to optimise; see the objective kinds"),
+    "estimators": Field(TABLE, {}, None, "[estimators.NAME]: options of estimator NAME"),
+    "optimizer": OPTIMIZER_SCHEMA,
+    "budget": {
+        "steps": Field(INT, 100, _at_least(1), "number of steps"),
+        "max_evaluations": Field(INT, None, _at_least(1), "stop once this many evaluations"),
+    },
+    "evaluator": {
+        "kind": Field(STR, "local", _one_of("local", "ray"), "where populations are evaluated"),
+        "device": Field(STR, None, None, "device of the local evaluator (cpu, cuda)"),
+        "max_batch": Field(INT, None, _at_least(1), "candidates per objective call"),
+        "options": Field(TABLE, {}, None, "further keyword arguments of the evaluator"),
+    },
+    "output": {
+        "dir": Field(STR, "", None, "run directory (default runs/NAME)"),
+        "checkpoint_every": Field(INT, 0, _at_least(0), "steps between checkpoints (0: end)"),
+        "tensorboard": Field(BOOL, True, None, "write TensorBoard events when installed"),
+        "plot": Field(BOOL, True, None, "write a learning-curve PNG at the end"),
+        "progress": Field(STR, "auto", _one_of("auto", "bar", "lines", "none"),
+                          "progress display: a bar on a terminal, plain lines otherwise"),
+        "progress_every": Field(FLOAT, 10.0, _positive, "seconds between progress lines"),
+    },
+    "compare": {
+        "estimators": Field(LIST, None, _str_list, "estimators that `zoopt compare` runs"),
+        "seeds": Field(LIST, [0], _int_list, "seeds that `zoopt compare` runs"),
+    },
+}
+
+FUNCTION_SCHEMA: dict[str, Field] = {
+    "kind": Field(STR, _REQUIRED),
+    "function": Field(STR, "rosenbrock", _one_of("sphere", "rosenbrock", "rastrigin"),
+                      "the test function"),
+    "dim": Field(INT, 10, _at_least(1), "number of parameters D"),
+    "x0": Field((int, float, list), None, _finite_number_or_list,
+                "start: one number for every coordinate, or a list of D numbers"),
+}
+
+CLASSIFICATION_SCHEMA: dict[str, Field] = {
+    "kind": Field(STR, _REQUIRED),
+    "dataset": Field(STR, "digits", _one_of("digits", "breast_cancer", "wine", "iris"),
+                     "a scikit-learn bundled data set"),
+    "hidden": Field(LIST, [32], _positive_int_list, "hidden layer sizes of the MLP"),
+    "activation": Field(STR, "tanh", _one_of("relu", "tanh", "sigmoid", "gelu", "silu", "elu",
+                                             "leaky_relu"), "the MLP's non-linearity"),
+    "metric": Field(STR, "accuracy", _one_of("accuracy", "f1"), "the optimised metric"),
+    "batch_size": Field(INT, None, _at_least(1), "examples per step (default: all)"),
+    "test_size": Field(FLOAT, 0.25, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)",
+                       "held-out fraction, scored at the end"),
+}
+
+GYM_SCHEMA: dict[str, Field] = {
+    "kind": Field(STR, _REQUIRED),
+    "env": Field(STR, _REQUIRED, None, "a Gymnasium id (CartPole-v1, zoopt/DeepSea-v0, ...)"),
+    "policy": Field(STR, "linear", _one_of("linear", "mlp"), "the policy network"),
+    "episodes": Field(INT, 1, _at_least(1), "episodes per candidate and step"),
+    "max_episode_steps": Field(INT, None, _at_least(1), "step cap per episode"),
+    "normalize_observations": Field(BOOL, False, None, "running observation normalisation"),
+    "hidden": Field(LIST, [32, 32], _positive_int_list, "hidden sizes of the mlp policy"),
+    "activation": Field(STR, "tanh", None, "non-linearity of the mlp policy"),
+    "log_std": Field((int, float, str), -0.5,
+                     lambda v: None if not isinstance(v, str) or v == "learned"
+                     else "a number or 'learned'", "Gaussian log std for Box actions"),
+    "action_squash": Field(STR, "clip", _one_of("clip", "tanh"), "how Box actions are bounded"),
+    "vectorization": Field(STR, "auto", _one_of("auto", "native", "sync"),
+                           "Gymnasium vector environment used"),
+    "observation_clip": Field(FLOAT, 10.0, _positive, "clip normalised observations"),
+    "env_kwargs": Field(TABLE, {}, None, "keyword arguments of the environment"),
+}
+
+TRANSLATION_SCHEMA: dict[str, Field] = {
+    "kind": Field(STR, _REQUIRED),
+    "size": Field(INT, 500, _at_least(1), "training sentence pairs"),
+    "data_seed": Field(INT, 0, _at_least(0), "seed of the generated sentences"),
+    "language_seed": Field(INT, 0, _at_least(0), "seed of the target lexicon"),
+    "max_clauses": Field(INT, 2, _at_least(1), "clauses per sentence, at most"),
+    "embed_dim": Field(INT, 32, _at_least(1), "embedding width of the seq2seq model"),
+    "hidden_dim": Field(INT, 64, _at_least(1), "GRU width of the seq2seq model"),
+    "batch_size": Field(INT, 32, _at_least(1), "sentences per step"),
+    "max_len": Field(INT, None, _at_least(1), "longest decoded output"),
+}
+
+#: objective kind → (module providing it, schema of its table)
+OBJECTIVE_KINDS: dict[str, tuple[str, dict[str, Field]]] = {
+    "function": ("zoopt.objectives.functions", FUNCTION_SCHEMA),
+    "gym": ("zoopt.objectives.gym", GYM_SCHEMA),
+    "classification": ("zoopt.objectives.supervised", CLASSIFICATION_SCHEMA),
+    "translation": ("zoopt.objectives.translation", TRANSLATION_SCHEMA),
+}
+OBJECTIVE_SCHEMAS = {k: v[1] for k, v in OBJECTIVE_KINDS.items()}
+
+
+# -- reading ----------------------------------------------------------------------------------
+def parse_config(text: str, source: str = "<config>") -> dict:
+    """Parse TOML text into a raw (unvalidated) config dict."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """Read ``path``, apply ``--set`` overrides and return the validated, resolved config."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+    raw = parse_config(text, str(path))
+    raw = apply_overrides(raw, overrides or [])
+    cfg = validate(raw, source=str(path))
+    if not cfg["name"]:
+        cfg["name"] = path.stem
+    return cfg
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` → (["a", "b"], value), the value parsed as a TOML scalar or array.
+
+    A value that is not valid TOML is taken as a plain string, so ``--set
+    objective.env=CartPole-v1`` needs no quotes.
+    """
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. budget.steps=200)")
+    key, _, text = item.partition("=")
+    key, text = key.strip(), text.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"--set {item!r}: the key must be a dotted name such as budget.steps")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return parts, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """A copy of ``raw`` with each ``key=value`` of ``overrides`` set."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(
+                    f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a table"
+                )
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+# -- validation -------------------------------------------------------------------------------
+def _type_name(types: tuple) -> str:
+    names = {int: "an int", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a table"}
+    if types == FLOAT:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_value(path: str, value: Any, f: Field) -> Any:
+    ok = isinstance(value, f.types) and not (isinstance(value, bool) and bool not in f.types)
+    if not ok:
+        raise ConfigError(f"{path}: must be {_type_name(f.types)}, got {value!r}")
+    if f.check is not None:
+        what = f.check(value)
+        if what is not None:
+            raise ConfigError(f"{path}: must be {what}, got {value!r}")
+    if float in f.types and isinstance(value, int):
+        value = float(value)
+    return copy.deepcopy(value)
+
+
+def _unknown(path: str, key: str, allowed: list[str]) -> ConfigError:
+    where = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown key.{hint} Allowed: {', '.join(sorted(allowed))}")
+
+
+def _validate_table(raw: Mapping, schema: dict, path: str) -> dict:
+    out: dict = {}
+    for key in raw:
+        if key not in schema:
+            raise _unknown(path, key, list(schema))
+    for key, spec in schema.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(spec, dict):
+            value = raw.get(key, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: must be a table ([{where}]), got {value!r}")
+            out[key] = _validate_table(value, spec, where)
+        elif key in raw:
+            out[key] = _check_value(where, raw[key], spec)
+        elif spec.required:
+            raise ConfigError(f"{where}: required key is missing")
+        elif spec.default is not None:
+            out[key] = copy.deepcopy(spec.default)
+    return out
+
+
+def _constructor_params(factory: Callable) -> dict[str, inspect.Parameter]:
+    sig = inspect.signature(factory)
+    return {n: p for n, p in sig.parameters.items()
+            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def _check_against(path: str, options: Mapping, params: Mapping[str, inspect.Parameter],
+                   reserved: tuple[str, ...] = ()) -> None:
+    for key, value in options.items():
+        if key in reserved:
+            continue
+        if key not in params:
+            raise _unknown(path, key, list(params) + list(reserved))
+        default = params[key].default
+        # a light type check against the default: the constructor checks the rest
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{path}.{key}: must be true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            takes_str = "str" in str(params[key].annotation)
+            if isinstance(value, (bool, list, dict)) or (isinstance(value, str)
+                                                         and not takes_str):
+                raise ConfigError(f"{path}.{key}: must be a number, got {value!r}")
+
+
+def _validate_objective(raw: Any) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"objective: must be a table ([objective]), got {raw!r}")
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError("objective.kind: required key is missing; one of "
+                          + ", ".join(repr(k) for k in OBJECTIVE_KINDS))
+    if kind not in OBJECTIVE_KINDS:
+        close = difflib.get_close_matches(str(kind), OBJECTIVE_KINDS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"objective.kind: must be one of "
+                          f"{', '.join(repr(k) for k in OBJECTIVE_KINDS)}, got {kind!r}.{hint}")
+    out = _validate_table(raw, OBJECTIVE_SCHEMAS[kind], "objective")
+    if kind == "function":
+        _check_function(out)
+    return out
+
+
+def _check_function(obj: dict) -> None:
+    if obj["function"] == "rosenbrock" and obj["dim"] < 2:
+        raise ConfigError(f"objective.dim: rosenbrock needs an int >= 2, got {obj['dim']}")
+    x0 = obj.get("x0")
+    if isinstance(x0, list) and len(x0) != obj["dim"]:
+        raise ConfigError(f"objective.x0: a list must have dim = {obj['dim']} numbers, "
+                          f"got {len(x0)}")
+
+
+#: keys of an ``[estimators.NAME]`` table that configure the loop, not the estimator
+ESTIMATOR_RESERVED = ("optimizer",)
+
+
+def _validate_estimators(raw: Any) -> dict:
+    from zoopt.estimators import ESTIMATORS, get_estimator
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"estimators: must be a table of [estimators.NAME] tables, got {raw!r}")
+    out = {}
+    for name, options in raw.items():
+        path = f"estimators.{name}"
+        if name not in ESTIMATORS:
+            raise _unknown("estimators", name, list(ESTIMATORS))
+        if not isinstance(options, dict):
+            raise ConfigError(f"{path}: must be a table of {name}'s options, got {options!r}")
+        _check_against(path, options, _constructor_params(ESTIMATORS[name]), ESTIMATOR_RESERVED)
+        est_opts = {k: v for k, v in options.items() if k not in ESTIMATOR_RESERVED}
+        try:
+            get_estimator(name, **est_opts)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+        entry = copy.deepcopy(est_opts)
+        if "optimizer" in options:
+            opt = options["optimizer"]
+            if not isinstance(opt, dict):
+                raise ConfigError(f"{path}.optimizer: must be a table, got {opt!r}")
+            entry["optimizer"] = _validate_table(
+                opt, {k: Field(f.types, None, f.check, f.doc) for k, f in
+                      OPTIMIZER_SCHEMA.items()}, f"{path}.optimizer")
+        out[name] = entry
+    return out
+
+
+def _check_estimator_name(path: str, name: str) -> None:
+    from zoopt.estimators import ESTIMATORS
+
+    if name not in ESTIMATORS:
+        close = difflib.get_close_matches(name, ESTIMATORS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{path}: must be a registered estimator "
+                          f"({', '.join(sorted(ESTIMATORS))}), got {name!r}.{hint}")
+
+
+def validate(raw: Mapping, source: str = "config") -> dict:
+    """Check ``raw`` against :data:`SCHEMA`; return the resolved config with defaults filled.
+
+    Raises:
+        ConfigError: naming the dotted key and what is allowed (prefixed by ``source``).
+    """
+    try:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"must be a table of keys, got {type(raw).__name__}")
+        schema = {k: v for k, v in SCHEMA.items() if k not in ("objective", "estimators")}
+        rest = {k: v for k, v in raw.items() if k not in ("objective", "estimators")}
+        for key in rest:
+            if key not in SCHEMA:
+                raise _unknown("", key, list(SCHEMA))
+        cfg = _validate_table(rest, schema, "")
+        if "objective" not in raw:
+            raise ConfigError("objective: required table [objective] is missing")
+        cfg["objective"] = _validate_objective(raw["objective"])
+        cfg["estimators"] = _validate_estimators(raw.get("estimators", {}))
+        _check_estimator_name("estimator", cfg["estimator"])
+        for i, name in enumerate(cfg["compare"].get("estimators") or []):
+            _check_estimator_name(f"compare.estimators[{i}]", name)
+        _check_json_like("optimizer.options", cfg["optimizer"]["options"])
+        _check_json_like("evaluator.options", cfg["evaluator"]["options"])
+        return {k: cfg[k] for k in SCHEMA}
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _check_json_like(path: str, value: Any) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: must hold plain values (numbers, strings, lists, tables), "
+                          f"got {value!r}") from None
+
+
+def estimator_settings(cfg: dict, name: str) -> tuple[dict, dict]:
+    """(estimator options, optimizer settings) for estimator ``name`` under ``cfg``.
+
+    The optimizer settings are ``[optimizer]`` with the keys of ``[estimators.NAME.optimizer]``
+    overriding them.
+    """
+    entry = dict(cfg.get("estimators", {}).get(name, {}))
+    opt = dict(cfg["optimizer"])
+    opt.update({k: v for k, v in (entry.pop("optimizer", None) or {}).items() if v is not None})
+    return entry, opt
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _toml_key(key: str) -> str:
+    bare = key and all(c.isalnum() or c in "_-" for c in key) and key.isascii()
+    return key if bare else json.dumps(key)
+
+
+def _toml_value(value: Any, path: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, path) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{_toml_key(k)} = {_toml_value(v, path)}" for k, v in value.items()
+                 if v is not None]
+        return "{" + ", ".join(items) + "}"
+    raise ConfigError(f"{path}: cannot write {type(value).__name__} to TOML")
+
+
+def dumps_toml(cfg: Mapping, header: str = "") -> str:
+    """Write a config (nested dicts of plain values) as TOML; ``None`` values are left out."""
+    lines: list[str] = [f"# {line}" for line in header.splitlines()]
+
+    def table(d: Mapping, prefix: str) -> None:
+        scalars = [(k, v) for k, v in d.items() if v is not None and not isinstance(v, dict)]
+        tables = [(k, v) for k, v in d.items() if isinstance(v, dict) and (v or not prefix)]
+        if prefix and (scalars or not tables):
+            if lines:
+                lines.append("")
+            lines.append(f"[{prefix}]")
+        for k, v in scalars:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v, prefix + '.' + k)}")
+        for k, v in tables:
+            table(v, f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k))
+
+    table(cfg, "")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,596 @@
+"""Experiments from configs: build the objective, run it in a run directory, compare estimators.
+
+:func:`build_objective` turns an ``[objective]`` table into an objective and its start
+``x0``; the modules behind each kind (Gymnasium, supervised, translation) are imported only
+when that kind is used, and a missing one gives one clear error. :func:`run_experiment` runs
+one config in a run directory (metrics, TensorBoard, checkpoints, plots; Ctrl-C saves a
+checkpoint and stops cleanly); :func:`resume_experiment` continues one from its checkpoint;
+:func:`compare` runs several estimators and seeds on one config under the same budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from zoopt.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    save_tensor,
+)
+from zoopt.config import OBJECTIVE_KINDS, ConfigError, dumps_toml, estimator_settings, validate
+from zoopt.runlog import RunLog, plot_comparison, plot_learning_curves, read_metrics, write_json
+
+__all__ = [
+    "BuiltObjective",
+    "RunSummary",
+    "CompareRow",
+    "NotApplicable",
+    "build_objective",
+    "build_evaluator",
+    "make_minimizer",
+    "run_experiment",
+    "resume_experiment",
+    "compare",
+    "format_table",
+    "objective_kinds",
+]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NotApplicable(RuntimeError):
+    """The estimator cannot be used on this objective (the message says why)."""
+
+
+@dataclass
+class BuiltObjective:
+    """An objective built from a config.
+
+    Attributes:
+        objective: the :class:`zoopt.Objective`.
+        x0: ``(D,)`` start.
+        held_out: ``f(x) -> float``, the metric of ``x`` on held-out data (None if none).
+        held_out_name: its name (``"test_accuracy"``, ``"test_bleu"``, ...).
+    """
+
+    objective: Any
+    x0: Tensor
+    held_out: Callable[[Tensor], float] | None = None
+    held_out_name: str = ""
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run_experiment` reports (also written to ``summary.json``)."""
+
+    run_dir: str
+    estimator: str
+    seed: int
+    status: str  # "finished", "interrupted"
+    steps: int
+    evaluations: int
+    metric_name: str
+    final_metric: float
+    best_metric: float
+    held_out: dict = field(default_factory=dict)
+    stop_reason: str = ""
+    seconds: float = 0.0
+    files: dict = field(default_factory=dict)
+
+
+def objective_kinds() -> list[str]:
+    """Objective kinds a config can name."""
+    return list(OBJECTIVE_KINDS)
+
+
+def _import(kind: str):
+    module = OBJECTIVE_KINDS[kind][0]
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as e:
+        raise ConfigError(
+            f"objective.kind = {kind!r} needs {module}, which cannot be imported in this "
+            f"installation ({e})"
+        ) from None
+
+
+def _seeded_init(seed: int, build: Callable[[], Any]) -> Any:
+    """Build a model with PyTorch's default initialisation seeded, leaving the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
+    """The objective and start of a validated ``[objective]`` table (``seed``: model init)."""
+    kind = obj["kind"]
+    if kind == "function":
+        mod = _import(kind)
+        from zoopt.objectives.base import FunctionObjective
+
+        fn = mod.FUNCTIONS[obj["function"]]
+        dim = obj["dim"]
+        x0 = obj.get("x0", {"sphere": 1.0, "rosenbrock": -1.0, "rastrigin": 2.5}[obj["function"]])
+        start = (torch.tensor(x0, dtype=torch.float64) if isinstance(x0, list)
+                 else torch.full((dim,), float(x0), dtype=torch.float64))
+        return BuiltObjective(FunctionObjective(fn, dim=dim, name=obj["function"]), start)
+    if kind == "gym":
+        mod = _import(kind)
+        options = {k: v for k, v in obj.items() if k not in ("kind", "env")}
+        options["hidden"] = tuple(options.get("hidden", (32, 32)))
+        options["env_kwargs"] = dict(options.get("env_kwargs") or {}) or None
+        try:
+            objective = mod.GymObjective(obj["env"], **options)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"objective: {e}") from None
+        return BuiltObjective(objective, objective.initial_parameters(seed).detach().clone())
+    if kind == "classification":
+        mod = _import(kind)
+        from zoopt.datasets import load_classification, mlp
+
+        X, y, X_test, y_test = load_classification(obj["dataset"], test_size=obj["test_size"])
+        classes = int(max(int(y.max()), int(y_test.max())) + 1)
+        model = mlp(X.shape[1], obj["hidden"], classes, obj["activation"], seed=seed)
+        objective = mod.SupervisedObjective(model, X, y, metric=obj["metric"],
+                                            batch_size=obj.get("batch_size"))
+        test = mod.SupervisedObjective(model, X_test, y_test, metric=obj["metric"])
+
+        def held_out(x: Tensor) -> float:
+            return float(test.metric(float(test.evaluate(x[None].to(torch.float32))[0])))
+
+        x0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        return BuiltObjective(objective, x0, held_out, f"test_{objective.metric_name}")
+    if kind == "translation":
+        mod = _import(kind)
+        from zoopt.tasks import Seq2Seq, make_translation_task
+
+        task = make_translation_task(obj["size"], obj["data_seed"], max_clauses=obj["max_clauses"],
+                                     language_seed=obj["language_seed"])
+        model = _seeded_init(seed, lambda: Seq2Seq(
+            len(task.src_vocab), len(task.tgt_vocab), obj["embed_dim"], obj["hidden_dim"],
+            task.tgt_vocab.pad_id, task.tgt_vocab.bos_id, task.tgt_vocab.eos_id))
+        objective = mod.TranslationObjective(model, task, batch_size=obj["batch_size"],
+                                             max_len=obj.get("max_len"))
+
+        def held_out_bleu(x: Tensor) -> float:
+            return float(objective.bleu(x, split="test"))
+
+        x0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+        return BuiltObjective(objective, x0, held_out_bleu, "test_bleu")
+    raise ConfigError(f"objective.kind: unknown kind {kind!r}")  # validate() prevents this
+
+
+def build_evaluator(cfg: dict) -> Any:
+    """The evaluator of a validated config's ``[evaluator]`` table."""
+    from zoopt.evaluators import make_evaluator
+
+    ev = cfg["evaluator"]
+    options = dict(ev.get("options") or {})
+    for key in ("device", "max_batch"):
+        if ev.get(key) is not None:
+            options[key] = ev[key]
+    try:
+        return make_evaluator(ev["kind"], **options)
+    except ImportError as e:
+        raise ConfigError(f"evaluator.kind = {ev['kind']!r} is not available in this "
+                          f"installation ({e})") from None
+    except TypeError as e:
+        raise ConfigError(f"evaluator: {e}") from None
+
+
+def _progress_mode(setting: str) -> bool | str:
+    if setting == "auto":
+        return True if sys.stderr.isatty() else "lines"
+    return {"bar": True, "lines": "lines", "none": False}[setting]
+
+
+def make_minimizer(cfg: dict, built: BuiltObjective, evaluator: Any, *,
+                   estimator: str | None = None, progress: bool | str | None = None) -> Any:
+    """A :class:`zoopt.Minimizer` for ``cfg`` (``estimator`` overrides ``cfg["estimator"]``).
+
+    Raises:
+        NotApplicable: the estimator refuses the objective (no surrogate, cannot sample, ...).
+    """
+    from zoopt.minimize import Minimizer
+
+    name = estimator or cfg["estimator"]
+    est_options, opt = estimator_settings(cfg, name)
+    schedule = opt.get("schedule", "constant")
+    try:
+        m = Minimizer(
+            built.objective, built.x0, estimator=name, steps=cfg["budget"]["steps"],
+            seed=cfg["seed"], optimizer=opt["name"], lr=opt["lr"],
+            optimizer_options=dict(opt.get("options") or {}),
+            schedule=None if schedule == "constant" and not opt.get("warmup_steps") else schedule,
+            warmup_steps=opt.get("warmup_steps", 0), max_grad_norm=opt.get("max_grad_norm"),
+            max_step_norm=opt.get("max_step_norm"),
+            max_evaluations=cfg["budget"].get("max_evaluations"), evaluator=evaluator,
+            progress=progress, **est_options)
+    except (TypeError, ValueError, NotImplementedError) as e:
+        raise NotApplicable(f"{name}: {e}") from None
+    m.progress_every = cfg["output"]["progress_every"]
+    return m
+
+
+class _Interrupt:
+    """SIGINT sets a flag; the run stops after the current step. A second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this step and saving a checkpoint "
+              "(Ctrl-C again to abort)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _versions() -> dict:
+    import zoopt
+
+    return {"zoopt": zoopt.__version__, "torch": torch.__version__,
+            "python": sys.version.split()[0]}
+
+
+def _write_config(run_dir: Path, cfg: dict, built: BuiltObjective, estimator: str) -> None:
+    from zoopt.checkpoint import atomic_write_bytes
+
+    header = (f"zoopt run config, resolved (defaults filled in); estimator = {estimator!r}.\n"
+              f"Re-run with: zoopt run {run_dir / 'config.toml'}")
+    atomic_write_bytes(run_dir / "config.toml", dumps_toml(cfg, header).encode())
+    write_json(run_dir / "resolved.json", {
+        "config": cfg,
+        "estimator": estimator,
+        "dim": int(built.x0.numel()),
+        "metric_name": built.objective.metric_name,
+        "metric_sign": float(built.objective.metric_sign),
+        "versions": _versions(),
+    })
+
+
+def _state(m: Any, cfg: dict, target: int, status: str) -> dict:
+    return {"minimizer": m.state_dict(), "config": cfg, "estimator": m.estimator.name,
+            "target_steps": int(target), "status": status, "stop_reason": m.stop_reason}
+
+
+def _execute(cfg: dict, run_dir: Path, m: Any, built: BuiltObjective, target: int,
+             resumed: bool) -> RunSummary:
+    """The run loop around ``m.run``: logging, checkpoints, Ctrl-C, end-of-run files."""
+    out = cfg["output"]
+    ckpt = run_dir / CHECKPOINT
+    log = RunLog(run_dir, tensorboard=out["tensorboard"], history=m.history if resumed else None)
+    every = out["checkpoint_every"]
+    t0 = time.perf_counter()
+    with _Interrupt() as interrupt:
+
+        def callback(row: dict) -> bool:
+            full = dict(row)
+            for key, values in m.history.items():
+                if key not in full and values:
+                    full[key] = values[-1]
+            full["best_metric"] = m.objective.metric(row["best_loss"])
+            log.log(full)
+            last = (m.step_count >= target or bool(m.stop_reason) or interrupt.requested
+                    or (m.max_evaluations is not None and m.evaluations >= m.max_evaluations))
+            if last or (every and m.step_count % every == 0):
+                status = ("interrupted" if interrupt.requested and m.step_count < target
+                          else "finished" if last else "running")
+                save_checkpoint(ckpt, _state(m, cfg, target, status))
+            return interrupt.requested
+
+        m.callback = callback
+        try:
+            result = m.run(target)
+        finally:
+            m.callback = None
+            log.close()
+    interrupted = interrupt.requested and result.stop_reason == "callback"
+    if interrupted:
+        result.stop_reason = "interrupted"
+    files = {"checkpoint": str(ckpt), "metrics": str(log.metrics_path)}
+    files["best"] = str(save_tensor(run_dir / "best.pt", result.best_x))
+    files["last"] = str(save_tensor(run_dir / "last.pt", result.x))
+    held = {}
+    if built.held_out is not None and not interrupted:
+        held = {built.held_out_name: built.held_out(result.x),
+                f"{built.held_out_name}_of_best": built.held_out(result.best_x)}
+    if out["plot"] and m.step_count:
+        files["curve"] = str(plot_learning_curves([run_dir], run_dir / "curve.png"))
+    summary = RunSummary(
+        run_dir=str(run_dir), estimator=m.estimator.name, seed=cfg["seed"],
+        status="interrupted" if interrupted else "finished", steps=result.steps,
+        evaluations=result.evaluations, metric_name=result.metric_name,
+        final_metric=result.metric, best_metric=result.best_metric, held_out=held,
+        stop_reason=result.stop_reason, seconds=time.perf_counter() - t0, files=files)
+    write_json(run_dir / "summary.json", summary.__dict__)
+    return summary
+
+
+def _default_dir(cfg: dict) -> Path:
+    return Path(cfg["output"]["dir"] or Path("runs") / (cfg["name"] or "run"))
+
+
+def run_experiment(cfg: dict, run_dir: str | Path | None = None, *,
+                   estimator: str | None = None, until: int | None = None) -> RunSummary:
+    """Run a validated config in ``run_dir`` (default ``output.dir``, else ``runs/NAME``).
+
+    Args:
+        cfg: a config from :func:`zoopt.config.load_config` / :func:`zoopt.config.validate`.
+        run_dir: the run directory; an existing checkpoint there is replaced.
+        estimator: run this estimator instead of ``cfg["estimator"]``.
+        until: stop after this many steps (the schedule still spans ``budget.steps``);
+            ``zoopt resume`` continues from there.
+
+    Raises:
+        NotApplicable: the estimator cannot be used on this objective.
+        ConfigError: the objective or evaluator cannot be built.
+    """
+    cfg = copy.deepcopy(cfg)
+    if estimator is not None:
+        cfg["estimator"] = estimator
+    run_dir = Path(run_dir) if run_dir is not None else _default_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    built = build_objective(cfg["objective"], cfg["seed"])
+    evaluator = build_evaluator(cfg)
+    try:
+        m = make_minimizer(cfg, built, evaluator,
+                           progress=_progress_mode(cfg["output"]["progress"]))
+        _write_config(run_dir, cfg, built, cfg["estimator"])
+        stale = run_dir / CHECKPOINT
+        if stale.exists():
+            stale.unlink()
+        target = cfg["budget"]["steps"] if until is None else min(until, cfg["budget"]["steps"])
+        return _execute(cfg, run_dir, m, built, target, resumed=False)
+    finally:
+        evaluator.close()
+        _close(built.objective)
+
+
+def _close(objective: Any) -> None:
+    close = getattr(objective, "close", None)
+    if callable(close):
+        close()
+
+
+def resume_experiment(run_dir: str | Path, steps: int | None = None,
+                      max_evaluations: int | None = None) -> RunSummary | None:
+    """Continue a run from ``run_dir/checkpoint.pt``.
+
+    Args:
+        run_dir: a run directory written by :func:`run_experiment`.
+        steps: run until this many steps in total (default: the configured budget).
+        max_evaluations: a new evaluation budget.
+
+    Returns:
+        the summary, or None when the run is already complete (nothing is run).
+
+    Raises:
+        CheckpointError: the checkpoint is missing or damaged (the message names it).
+    """
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    try:
+        cfg = validate(state["config"], source=f"{run_dir / CHECKPOINT} (config)")
+        mstate, estimator = state["minimizer"], state["estimator"]
+    except KeyError as e:
+        raise CheckpointError(f"{run_dir / CHECKPOINT}: missing entry {e}") from None
+    cfg["estimator"] = estimator
+    if max_evaluations is not None:
+        cfg["budget"]["max_evaluations"] = max_evaluations
+    done = int(mstate["step_count"])
+    target = steps if steps is not None else cfg["budget"]["steps"]
+    if steps is not None and steps > cfg["budget"]["steps"]:
+        cfg["budget"]["steps"] = steps
+    budget_left = (cfg["budget"].get("max_evaluations") is None
+                   or int(mstate["evaluations"]) < cfg["budget"]["max_evaluations"])
+    stopped = state.get("status") == "finished" and state.get("stop_reason") and steps is None
+    if done >= target or not budget_left or stopped:
+        return None
+    built = build_objective(cfg["objective"], cfg["seed"])
+    evaluator = build_evaluator(cfg)
+    try:
+        m = make_minimizer(cfg, built, evaluator,
+                           progress=_progress_mode(cfg["output"]["progress"]))
+        m.load_state_dict(mstate)
+        _write_config(run_dir, cfg, built, estimator)
+        return _execute(cfg, run_dir, m, built, target, resumed=True)
+    finally:
+        evaluator.close()
+        _close(built.objective)
+
+
+# -- comparison -----------------------------------------------------------------------------
+@dataclass
+class CompareRow:
+    """One estimator's line of a comparison (means over the seeds that ran)."""
+
+    estimator: str
+    runs: int
+    seeds: list
+    final_metric: float = math.nan
+    final_std: float = math.nan
+    best_metric: float = math.nan
+    held_out: float = math.nan
+    evaluations: float = math.nan
+    seconds: float = math.nan
+    note: str = ""
+    run_dirs: list = field(default_factory=list)
+
+
+def _mean(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def _std(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    if len(xs) < 2:
+        return math.nan
+    mu = sum(xs) / len(xs)
+    return math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = None,
+            seeds: Sequence[int] | None = None,
+            echo: Callable[[str], Any] | None = print) -> tuple[list[CompareRow], dict]:
+    """Run every estimator on every seed of ``cfg`` under the same budget.
+
+    Each run gets ``out_dir/ESTIMATOR/seedS``. Estimators that cannot apply to the objective
+    are reported with the reason; a run that fails part-way is reported with its error.
+
+    Returns:
+        (rows, files): the table rows and the paths of ``comparison.{md,json,png}``.
+    """
+    from zoopt.estimators import available_estimators
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
+    seeds = list(seeds if seeds is not None else cfg["compare"]["seeds"])
+    say = echo or (lambda s: None)
+    if cfg["budget"].get("max_evaluations") is None:
+        say("note: budget.max_evaluations is not set; every estimator runs budget.steps steps, "
+            "which costs each a different number of evaluations")
+    rows, curves, metric_name, held_name = [], {}, "metric", ""
+    total, n = len(estimators) * len(seeds), 0
+    for name in estimators:
+        row = CompareRow(estimator=name, runs=0, seeds=[])
+        finals, bests, evals, secs, helds, notes = [], [], [], [], [], []
+        for seed in seeds:
+            n += 1
+            run_dir = out_dir / name / f"seed{seed}"
+            run_cfg = copy.deepcopy(cfg)
+            run_cfg["seed"], run_cfg["estimator"] = int(seed), name
+            run_cfg["output"]["dir"] = str(run_dir)
+            run_cfg["output"]["plot"] = False
+            say(f"[{n}/{total}] {name} seed {seed} -> {run_dir}")
+            try:
+                s = run_experiment(run_cfg, run_dir)
+            except NotApplicable as e:
+                notes.append(f"not applicable: {str(e).removeprefix(name + ': ')}")
+                say(f"    {notes[-1]}")
+                break  # the same reason holds for every seed
+            except (KeyboardInterrupt, ConfigError):
+                raise
+            except Exception as e:  # one estimator failing must not end the comparison
+                notes.append(f"failed (seed {seed}): {type(e).__name__}: {e}")
+                say(f"    {notes[-1]}")
+                continue
+            row.runs += 1
+            row.seeds.append(seed)
+            row.run_dirs.append(str(run_dir))
+            metric_name = s.metric_name
+            finals.append(s.final_metric)
+            bests.append(s.best_metric)
+            evals.append(s.evaluations)
+            secs.append(s.seconds)
+            for k, v in s.held_out.items():
+                if not k.endswith("_of_best"):
+                    held_name = k
+                    helds.append(v)
+            curves.setdefault(name, []).append(read_metrics(run_dir))
+            if s.status == "interrupted":
+                raise KeyboardInterrupt
+        row.final_metric, row.final_std = _mean(finals), _std(finals)
+        row.best_metric, row.held_out = _mean(bests), _mean(helds)
+        row.evaluations, row.seconds = _mean(evals), _mean(secs)
+        row.note = "; ".join(dict.fromkeys(notes))
+        rows.append(row)
+    files = {}
+    title = f"{cfg['name']}: {_describe_objective(cfg['objective'])}"
+    if curves:
+        files["plot"] = str(plot_comparison(curves, out_dir / "comparison.png", metric_name,
+                                            title))
+    table = format_table(rows, metric_name, held_name)
+    files["table"] = str(out_dir / "comparison.md")
+    (out_dir / "comparison.md").write_text(f"# {title}\n\n{table}\n", encoding="utf-8")
+    files["json"] = str(write_json(out_dir / "comparison.json", {
+        "name": cfg["name"], "objective": cfg["objective"], "budget": cfg["budget"],
+        "seeds": seeds, "metric_name": metric_name, "held_out_name": held_name,
+        "rows": [r.__dict__ for r in rows]}))
+    return rows, files
+
+
+def _describe_objective(obj: dict) -> str:
+    if obj["kind"] == "function":
+        return f"{obj['function']} (D={obj['dim']})"
+    if obj["kind"] == "gym":
+        return f"{obj['env']} ({obj['policy']} policy, {obj['episodes']} episode(s))"
+    if obj["kind"] == "classification":
+        return f"{obj['dataset']} {obj['metric']} (MLP {obj['hidden']})"
+    return f"synthetic translation BLEU ({obj['size']} pairs)"
+
+
+def format_table(rows: Sequence[CompareRow], metric_name: str = "metric",
+                 held_name: str = "") -> str:
+    """A Markdown table of comparison rows (also readable as plain text)."""
+
+    def num(x: float, digits: int = 4) -> str:
+        return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+    head = ["estimator", "runs", f"final {metric_name}", f"best {metric_name}"]
+    if held_name:
+        head.append(held_name)
+    head += ["evaluations", "wall s", "note"]
+    lines = [head]
+    for r in rows:
+        final = num(r.final_metric) + (f" ± {num(r.final_std, 2)}"
+                                       if math.isfinite(r.final_std) else "")
+        cells = [r.estimator, str(r.runs), final, num(r.best_metric)]
+        if held_name:
+            cells.append(num(r.held_out))
+        cells += [num(r.evaluations, 6), num(r.seconds, 3), r.note]
+        lines.append(cells)
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    out = []
+    for i, line in enumerate(lines):
+        out.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+        if i == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def describe(summary: RunSummary) -> str:
+    """A few lines for the terminal at the end of a run."""
+    lines = [f"{summary.estimator}: {summary.status} after {summary.steps} steps, "
+             f"{summary.evaluations} evaluations, {summary.seconds:.1f} s "
+             f"(stop: {summary.stop_reason})",
+             f"  final {summary.metric_name} = {summary.final_metric:.6g}, "
+             f"best {summary.metric_name} = {summary.best_metric:.6g}"]
+    for k, v in summary.held_out.items():
+        lines.append(f"  {k} = {v:.6g}")
+    lines.append(f"  run directory: {summary.run_dir}")
+    for k in ("curve", "checkpoint"):
+        if k in summary.files:
+            lines.append(f"  {k}: {summary.files[k]}")
+    return "\n".join(lines)
+
+
+def dumps_summary(summary: RunSummary) -> str:
+    """The summary as JSON text."""
+    return json.dumps(summary.__dict__, indent=2, default=str)
