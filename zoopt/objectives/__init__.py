@@ -4,6 +4,7 @@ from zoopt.objectives.base import FunctionObjective, Objective, OutputSamples, a
 from zoopt.objectives.functions import FUNCTIONS, rastrigin, rosenbrock, sphere
 from zoopt.objectives.gym import GymObjective
 from zoopt.objectives.supervised import SupervisedObjective
+from zoopt.objectives.translation import TranslationObjective
 
 __all__ = [
     "Objective",
@@ -16,4 +17,5 @@ __all__ = [
     "FUNCTIONS",
     "GymObjective",
     "SupervisedObjective",
+    "TranslationObjective",
 ]

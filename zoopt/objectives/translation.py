@@ -1,0 +1,233 @@
+"""BLEU as an objective: a sequence-to-sequence model's translations scored by sacrebleu.
+
+Loss = −corpus BLEU (0–100) of the greedy translations of the step's minibatch, so the
+reported metric is BLEU itself (``metric_sign = -1``). BLEU (Papineni et al., 2002) is
+computed by sacrebleu (Post, 2018) through :mod:`zoopt.metrics`. Three views of one model:
+
+* :meth:`TranslationObjective.evaluate` — parameter space: K flat parameter vectors → K
+  losses (for ``"sampling"``, ``"es"``, ``"cmaes"``);
+* :meth:`TranslationObjective.surrogate` — the MLE cross-entropy under teacher forcing (for
+  ``"gradient"`` and the MLE-guided proposal of ``"sampling"``; Welleck & Cho, 2020);
+* :meth:`TranslationObjective.sample_outputs` — output space: M sampled translations per
+  source sentence with their differentiable log-probabilities and losses 1 − sentence
+  BLEU/100 (for ``"reinforce"``; Ranzato et al., 2016, Shen et al., 2016).
+
+Parameters enter through ``torch.func.functional_call`` on a flat vector ``(D,)`` laid out
+as ``parameters_to_vector(model.parameters())``, so the user's model is never modified and
+gradients reach the flat vector. ``nn.GRU`` has no ``vmap`` batching rule
+(``aten::gru.input``), so :meth:`~TranslationObjective.evaluate` runs one batched greedy
+decode per candidate: K is small for a seq2seq model, and each call already batches the
+whole minibatch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from zoopt.metrics import corpus_bleu, sentence_bleu_batch
+from zoopt.objectives.base import Objective, OutputSamples
+from zoopt.tasks.seq2seq import Seq2Seq
+from zoopt.tasks.translation import TranslationTask
+
+__all__ = ["TranslationObjective"]
+
+
+class TranslationObjective(Objective):
+    """Minimise −BLEU of a :class:`~zoopt.tasks.seq2seq.Seq2Seq` model on a translation task.
+
+    Args:
+        model: the model whose parameters (flattened) are optimised; its vocabulary sizes
+            and special ids must match ``task``'s vocabularies.
+        task: a :class:`~zoopt.tasks.translation.TranslationTask`.
+        batch_size: sentences per step, drawn from the training split without replacement
+            from the step's seed (common random numbers: every candidate of a step sees the
+            same sentences); ``None`` or a size ≥ the split uses the whole split.
+        max_len: longest decoded output (default ``2·S + 5`` for source length S).
+        split: the split the steps draw from.
+
+    Attributes:
+        dim: D, the number of model parameters.
+    """
+
+    metric_name = "bleu"
+    metric_sign = -1.0
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: TranslationTask,
+        batch_size: int | None = 32,
+        max_len: int | None = None,
+        split: str = "train",
+    ):
+        if not isinstance(model, Seq2Seq):
+            raise TypeError(f"model must be a zoopt.tasks.Seq2Seq, got {type(model).__name__}")
+        if not isinstance(task, TranslationTask):
+            raise TypeError(
+                f"task must be a TranslationTask (make_translation_task), got {type(task).__name__}"
+            )
+        for side, size, vocab in (
+            ("src", model.src_vocab_size, task.src_vocab),
+            ("tgt", model.tgt_vocab_size, task.tgt_vocab),
+        ):
+            if size != len(vocab):
+                raise ValueError(
+                    f"model.{side}_vocab_size = {size} does not match the task's {side}_vocab "
+                    f"of {len(vocab)} tokens; build the model as Seq2Seq(len(task.src_vocab), "
+                    "len(task.tgt_vocab))"
+                )
+        ids = (task.tgt_vocab.pad_id, task.tgt_vocab.bos_id, task.tgt_vocab.eos_id)
+        if (model.pad_id, model.bos_id, model.eos_id) != ids:
+            raise ValueError(
+                f"model special ids (pad, bos, eos) = {(model.pad_id, model.bos_id, model.eos_id)}"
+                f" do not match the task's vocabulary {ids}"
+            )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if max_len is not None and (
+            isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1
+        ):
+            raise ValueError(f"max_len must be a positive int or None, got {max_len!r}")
+        self.model, self.task = model, task
+        self.batch_size, self.max_len, self.split = batch_size, max_len, split
+        self.src, self.tgt = task.encode(split)
+        self.refs = [t for _, t in task.pairs(split)]
+        self._names = [n for n, _ in model.named_parameters()]
+        self._shapes = [p.shape for _, p in model.named_parameters()]
+        self._numels = [p.numel() for _, p in model.named_parameters()]
+        self.dim = sum(self._numels)
+        self.name = "translation_bleu"
+        self._encoded: dict[str, tuple[Tensor, Tensor]] = {split: (self.src, self.tgt)}
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def params(self, x: Tensor) -> dict[str, Tensor]:
+        """The flat vector ``x`` ``(D,)`` as the model's named parameters (differentiable views)."""
+        if not isinstance(x, Tensor) or x.shape != (self.dim,):
+            raise ValueError(
+                f"x must be a 1-D tensor of the model's {self.dim} parameters, got "
+                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
+        chunks = torch.split(x, self._numels)
+        return {n: c.view(s) for n, c, s in zip(self._names, chunks, self._shapes, strict=True)}
+
+    def batch_indices(self, seed: int) -> Tensor:
+        """Indices of the step's minibatch (a function of ``seed`` only)."""
+        n = len(self.refs)
+        if self.batch_size is None or self.batch_size >= n:
+            return torch.arange(n)
+        g = torch.Generator().manual_seed(int(seed) % (2**63))
+        return torch.randperm(n, generator=g)[: self.batch_size]
+
+    def _minibatch(self, seed: int) -> tuple[Tensor, Tensor, list[str]]:
+        idx = self.batch_indices(seed)
+        src, tgt = self.src[idx], self.tgt[idx]
+        # trim columns that are padding in every row of this minibatch
+        src = src[:, : int((src != self.model.pad_id).sum(1).max())]
+        tgt = tgt[:, : int((tgt != self.model.pad_id).sum(1).max())]
+        return src, tgt, [self.refs[i] for i in idx.tolist()]
+
+    # -- the objective -----------------------------------------------------------------------
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        """−corpus BLEU of the greedy translations of the step's minibatch, per candidate.
+
+        Args:
+            X: ``(K, D)`` flat parameter vectors.
+            seed: the step's seed; it picks the minibatch.
+
+        Returns:
+            ``(K,)`` losses in [−100, 0].
+        """
+        if not isinstance(X, Tensor) or X.ndim != 2 or X.shape[1] != self.dim:
+            raise ValueError(
+                f"X must have shape (K, {self.dim}), got "
+                f"{tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__}"
+            )
+        src, _, refs = self._minibatch(seed)
+        losses = torch.empty(X.shape[0], dtype=X.dtype if X.is_floating_point() else None)
+        with torch.no_grad():
+            for k in range(X.shape[0]):  # nn.GRU cannot be vmapped; one batched decode each
+                hyps = self.translate_ids(X[k], src)
+                losses[k] = -corpus_bleu(hyps, refs)
+        return losses
+
+    def surrogate(self, x: Tensor, seed: int = 0) -> Tensor:
+        """Mean per-token cross-entropy on the step's minibatch (teacher forcing), a scalar."""
+        src, tgt, _ = self._minibatch(seed)
+        return _call_method(self.model, self.params(x), "cross_entropy", src, tgt)
+
+    def sample_outputs(
+        self, x: Tensor, num_samples: int, generator: torch.Generator, seed: int = 0
+    ) -> OutputSamples:
+        """M sampled translations of each minibatch sentence (the output-sampling protocol).
+
+        Returns:
+            :class:`~zoopt.objectives.base.OutputSamples` with ``log_probs (N, M)`` summed
+            token log-probabilities (differentiable with respect to ``x``), ``losses (N, M)``
+            = 1 − sentence BLEU/100 of each sample, and ``entropy (N,)`` the mean over the
+            M samples of the summed per-token entropies.
+        """
+        src, _, refs = self._minibatch(seed)
+        tokens, log_probs, entropy = _call_method(
+            self.model, self.params(x), "sample", src, num_samples, generator, self.max_len
+        )
+        n, m, _ = tokens.shape
+        hyps = self.task.tgt_vocab.decode(tokens.reshape(n * m, -1))
+        scores = sentence_bleu_batch(hyps, [r for r in refs for _ in range(m)])
+        losses = 1.0 - torch.tensor(scores, dtype=log_probs.dtype).view(n, m) / 100.0
+        return OutputSamples(log_probs=log_probs, losses=losses, entropy=entropy.mean(1))
+
+    # -- held-out evaluation -------------------------------------------------------------------
+    def translate_ids(self, x: Tensor, src: Tensor) -> list[str]:
+        """Greedy translations (strings) of source ids ``src`` ``(B, S)`` at parameters ``x``."""
+        with torch.no_grad():
+            ids = _call_method(self.model, self.params(x), "greedy", src, self.max_len)
+        return self.task.tgt_vocab.decode(ids)
+
+    def translate(self, x: Tensor, sentences: list[str]) -> list[str]:
+        """Greedy translations of source ``sentences`` at parameters ``x`` ``(D,)``."""
+        return self.translate_ids(x, self.task.src_vocab.encode(sentences))
+
+    def bleu(self, x: Tensor, split: str = "test", batch_size: int = 256) -> float:
+        """Corpus BLEU (0–100) of the greedy translations of a whole split at ``x`` ``(D,)``."""
+        if split not in self._encoded:
+            self._encoded[split] = self.task.encode(split)
+        src_all, _ = self._encoded[split]
+        refs = [t for _, t in self.task.pairs(split)]
+        hyps: list[str] = []
+        for start in range(0, len(refs), batch_size):
+            src = src_all[start : start + batch_size]
+            src = src[:, : int((src != self.model.pad_id).sum(1).max())]
+            hyps += self.translate_ids(x.detach(), src)
+        return corpus_bleu(hyps, refs)
+
+    def flat_parameters(self) -> Tensor:
+        """The model's current parameters as a flat vector ``(D,)`` (a copy)."""
+        return nn.utils.parameters_to_vector(self.model.parameters()).detach().clone()
+
+    def __repr__(self) -> str:
+        return (
+            f"TranslationObjective(D={self.dim}, batch_size={self.batch_size}, "
+            f"train={len(self.refs)})"
+        )
+
+
+class _MethodCall(nn.Module):
+    """Wraps a model so that ``functional_call`` can run any of its methods, not only forward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, *args, **kwargs):
+        return getattr(self.model, method)(*args, **kwargs)
+
+
+def _call_method(model: nn.Module, params: dict[str, Tensor], method: str, *args, **kwargs):
+    """``model.<method>(*args)`` with ``params`` in place of the model's own parameters."""
+    wrapper = _MethodCall(model)
+    named = {f"model.{k}": v for k, v in params.items()}
+    return functional_call(wrapper, named, (method, *args), kwargs, strict=True)

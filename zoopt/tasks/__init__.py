@@ -1,0 +1,17 @@
+"""Ready-made tasks shipped with zoopt: generated data and the small models that learn it."""
+
+from zoopt.tasks.seq2seq import Seq2Seq
+from zoopt.tasks.translation import (
+    TranslationGrammar,
+    TranslationTask,
+    Vocabulary,
+    make_translation_task,
+)
+
+__all__ = [
+    "Seq2Seq",
+    "TranslationGrammar",
+    "TranslationTask",
+    "Vocabulary",
+    "make_translation_task",
+]
