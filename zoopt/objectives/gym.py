@@ -137,6 +137,17 @@ class _ShiftedSums:
         return s
 
 
+def _time_limit(env: gym.Env) -> int | None:
+    """The episode step limit of ``env``: its spec's, else that of a ``TimeLimit`` wrapper."""
+    if env.spec is not None and env.spec.max_episode_steps is not None:
+        return int(env.spec.max_episode_steps)
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return int(env._max_episode_steps)
+        env = env.env
+    return None
+
+
 def _unknown_env_error(env_id: str, cause: Exception) -> ValueError:
     ids = list(gym.registry.keys())
     close = difflib.get_close_matches(env_id, ids, n=5, cutoff=0.5)
@@ -229,8 +240,16 @@ class GymObjective(Objective):
         self.observation_space = probe.observation_space
         self.action_space = probe.action_space
         self.observation_dim = self._observation_dim(self.observation_space)
-        spec_cap = probe.spec.max_episode_steps if probe.spec is not None else None
-        self.max_episode_steps = max_episode_steps or spec_cap
+        self.policy = make_policy(
+            policy,
+            self.observation_dim,
+            self.action_space,
+            hidden=tuple(hidden),
+            activation=activation,
+            log_std=log_std,
+            squash=action_squash,
+        )
+        self.max_episode_steps = max_episode_steps or _time_limit(probe)
         if self.max_episode_steps is None:
             raise ValueError(
                 f"max_episode_steps: {self.name} has no time limit; pass max_episode_steps=N "
@@ -245,15 +264,6 @@ class GymObjective(Objective):
                 "vector environment; a factory runs on SyncVectorEnv"
             )
         self._probe = probe
-        self.policy = make_policy(
-            policy,
-            self.observation_dim,
-            self.action_space,
-            hidden=tuple(hidden),
-            activation=activation,
-            log_std=log_std,
-            squash=action_squash,
-        )
         self.dim = self.policy.num_parameters
         self.env_steps = 0
         self._stats = ObservationStatistics(self.observation_dim)
@@ -652,7 +662,8 @@ class GymObjective(Objective):
 
     def __repr__(self) -> str:
         return (
-            f"GymObjective({self.name!r}, policy={self.policy}, episodes={self.episodes}, "
+            f"GymObjective({self.name!r}, policy={getattr(self, 'policy', None)}, "
+            f"episodes={self.episodes}, "
             f"vectorization={self.vectorization!r})"
         )
 
