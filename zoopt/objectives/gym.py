@@ -189,6 +189,7 @@ class GymObjective(Objective):
         dim: number of policy parameters P.
         env_steps: environment steps played so far (sum of episode lengths), over every
             evaluation, :meth:`sample_outputs` and :meth:`episode_returns` call.
+        episodes_played: episodes played so far, counted the same way.
         policy: the :class:`zoopt.policies.Policy`.
     """
 
@@ -266,6 +267,8 @@ class GymObjective(Objective):
         self._probe = probe
         self.dim = self.policy.num_parameters
         self.env_steps = 0
+        self.episodes_played = 0
+        self._pending_episodes = 0
         self._stats = ObservationStatistics(self.observation_dim)
         self._pending_stats = ObservationStatistics(self.observation_dim)
         self._pending_steps = 0
@@ -451,6 +454,8 @@ class GymObjective(Objective):
         steps = int(lengths.sum())
         self.env_steps += steps
         self._pending_steps += steps
+        self.episodes_played += n
+        self._pending_episodes += n
         if norm and update_stats:
             inc = sums.statistics()
             self._pending_stats.merge(inc)
@@ -606,10 +611,12 @@ class GymObjective(Objective):
         stats = {
             "source": self._token,
             "env_steps": self._pending_steps,
+            "episodes": self._pending_episodes,
             "observations": self._pending_stats.state_dict(),
         }
         self._pending_stats = ObservationStatistics(self.observation_dim)
         self._pending_steps = 0
+        self._pending_episodes = 0
         return stats
 
     def absorb_stats(self, stats: Any) -> None:
@@ -617,6 +624,7 @@ class GymObjective(Objective):
         if stats is None or stats.get("source") == self._token:
             return
         self.env_steps += int(stats["env_steps"])
+        self.episodes_played += int(stats["episodes"])
         if self.normalize_observations:
             self._stats.merge(ObservationStatistics.from_state(stats["observations"]))
 
@@ -631,12 +639,17 @@ class GymObjective(Objective):
 
     def state_dict(self) -> dict:
         """Normaliser statistics and the env-step count, for checkpoints."""
-        return {"observations": self._stats.state_dict(), "env_steps": self.env_steps}
+        return {
+            "observations": self._stats.state_dict(),
+            "env_steps": self.env_steps,
+            "episodes": self.episodes_played,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self._stats = ObservationStatistics.from_state(state["observations"])
         self.env_steps = int(state["env_steps"])
+        self.episodes_played = int(state["episodes"])
 
     @property
     def observation_statistics(self) -> ObservationStatistics:
