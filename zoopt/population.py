@@ -15,24 +15,31 @@ row range holds whole pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["ExplicitPopulation", "GaussianPopulation", "Population", "noise_block_seed"]
 
 #: noise rows per independently seeded block
-NOISE_BLOCK = 16
+NOISE_BLOCK = 64
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    """One round of SplitMix64 (Steele et al., 2014): a cheap, well-mixed 64-bit hash."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 def noise_block_seed(seed: int, block: int) -> int:
     """A 63-bit seed for noise block ``block`` of a step seeded ``seed``."""
-    return int(
-        np.random.SeedSequence([int(seed) & (2**63 - 1), block]).generate_state(1, np.uint64)[0]
-        & np.uint64(2**63 - 1)
-    )
+    return _splitmix64(_splitmix64(int(seed) & _MASK64) ^ int(block)) >> 1
 
 
 @dataclass
@@ -80,6 +87,13 @@ class GaussianPopulation:
     seed: int
     size: int
     antithetic: bool = True
+    _cache: Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        # never ship the cached noise: receivers regenerate it from the seed
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
 
     def __len__(self) -> int:
         return self.size
@@ -103,7 +117,7 @@ class GaussianPopulation:
         b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1
         g = torch.Generator()
         blocks = []
-        for b in range(b0, b1):  # a loop over blocks of 16 rows, not over candidates
+        for b in range(b0, b1):  # a loop over blocks of NOISE_BLOCK rows, not over candidates
             g.manual_seed(noise_block_seed(self.seed, b))
             blocks.append(torch.randn(NOISE_BLOCK, d, generator=g, dtype=dtype))
         eps = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
@@ -111,8 +125,20 @@ class GaussianPopulation:
         return eps[start - off : stop - off].to(self.center.device)
 
     def perturbations(self, start: int = 0, stop: int | None = None) -> Tensor:
-        """σ-free perturbation directions for candidate rows ``start:stop`` (signed ε)."""
+        """σ-free perturbation directions for candidate rows ``start:stop`` (signed ε).
+
+        The full ``(K, D)`` matrix is cached: the evaluator and the estimator both need it.
+        """
         stop = self.size if stop is None else stop
+        if start == 0 and stop == self.size:
+            if self._cache is None:
+                self._cache = self._perturbations(0, self.size)
+            return self._cache
+        if self._cache is not None:
+            return self._cache[start:stop]
+        return self._perturbations(start, stop)
+
+    def _perturbations(self, start: int, stop: int) -> Tensor:
         if not self.antithetic:
             return self.noise(start, stop)
         eps = self.noise(start // 2, (stop + 1) // 2)

@@ -144,8 +144,9 @@ class PopulationEstimator(Estimator):
         population = self.ask(x, seed)
         losses = evaluator.evaluate(objective, population, seed)
         losses = losses.to(dtype=x.dtype)
-        self._warn_nonfinite(losses)
-        sanitize_losses(losses, self.name)
+        if not bool(torch.isfinite(losses).all()):
+            self._warn_nonfinite(losses)
+            sanitize_losses(losses, self.name)
         est = self.tell(x, population, losses)
         est.losses = losses
         est.population = population

@@ -64,7 +64,9 @@ class ES(PopulationEstimator):
         if self.shaping == "centered_ranks":
             s = centered_ranks(losses)
         else:
-            finite = torch.isfinite(losses)
-            filled = torch.where(finite, losses, losses[finite].max())  # failed → worst
-            s = filled - filled.mean()
+            s = losses
+            if not bool(torch.isfinite(losses).all()):
+                finite = torch.isfinite(losses)
+                s = torch.where(finite, losses, losses[finite].max())  # failed → worst
+            s = s - s.mean()
         return (s @ z) / (losses.numel() * self.sigma)
