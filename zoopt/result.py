@@ -60,9 +60,9 @@ class Result:
     seconds: float = 0.0
 
     def __repr__(self) -> str:
+        metric = "" if self.metric_name == "loss" else f"{self.metric_name}={self.metric:.6g}, "
         return (
             f"Result(estimator={self.estimator!r}, steps={self.steps}, "
             f"evaluations={self.evaluations}, loss={self.loss:.6g}, "
-            f"best_loss={self.best_loss:.6g}, {self.metric_name}={self.metric:.6g}, "
-            f"stop_reason={self.stop_reason!r})"
+            f"best_loss={self.best_loss:.6g}, {metric}stop_reason={self.stop_reason!r})"
         )
