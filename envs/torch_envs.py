@@ -25,13 +25,20 @@ Two ways of ending an episode, chosen with ``autoreset``:
   observation with reward 0 and both flags ``False``.
 
 ``step`` returns ``(obs, reward, terminated, truncated)`` with shapes ``(N, obs_dim)``
-float32, ``(N,)`` float32, ``(N,)`` bool and ``(N,)`` bool; all are fresh tensors that later
-steps never modify.
+float32, ``(N,)`` float32, ``(N,)`` bool and ``(N,)`` bool; later steps never modify them.
+Like ``CartPoleVectorEnv``'s, the observation is column-major (the transpose of a fresh
+``(obs_dim, N)`` buffer), which matmuls take as is; call ``.contiguous()`` before ``.view``.
+
+Speed: in eager mode each step costs a few dozen tensor operations whatever ``N``, so on a
+CPU these classes pay off for thousands of environments and more (see
+``benchmarks/bench_torch_envs.py``); for a few hundred, Gymnasium's NumPy
+``CartPoleVectorEnv`` has less overhead per call.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -46,12 +53,15 @@ class _BatchedClassicControl:
     """Bookkeeping shared by the batched environments: seeding, time limits, episode ends.
 
     Subclasses define ``state_dim``, ``num_actions``, the single-environment spaces, and
-    three methods: ``_initial_state(num)`` → ``(state_dim, num)`` draws from the start
-    distribution, ``_dynamics(state, actions)`` → ``(next_state, terminated)``, and
-    ``_reward(terminated, truncated)`` → ``(N,)`` float32 reward of the step.
+    ``_layout``, the shape of one environment's state internally: the state is held as a
+    ``(*_layout, N)`` tensor whose ``(state_dim, N)`` reshape lists the variables in
+    observation order, environments on the last axis so that ``(N,)`` masks broadcast.
+    Hooks: ``_initial_state(num)`` (in that layout), ``_dynamics(state, actions)`` →
+    ``(next_state, terminated)`` and ``_reward(terminated, truncated)`` → ``(N,)`` float32.
     """
 
     state_dim: int
+    _layout: tuple[int, ...]
     num_actions: int
     default_max_episode_steps: int
     single_observation_space: gym.spaces.Box
@@ -101,12 +111,13 @@ class _BatchedClassicControl:
             self._generator.seed()
         else:
             self._generator.manual_seed(seed)
-        # (state_dim, N): each physical variable is one contiguous row, so the equations of
-        # motion run on contiguous memory.
+        # internal layout, environments on the last axis: each physical variable is one
+        # contiguous row, so the equations of motion run on contiguous memory
         self._state: torch.Tensor | None = None
         self._steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._terminated = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         self._truncated = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        self._done = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
 
     # -- public API ------------------------------------------------------------------------
     def reset(self, seed: int | None = None, state: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,10 +139,11 @@ class _BatchedClassicControl:
         if state is None:
             self._state = self._initial_state(self.num_envs)
         else:
-            self._state = self._check_state(state).T.contiguous()
-        self._steps.zero_()
-        self._terminated.zero_()
-        self._truncated.zero_()
+            self._state = self._pack(self._check_state(state))
+        self._steps = torch.zeros_like(self._steps)
+        self._terminated = torch.zeros_like(self._terminated)
+        self._truncated = torch.zeros_like(self._truncated)
+        self._done = torch.zeros_like(self._done)
         return self._observation()
 
     def step(
@@ -150,33 +162,45 @@ class _BatchedClassicControl:
         if self._state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
         actions = self._check_actions(actions)
-        finished = self._terminated | self._truncated
+        finished = self._done  # episodes that ended on the previous call
         next_state, terminated = self._dynamics(self._state, actions)
         steps = self._steps + 1
         # Gymnasium's TimeLimit: the limit truncates even on a step that also terminates.
         truncated = steps >= self.max_episode_steps
         reward = self._reward(terminated, truncated)
 
-        if self.autoreset:
-            # NEXT_STEP autoreset: an env that finished on the previous call restarts now.
-            fresh = self._initial_state(self.num_envs)
-            next_state = torch.where(finished, fresh, next_state)
-            steps = steps.masked_fill(finished, 0)
-            reward = reward.masked_fill(finished, 0.0)
-            terminated = terminated & ~finished
-            truncated = truncated & ~finished
-        else:
-            # done masks: a finished env keeps its final state, earns nothing, keeps its flags.
-            next_state = torch.where(finished, self._state, next_state)
-            steps = torch.where(finished, self._steps, steps)
-            reward = reward.masked_fill(finished, 0.0)
-            terminated = torch.where(finished, self._terminated, terminated)
-            truncated = torch.where(finished, self._truncated, truncated)
+        # On CPU a cheap look saves the masking work while no episode has ended; on an
+        # accelerator the look would wait for the device, so the masks are always applied.
+        if self.device.type != "cpu" or bool(finished.any()):
+            if self.autoreset:
+                # NEXT_STEP autoreset: an env that finished on the previous call restarts.
+                # (next_state, steps and the flags were allocated by this step: in place.)
+                if self.device.type == "cpu":
+                    # draw start states for the finished envs only
+                    index = finished.nonzero().squeeze(1)
+                    next_state[..., index] = self._initial_state(index.numel())
+                else:
+                    # fixed shapes, no wait for the device: draw for all, keep what is needed
+                    fresh = self._initial_state(self.num_envs)
+                    next_state = torch.where(finished, fresh, next_state)
+                steps.masked_fill_(finished, 0)
+                reward = reward.masked_fill(finished, 0.0)
+                terminated.masked_fill_(finished, False)
+                truncated.masked_fill_(finished, False)
+            else:
+                # done masks: a finished env keeps its final state, earns nothing and keeps
+                # its flags
+                next_state = torch.where(finished, self._state, next_state)
+                steps = torch.where(finished, self._steps, steps)
+                reward = reward.masked_fill(finished, 0.0)
+                terminated = torch.where(finished, self._terminated, terminated)
+                truncated = torch.where(finished, self._truncated, truncated)
 
         self._state = next_state
         self._steps = steps
         self._terminated = terminated
         self._truncated = truncated
+        self._done = terminated | truncated
         return self._observation(), reward, terminated.clone(), truncated.clone()
 
     @property
@@ -184,7 +208,7 @@ class _BatchedClassicControl:
         """``(N, state_dim)`` copy of the physical state, in ``dtype``."""
         if self._state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before reading state")
-        return self._state.T.clone()
+        return self._state.reshape(self.state_dim, -1).T.clone()
 
     def set_state(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """Overwrite the physical state of the environments selected by ``mask``.
@@ -195,9 +219,9 @@ class _BatchedClassicControl:
         """
         if self._state is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before set_state()")
-        new = self._check_state(state).T
+        new = self._pack(self._check_state(state))
         if mask is None:
-            self._state = new.contiguous()
+            self._state = new
             return
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool or tuple(mask.shape) != (self.num_envs,):
@@ -210,7 +234,7 @@ class _BatchedClassicControl:
     @property
     def done(self) -> torch.Tensor:
         """``(N,)`` bool: whether each environment's latest step ended its episode."""
-        return self._terminated | self._truncated
+        return self._done.clone()
 
     @property
     def elapsed_steps(self) -> torch.Tensor:
@@ -225,11 +249,10 @@ class _BatchedClassicControl:
 
     # -- helpers ---------------------------------------------------------------------------
     def _observation(self) -> torch.Tensor:
-        # a fresh (N, obs_dim) tensor: the state is updated out of place, but the caller
-        # must never see a later step through an earlier observation.
-        return self._state.T.to(
-            dtype=torch.float32, copy=True, memory_format=torch.contiguous_format
-        )
+        # A transposed view of a fresh (obs_dim, N) buffer, as Gymnasium's
+        # CartPoleVectorEnv returns: the cast is the only copy, and no later step can show
+        # through an earlier observation.
+        return self._state.reshape(self.state_dim, -1).to(torch.float32, copy=True).T
 
     def _uniform(self, low: float, high: float, size: tuple[int, ...]) -> torch.Tensor:
         u = torch.rand(size, generator=self._generator, device=self.device, dtype=self.dtype)
@@ -248,11 +271,13 @@ class _BatchedClassicControl:
                 f"actions must be an integer or bool tensor with values in "
                 f"{{0, …, {self.num_actions - 1}}}, got dtype {actions.dtype}"
             )
-        actions = actions.to(self.device)
+        # int64 indices into the per-action tables of the subclasses
+        actions = actions.to(device=self.device, dtype=torch.int64)
         # on CUDA this check waits for the device; validate_actions=False skips it
-        if self.validate_actions and actions.dtype != torch.bool:
-            bad = (actions < 0) | (actions >= self.num_actions)
-            if bool(bad.any()):
+        if self.validate_actions:
+            low, high = torch.aminmax(actions)
+            if int(low) < 0 or int(high) >= self.num_actions:
+                bad = (actions < 0) | (actions >= self.num_actions)
                 index = int(bad.nonzero()[0, 0])
                 raise ValueError(
                     f"actions must lie in {{0, …, {self.num_actions - 1}}}, got "
@@ -270,6 +295,10 @@ class _BatchedClassicControl:
         if not state.dtype.is_floating_point:
             raise ValueError(f"state must be a floating-point tensor, got dtype {state.dtype}")
         return state.to(device=self.device, dtype=self.dtype)
+
+    def _pack(self, state: torch.Tensor) -> torch.Tensor:
+        # (N, state_dim) -> (*_layout, N)
+        return state.T.reshape(*self._layout, -1).contiguous()
 
     def _initial_state(self, num: int) -> torch.Tensor:
         raise NotImplementedError
@@ -314,6 +343,9 @@ class BatchedCartPole(_BatchedClassicControl):
     """
 
     state_dim = 4
+    # [[x, ẋ], [θ, θ̇]]: Euler's update of both positions, and of both velocities, is one
+    # operation each
+    _layout = (2, 2)
     num_actions = 2
     default_max_episode_steps = 500
 
@@ -335,15 +367,28 @@ class BatchedCartPole(_BatchedClassicControl):
     single_observation_space = gym.spaces.Box(-_high, _high, dtype=np.float32)
     single_action_space = gym.spaces.Discrete(2)
 
+    def __init__(self, num_envs: int, **kwargs: Any) -> None:
+        super().__init__(num_envs, **kwargs)
+        # per-action force (action 0 pushes left), and the termination bounds of (x, θ)
+        self._force = torch.tensor(
+            [-self.force_mag, self.force_mag], dtype=self.dtype, device=self.device
+        )
+        self._bounds = torch.tensor(
+            [[self.x_threshold], [self.theta_threshold_radians]],
+            dtype=self.dtype,
+            device=self.device,
+        )
+        self._ones = torch.ones(num_envs, dtype=torch.float32, device=self.device)
+
     def _initial_state(self, num: int) -> torch.Tensor:
-        return self._uniform(-0.05, 0.05, (4, num))
+        return self._uniform(-0.05, 0.05, (2, 2, num))
 
     def _dynamics(
         self, state: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x, x_dot, theta, theta_dot = state
-        # ±force_mag; exact in binary, as Gymnasium's `force_mag if action == 1 else -force_mag`
-        force = actions.to(self.dtype) * (2.0 * self.force_mag) - self.force_mag
+        position, velocity = state[:, 0], state[:, 1]  # (x, θ), (ẋ, θ̇)
+        theta, theta_dot = position[1], velocity[1]
+        force = self._force[actions]
         costheta = torch.cos(theta)
         sintheta = torch.sin(theta)
         # Florian (2007), "Correct equations for the dynamics of the cart-pole system";
@@ -354,24 +399,15 @@ class BatchedCartPole(_BatchedClassicControl):
         )
         xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
         # explicit Euler, every update from the old state
-        next_state = torch.stack(
-            (
-                x + self.tau * x_dot,
-                x_dot + self.tau * xacc,
-                theta + self.tau * theta_dot,
-                theta_dot + self.tau * thetaacc,
-            )
-        )
-        new_x, new_theta = next_state[0], next_state[2]
-        terminated = (new_x.abs() > self.x_threshold) | (
-            new_theta.abs() > self.theta_threshold_radians
-        )
-        return next_state, terminated
+        new_position = position + self.tau * velocity
+        new_velocity = velocity + self.tau * torch.stack((xacc, thetaacc))
+        terminated = (new_position.abs() > self._bounds).any(dim=0)
+        return torch.stack((new_position, new_velocity), dim=1), terminated
 
     def _reward(self, terminated: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
         if self.sparse:
             return (truncated & ~terminated).to(torch.float32)
-        return torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
+        return self._ones
 
 
 class BatchedMountainCar(_BatchedClassicControl):
@@ -407,6 +443,7 @@ class BatchedMountainCar(_BatchedClassicControl):
     """
 
     state_dim = 2
+    _layout = (2,)  # [position, velocity]
     num_actions = 3
     default_max_episode_steps = 200
 
@@ -426,6 +463,14 @@ class BatchedMountainCar(_BatchedClassicControl):
     )
     single_action_space = gym.spaces.Discrete(3)
 
+    def __init__(self, num_envs: int, **kwargs: Any) -> None:
+        super().__init__(num_envs, **kwargs)
+        # (a − 1)·force per action; −1·0.001 is exactly −0.001, as in Gymnasium
+        self._push = torch.tensor(
+            [-self.force, 0.0, self.force], dtype=self.dtype, device=self.device
+        )
+        self._minus_ones = torch.full((num_envs,), -1.0, dtype=torch.float32, device=self.device)
+
     def _initial_state(self, num: int) -> torch.Tensor:
         position = self._uniform(-0.6, -0.4, (1, num))
         return torch.cat((position, torch.zeros_like(position)))
@@ -436,8 +481,7 @@ class BatchedMountainCar(_BatchedClassicControl):
         position, velocity = state
         # Gymnasium writes `velocity += (a - 1) * force + cos(3 x) * (-gravity)`: the
         # right-hand side is summed first, which matters for bitwise agreement.
-        push = (actions.to(self.dtype) - 1.0) * self.force
-        velocity = velocity + (push + torch.cos(3 * position) * (-self.gravity))
+        velocity = velocity + (self._push[actions] + torch.cos(3 * position) * (-self.gravity))
         velocity = velocity.clamp(-self.max_speed, self.max_speed)
         position = (position + velocity).clamp(self.min_position, self.max_position)
         # inelastic collision with the left wall
@@ -448,4 +492,4 @@ class BatchedMountainCar(_BatchedClassicControl):
     def _reward(self, terminated: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
         if self.sparse:
             return terminated.to(torch.float32)
-        return torch.full((self.num_envs,), -1.0, dtype=torch.float32, device=self.device)
+        return self._minus_ones

@@ -88,22 +88,25 @@ def test_register_envs_is_idempotent() -> None:
     assert set(zoopt_envs.ENV_IDS) <= set(gym.registry)
 
 
-def test_make_without_import_and_via_zoopt_in_fresh_processes() -> None:
-    # "module:id" imports zoopt_envs on the fly; `import zoopt` registers as well
-    code = (
-        "import gymnasium as gym\n"
-        "assert 'zoopt/DeepSea-v0' not in gym.registry\n"
-        "env = gym.make('zoopt_envs:zoopt/DeepSea-v0', size=5)\n"
-        "assert env.observation_space.shape == (5, 5)\n"
-        "import sys; assert 'torch' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    code = (
-        "import gymnasium as gym, zoopt\n"
-        "ids = ['zoopt/SparseCartPole-v0', 'zoopt/DeepSea-v0', 'zoopt/DelayedCartPole-v0']\n"
-        "assert all(gym.make(i) is not None for i in ids)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+def test_make_without_import_and_via_zoopt_in_a_fresh_process() -> None:
+    # "module:id" imports zoopt_envs on the fly (and not torch); then, with the package
+    # forgotten again, `import zoopt` registers the environments too
+    code = """
+import sys
+import gymnasium as gym
+assert "zoopt/DeepSea-v0" not in gym.registry
+env = gym.make("zoopt_envs:zoopt/DeepSea-v0", size=5)
+assert env.observation_space.shape == (5, 5)
+assert "torch" not in sys.modules
+for env_id in [i for i in gym.registry if i.startswith("zoopt/")]:
+    del gym.registry[env_id]
+for name in [m for m in sys.modules if m.split(".")[0] == "zoopt_envs"]:
+    del sys.modules[name]
+import zoopt
+for env_id in ("zoopt/SparseCartPole-v0", "zoopt/DeepSea-v0", "zoopt/DelayedCartPole-v0"):
+    gym.make(env_id).reset(seed=0)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_unknown_env_kwarg_is_named() -> None:
@@ -451,3 +454,26 @@ def test_batched_bad_state_and_order() -> None:
         env.set_state(torch.zeros(3, 2), mask=torch.ones(3))
     env.set_state(torch.full((3, 2), -0.5), mask=torch.tensor([True, False, True]))
     assert env.state[0, 0] == -0.5 and env.state[2, 0] == -0.5 and env.state[1, 1] == 0.0
+
+
+def test_batched_mountain_car_autoreset_counts_successes() -> None:
+    # sparse reward under autoreset: the rewards summed over a long rollout count the
+    # episodes that reached the flag, and every restart begins in the start distribution
+    env = BatchedMountainCar(8, sparse=True, autoreset=True, seed=0)
+    obs = env.reset()
+    total = torch.zeros(8)
+    successes = torch.zeros(8)
+    restarts = 0
+    previous_done = torch.zeros(8, dtype=torch.bool)
+    for _ in range(400):
+        obs, reward, terminated, truncated = env.step(torch.from_numpy(pump(obs.numpy())))
+        total += reward
+        successes += terminated.float()
+        if previous_done.any():
+            restarts += int(previous_done.sum())
+            start = obs[previous_done]
+            assert ((start[:, 0] >= -0.6) & (start[:, 0] <= -0.4)).all()
+            assert (start[:, 1] == 0).all() and (reward[previous_done] == 0).all()
+            assert (env.elapsed_steps[previous_done] == 0).all()
+        previous_done = terminated | truncated
+    assert restarts >= 8 and torch.equal(total, successes) and (successes >= 2).all()
