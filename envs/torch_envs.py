@@ -233,7 +233,8 @@ class _BatchedClassicControl:
 
     @property
     def done(self) -> torch.Tensor:
-        """``(N,)`` bool: whether each environment's latest step ended its episode."""
+        """``(N,)`` bool: with done masks, whether each environment's episode has ended;
+        with autoreset, whether the latest step ended it (it restarts on the next)."""
         return self._done.clone()
 
     @property
