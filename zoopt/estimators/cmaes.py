@@ -1,0 +1,450 @@
+"""CMA-ES through pycma's ask/tell, with IPOP restarts and exact, code-free checkpoints.
+
+CMA-ES (Hansen & Ostermeier, 2001; Hansen, 2016, "The CMA Evolution Strategy: A Tutorial")
+adapts the proposal π itself: each generation draws λ candidates xᵢ = m + σ·B·D·zᵢ with
+zᵢ ~ N(0, I), sorts them by loss and moves the mean to the weighted recombination
+m ← m + c_m Σᵢ wᵢ (x_{i:λ} − m) with CMA's log-rank weights wᵢ ∝ ln((λ+1)/2) − ln i — one
+more member of the "losses → centred weights" family of :mod:`zoopt.weights`. It then
+updates the evolution paths p_σ, p_c, the step size σ (cumulative step-size adaptation) and
+the covariance C = B·D²·Bᵀ (rank-one and rank-μ updates).
+
+The arithmetic is pycma's (``cma.CMAEvolutionStrategy``), not a re-implementation; this
+module adds what zoopt needs around it:
+
+* evaluation through zoopt's evaluators (a whole generation per call, so the local and
+  the Ray evaluator both work);
+* the diagonal variant sep-CMA-ES (Ros & Hansen, 2008; pycma's ``CMA_diagonal``), O(D) per
+  draw instead of O(D²), chosen automatically above :data:`DIAGONAL_ABOVE` parameters;
+* IPOP restarts (Auger & Hansen, 2005): when pycma's termination criteria fire, start a
+  fresh strategy from x0 with the population multiplied by ``incpopsize``;
+* its own seeded random generator (pycma's ``randn`` option), so runs do not depend on, or
+  disturb, numpy's global random state;
+* silence: pycma prints nothing and writes no ``outcmaes/`` files; σ, the condition number
+  of the covariance, λ and the restart count go to zoopt's history instead;
+* a checkpoint made of tensors and plain values only (:meth:`CMAES.state_dict`), loadable
+  with ``torch.load(weights_only=True)``, from which the strategy is rebuilt exactly.
+
+CMA-ES owns its mean: each step returns the new distribution mean m as the parameters
+(``Estimate.x``). The mean, not the best candidate so far, is the natural "current
+parameters" — it is what the next generation is drawn around, and it averages out the
+luck of single draws; the best candidate is still tracked as ``Result.best_x``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from zoopt.estimators import register
+from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
+from zoopt.objectives.base import Objective
+from zoopt.population import ExplicitPopulation, Population
+
+__all__ = ["CMAES", "DIAGONAL_ABOVE"]
+
+#: ``diagonal="auto"`` switches to sep-CMA-ES above this many parameters
+DIAGONAL_ABOVE = 1000
+
+#: pycma options this estimator sets itself (through its own arguments)
+_MANAGED_OPTIONS = frozenset(
+    {
+        "randn",
+        "seed",
+        "popsize",
+        "CMA_diagonal",
+        "verbose",
+        "verb_disp",
+        "verb_log",
+        "verb_plot",
+        "verb_filenameprefix",
+    }
+)
+
+#: pycma's sub-objects whose plain attributes (arrays, numbers, lists) are dynamic state;
+#: everything else on the strategy is configuration, rebuilt from the same options
+_STATE_OBJECTS = (
+    "sm",
+    "adapt_sigma",
+    "fit",
+    "best",
+    "best.last",
+    "sigma_vec",
+    "_stoptolxstagnation",
+)
+#: attributes of the strategy rebuilt from the options, never copied
+_SKIP_ATTRIBUTES = frozenset({"opts", "inopts", "inputargs", "sp", "sp0", "const", "timer"})
+
+
+class _Unplain(Exception):
+    """A value that is not made of tensors/numbers/strings and plain containers."""
+
+
+@register("cmaes")
+class CMAES(PopulationEstimator):
+    """CMA-ES (pycma) behind zoopt's ask/tell, evaluators, history and checkpoints.
+
+    Args:
+        sigma: σ₀ > 0, the initial step size: roughly a quarter to a half of the distance
+            from x0 to where the optimum may lie.
+        population: λ ≥ 2 candidates per generation; ``None`` takes pycma's default
+            4 + ⌊3 ln D⌋.
+        diagonal: ``True`` for sep-CMA-ES (diagonal covariance, O(D) per draw), ``False``
+            for the full covariance (O(D²) per draw), ``"auto"`` for the diagonal variant
+            above :data:`DIAGONAL_ABOVE` parameters.
+        restarts: IPOP restarts. When pycma's termination criteria fire and restarts
+            remain, a fresh strategy starts from x0 with σ₀ and λ multiplied by
+            ``incpopsize``; when none remain the run ends with pycma's reasons as its
+            ``stop_reason``. ``ftarget`` and ``maxfevals`` end the run at once, as in
+            ``cma.fmin2``.
+        incpopsize: population growth factor per restart (≥ 1; IPOP uses 2).
+        options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
+            ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
+            arguments above, the random generator and the verbosity are refused here.
+
+    The random generator (a numpy ``PCG64`` handed to pycma as ``randn``) is seeded with
+    the first step's seed, which derives from the run's seed.
+    """
+
+    owns_mean = True
+
+    def __init__(
+        self,
+        sigma: float = 0.5,
+        population: int | None = None,
+        diagonal: bool | str = "auto",
+        restarts: int = 0,
+        incpopsize: float = 2,
+        options: dict | None = None,
+    ):
+        self.sigma = float(check_positive("sigma", sigma))
+        if population is not None:
+            check_positive("population", population, integer=True, minimum=2, inclusive=True)
+        self.population = population
+        if not (isinstance(diagonal, bool) or (isinstance(diagonal, str) and diagonal == "auto")):
+            raise ValueError(f"diagonal must be True, False or 'auto', got {diagonal!r}")
+        self.diagonal = diagonal
+        self.restarts = check_positive("restarts", restarts, integer=True, inclusive=True)
+        self.incpopsize = float(check_positive("incpopsize", incpopsize, minimum=1, inclusive=True))
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict of pycma options, got {options!r}")
+        managed = sorted(_MANAGED_OPTIONS.intersection(options))
+        if managed:
+            raise ValueError(
+                f"options {managed} are set by the cmaes estimator itself; use its arguments "
+                "sigma, population, diagonal (the generator is seeded from the run's seed)"
+            )
+        if "restarts" in options or "noise_handling" in options:
+            raise ValueError("options: use the restarts argument (pycma's restarts are fmin's)")
+        import cma
+
+        unknown = sorted(set(options) - set(cma.CMAOptions()))
+        if unknown:
+            raise ValueError(f"options {unknown} are not pycma options (see cma.CMAOptions())")
+        self.options = dict(options)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._es: Any = None  # the live cma.CMAEvolutionStrategy
+        self._rng: np.random.Generator | None = None
+        self._x0: np.ndarray | None = None
+        self._dim = 0
+        self._seed = 0
+        self._popsize0 = 0.0  # the first run's evaluated popsize option (λ₀)
+        self._restarts_done = 0
+        self._asked: list | None = None
+
+    # -- pycma -----------------------------------------------------------------------------
+    def setup(self, objective: Objective, x0: Tensor) -> None:
+        super().setup(objective, x0)
+        self._reset()
+        self._dim = int(x0.numel())
+
+    def uses_diagonal(self, dim: int) -> bool:
+        """Whether a ``dim``-parameter problem runs sep-CMA-ES."""
+        return dim > DIAGONAL_ABOVE if self.diagonal == "auto" else bool(self.diagonal)
+
+    def pycma_options(self, dim: int) -> dict:
+        """The options of the first ``cma.CMAEvolutionStrategy`` (all but ``randn``)."""
+        opts = dict(self.options)
+        opts.update(
+            seed=math.nan,  # with a numeric seed pycma would reseed numpy's global RNG
+            verbose=-9,
+            verb_disp=0,
+            verb_log=0,
+            verb_plot=0,
+            CMA_diagonal=self.uses_diagonal(dim),
+        )
+        if self.population is not None:
+            opts["popsize"] = self.population
+        return opts
+
+    def _randn(self, lam: int, dim: int) -> np.ndarray:
+        """pycma's ``randn(λ, D)`` drawn from this estimator's own generator."""
+        return self._rng.standard_normal((lam, dim))
+
+    def _new_strategy(self, restart: int) -> Any:
+        """A fresh pycma strategy at x0 for run ``restart`` (0: the first run).
+
+        Restarts follow ``cma.fmin2``'s IPOP: the processed options of the previous run
+        (evaluated defaults such as ``maxiter`` included) with λ = λ₀·incpopsize^restart,
+        λ₀ the first run's evaluated ``popsize`` option (4 + 3 ln D, unrounded, by default).
+        """
+        import cma
+
+        if restart == 0:
+            opts = self.pycma_options(len(self._x0))
+        else:
+            opts = dict(self._es.opts)
+            opts["popsize"] = self._popsize0 * self.incpopsize**restart
+        opts["randn"] = self._randn
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pycma's notes on option handling
+            es = cma.CMAEvolutionStrategy(self._x0, self.sigma, opts)
+        if restart == 0:
+            self._popsize0 = float(es.opts["popsize"])
+        return es
+
+    def _start(self, x: Tensor, seed: int) -> None:
+        self._x0 = x.detach().to("cpu", torch.float64).numpy().copy()
+        self._seed = int(seed)
+        self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        self._es = self._new_strategy(0)
+
+    @property
+    def strategy(self) -> Any:
+        """The live ``cma.CMAEvolutionStrategy`` (None before the first step)."""
+        return self._es
+
+    # -- ask/tell --------------------------------------------------------------------------
+    def ask(self, x: Tensor, seed: int) -> Population:
+        """λ candidates ``(λ, D)`` from pycma (started at ``x`` with ``seed`` on first use).
+
+        After the first step ``x`` is the mean this estimator returned; pycma's own mean is
+        authoritative.
+        """
+        if self._es is None:
+            self._start(x, seed)
+        self._asked = self._es.ask()
+        cand = torch.from_numpy(np.asarray(self._asked)).to(dtype=x.dtype, device=x.device)
+        return ExplicitPopulation(cand)
+
+    def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
+        """Hand the ``(λ,)`` losses to pycma; the new mean ``(D,)`` is the estimate's ``x``."""
+        if self._asked is None or len(self._asked) != len(losses):
+            raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
+        es = self._es
+        es.tell(self._asked, _fill_failed(losses))
+        self._asked = None
+        extra = {
+            "sigma": float(es.sigma),
+            "condition": _condition_number(es),
+            "popsize": float(es.popsize),
+            "restarts": float(self._restarts_done),
+        }
+        stop = {k: _plain_reason(v) for k, v in es.stop().items()}
+        if stop:
+            final = "ftarget" in stop or "maxfevals" in stop  # as in cma.fmin2
+            if self._restarts_done < self.restarts and not final:
+                self._restarts_done += 1
+                self._es = self._new_strategy(self._restarts_done)
+                stop = {}
+        mean = np.array(self._es.mean, dtype=np.float64)
+        return Estimate(x=torch.from_numpy(mean), stop=stop, extra=extra)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The strategy as tensors and plain values (``torch.load(weights_only=True)``-safe).
+
+        Holds the run's x0, seed, restart count, the generator state, and every plain
+        attribute of pycma's strategy and of its state-carrying parts (sampler with C, B, D;
+        step-size adaptation with p_σ; fitness history for the termination criteria; best
+        solution): mean, σ, p_c, countiter, countevals, …. Arrays shared between attributes
+        are stored once and shared again on load.
+        """
+        if self._es is None:
+            return {"started": False}
+        bitgen = self._rng.bit_generator.state
+        return {
+            "started": True,
+            "x0": torch.from_numpy(self._x0.copy()),
+            "seed": self._seed,
+            "restarts_done": self._restarts_done,
+            "rng": {
+                "state": str(bitgen["state"]["state"]),  # 128-bit ints as decimal strings
+                "inc": str(bitgen["state"]["inc"]),
+                "has_uint32": int(bitgen["has_uint32"]),
+                "uinteger": int(bitgen["uinteger"]),
+            },
+            "pycma": _dump_strategy(self._es),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rebuild the strategy of :meth:`state_dict` exactly (no code is unpickled)."""
+        self._reset()
+        if not state.get("started", False):
+            return
+        self._x0 = state["x0"].numpy().astype(np.float64).copy()
+        self._dim = len(self._x0)
+        self._seed = int(state["seed"])
+        self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        # the chain of runs up to the current one, as the restarts built it
+        for run in range(int(state["restarts_done"]) + 1):
+            self._es = self._new_strategy(run)
+        self._restarts_done = int(state["restarts_done"])
+        _load_strategy(self._es, state["pycma"])
+        rng = state["rng"]
+        self._rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(rng["state"]), "inc": int(rng["inc"])},
+            "has_uint32": int(rng["has_uint32"]),
+            "uinteger": int(rng["uinteger"]),
+        }
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _fill_failed(losses: Tensor) -> list[float]:
+    """Losses for pycma; NaN/Inf (failed candidates) become worse than every finite loss.
+
+    The weights module's rule for rank-based weights: failed candidates rank last. A finite
+    stand-in (the worst finite loss plus the spread plus one) keeps pycma's termination
+    criteria, which take differences of losses, finite.
+    """
+    values = losses.detach().to("cpu", torch.float64)
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        lo, hi = float(values[finite].min()), float(values[finite].max())
+        values = torch.where(finite, values, torch.full_like(values, hi + (hi - lo) + 1.0))
+    return values.tolist()
+
+
+def _condition_number(es: Any) -> float:
+    """Condition number of the covariance: the sampler's C times the diagonal scaling's.
+
+    Exact in both of the standard modes (full C with no diagonal decoding; sep-CMA with a
+    constant sampler), an upper bound when both adapt.
+    """
+    try:
+        cond = float(es.sm.condition_number)
+        if not es.sigma_vec.is_identity:
+            cond *= float(es.sigma_vec.condition_number)
+        return cond
+    except (AttributeError, NotImplementedError, ValueError, AssertionError):
+        return math.nan
+
+
+def _plain_reason(value: Any) -> Any:
+    """pycma's termination values (numpy scalars, lists) as plain Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain_reason(v) for v in value]
+    return value
+
+
+def _to_plain(
+    value: Any, path: str, seen: dict[int, str], aliases: dict[str, str], top: bool = True
+) -> Any:
+    """A value as tensors/numbers/strings in plain containers; :class:`_Unplain` otherwise."""
+    if isinstance(value, np.generic):  # before float: np.float64 subclasses float
+        if value.dtype.kind not in "biuf":
+            raise _Unplain(path)
+        return {"__numpy_scalar__": value.dtype.str, "value": value.item()}
+    if type(value) in (type(None), bool, int, float, str):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise _Unplain(path)
+        if top and id(value) in seen:  # the same array under two names: keep it shared
+            aliases[path] = seen[id(value)]
+            return None
+        if top:
+            seen[id(value)] = path
+        return {"__numpy__": value.dtype.str, "value": torch.from_numpy(value.copy())}
+    if type(value) in (list, tuple):
+        items = [_to_plain(v, f"{path}[{i}]", seen, aliases, False) for i, v in enumerate(value)]
+        return items if type(value) is list else {"__tuple__": items}
+    if type(value) is dict:
+        if not all(type(k) is str for k in value):
+            raise _Unplain(path)
+        return {
+            "__dict__": {
+                k: _to_plain(v, f"{path}.{k}", seen, aliases, False) for k, v in value.items()
+            }
+        }
+    raise _Unplain(path)
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    if isinstance(value, dict):
+        if "__numpy__" in value:
+            return value["value"].numpy().astype(np.dtype(value["__numpy__"]), copy=True)
+        if "__numpy_scalar__" in value:
+            return np.dtype(value["__numpy_scalar__"]).type(value["value"])
+        if "__tuple__" in value:
+            return tuple(_from_plain(v) for v in value["__tuple__"])
+        return {k: _from_plain(v) for k, v in value["__dict__"].items()}
+    return value
+
+
+def _resolve(es: Any, dotted: str) -> Any:
+    obj = es
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _dump_strategy(es: Any) -> dict:
+    """Every plain attribute of the strategy and of its state-carrying parts."""
+    seen: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    attrs: dict[str, Any] = {}
+    # sub-objects first, so that the strategy's aliases (es.C is es.sm.C, …) point into them
+    for prefix in (*_STATE_OBJECTS, ""):
+        obj = _resolve(es, prefix) if prefix else es
+        if obj is None:
+            continue
+        for name, value in vars(obj).items():
+            if not prefix and name in _SKIP_ATTRIBUTES:
+                continue
+            path = f"{prefix}.{name}" if prefix else name
+            try:
+                attrs[path] = _to_plain(value, path, seen, aliases)
+            except _Unplain:
+                continue
+    for path in aliases:
+        attrs.pop(path, None)
+    timer = getattr(es, "timer", None)
+    elapsed = float(timer.elapsed) if timer is not None else 0.0
+    return {"attributes": attrs, "aliases": aliases, "elapsed": elapsed}
+
+
+def _load_strategy(es: Any, state: dict) -> None:
+    """Assign the attributes of :func:`_dump_strategy` to a fresh strategy."""
+    restored: dict[str, Any] = {}
+
+    def assign(path: str, value: Any) -> None:
+        owner_path, _, name = path.rpartition(".")
+        owner = _resolve(es, owner_path) if owner_path else es
+        if owner is None:
+            raise ValueError(f"cmaes checkpoint: the strategy has no part {owner_path!r}")
+        setattr(owner, name, value)
+        restored[path] = value
+
+    for path, value in state["attributes"].items():
+        assign(path, _from_plain(value))
+    for path, target in state["aliases"].items():
+        assign(path, restored[target])
+    # pycma creates its wall-clock timer (option ``timeout``) in the first ask() only
+    from cma.utilities.utils import ElapsedWCTime
+
+    es.timer = ElapsedWCTime(time_offset=float(state.get("elapsed", 0.0)))
+    es.timer.pause()
