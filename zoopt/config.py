@@ -173,7 +173,9 @@ SCHEMA: dict[str, Any] = {
         "plot": Field(BOOL, True, None, "write a learning-curve PNG at the end"),
         "progress": Field(STR, "auto", _one_of("auto", "bar", "lines", "none"),
                           "progress display: a bar on a terminal, plain lines otherwise"),
-        "progress_every": Field(FLOAT, 10.0, _positive, "seconds between progress lines"),
+        "progress_every": Field(FLOAT, 10.0,
+                                lambda v: None if 0 <= v < math.inf else "a number >= 0",
+                                "seconds between progress lines"),
     },
     "compare": {
         "estimators": Field(LIST, None, _str_list, "estimators that `zoopt compare` runs"),

@@ -283,7 +283,8 @@ def _execute(cfg: dict, run_dir: Path, m: Any, built: BuiltObjective, target: in
     """The run loop around ``m.run``: logging, checkpoints, Ctrl-C, end-of-run files."""
     out = cfg["output"]
     ckpt = run_dir / CHECKPOINT
-    log = RunLog(run_dir, tensorboard=out["tensorboard"], history=m.history if resumed else None)
+    log = RunLog(run_dir, tensorboard=out["tensorboard"], history=m.history if resumed else None,
+                 metric=m.objective.metric)
     every = out["checkpoint_every"]
     t0 = time.perf_counter()
     with _Interrupt() as interrupt:
@@ -471,6 +472,14 @@ def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
+    for name in estimators:
+        if name not in available_estimators():
+            import difflib
+
+            close = difflib.get_close_matches(name, available_estimators(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"--estimators: {name!r} is not a registered estimator "
+                              f"({', '.join(available_estimators())}).{hint}")
     seeds = list(seeds if seeds is not None else cfg["compare"]["seeds"])
     say = echo or (lambda s: None)
     if cfg["budget"].get("max_evaluations") is None:
@@ -498,6 +507,10 @@ def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = N
             except (KeyboardInterrupt, ConfigError):
                 raise
             except Exception as e:  # one estimator failing must not end the comparison
+                import traceback
+
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
                 notes.append(f"failed (seed {seed}): {type(e).__name__}: {e}")
                 say(f"    {notes[-1]}")
                 continue

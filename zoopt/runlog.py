@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,19 @@ class RunLog:
         tensorboard: write TensorBoard events when ``torch.utils.tensorboard`` works.
         history: the rows already taken (on resume): ``metrics.jsonl`` is rewritten from them
             so that it matches the checkpoint, and TensorBoard events after them are purged.
+        metric: loss → reported metric, to add the ``best_metric`` column to ``history``.
     """
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True,
-                 history: Mapping[str, Sequence] | None = None):
+                 history: Mapping[str, Sequence] | None = None,
+                 metric: Callable[[float], float] | None = None):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
         rows = _rows(history) if history else []
+        if metric is not None:
+            for r in rows:
+                r["best_metric"] = metric(r["best_loss"])
         atomic_write_bytes(self.metrics_path,
                            "".join(json.dumps(_plain(r)) + "\n" for r in rows).encode())
         self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115

@@ -1,0 +1,188 @@
+"""Checkpoints: exact resume for every estimator, safe loading, atomic writes."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import zoopt
+from zoopt.checkpoint import (
+    CheckpointError,
+    decode_state,
+    encode_state,
+    load_checkpoint,
+    load_tensor,
+    save_checkpoint,
+    save_tensor,
+)
+from zoopt.config import validate
+from zoopt.experiment import resume_experiment, run_experiment
+from zoopt.runlog import read_metrics
+
+N = 4  # steps before the interruption; the full run takes 2N
+
+
+def function_config(estimator: str) -> dict:
+    return validate({
+        "seed": 3,
+        "estimator": estimator,
+        "objective": {"kind": "function", "function": "rosenbrock", "dim": 4, "x0": -0.5},
+        "estimators": {"sampling": {"population": 8}, "es": {"population": 8},
+                       "cmaes": {"population": 6}},
+        "optimizer": {"lr": 0.05, "schedule": "cosine", "warmup_steps": 2},
+        "budget": {"steps": 2 * N},
+        "output": {"tensorboard": False, "plot": False, "progress": "none"},
+    })
+
+
+def sampling_objective_config(estimator: str) -> dict:
+    """An objective that can sample its outputs (for "reinforce"): a small classifier."""
+    return validate({
+        "seed": 1,
+        "estimator": estimator,
+        "objective": {"kind": "classification", "dataset": "iris", "hidden": [4],
+                      "batch_size": 16},
+        "budget": {"steps": 2 * N},
+        "output": {"tensorboard": False, "plot": False, "progress": "none"},
+    })
+
+
+def config_for(estimator: str) -> dict:
+    return sampling_objective_config(estimator) if estimator == "reinforce" \
+        else function_config(estimator)
+
+
+@pytest.mark.parametrize("estimator", zoopt.available_estimators())
+def test_resumed_run_equals_uninterrupted_run(tmp_path, estimator):
+    cfg = config_for(estimator)
+    full = run_experiment(cfg, tmp_path / "full")
+    half = run_experiment(cfg, tmp_path / "half", until=N)
+    assert half.steps == N and half.status == "finished"
+    state = load_checkpoint(tmp_path / "half" / "checkpoint.pt")
+    assert state["minimizer"]["step_count"] == N
+    resumed = resume_experiment(tmp_path / "half", steps=2 * N)
+    assert resumed is not None and resumed.steps == 2 * N == full.steps
+    x_full = load_tensor(tmp_path / "full" / "last.pt")
+    x_resumed = load_tensor(tmp_path / "half" / "last.pt")
+    assert torch.equal(x_full, x_resumed)  # identical, not merely close
+    assert torch.equal(load_tensor(tmp_path / "full" / "best.pt"),
+                       load_tensor(tmp_path / "half" / "best.pt"))
+    assert resumed.evaluations == full.evaluations
+    a, b = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "half")
+    assert len(a["step"]) == len(b["step"]) == 2 * N
+    for key in a:
+        if key != "seconds":
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # the parameters moved: equality is not that of two untouched starts
+    assert not torch.equal(x_full, torch.full_like(x_full, -0.5))
+
+
+def test_resume_of_a_complete_run_does_nothing(tmp_path):
+    cfg = function_config("es")
+    run_experiment(cfg, tmp_path / "r")
+    assert resume_experiment(tmp_path / "r") is None
+    more = resume_experiment(tmp_path / "r", steps=2 * N + 2)
+    assert more is not None and more.steps == 2 * N + 2
+    assert len(read_metrics(tmp_path / "r")["step"]) == 2 * N + 2
+
+
+def test_state_encoding_round_trips_numpy_and_refuses_objects():
+    state = {"a": np.arange(6, dtype=np.float64).reshape(2, 3), "b": np.int64(7),
+             "c": [np.float32(1.5), (1, "x", None)], "t": torch.ones(2),
+             "nested": {"m": np.array([True, False]), "u": np.arange(3, dtype=np.uint8)}}
+    enc = encode_state(state)
+    dec = decode_state(enc)
+    assert isinstance(dec["a"], np.ndarray) and dec["a"].dtype == np.float64
+    np.testing.assert_array_equal(dec["a"], state["a"])
+    assert dec["b"] == 7 and isinstance(dec["b"], int)
+    assert dec["c"][0] == 1.5 and dec["c"][1] == (1, "x", None)
+    assert dec["nested"]["m"].dtype == np.bool_ and dec["nested"]["u"].dtype == np.uint8
+    with pytest.raises(CheckpointError, match=r"state\.nested\.f: .*function"):
+        encode_state({"nested": {"f": lambda: 0}})
+    with pytest.raises(CheckpointError, match=r"state\.s: NumPy arrays of dtype <U"):
+        encode_state({"s": np.array(["a"])})
+
+
+def test_checkpoint_round_trip_and_weights_only_format(tmp_path):
+    path = tmp_path / "ck.pt"
+    state = {"x": torch.arange(3.0), "arr": np.eye(2), "step": 4, "name": "es",
+             "inf": float("inf")}
+    save_checkpoint(path, state)
+    out = load_checkpoint(path)
+    assert torch.equal(out["x"], state["x"]) and out["step"] == 4 and out["inf"] == float("inf")
+    np.testing.assert_array_equal(out["arr"], np.eye(2))
+    # the file itself is plain enough for torch.load(weights_only=True)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "zoopt-checkpoint"
+    t = save_tensor(tmp_path / "best.pt", torch.ones(3))
+    assert torch.equal(torch.load(t, weights_only=True), torch.ones(3))
+
+
+def test_corrupt_or_truncated_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"x": torch.randn(100)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: corrupt or truncated"):
+        load_checkpoint(path)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+    torch.save({"something": 1}, path)
+    with pytest.raises(CheckpointError, match="not a zoopt checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint here"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Payload:
+    """Unpickling this would create a marker file: loading must refuse it."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_loading_never_executes_code_from_the_file(tmp_path):
+    marker = tmp_path / "executed"
+    payload = _Payload()
+    payload.marker = str(marker)
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        torch.save({"format": "zoopt-checkpoint", "version": 1, "state": {"x": payload}}, f,
+                   pickle_module=pickle)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(CheckpointError, match="previous checkpoint, if any, is kept"):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temp files
+
+
+def test_resume_reports_a_damaged_checkpoint(tmp_path):
+    cfg = copy.deepcopy(function_config("sampling"))
+    run_experiment(cfg, tmp_path / "r", until=2)
+    ck = tmp_path / "r" / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"r/checkpoint\.pt: corrupt or truncated"):
+        resume_experiment(tmp_path / "r")

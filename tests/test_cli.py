@@ -1,0 +1,194 @@
+"""The ``zoopt`` command line end to end, on tiny budgets (subprocesses and in-process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zoopt.checkpoint import load_checkpoint
+from zoopt.cli import main
+
+FUNCTION_CONFIG = """
+name = "tiny"
+seed = 1
+estimator = "sampling"
+
+[objective]
+kind = "function"
+function = "rosenbrock"
+dim = 5
+
+[estimators.sampling]
+population = 8
+
+[budget]
+steps = 6
+
+[output]
+checkpoint_every = 2
+progress = "lines"
+progress_every = 0.0
+"""
+
+SPARSE_CONFIG = """
+name = "sparse"
+
+[objective]
+kind = "gym"
+env = "zoopt/DeepSea-v0"
+env_kwargs = { size = 4 }
+max_episode_steps = 4
+
+[estimators.sampling]
+population = 8
+sigma = 0.5
+
+[budget]
+steps = 50
+max_evaluations = 40
+
+[output]
+tensorboard = false
+progress = "none"
+"""
+
+
+def zoopt(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "zoopt", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_list_names_estimators_objectives_envs_optimizers(tmp_path):
+    exe = shutil.which("zoopt", path=str(Path(sys.executable).parent))
+    cmd = [exe, "list"] if exe else [sys.executable, "-m", "zoopt", "list"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for word in ("sampling", "es", "gradient", "function", "gym", "classification",
+                 "zoopt/DeepSea-v0", "adam", "cosine"):
+        assert word in out.stdout
+
+
+def test_run_resume_plot_end_to_end(tmp_path, capsys):
+    (tmp_path / "tiny.toml").write_text(FUNCTION_CONFIG)
+    out = zoopt("run", "tiny.toml", "--out", "run1", "--set", "budget.steps=4", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run1"
+    for name in ("config.toml", "resolved.json", "metrics.jsonl", "best.pt", "last.pt",
+                 "checkpoint.pt", "summary.json", "curve.png"):
+        assert (run / name).is_file(), name
+    assert (run / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["step"] for r in lines(run / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert "sampling step 4/4" in out.stderr  # plain progress lines off a terminal
+    assert "final loss" in out.stdout
+    resolved = json.loads((run / "resolved.json").read_text())
+    assert resolved["config"]["budget"]["steps"] == 4 and resolved["dim"] == 5
+    if _has_tensorboard():
+        assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    # the written config runs again as it is
+    assert "steps = 4" in (run / "config.toml").read_text()
+
+    out = zoopt("resume", "run1", "--steps", "7", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [r["step"] for r in lines(run / "metrics.jsonl")] == list(range(1, 8))
+    assert load_checkpoint(run / "checkpoint.pt")["minimizer"]["step_count"] == 7
+    # in-process from here on (the same entry point, without another interpreter start)
+    assert main(["resume", str(run)]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert main(["run", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "run2"),
+                 "--estimator", "es", "--set", "output.progress='none'"]) == 0
+    assert json.loads((tmp_path / "run2" / "summary.json").read_text())["estimator"] == "es"
+    out = zoopt("plot", "run1", "run2", "--out", "both.png", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "both.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_compare_reports_estimators_that_cannot_apply(tmp_path):
+    (tmp_path / "sparse.toml").write_text(SPARSE_CONFIG)
+    out = zoopt("compare", "sparse.toml", "--estimators", "sampling,gradient", "--seeds", "0,1",
+                "--out", "cmp", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    table = out.stdout
+    assert "| sampling" in table and "| gradient" in table
+    assert "not applicable" in table and "differentiable" in table
+    data = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    rows = {r["estimator"]: r for r in data["rows"]}
+    assert rows["sampling"]["runs"] == 2 and rows["gradient"]["runs"] == 0
+    assert rows["sampling"]["evaluations"] >= 40  # the same evaluation budget for each seed
+    assert data["metric_name"] == "return"
+    assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "cmp" / "comparison.md").is_file()
+    assert (tmp_path / "cmp" / "sampling" / "seed1" / "metrics.jsonl").is_file()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_completes(tmp_path):
+    config = FUNCTION_CONFIG.replace("steps = 6", "steps = 20000").replace(
+        "dim = 5", "dim = 200").replace("checkpoint_every = 2", "checkpoint_every = 0")
+    (tmp_path / "long.toml").write_text(config)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "zoopt", "run", "long.toml", "--out", "r"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and metrics.stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "zoopt resume" in stderr
+    state = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    done = state["minimizer"]["step_count"]
+    assert state["status"] == "interrupted" and 1 <= done < 20000
+    assert len(lines(metrics)) == done
+    out = zoopt("resume", "r", "--steps", str(done + 3), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "finished after" in out.stdout
+    assert [r["step"] for r in lines(metrics)] == list(range(1, done + 4))
+
+
+def test_bad_config_is_one_clear_error(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(FUNCTION_CONFIG.replace("steps = 6", "step = 6"))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoopt: error: ")
+    assert "budget.step: unknown key. Did you mean 'steps'?" in err
+    assert main(["run", str(path), "--set", "budget={steps=0}"]) == 2
+    assert "budget.steps: must be an int >= 1, got 0" in capsys.readouterr().err
+    path.write_text(FUNCTION_CONFIG)
+    assert main(["compare", str(path), "--estimators", "sampling,cma"]) == 2
+    assert "Did you mean 'cmaes'?" in capsys.readouterr().err
+
+
+def test_resume_and_plot_of_a_non_run_directory(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "checkpoint.pt: no checkpoint here" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["resume", str(tmp_path), "--steps", "0"])
