@@ -1,0 +1,249 @@
+"""The "cmaes" estimator: pycma behind zoopt's loop, bit-for-bit, quiet and resumable."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import cma
+import numpy as np
+import pytest
+import torch
+
+import zoopt
+from zoopt.estimators.cmaes import CMAES, DIAGONAL_ABOVE
+from zoopt.evaluators.local import LocalEvaluator
+from zoopt.minimize import step_seed
+from zoopt.objectives import rastrigin, rosenbrock, sphere
+
+
+class Recorder:
+    """A batched objective that keeps every population it is asked to evaluate."""
+
+    def __init__(self, fn):
+        self.fn, self.populations = fn, []
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        if len(X) > 1:  # the loop also evaluates the mean alone; keep populations only
+            self.populations.append(X.clone())
+        return self.fn(X)
+
+
+def direct_strategy(est: CMAES, x0: np.ndarray, seed: int) -> cma.CMAEvolutionStrategy:
+    """pycma driven directly with the options and generator the estimator documents."""
+    rng = np.random.Generator(np.random.PCG64(step_seed(seed, 0)))
+    opts = est.pycma_options(len(x0))
+    opts["randn"] = lambda lam, dim: rng.standard_normal((lam, dim))
+    return cma.CMAEvolutionStrategy(x0, est.sigma, opts)
+
+
+def f64(fn):
+    return lambda x: float(fn(torch.as_tensor(np.asarray(x), dtype=torch.float64)[None])[0])
+
+
+def test_visits_the_points_of_pycma_driven_directly() -> None:
+    rec = Recorder(rosenbrock)
+    x0 = torch.zeros(8, dtype=torch.float64)
+    m = zoopt.Minimizer(rec, x0, estimator="cmaes", steps=60, seed=5, sigma=0.3)
+    m.run()
+    es = direct_strategy(m.estimator, x0.numpy(), seed=5)
+    assert len(rec.populations) == 60
+    for X_zoopt in rec.populations:
+        X = es.ask()
+        assert np.array_equal(np.asarray(X), X_zoopt.numpy())  # bit for bit
+        es.tell(X, [f64(rosenbrock)(x) for x in X])
+    assert np.array_equal(es.mean, m.x.numpy())
+    assert m.history["sigma"][-1] == float(es.sigma)
+    assert m.history["condition"][-1] == pytest.approx(es.sm.condition_number)
+
+
+def test_float32_parameters_are_evaluated_in_their_dtype() -> None:
+    seen = []
+
+    def f(X):
+        seen.append(X.dtype)
+        return sphere(X)
+
+    r = zoopt.minimize(f, torch.ones(5), estimator="cmaes", steps=5, seed=0)
+    assert set(seen) == {torch.float32} and r.x.dtype == torch.float32
+
+
+def test_solves_rosenbrock_10d_to_1e6() -> None:
+    r = zoopt.minimize(rosenbrock, torch.zeros(10), estimator="cmaes", steps=3000, seed=0)
+    assert r.loss < 1e-6, r
+    assert torch.allclose(r.x, torch.ones(10), atol=1e-3)
+
+
+def test_ipop_solves_rastrigin_10d_like_fmin2() -> None:
+    """IPOP restarts reach the global minimum; same runs, evaluations and f as cma.fmin2."""
+    x0 = 3.0 * torch.ones(10, dtype=torch.float64)
+    options = {"ftarget": 1e-8}
+    r = zoopt.minimize(
+        rastrigin, x0, estimator="cmaes", steps=5000, seed=0, sigma=2.0, restarts=8,
+        options=options,
+    )  # fmt: skip
+    assert r.best_loss < 1e-6, r
+    assert r.stop_reason.startswith("ftarget")
+    runs = int(r.history["restarts"][-1]) + 1
+    assert runs > 1  # a single run with λ = 10 does not solve it
+    # the same IPOP through pycma's own fmin2, with the generator the estimator documents
+    est = CMAES(sigma=2.0, restarts=8, options=options)
+    rng = np.random.Generator(np.random.PCG64(step_seed(0, 0)))
+    opts = est.pycma_options(10)
+    opts["randn"] = lambda lam, dim: rng.standard_normal((lam, dim))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, es = cma.fmin2(f64(rastrigin), x0.numpy(), 2.0, opts, restarts=8, incpopsize=2)
+    assert es.result.fbest == r.best_loss
+    # fmin2 also evaluates each run's final mean once (its option eval_final_mean)
+    assert es.result.evaluations == sum(r.history["popsize"]) + runs
+    assert es.popsize == r.history["popsize"][-1]
+
+
+def test_diagonal_chosen_automatically_above_1000_parameters() -> None:
+    assert DIAGONAL_ABOVE == 1000
+    assert not CMAES().uses_diagonal(1000)
+    assert CMAES().uses_diagonal(1001)
+    assert CMAES(diagonal=True).uses_diagonal(10)
+    assert not CMAES(diagonal=False).uses_diagonal(5000)
+    m = zoopt.Minimizer(sphere, torch.ones(1001), estimator="cmaes", steps=3, seed=0)
+    m.run()
+    es = m.estimator.strategy
+    assert es.opts["CMA_diagonal"] is True
+    assert isinstance(es.sm, cma.sampler.GaussStandardConstant)  # sep-CMA: O(D) per draw
+    small = zoopt.Minimizer(sphere, torch.ones(10), estimator="cmaes", steps=1, seed=0)
+    small.run()
+    assert isinstance(small.estimator.strategy.sm, cma.sampler.GaussFullSampler)
+
+
+def test_diagonal_variant_learns_scaling() -> None:
+    w = 10.0 ** torch.linspace(0, 3, 20, dtype=torch.float64)
+    r = zoopt.minimize(
+        lambda X: (w * X * X).sum(-1), torch.ones(20, dtype=torch.float64), estimator="cmaes",
+        steps=400, seed=0, diagonal=True,
+    )  # fmt: skip
+    assert r.loss < 1e-8
+    assert r.history["condition"][-1] > 100  # the diagonal adapted to the 1e3 ill-conditioning
+
+
+def test_pycma_stop_reasons_end_the_run() -> None:
+    r = zoopt.minimize(
+        sphere, torch.ones(10), estimator="cmaes", steps=2000, seed=0, options={"tolfun": 1e-4}
+    )
+    assert r.stop_reason.startswith("tolfun=") and r.steps < 2000
+    # with restarts the first termination restarts instead; the reasons come when none remain
+    r2 = zoopt.minimize(
+        sphere, torch.ones(10), estimator="cmaes", steps=2000, seed=0, restarts=2,
+        options={"tolfun": 1e-4},
+    )  # fmt: skip
+    assert r2.stop_reason.startswith("tolfun=") and r2.steps > r.steps
+    assert r2.history["restarts"][-1] == 2
+    # λ = λ₀·2² with λ₀ = 4 + 3 ln D unrounded, as in cma.fmin2
+    assert r2.history["popsize"][-1] == int((4 + 3 * math.log(10)) * 4)
+
+
+def test_quiet_no_files_no_global_rng(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = np.random.get_state()[1].copy()
+    zoopt.minimize(
+        sphere, torch.ones(10), estimator="cmaes", steps=300, seed=0, restarts=1, progress=False
+    )
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert list(tmp_path.iterdir()) == []  # no outcmaes/ or any other file
+    assert np.array_equal(np.random.get_state()[1], before)  # numpy's global RNG untouched
+
+
+def test_one_evaluator_call_per_generation() -> None:
+    class Counting(LocalEvaluator):
+        sizes: list = []
+
+        def evaluate(self, objective, population, seed):
+            self.sizes.append(len(population))
+            return super().evaluate(objective, population, seed)
+
+    ev = Counting()
+    r = zoopt.minimize(
+        sphere, torch.ones(6), estimator="cmaes", steps=7, seed=0, evaluator=ev, population=12
+    )
+    assert ev.sizes.count(12) == 7  # one batched call per generation (plus the mean alone)
+    assert r.evaluations == sum(ev.sizes)
+
+
+def _save_load(state: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)  # no code is executed to restore it
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_checkpoint_resume_visits_the_same_points(diagonal: bool) -> None:
+    """Interrupted after a restart, saved, loaded code-free, resumed: the same points."""
+    opts = dict(estimator="cmaes", steps=400, seed=2, restarts=3, options={"tolfun": 1e-3})
+    x0 = torch.ones(6, dtype=torch.float64)
+    rec_a = Recorder(rastrigin)
+    a = zoopt.Minimizer(rec_a, x0, diagonal=diagonal, **opts)
+    while not a.history.get("restarts") or a.history["restarts"][-1] < 1:
+        a.step()
+    for _ in range(3):
+        a.step()
+    state = _save_load(a.state_dict())
+    rec_b = Recorder(rastrigin)
+    b = zoopt.Minimizer(rec_b, x0, diagonal=diagonal, **opts)
+    b.load_state_dict(state)
+    n = len(rec_a.populations)
+    ra, rb = a.run(), b.run()
+    assert ra.stop_reason == rb.stop_reason and ra.steps == rb.steps
+    assert len(rec_a.populations) - n == len(rec_b.populations) > 10
+    for pa, pb in zip(rec_a.populations[n:], rec_b.populations, strict=True):
+        assert torch.equal(pa, pb)
+    assert torch.equal(ra.x, rb.x)
+    assert ra.history["sigma"] == rb.history["sigma"]
+
+
+def test_state_dict_holds_only_plain_values() -> None:
+    m = zoopt.Minimizer(rosenbrock, torch.zeros(5), estimator="cmaes", steps=5, seed=0)
+    m.run()
+    state = m.estimator.state_dict()
+
+    def check(v, path="state"):
+        if isinstance(v, dict):
+            for k, u in v.items():
+                assert isinstance(k, str), path
+                check(u, f"{path}.{k}")
+        elif isinstance(v, (list, tuple)):
+            for i, u in enumerate(v):
+                check(u, f"{path}[{i}]")
+        else:
+            assert v is None or type(v) in (bool, int, float, str, torch.Tensor), (path, v)
+
+    check(state)
+    pycma = state["pycma"]["attributes"]
+    for key in ("sm.C", "sm.B", "sm.D", "adapt_sigma.ps", "pc", "sigma", "countiter"):
+        assert key in pycma or key in state["pycma"]["aliases"], key
+    assert CMAES().state_dict() == {"started": False}
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        (dict(sigma=0.0), ValueError, "sigma"),
+        (dict(sigma=-1.0), ValueError, "sigma"),
+        (dict(sigma="big"), TypeError, "sigma"),
+        (dict(population=1), ValueError, "population"),
+        (dict(population=2.5), TypeError, "population"),
+        (dict(diagonal="yes"), ValueError, "diagonal must be True, False or 'auto'"),
+        (dict(diagonal=1), ValueError, "diagonal"),
+        (dict(restarts=-1), ValueError, "restarts"),
+        (dict(incpopsize=0.5), ValueError, "incpopsize"),
+        (dict(options={"popsize": 20}), ValueError, "population"),
+        (dict(options={"seed": 3}), ValueError, "seed"),
+        (dict(options={"tolfunn": 1e-3}), ValueError, "not pycma options"),
+        (dict(options=[("tolfun", 1)]), TypeError, "options must be a dict"),
+    ],
+)
+def test_bad_input_is_named(options: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        zoopt.get_estimator("cmaes", **options)
