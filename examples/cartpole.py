@@ -30,7 +30,7 @@ SETTINGS = {
     "es": dict(sigma=0.1, population=32, lr=0.05),
     "sampling": dict(sigma=0.1, population=32, lr=0.05),
     "cmaes": dict(sigma=0.5),
-    "reinforce": dict(num_samples=16, lr=0.05),
+    "reinforce": dict(samples=16, lr=0.05),
     "gradient": dict(lr=0.05),
 }
 EPISODES = 2  # training episodes per candidate
