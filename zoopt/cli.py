@@ -15,7 +15,6 @@ checkpoint), 130 when a run was interrupted with Ctrl-C (its checkpoint is saved
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,8 @@ def _csv(kind: type):
             return [kind(t) for t in items]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+                f"expected comma-separated {kind.__name__}s, got {text!r}"
+            ) from None
 
     return parse
 
@@ -53,15 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zoopt``."""
     p = argparse.ArgumentParser(
         prog="zoopt",
-        description="Optimise non-differentiable objectives with interchangeable estimators.")
+        description="Optimise non-differentiable objectives with interchangeable estimators.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def config_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("config", help="a TOML config (see examples/configs/)")
-        sp.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set budget.steps=200 "
-                             "(VALUE is parsed as TOML; repeatable)")
+        sp.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set budget.steps=200 "
+            "(VALUE is parsed as TOML; repeatable)",
+        )
         sp.add_argument("--out", help="output directory (overrides output.dir)")
 
     r = sub.add_parser("run", help="run one experiment from a config")
@@ -70,20 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="several estimators and seeds under one budget")
     config_args(c)
-    c.add_argument("--estimators", type=_csv(str),
-                   help="comma-separated estimators (default: compare.estimators, else all)")
+    c.add_argument(
+        "--estimators",
+        type=_csv(str),
+        help="comma-separated estimators (default: compare.estimators, else all)",
+    )
     c.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: 0)")
 
     s = sub.add_parser("resume", help="continue a run from its checkpoint")
     s.add_argument("run_dir", help="a run directory (holds checkpoint.pt)")
-    s.add_argument("--steps", type=_positive_int,
-                   help="run until this many steps in total (default: the configured budget)")
+    s.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="run until this many steps in total (default: the configured budget)",
+    )
     s.add_argument("--max-evaluations", type=_positive_int, help="a new evaluation budget")
 
     pl = sub.add_parser("plot", help="learning curves of one or several runs in one PNG")
     pl.add_argument("run_dirs", nargs="+", help="run directories")
-    pl.add_argument("--out", help="PNG path (default: RUN_DIR/curve.png for one run, "
-                                  "else curves.png in the current directory)")
+    pl.add_argument(
+        "--out",
+        help="PNG path (default: RUN_DIR/curve.png for one run, "
+        "else curves.png in the current directory)",
+    )
 
     sub.add_parser("list", help="estimators, objective kinds, environments, optimizers")
     return p
@@ -135,8 +150,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     data = json.loads(Path(files["json"]).read_text())
     print()
-    print(f"{cfg['name']}: {len(args.seeds or cfg['compare']['seeds'])} seed(s), "
-          f"budget {_budget(cfg)}")
+    print(
+        f"{cfg['name']}: {len(args.seeds or cfg['compare']['seeds'])} seed(s), "
+        f"budget {_budget(cfg)}"
+    )
     print(format_table(rows, data["metric_name"], data["held_out_name"]))
     for key in ("table", "plot"):
         if key in files:
@@ -158,8 +175,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     summary = resume_experiment(args.run_dir, args.steps, args.max_evaluations)
     if summary is None:
-        print(f"{args.run_dir}: the run is already complete; pass --steps N (a larger total) "
-              "or --max-evaluations N to continue it")
+        print(
+            f"{args.run_dir}: the run is already complete; pass --steps N (a larger total) "
+            "or --max-evaluations N to continue it"
+        )
         return 0
     print(describe(summary))
     if summary.status == "interrupted":
@@ -176,8 +195,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for d in dirs:
         if not (d / "metrics.jsonl").is_file():
             return _error(f"{d}: not a run directory (no metrics.jsonl)")
-    out = Path(args.out) if args.out else (dirs[0] / "curve.png" if len(dirs) == 1
-                                           else Path("curves.png"))
+    out = (
+        Path(args.out)
+        if args.out
+        else (dirs[0] / "curve.png" if len(dirs) == 1 else Path("curves.png"))
+    )
     print(plot_learning_curves(dirs, out))
     return 0
 
@@ -204,6 +226,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {kind:<15} {keys}{status}")
     try:
         from zoopt_envs import ENV_IDS
+
         envs = list(ENV_IDS)
     except ImportError:
         envs = []
@@ -217,8 +240,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compare": cmd_compare, "resume": cmd_resume, "plot": cmd_plot,
-            "list": cmd_list}
+COMMANDS = {
+    "run": cmd_run,
+    "compare": cmd_compare,
+    "resume": cmd_resume,
+    "plot": cmd_plot,
+    "list": cmd_list,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,7 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from zoopt.config import ConfigError
 
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, CheckpointError) as e:

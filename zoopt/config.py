@@ -115,8 +115,7 @@ def _str_list(v: Any) -> str | None:
 def _finite_number_or_list(v: Any) -> str | None:
     items = v if isinstance(v, list) else [v]
     ok = items and all(
-        isinstance(i, (int, float)) and not isinstance(i, bool) and math.isfinite(i)
-        for i in items
+        isinstance(i, (int, float)) and not isinstance(i, bool) and math.isfinite(i) for i in items
     )
     return None if ok else "a finite number or a list of finite numbers"
 
@@ -171,11 +170,18 @@ SCHEMA: dict[str, Any] = {
         "checkpoint_every": Field(INT, 0, _at_least(0), "steps between checkpoints (0: end)"),
         "tensorboard": Field(BOOL, True, None, "write TensorBoard events when installed"),
         "plot": Field(BOOL, True, None, "write a learning-curve PNG at the end"),
-        "progress": Field(STR, "auto", _one_of("auto", "bar", "lines", "none"),
-                          "progress display: a bar on a terminal, plain lines otherwise"),
-        "progress_every": Field(FLOAT, 10.0,
-                                lambda v: None if 0 <= v < math.inf else "a number >= 0",
-                                "seconds between progress lines"),
+        "progress": Field(
+            STR,
+            "auto",
+            _one_of("auto", "bar", "lines", "none"),
+            "progress display: a bar on a terminal, plain lines otherwise",
+        ),
+        "progress_every": Field(
+            FLOAT,
+            10.0,
+            lambda v: None if 0 <= v < math.inf else "a number >= 0",
+            "seconds between progress lines",
+        ),
     },
     "compare": {
         "estimators": Field(LIST, None, _str_list, "estimators that `zoopt compare` runs"),
@@ -185,24 +191,41 @@ SCHEMA: dict[str, Any] = {
 
 FUNCTION_SCHEMA: dict[str, Field] = {
     "kind": Field(STR, _REQUIRED),
-    "function": Field(STR, "rosenbrock", _one_of("sphere", "rosenbrock", "rastrigin"),
-                      "the test function"),
+    "function": Field(
+        STR, "rosenbrock", _one_of("sphere", "rosenbrock", "rastrigin"), "the test function"
+    ),
     "dim": Field(INT, 10, _at_least(1), "number of parameters D"),
-    "x0": Field((int, float, list), None, _finite_number_or_list,
-                "start: one number for every coordinate, or a list of D numbers"),
+    "x0": Field(
+        (int, float, list),
+        None,
+        _finite_number_or_list,
+        "start: one number for every coordinate, or a list of D numbers",
+    ),
 }
 
 CLASSIFICATION_SCHEMA: dict[str, Field] = {
     "kind": Field(STR, _REQUIRED),
-    "dataset": Field(STR, "digits", _one_of("digits", "breast_cancer", "wine", "iris"),
-                     "a scikit-learn bundled data set"),
+    "dataset": Field(
+        STR,
+        "digits",
+        _one_of("digits", "breast_cancer", "wine", "iris"),
+        "a scikit-learn bundled data set",
+    ),
     "hidden": Field(LIST, [32], _positive_int_list, "hidden layer sizes of the MLP"),
-    "activation": Field(STR, "tanh", _one_of("relu", "tanh", "sigmoid", "gelu", "silu", "elu",
-                                             "leaky_relu"), "the MLP's non-linearity"),
+    "activation": Field(
+        STR,
+        "tanh",
+        _one_of("relu", "tanh", "sigmoid", "gelu", "silu", "elu", "leaky_relu"),
+        "the MLP's non-linearity",
+    ),
     "metric": Field(STR, "accuracy", _one_of("accuracy", "f1"), "the optimised metric"),
     "batch_size": Field(INT, None, _at_least(1), "examples per step (default: all)"),
-    "test_size": Field(FLOAT, 0.25, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)",
-                       "held-out fraction, scored at the end"),
+    "test_size": Field(
+        FLOAT,
+        0.25,
+        lambda v: None if 0 < v < 1 else "a fraction in (0, 1)",
+        "held-out fraction, scored at the end",
+    ),
 }
 
 GYM_SCHEMA: dict[str, Field] = {
@@ -214,12 +237,16 @@ GYM_SCHEMA: dict[str, Field] = {
     "normalize_observations": Field(BOOL, False, None, "running observation normalisation"),
     "hidden": Field(LIST, [32, 32], _positive_int_list, "hidden sizes of the mlp policy"),
     "activation": Field(STR, "tanh", None, "non-linearity of the mlp policy"),
-    "log_std": Field((int, float, str), -0.5,
-                     lambda v: None if not isinstance(v, str) or v == "learned"
-                     else "a number or 'learned'", "Gaussian log std for Box actions"),
+    "log_std": Field(
+        (int, float, str),
+        -0.5,
+        lambda v: None if not isinstance(v, str) or v == "learned" else "a number or 'learned'",
+        "Gaussian log std for Box actions",
+    ),
     "action_squash": Field(STR, "clip", _one_of("clip", "tanh"), "how Box actions are bounded"),
-    "vectorization": Field(STR, "auto", _one_of("auto", "native", "sync"),
-                           "Gymnasium vector environment used"),
+    "vectorization": Field(
+        STR, "auto", _one_of("auto", "native", "sync"), "Gymnasium vector environment used"
+    ),
     "observation_clip": Field(FLOAT, 10.0, _positive, "clip normalised observations"),
     "env_kwargs": Field(TABLE, {}, None, "keyword arguments of the environment"),
 }
@@ -309,8 +336,14 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 # -- validation -------------------------------------------------------------------------------
 def _type_name(types: tuple) -> str:
-    names = {int: "an int", float: "a number", str: "a string", bool: "true or false",
-             list: "a list", dict: "a table"}
+    names = {
+        int: "an int",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     if types == FLOAT:
         return "a number"
     return " or ".join(names.get(t, t.__name__) for t in types)
@@ -359,12 +392,19 @@ def _validate_table(raw: Mapping, schema: dict, path: str) -> dict:
 
 def _constructor_params(factory: Callable) -> dict[str, inspect.Parameter]:
     sig = inspect.signature(factory)
-    return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return {
+        n: p
+        for n, p in sig.parameters.items()
+        if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
 
-def _check_against(path: str, options: Mapping, params: Mapping[str, inspect.Parameter],
-                   reserved: tuple[str, ...] = ()) -> None:
+def _check_against(
+    path: str,
+    options: Mapping,
+    params: Mapping[str, inspect.Parameter],
+    reserved: tuple[str, ...] = (),
+) -> None:
     for key, value in options.items():
         if key in reserved:
             continue
@@ -376,8 +416,7 @@ def _check_against(path: str, options: Mapping, params: Mapping[str, inspect.Par
             raise ConfigError(f"{path}.{key}: must be true or false, got {value!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             takes_str = "str" in str(params[key].annotation)
-            if isinstance(value, (bool, list, dict)) or (isinstance(value, str)
-                                                         and not takes_str):
+            if isinstance(value, (bool, list, dict)) or (isinstance(value, str) and not takes_str):
                 raise ConfigError(f"{path}.{key}: must be a number, got {value!r}")
 
 
@@ -386,13 +425,17 @@ def _validate_objective(raw: Any) -> dict:
         raise ConfigError(f"objective: must be a table ([objective]), got {raw!r}")
     kind = raw.get("kind")
     if kind is None:
-        raise ConfigError("objective.kind: required key is missing; one of "
-                          + ", ".join(repr(k) for k in OBJECTIVE_KINDS))
+        raise ConfigError(
+            "objective.kind: required key is missing; one of "
+            + ", ".join(repr(k) for k in OBJECTIVE_KINDS)
+        )
     if kind not in OBJECTIVE_KINDS:
         close = difflib.get_close_matches(str(kind), OBJECTIVE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"objective.kind: must be one of "
-                          f"{', '.join(repr(k) for k in OBJECTIVE_KINDS)}, got {kind!r}.{hint}")
+        raise ConfigError(
+            f"objective.kind: must be one of "
+            f"{', '.join(repr(k) for k in OBJECTIVE_KINDS)}, got {kind!r}.{hint}"
+        )
     out = _validate_table(raw, OBJECTIVE_SCHEMAS[kind], "objective")
     if kind == "function":
         _check_function(out)
@@ -404,8 +447,9 @@ def _check_function(obj: dict) -> None:
         raise ConfigError(f"objective.dim: rosenbrock needs an int >= 2, got {obj['dim']}")
     x0 = obj.get("x0")
     if isinstance(x0, list) and len(x0) != obj["dim"]:
-        raise ConfigError(f"objective.x0: a list must have dim = {obj['dim']} numbers, "
-                          f"got {len(x0)}")
+        raise ConfigError(
+            f"objective.x0: a list must have dim = {obj['dim']} numbers, got {len(x0)}"
+        )
 
 
 #: keys of an ``[estimators.NAME]`` table that configure the loop, not the estimator
@@ -420,36 +464,50 @@ def _validate_estimators(raw: Any) -> dict:
     out = {}
     for name, options in raw.items():
         path = f"estimators.{name}"
-        if name not in ESTIMATORS:
+        if name not in ESTIMATORS and name not in BUILTIN_ESTIMATORS:
             raise _unknown("estimators", name, list(ESTIMATORS))
         if not isinstance(options, dict):
             raise ConfigError(f"{path}: must be a table of {name}'s options, got {options!r}")
-        _check_against(path, options, _constructor_params(ESTIMATORS[name]), ESTIMATOR_RESERVED)
         est_opts = {k: v for k, v in options.items() if k not in ESTIMATOR_RESERVED}
-        try:
-            get_estimator(name, **est_opts)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{path}: {e}") from None
+        # a built-in estimator missing from this installation cannot be checked; running
+        # it reports that it is not available
+        if name in ESTIMATORS:
+            params = _constructor_params(ESTIMATORS[name])
+            _check_against(path, options, params, ESTIMATOR_RESERVED)
+            try:
+                get_estimator(name, **est_opts)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{path}: {e}") from None
         entry = copy.deepcopy(est_opts)
         if "optimizer" in options:
             opt = options["optimizer"]
             if not isinstance(opt, dict):
                 raise ConfigError(f"{path}.optimizer: must be a table, got {opt!r}")
             entry["optimizer"] = _validate_table(
-                opt, {k: Field(f.types, None, f.check, f.doc) for k, f in
-                      OPTIMIZER_SCHEMA.items()}, f"{path}.optimizer")
+                opt,
+                {k: Field(f.types, None, f.check, f.doc) for k, f in OPTIMIZER_SCHEMA.items()},
+                f"{path}.optimizer",
+            )
         out[name] = entry
     return out
 
 
-def _check_estimator_name(path: str, name: str) -> None:
+#: the estimators zoopt ships; a comparison may name one its installation lacks (reported)
+BUILTIN_ESTIMATORS = ("sampling", "es", "cmaes", "reinforce", "gradient")
+
+
+def _check_estimator_name(path: str, name: str, allow_builtin: bool = False) -> None:
     from zoopt.estimators import ESTIMATORS
 
+    if allow_builtin and name in BUILTIN_ESTIMATORS:
+        return
     if name not in ESTIMATORS:
         close = difflib.get_close_matches(name, ESTIMATORS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{path}: must be a registered estimator "
-                          f"({', '.join(sorted(ESTIMATORS))}), got {name!r}.{hint}")
+        raise ConfigError(
+            f"{path}: must be a registered estimator "
+            f"({', '.join(sorted(ESTIMATORS))}), got {name!r}.{hint}"
+        )
 
 
 def validate(raw: Mapping, source: str = "config") -> dict:
@@ -473,7 +531,7 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         cfg["estimators"] = _validate_estimators(raw.get("estimators", {}))
         _check_estimator_name("estimator", cfg["estimator"])
         for i, name in enumerate(cfg["compare"].get("estimators") or []):
-            _check_estimator_name(f"compare.estimators[{i}]", name)
+            _check_estimator_name(f"compare.estimators[{i}]", name, allow_builtin=True)
         _check_json_like("optimizer.options", cfg["optimizer"]["options"])
         _check_json_like("evaluator.options", cfg["evaluator"]["options"])
         return {k: cfg[k] for k in SCHEMA}
@@ -485,8 +543,9 @@ def _check_json_like(path: str, value: Any) -> None:
     try:
         json.dumps(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{path}: must hold plain values (numbers, strings, lists, tables), "
-                          f"got {value!r}") from None
+        raise ConfigError(
+            f"{path}: must hold plain values (numbers, strings, lists, tables), got {value!r}"
+        ) from None
 
 
 def estimator_settings(cfg: dict, name: str) -> tuple[dict, dict]:
@@ -523,8 +582,9 @@ def _toml_value(value: Any, path: str) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v, path) for v in value) + "]"
     if isinstance(value, dict):
-        items = [f"{_toml_key(k)} = {_toml_value(v, path)}" for k, v in value.items()
-                 if v is not None]
+        items = [
+            f"{_toml_key(k)} = {_toml_value(v, path)}" for k, v in value.items() if v is not None
+        ]
         return "{" + ", ".join(items) + "}"
     raise ConfigError(f"{path}: cannot write {type(value).__name__} to TOML")
 

@@ -31,7 +31,14 @@ from zoopt.checkpoint import (
     save_checkpoint,
     save_tensor,
 )
-from zoopt.config import OBJECTIVE_KINDS, ConfigError, dumps_toml, estimator_settings, validate
+from zoopt.config import (
+    BUILTIN_ESTIMATORS,
+    OBJECTIVE_KINDS,
+    ConfigError,
+    dumps_toml,
+    estimator_settings,
+    validate,
+)
 from zoopt.runlog import RunLog, plot_comparison, plot_learning_curves, read_metrics, write_json
 
 __all__ = [
@@ -125,8 +132,11 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
         fn = mod.FUNCTIONS[obj["function"]]
         dim = obj["dim"]
         x0 = obj.get("x0", {"sphere": 1.0, "rosenbrock": -1.0, "rastrigin": 2.5}[obj["function"]])
-        start = (torch.tensor(x0, dtype=torch.float64) if isinstance(x0, list)
-                 else torch.full((dim,), float(x0), dtype=torch.float64))
+        start = (
+            torch.tensor(x0, dtype=torch.float64)
+            if isinstance(x0, list)
+            else torch.full((dim,), float(x0), dtype=torch.float64)
+        )
         return BuiltObjective(FunctionObjective(fn, dim=dim, name=obj["function"]), start)
     if kind == "gym":
         mod = _import(kind)
@@ -145,8 +155,9 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
         X, y, X_test, y_test = load_classification(obj["dataset"], test_size=obj["test_size"])
         classes = int(max(int(y.max()), int(y_test.max())) + 1)
         model = mlp(X.shape[1], obj["hidden"], classes, obj["activation"], seed=seed)
-        objective = mod.SupervisedObjective(model, X, y, metric=obj["metric"],
-                                            batch_size=obj.get("batch_size"))
+        objective = mod.SupervisedObjective(
+            model, X, y, metric=obj["metric"], batch_size=obj.get("batch_size")
+        )
         test = mod.SupervisedObjective(model, X_test, y_test, metric=obj["metric"])
 
         def held_out(x: Tensor) -> float:
@@ -158,13 +169,27 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
         mod = _import(kind)
         from zoopt.tasks import Seq2Seq, make_translation_task
 
-        task = make_translation_task(obj["size"], obj["data_seed"], max_clauses=obj["max_clauses"],
-                                     language_seed=obj["language_seed"])
-        model = _seeded_init(seed, lambda: Seq2Seq(
-            len(task.src_vocab), len(task.tgt_vocab), obj["embed_dim"], obj["hidden_dim"],
-            task.tgt_vocab.pad_id, task.tgt_vocab.bos_id, task.tgt_vocab.eos_id))
-        objective = mod.TranslationObjective(model, task, batch_size=obj["batch_size"],
-                                             max_len=obj.get("max_len"))
+        task = make_translation_task(
+            obj["size"],
+            obj["data_seed"],
+            max_clauses=obj["max_clauses"],
+            language_seed=obj["language_seed"],
+        )
+        model = _seeded_init(
+            seed,
+            lambda: Seq2Seq(
+                len(task.src_vocab),
+                len(task.tgt_vocab),
+                obj["embed_dim"],
+                obj["hidden_dim"],
+                task.tgt_vocab.pad_id,
+                task.tgt_vocab.bos_id,
+                task.tgt_vocab.eos_id,
+            ),
+        )
+        objective = mod.TranslationObjective(
+            model, task, batch_size=obj["batch_size"], max_len=obj.get("max_len")
+        )
 
         def held_out_bleu(x: Tensor) -> float:
             return float(objective.bleu(x, split="test"))
@@ -186,8 +211,9 @@ def build_evaluator(cfg: dict) -> Any:
     try:
         return make_evaluator(ev["kind"], **options)
     except ImportError as e:
-        raise ConfigError(f"evaluator.kind = {ev['kind']!r} is not available in this "
-                          f"installation ({e})") from None
+        raise ConfigError(
+            f"evaluator.kind = {ev['kind']!r} is not available in this installation ({e})"
+        ) from None
     except TypeError as e:
         raise ConfigError(f"evaluator: {e}") from None
 
@@ -198,8 +224,14 @@ def _progress_mode(setting: str) -> bool | str:
     return {"bar": True, "lines": "lines", "none": False}[setting]
 
 
-def make_minimizer(cfg: dict, built: BuiltObjective, evaluator: Any, *,
-                   estimator: str | None = None, progress: bool | str | None = None) -> Any:
+def make_minimizer(
+    cfg: dict,
+    built: BuiltObjective,
+    evaluator: Any,
+    *,
+    estimator: str | None = None,
+    progress: bool | str | None = None,
+) -> Any:
     """A :class:`zoopt.Minimizer` for ``cfg`` (``estimator`` overrides ``cfg["estimator"]``).
 
     Raises:
@@ -212,14 +244,23 @@ def make_minimizer(cfg: dict, built: BuiltObjective, evaluator: Any, *,
     schedule = opt.get("schedule", "constant")
     try:
         m = Minimizer(
-            built.objective, built.x0, estimator=name, steps=cfg["budget"]["steps"],
-            seed=cfg["seed"], optimizer=opt["name"], lr=opt["lr"],
+            built.objective,
+            built.x0,
+            estimator=name,
+            steps=cfg["budget"]["steps"],
+            seed=cfg["seed"],
+            optimizer=opt["name"],
+            lr=opt["lr"],
             optimizer_options=dict(opt.get("options") or {}),
             schedule=None if schedule == "constant" and not opt.get("warmup_steps") else schedule,
-            warmup_steps=opt.get("warmup_steps", 0), max_grad_norm=opt.get("max_grad_norm"),
+            warmup_steps=opt.get("warmup_steps", 0),
+            max_grad_norm=opt.get("max_grad_norm"),
             max_step_norm=opt.get("max_step_norm"),
-            max_evaluations=cfg["budget"].get("max_evaluations"), evaluator=evaluator,
-            progress=progress, **est_options)
+            max_evaluations=cfg["budget"].get("max_evaluations"),
+            evaluator=evaluator,
+            progress=progress,
+            **est_options,
+        )
     except (TypeError, ValueError, NotImplementedError) as e:
         raise NotApplicable(f"{name}: {e}") from None
     m.progress_every = cfg["output"]["progress_every"]
@@ -242,8 +283,11 @@ class _Interrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this step and saving a checkpoint "
-              "(Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        print(
+            "\ninterrupt: stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
@@ -253,38 +297,57 @@ class _Interrupt:
 def _versions() -> dict:
     import zoopt
 
-    return {"zoopt": zoopt.__version__, "torch": torch.__version__,
-            "python": sys.version.split()[0]}
+    return {
+        "zoopt": zoopt.__version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
 def _write_config(run_dir: Path, cfg: dict, built: BuiltObjective, estimator: str) -> None:
     from zoopt.checkpoint import atomic_write_bytes
 
-    header = (f"zoopt run config, resolved (defaults filled in); estimator = {estimator!r}.\n"
-              f"Re-run with: zoopt run {run_dir / 'config.toml'}")
+    header = (
+        f"zoopt run config, resolved (defaults filled in); estimator = {estimator!r}.\n"
+        f"Re-run with: zoopt run {run_dir / 'config.toml'}"
+    )
     atomic_write_bytes(run_dir / "config.toml", dumps_toml(cfg, header).encode())
-    write_json(run_dir / "resolved.json", {
-        "config": cfg,
-        "estimator": estimator,
-        "dim": int(built.x0.numel()),
-        "metric_name": built.objective.metric_name,
-        "metric_sign": float(built.objective.metric_sign),
-        "versions": _versions(),
-    })
+    write_json(
+        run_dir / "resolved.json",
+        {
+            "config": cfg,
+            "estimator": estimator,
+            "dim": int(built.x0.numel()),
+            "metric_name": built.objective.metric_name,
+            "metric_sign": float(built.objective.metric_sign),
+            "versions": _versions(),
+        },
+    )
 
 
 def _state(m: Any, cfg: dict, target: int, status: str) -> dict:
-    return {"minimizer": m.state_dict(), "config": cfg, "estimator": m.estimator.name,
-            "target_steps": int(target), "status": status, "stop_reason": m.stop_reason}
+    return {
+        "minimizer": m.state_dict(),
+        "config": cfg,
+        "estimator": m.estimator.name,
+        "target_steps": int(target),
+        "status": status,
+        "stop_reason": m.stop_reason,
+    }
 
 
-def _execute(cfg: dict, run_dir: Path, m: Any, built: BuiltObjective, target: int,
-             resumed: bool) -> RunSummary:
+def _execute(
+    cfg: dict, run_dir: Path, m: Any, built: BuiltObjective, target: int, resumed: bool
+) -> RunSummary:
     """The run loop around ``m.run``: logging, checkpoints, Ctrl-C, end-of-run files."""
     out = cfg["output"]
     ckpt = run_dir / CHECKPOINT
-    log = RunLog(run_dir, tensorboard=out["tensorboard"], history=m.history if resumed else None,
-                 metric=m.objective.metric)
+    log = RunLog(
+        run_dir,
+        tensorboard=out["tensorboard"],
+        history=m.history if resumed else None,
+        metric=m.objective.metric,
+    )
     every = out["checkpoint_every"]
     t0 = time.perf_counter()
     with _Interrupt() as interrupt:
@@ -296,11 +359,20 @@ def _execute(cfg: dict, run_dir: Path, m: Any, built: BuiltObjective, target: in
                     full[key] = values[-1]
             full["best_metric"] = m.objective.metric(row["best_loss"])
             log.log(full)
-            last = (m.step_count >= target or bool(m.stop_reason) or interrupt.requested
-                    or (m.max_evaluations is not None and m.evaluations >= m.max_evaluations))
+            last = (
+                m.step_count >= target
+                or bool(m.stop_reason)
+                or interrupt.requested
+                or (m.max_evaluations is not None and m.evaluations >= m.max_evaluations)
+            )
             if last or (every and m.step_count % every == 0):
-                status = ("interrupted" if interrupt.requested and m.step_count < target
-                          else "finished" if last else "running")
+                status = (
+                    "interrupted"
+                    if interrupt.requested and m.step_count < target
+                    else "finished"
+                    if last
+                    else "running"
+                )
                 save_checkpoint(ckpt, _state(m, cfg, target, status))
             return interrupt.requested
 
@@ -318,16 +390,27 @@ def _execute(cfg: dict, run_dir: Path, m: Any, built: BuiltObjective, target: in
     files["last"] = str(save_tensor(run_dir / "last.pt", result.x))
     held = {}
     if built.held_out is not None and not interrupted:
-        held = {built.held_out_name: built.held_out(result.x),
-                f"{built.held_out_name}_of_best": built.held_out(result.best_x)}
+        held = {
+            built.held_out_name: built.held_out(result.x),
+            f"{built.held_out_name}_of_best": built.held_out(result.best_x),
+        }
     if out["plot"] and m.step_count:
         files["curve"] = str(plot_learning_curves([run_dir], run_dir / "curve.png"))
     summary = RunSummary(
-        run_dir=str(run_dir), estimator=m.estimator.name, seed=cfg["seed"],
-        status="interrupted" if interrupted else "finished", steps=result.steps,
-        evaluations=result.evaluations, metric_name=result.metric_name,
-        final_metric=result.metric, best_metric=result.best_metric, held_out=held,
-        stop_reason=result.stop_reason, seconds=time.perf_counter() - t0, files=files)
+        run_dir=str(run_dir),
+        estimator=m.estimator.name,
+        seed=cfg["seed"],
+        status="interrupted" if interrupted else "finished",
+        steps=result.steps,
+        evaluations=result.evaluations,
+        metric_name=result.metric_name,
+        final_metric=result.metric,
+        best_metric=result.best_metric,
+        held_out=held,
+        stop_reason=result.stop_reason,
+        seconds=time.perf_counter() - t0,
+        files=files,
+    )
     write_json(run_dir / "summary.json", summary.__dict__)
     return summary
 
@@ -336,8 +419,13 @@ def _default_dir(cfg: dict) -> Path:
     return Path(cfg["output"]["dir"] or Path("runs") / (cfg["name"] or "run"))
 
 
-def run_experiment(cfg: dict, run_dir: str | Path | None = None, *,
-                   estimator: str | None = None, until: int | None = None) -> RunSummary:
+def run_experiment(
+    cfg: dict,
+    run_dir: str | Path | None = None,
+    *,
+    estimator: str | None = None,
+    until: int | None = None,
+) -> RunSummary:
     """Run a validated config in ``run_dir`` (default ``output.dir``, else ``runs/NAME``).
 
     Args:
@@ -359,8 +447,9 @@ def run_experiment(cfg: dict, run_dir: str | Path | None = None, *,
     built = build_objective(cfg["objective"], cfg["seed"])
     evaluator = build_evaluator(cfg)
     try:
-        m = make_minimizer(cfg, built, evaluator,
-                           progress=_progress_mode(cfg["output"]["progress"]))
+        m = make_minimizer(
+            cfg, built, evaluator, progress=_progress_mode(cfg["output"]["progress"])
+        )
         _write_config(run_dir, cfg, built, cfg["estimator"])
         stale = run_dir / CHECKPOINT
         if stale.exists():
@@ -378,8 +467,9 @@ def _close(objective: Any) -> None:
         close()
 
 
-def resume_experiment(run_dir: str | Path, steps: int | None = None,
-                      max_evaluations: int | None = None) -> RunSummary | None:
+def resume_experiment(
+    run_dir: str | Path, steps: int | None = None, max_evaluations: int | None = None
+) -> RunSummary | None:
     """Continue a run from ``run_dir/checkpoint.pt``.
 
     Args:
@@ -407,16 +497,19 @@ def resume_experiment(run_dir: str | Path, steps: int | None = None,
     target = steps if steps is not None else cfg["budget"]["steps"]
     if steps is not None and steps > cfg["budget"]["steps"]:
         cfg["budget"]["steps"] = steps
-    budget_left = (cfg["budget"].get("max_evaluations") is None
-                   or int(mstate["evaluations"]) < cfg["budget"]["max_evaluations"])
+    budget_left = (
+        cfg["budget"].get("max_evaluations") is None
+        or int(mstate["evaluations"]) < cfg["budget"]["max_evaluations"]
+    )
     stopped = state.get("status") == "finished" and state.get("stop_reason") and steps is None
     if done >= target or not budget_left or stopped:
         return None
     built = build_objective(cfg["objective"], cfg["seed"])
     evaluator = build_evaluator(cfg)
     try:
-        m = make_minimizer(cfg, built, evaluator,
-                           progress=_progress_mode(cfg["output"]["progress"]))
+        m = make_minimizer(
+            cfg, built, evaluator, progress=_progress_mode(cfg["output"]["progress"])
+        )
         m.load_state_dict(mstate)
         _write_config(run_dir, cfg, built, estimator)
         return _execute(cfg, run_dir, m, built, target, resumed=True)
@@ -440,6 +533,7 @@ class CompareRow:
     evaluations: float = math.nan
     seconds: float = math.nan
     note: str = ""
+    reasons: list = field(default_factory=list)
     run_dirs: list = field(default_factory=list)
 
 
@@ -456,9 +550,13 @@ def _std(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = None,
-            seeds: Sequence[int] | None = None,
-            echo: Callable[[str], Any] | None = print) -> tuple[list[CompareRow], dict]:
+def compare(
+    cfg: dict,
+    out_dir: str | Path,
+    estimators: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    echo: Callable[[str], Any] | None = print,
+) -> tuple[list[CompareRow], dict]:
     """Run every estimator on every seed of ``cfg`` under the same budget.
 
     Each run gets ``out_dir/ESTIMATOR/seedS``. Estimators that cannot apply to the objective
@@ -473,18 +571,22 @@ def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
     for name in estimators:
-        if name not in available_estimators():
+        if name not in available_estimators() and name not in BUILTIN_ESTIMATORS:
             import difflib
 
             close = difflib.get_close_matches(name, available_estimators(), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"--estimators: {name!r} is not a registered estimator "
-                              f"({', '.join(available_estimators())}).{hint}")
+            raise ConfigError(
+                f"--estimators: {name!r} is not a registered estimator "
+                f"({', '.join(available_estimators())}).{hint}"
+            )
     seeds = list(seeds if seeds is not None else cfg["compare"]["seeds"])
     say = echo or (lambda s: None)
     if cfg["budget"].get("max_evaluations") is None:
-        say("note: budget.max_evaluations is not set; every estimator runs budget.steps steps, "
-            "which costs each a different number of evaluations")
+        say(
+            "note: budget.max_evaluations is not set; every estimator runs budget.steps steps, "
+            "which costs each a different number of evaluations"
+        )
     rows, curves, metric_name, held_name = [], {}, "metric", ""
     total, n = len(estimators) * len(seeds), 0
     for name in estimators:
@@ -497,6 +599,10 @@ def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = N
             run_cfg["seed"], run_cfg["estimator"] = int(seed), name
             run_cfg["output"]["dir"] = str(run_dir)
             run_cfg["output"]["plot"] = False
+            if name not in available_estimators():
+                notes.append("not available in this installation (not registered)")
+                say(f"[{n}/{total}] {name}: {notes[-1]}")
+                break
             say(f"[{n}/{total}] {name} seed {seed} -> {run_dir}")
             try:
                 s = run_experiment(run_cfg, run_dir)
@@ -532,21 +638,36 @@ def compare(cfg: dict, out_dir: str | Path, estimators: Sequence[str] | None = N
         row.final_metric, row.final_std = _mean(finals), _std(finals)
         row.best_metric, row.held_out = _mean(bests), _mean(helds)
         row.evaluations, row.seconds = _mean(evals), _mean(secs)
-        row.note = "; ".join(dict.fromkeys(notes))
+        row.reasons = list(dict.fromkeys(notes))
+        row.note = "; ".join(_first_sentence(n) for n in row.reasons)
         rows.append(row)
     files = {}
     title = f"{cfg['name']}: {_describe_objective(cfg['objective'])}"
     if curves:
-        files["plot"] = str(plot_comparison(curves, out_dir / "comparison.png", metric_name,
-                                            title))
+        files["plot"] = str(plot_comparison(curves, out_dir / "comparison.png", metric_name, title))
     table = format_table(rows, metric_name, held_name)
     files["table"] = str(out_dir / "comparison.md")
     (out_dir / "comparison.md").write_text(f"# {title}\n\n{table}\n", encoding="utf-8")
-    files["json"] = str(write_json(out_dir / "comparison.json", {
-        "name": cfg["name"], "objective": cfg["objective"], "budget": cfg["budget"],
-        "seeds": seeds, "metric_name": metric_name, "held_out_name": held_name,
-        "rows": [r.__dict__ for r in rows]}))
+    files["json"] = str(
+        write_json(
+            out_dir / "comparison.json",
+            {
+                "name": cfg["name"],
+                "objective": cfg["objective"],
+                "budget": cfg["budget"],
+                "seeds": seeds,
+                "metric_name": metric_name,
+                "held_out_name": held_name,
+                "rows": [r.__dict__ for r in rows],
+            },
+        )
+    )
     return rows, files
+
+
+def _first_sentence(text: str) -> str:
+    head, sep, _ = text.partition(". ")
+    return head + ("." if sep else "")
 
 
 def _describe_objective(obj: dict) -> str:
@@ -559,8 +680,9 @@ def _describe_objective(obj: dict) -> str:
     return f"synthetic translation BLEU ({obj['size']} pairs)"
 
 
-def format_table(rows: Sequence[CompareRow], metric_name: str = "metric",
-                 held_name: str = "") -> str:
+def format_table(
+    rows: Sequence[CompareRow], metric_name: str = "metric", held_name: str = ""
+) -> str:
     """A Markdown table of comparison rows (also readable as plain text)."""
 
     def num(x: float, digits: int = 4) -> str:
@@ -572,8 +694,9 @@ def format_table(rows: Sequence[CompareRow], metric_name: str = "metric",
     head += ["evaluations", "wall s", "note"]
     lines = [head]
     for r in rows:
-        final = num(r.final_metric) + (f" ± {num(r.final_std, 2)}"
-                                       if math.isfinite(r.final_std) else "")
+        final = num(r.final_metric) + (
+            f" ± {num(r.final_std, 2)}" if math.isfinite(r.final_std) else ""
+        )
         cells = [r.estimator, str(r.runs), final, num(r.best_metric)]
         if held_name:
             cells.append(num(r.held_out))
@@ -582,7 +705,9 @@ def format_table(rows: Sequence[CompareRow], metric_name: str = "metric",
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for i, line in enumerate(lines):
-        out.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+        out.append(
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+        )
         if i == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
@@ -590,11 +715,13 @@ def format_table(rows: Sequence[CompareRow], metric_name: str = "metric",
 
 def describe(summary: RunSummary) -> str:
     """A few lines for the terminal at the end of a run."""
-    lines = [f"{summary.estimator}: {summary.status} after {summary.steps} steps, "
-             f"{summary.evaluations} evaluations, {summary.seconds:.1f} s "
-             f"(stop: {summary.stop_reason})",
-             f"  final {summary.metric_name} = {summary.final_metric:.6g}, "
-             f"best {summary.metric_name} = {summary.best_metric:.6g}"]
+    lines = [
+        f"{summary.estimator}: {summary.status} after {summary.steps} steps, "
+        f"{summary.evaluations} evaluations, {summary.seconds:.1f} s "
+        f"(stop: {summary.stop_reason})",
+        f"  final {summary.metric_name} = {summary.final_metric:.6g}, "
+        f"best {summary.metric_name} = {summary.best_metric:.6g}",
+    ]
     for k, v in summary.held_out.items():
         lines.append(f"  {k} = {v:.6g}")
     lines.append(f"  run directory: {summary.run_dir}")
