@@ -326,3 +326,39 @@ def test_es_improves_cartpole_return():
     assert result.metric_name == "return"
     end = float(obj.episode_returns(result.best_x, seed=100, episodes=8).mean())
     assert end > start + 50, (start, end)
+
+
+# -- Ray ----------------------------------------------------------------------------------------
+def test_local_and_ray_runs_are_equal(request):
+    """Same losses, normaliser statistics and step counts on a Ray pool as in-process."""
+    try:
+        request.getfixturevalue("ray_session")  # the shared local Ray instance
+    except pytest.FixtureLookupError:
+        pytest.skip("no ray_session fixture in tests/conftest.py")
+    from zoopt.evaluators.ray import RayEvaluator
+
+    def run(evaluator):
+        obj = GymObjective("CartPole-v1", episodes=2, normalize_observations=True)
+        result = zoopt.minimize(
+            obj,
+            obj.initial_parameters(0),
+            estimator="es",
+            steps=3,
+            seed=4,
+            sigma=0.2,
+            population=8,
+            evaluator=evaluator,
+        )
+        return obj, result
+
+    local_obj, local = run("local")
+    with RayEvaluator(num_workers=2, chunks_per_worker=2) as ev:
+        ray_obj, remote = run(ev)
+    assert remote.history["population_loss"] == local.history["population_loss"]
+    assert remote.history["loss"] == local.history["loss"]
+    assert ray_obj.env_steps == local_obj.env_steps
+    assert ray_obj.episodes_played == local_obj.episodes_played
+    a, b = ray_obj.observation_statistics, local_obj.observation_statistics
+    assert a.count == b.count
+    np.testing.assert_allclose(a.mean.numpy(), b.mean.numpy(), rtol=1e-9)
+    np.testing.assert_allclose(a.m2.numpy(), b.m2.numpy(), rtol=1e-9)
