@@ -276,6 +276,11 @@ class GymObjective(Objective):
         self._venvs: dict[int, gym.vector.VectorEnv] = {}
 
     # -- construction helpers ----------------------------------------------------------------
+    def _build_single_env(self) -> gym.Env:
+        if self.env_id is not None:
+            return gym.make(self.env_id, **self.env_kwargs)
+        return self.env_factory()
+
     def _make_probe(self, env: Any) -> gym.Env:
         if isinstance(env, str):
             self.env_id, self.env_factory = env, None
@@ -387,6 +392,8 @@ class GymObjective(Objective):
 
     def _reset(self, venv: gym.vector.VectorEnv, seeds: list[int]) -> np.ndarray:
         if self._native_cls is not None:
+            if self._probe is None:  # dropped when the objective was pickled
+                self._probe = self._build_single_env()
             return _native_seeders()[self._native_cls](venv, self._probe, seeds)
         obs, _ = venv.reset(seed=seeds)
         return obs
@@ -408,6 +415,8 @@ class GymObjective(Objective):
         """
         k, e = params.shape[0], len(seeds)
         n = k * e
+        if n == 0:
+            return {"returns": np.zeros((k, e)), "lengths": np.zeros((k, e), dtype=np.int64)}
         venv = self._vector_env(n)
         obs = self._flat_obs(self._reset(venv, seeds * k), n)  # env (k, e) plays seeds[e]
         returns = np.zeros(n, dtype=np.float64)
@@ -667,6 +676,7 @@ class GymObjective(Objective):
         # environments hold simulator handles that do not pickle; copies rebuild them lazily
         state = self.__dict__.copy()
         state["_venvs"] = {}
+        state["_probe"] = None  # e.g. MuJoCo models do not pickle; rebuilt when needed
         return state
 
     def __setstate__(self, state: dict) -> None:
