@@ -87,14 +87,20 @@ def test_ipop_solves_rastrigin_10d_like_fmin2() -> None:
     assert r.stop_reason.startswith("ftarget")
     runs = int(r.history["restarts"][-1]) + 1
     assert runs > 1  # a single run with λ = 10 does not solve it
+
     # the same IPOP through pycma's own fmin2, with the generator the estimator documents
+    def batched(X: list) -> list:  # a whole generation per call, as zoopt evaluates it
+        return rastrigin(torch.from_numpy(np.asarray(X))).tolist()
+
     est = CMAES(sigma=2.0, restarts=8, options=options)
     rng = np.random.Generator(np.random.PCG64(step_seed(0, 0)))
     opts = est.pycma_options(10)
     opts["randn"] = lambda lam, dim: rng.standard_normal((lam, dim))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, es = cma.fmin2(f64(rastrigin), x0.numpy(), 2.0, opts, restarts=8, incpopsize=2)
+        _, es = cma.fmin2(
+            None, x0.numpy(), 2.0, opts, restarts=8, incpopsize=2, parallel_objective=batched
+        )
     assert es.result.fbest == r.best_loss
     # fmin2 also evaluates each run's final mean once (its option eval_final_mean)
     assert es.result.evaluations == sum(r.history["popsize"]) + runs

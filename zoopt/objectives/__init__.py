@@ -1,5 +1,6 @@
 """Batched objectives: a population of K parameter vectors in, K losses out."""
 
+from zoopt.objectives.bandit import CategoricalBandit
 from zoopt.objectives.base import FunctionObjective, Objective, OutputSamples, as_objective
 from zoopt.objectives.functions import FUNCTIONS, rastrigin, rosenbrock, sphere
 from zoopt.objectives.gym import GymObjective
@@ -10,6 +11,7 @@ __all__ = [
     "Objective",
     "FunctionObjective",
     "OutputSamples",
+    "CategoricalBandit",
     "as_objective",
     "sphere",
     "rosenbrock",
