@@ -6,6 +6,7 @@ global "general" attention over the encoder states (Luong, Pham & Manning, 2015)
 ``tanh(W[h; c])`` → vocabulary logits. Without input feeding, the decoder's per-step
 computation is the same whether it runs over a whole teacher-forced sequence at once or one
 token at a time, so sampled log-probabilities match a teacher-forced recomputation exactly.
+``<pad>`` and ``<bos>`` are masked out of the output distribution: they are never emitted.
 
 Three ways to use it, all batched over sentences:
 
@@ -101,7 +102,12 @@ class Seq2Seq(nn.Module):
         scores = torch.bmm(self.attn(dec), states.transpose(1, 2))  # (B, T, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         context = torch.bmm(torch.softmax(scores, dim=-1), states)
-        return self.out(torch.tanh(self.combine(torch.cat([dec, context], -1)))), h
+        logits = self.out(torch.tanh(self.combine(torch.cat([dec, context], -1))))
+        # <pad> and <bos> are never outputs; a large finite negative (not −inf) keeps
+        # 0·log p = 0 in masked sums and entropies
+        never = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        never[[self.pad_id, self.bos_id]] = True
+        return logits.masked_fill(never, -1e9), h
 
     def _shift_right(self, tgt: Tensor) -> Tensor:
         bos = torch.full_like(tgt[:, :1], self.bos_id)
@@ -132,28 +138,38 @@ class Seq2Seq(nn.Module):
         )
 
     # -- decoding --------------------------------------------------------------------------------
-    def _max_len(self, src: Tensor, max_len: int | None) -> int:
+    def _length_limits(self, src: Tensor, max_len: int | None) -> Tensor:
+        """Per-sentence output length limits ``(B,)``.
+
+        The default, ``2·len(x) + 5`` (the task's targets are at most ~1.5× the source),
+        depends on each sentence alone, so a translation never depends on which other
+        sentences share its batch or how far they are padded.
+        """
         if max_len is None:
-            # the task's targets are at most ~1.5× the source length
-            return 2 * src.shape[1] + 5
+            return 2 * (src != self.pad_id).sum(1) + 5
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"max_len must be a positive int or None, got {max_len!r}")
-        return max_len
+        return torch.full((src.shape[0],), max_len, dtype=torch.long, device=src.device)
 
     @torch.no_grad()
     def greedy(self, src: Tensor, max_len: int | None = None) -> Tensor:
-        """Greedy translations ``(B, L)`` (EOS-terminated, padded after EOS)."""
+        """Greedy translations ``(B, L)`` (EOS-terminated, padded after EOS).
+
+        ``max_len``: longest output (default ``2·len(x) + 5`` per sentence); unfinished
+        outputs are cut there.
+        """
         states, mask, h = self.encode(src)
         b = src.shape[0]
+        limits = self._length_limits(src, max_len)
         prev = torch.full((b, 1), self.bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(b, dtype=torch.bool, device=src.device)
         out = []
-        for _ in range(self._max_len(src, max_len)):
+        for t in range(int(limits.max())):
             logits, h = self._decode(prev, states, mask, h)
             tok = logits[:, -1].argmax(-1)
             tok = tok.masked_fill(done, self.pad_id)
             out.append(tok)
-            done = done | (tok == self.eos_id)
+            done = done | (tok == self.eos_id) | (limits <= t + 1)
             if bool(done.all()):  # stop early: the whole batch has finished
                 break
             prev = tok.unsqueeze(1)
@@ -172,7 +188,8 @@ class Seq2Seq(nn.Module):
             src: ``(B, S)`` source ids.
             num_samples: M ≥ 1 draws per sentence.
             generator: the torch RNG for the draws (reproducible sampling).
-            max_len: longest output; unfinished samples are cut there (no EOS).
+            max_len: longest output (default ``2·len(x) + 5`` per sentence); unfinished
+                samples are cut there (no EOS).
 
         Returns:
             ``tokens (B, M, L)`` (padded after EOS), ``log_probs (B, M)`` summed
@@ -186,21 +203,27 @@ class Seq2Seq(nn.Module):
         b = self._check_src(src).shape[0]
         src_rep = src.repeat_interleave(num_samples, 0)  # (B·M, S), sentence-major
         states, mask, h = self.encode(src_rep)
+        limits = self._length_limits(src_rep, max_len)
         n = b * num_samples
         prev = torch.full((n, 1), self.bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(n, dtype=torch.bool, device=src.device)
         toks, lps, ents = [], [], []
-        for _ in range(self._max_len(src, max_len)):
+        for t in range(int(limits.max())):
             logits, h = self._decode(prev, states, mask, h)
             logp = torch.log_softmax(logits[:, -1], -1)
             with torch.no_grad():
-                tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+                # inverse-CDF sampling: one uniform per row (torch.multinomial is several
+                # times slower on the CPU for many short rows); zero-probability tokens
+                # occupy empty CDF intervals and are never drawn
+                cdf = logp.exp().cumsum(-1)
+                u = torch.rand(n, 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+                tok = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(cdf.shape[1] - 1)
             tok = tok.masked_fill(done, self.pad_id)
             live = (~done).to(logp.dtype)
             lps.append(logp.gather(1, tok.unsqueeze(1)).squeeze(1) * live)
             ents.append(-(logp.exp() * logp).sum(-1) * live)
             toks.append(tok)
-            done = done | (tok == self.eos_id)
+            done = done | (tok == self.eos_id) | (limits <= t + 1)
             if bool(done.all()):
                 break
             prev = tok.unsqueeze(1)
