@@ -81,6 +81,33 @@ def test_vmap_path_for_a_general_module_and_chunking(iris):
     assert torch.allclose(-obj.evaluate(X), _loop_accuracy(model, X, X_tr, y_tr), atol=1e-6)
 
 
+def test_model_with_buffers_is_evaluated_in_eval_mode(iris):
+    X_tr, y_tr, _, _ = iris
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():  # running statistics that differ from a batch's own
+        model[1].running_mean.fill_(0.3)
+        model[1].running_var.fill_(2.0)
+    obj = SupervisedObjective(model, X_tr, y_tr)
+    assert not obj.uses_fast_path  # buffers: the general path
+    X = _population(model, 4, 0.3)
+    model.eval()
+    expected = _loop_accuracy(model, X, X_tr, y_tr)
+    model.train()
+    assert torch.allclose(-obj.evaluate(X), expected, atol=1e-6)
+    assert model.training and model[1].running_mean.eq(0.3).all()  # untouched
+
+
+def test_objective_survives_pickling(iris):
+    import pickle
+
+    X_tr, y_tr, _, _ = iris
+    model = mlp(4, 6, 3)
+    obj = SupervisedObjective(model, X_tr, y_tr, batch_size=32)
+    X = _population(model, 4, 0.3)
+    copy = pickle.loads(pickle.dumps(obj))  # what a process-based evaluator sends
+    assert torch.equal(copy.evaluate(X, 3), obj.evaluate(X, 3))
+
+
 def test_fast_and_vmap_paths_agree(digits):
     X_tr, y_tr, _, _ = digits
     model = nn.Sequential(

@@ -242,6 +242,10 @@ class SupervisedObjective(Objective):
         return x.to(self._dtype)
 
     # -- data -------------------------------------------------------------------------------
+    def _buffers_on(self, device: torch.device) -> dict[str, Tensor]:
+        """The model's buffers on ``device`` (candidates may live elsewhere than the model)."""
+        return {name: b.to(device) for name, b in self._buffers.items()}
+
     def _data(self, device: torch.device) -> tuple[Tensor, Tensor]:
         if device not in self._device_data:
             self._device_data[device] = (self.inputs.to(device), self.targets.to(device))
@@ -364,7 +368,7 @@ class SupervisedObjective(Objective):
 
     def _vmap_forward(self, X: Tensor, xb: Tensor) -> Tensor:
         """Logits ``(K, B, C)`` through ``vmap(functional_call)`` over the population."""
-        buffers = self._buffers
+        buffers = self._buffers_on(X.device)
 
         def one(x: Tensor, inputs: Tensor) -> Tensor:
             return torch.func.functional_call(self.model, (self._unflatten(x), buffers), (inputs,))
@@ -394,7 +398,7 @@ class SupervisedObjective(Objective):
             inputs = inputs.to(self._dtype)
         with self._eval_mode():
             return torch.func.functional_call(
-                self.model, (self._unflatten(x), self._buffers), (inputs,)
+                self.model, (self._unflatten(x), self._buffers_on(x.device)), (inputs,)
             )
 
     # -- the objective contract -------------------------------------------------------------
