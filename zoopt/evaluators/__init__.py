@@ -5,11 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from zoopt.evaluators.base import Evaluator
+from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.evaluators.local import LocalEvaluator
 
-__all__ = ["Evaluator", "LocalEvaluator", "make_evaluator", "EVALUATORS"]
+__all__ = [
+    "Evaluator",
+    "LocalEvaluator",
+    "ObjectiveFactory",
+    "RayEvaluator",
+    "make_evaluator",
+    "EVALUATORS",
+]
 
 EVALUATORS = ("local", "ray")
+
+
+def __getattr__(name: str) -> Any:
+    # RayEvaluator is imported on first use: Ray is an optional extra and slow to import
+    if name == "RayEvaluator":
+        from zoopt.evaluators.ray import RayEvaluator
+
+        return RayEvaluator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_evaluator(evaluator: Any = None, **options: Any) -> Any:

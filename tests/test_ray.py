@@ -1,0 +1,432 @@
+"""The Ray evaluator: same numbers as the local one, faults, statistics hooks, bad input.
+
+One local Ray instance serves the whole session (``ray_address`` in conftest.py) and one
+two-worker evaluator serves this module; the tests that need a Ray of their own (joining by
+address, a private instance) run it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import torch
+
+import zoopt
+from zoopt import ExplicitPopulation, GaussianPopulation, Objective
+from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
+from zoopt.objectives.functions import rastrigin
+
+ray = pytest.importorskip("ray")
+
+from zoopt.evaluators.ray import ObjectiveError, RayEvaluator  # noqa: E402
+
+# the objectives below live in this test module, which Ray workers cannot import: ship them
+# by value, as a user's script run as __main__ is
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+# ---------------------------------------------------------------------------------------
+# objectives used by the tests
+# ---------------------------------------------------------------------------------------
+class SlowRastrigin(Objective):
+    """Rastrigin that takes ``delay`` seconds per call, so a worker can be killed mid-call."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def evaluate(self, X, seed=0):
+        time.sleep(self.delay)
+        return rastrigin(X)
+
+
+def _simulate(X):
+    if bool((X.abs() > 1e3).any()):
+        raise ValueError("simulator diverged")
+    return (X * X).sum(-1)
+
+
+class DivergingSimulator(Objective):
+    """Raises for candidates far from the origin; logs each call's batch to ``log_path``."""
+
+    def __init__(self, log_path: str):
+        self.log_path = log_path
+
+    def evaluate(self, X, seed=0):
+        with open(self.log_path, "a") as f:
+            f.write(f"{len(X)} {float(X.abs().max()):.0f}\n")
+        return _simulate(X)
+
+
+class RunningMeanObjective(Objective):
+    """An objective that learns statistics from its evaluations, like an obs. normaliser.
+
+    Losses are ‖x‖² + offset, where ``offset`` is frozen state shared from the driver;
+    every evaluation copy counts the rows it saw and sums them (``pop_stats``).
+    """
+
+    def __init__(self, offset: float = 0.0):
+        self.offset = offset
+        self.count, self.total = 0, None
+
+    def evaluate(self, X, seed=0):
+        self.count += len(X)
+        s = X.sum(0)
+        self.total = s if self.total is None else self.total + s
+        return (X * X).sum(-1) + self.offset
+
+    def pop_stats(self):
+        out = (self.count, self.total)
+        self.count, self.total = 0, None
+        return out
+
+    def absorb_stats(self, stats):
+        count, total = stats
+        self.count += count
+        self.total = total if self.total is None else self.total + total
+
+    def shared_state(self):
+        return {"offset": self.offset}
+
+    def load_shared_state(self, state):
+        self.offset = state["offset"]
+
+
+class PidReporter(Objective):
+    """Sphere whose statistics are the id of the process that built it."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+        self.built_in = os.getpid()
+        self.seen: set[int] = set()
+
+    def evaluate(self, X, seed=0):
+        return self.scale * (X * X).sum(-1)
+
+    def pop_stats(self):
+        return self.built_in
+
+    def absorb_stats(self, stats):
+        self.seen.add(stats)
+
+
+# ---------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def evaluator(ray_address):
+    """Two workers of half a CPU each: half the session's 2 CPUs stay free for others."""
+    ev = RayEvaluator(num_workers=2, num_cpus_per_worker=0.5)
+    ev.start()
+    yield ev
+    ev.close()
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        (math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True)
+    )
+
+
+def _parity_cases():
+    cases = [("es", {}), ("sampling", {}), ("sampling", {"guided": True})]
+    if "cmaes" in zoopt.available_estimators():
+        cases.append(("cmaes", {"sigma": 0.5}))
+    return cases
+
+
+# ---------------------------------------------------------------------------------------
+# same numbers as the local evaluator
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "options"),
+    _parity_cases(),
+    ids=lambda v: v if isinstance(v, str) else ",".join(v) or "-",
+)
+def test_same_losses_and_parameters_as_local(evaluator, name, options):
+    x0 = torch.linspace(-1.0, 1.5, 6)
+    kw = dict(estimator=name, steps=4, seed=11, population=10, **options)
+    local = zoopt.minimize(rastrigin, x0, **kw)
+    remote = zoopt.minimize(rastrigin, x0, evaluator=evaluator, **kw)
+    assert torch.equal(local.x, remote.x)
+    assert torch.equal(local.best_x, remote.best_x)
+    for key in ("loss", "population_loss", "best_loss"):
+        assert _same(local.history[key], remote.history[key]), key
+    assert not torch.equal(remote.x, x0)  # the run moved, so equality means something
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+@pytest.mark.parametrize("k", [1, 2, 7, 30])
+def test_population_split_into_chunks_equals_whole(evaluator, k, antithetic):
+    if antithetic and k % 2:
+        pytest.skip("antithetic populations are even")
+    objective = zoopt.FunctionObjective(rastrigin)
+    pop = GaussianPopulation(torch.randn(5, dtype=torch.float64), 0.3, 1234 + k, k, antithetic)
+    expected = LocalEvaluator().evaluate(objective, pop, seed=5)
+    got = evaluator.evaluate(objective, pop, seed=5)
+    assert got.dtype == expected.dtype == torch.float64
+    assert torch.equal(got, expected)
+    explicit = ExplicitPopulation(pop.materialize())
+    assert torch.equal(evaluator.evaluate(objective, explicit, seed=5), expected)
+
+
+def test_chunks_keep_antithetic_pairs_and_cover_rows_once():
+    ev = RayEvaluator(num_workers=3, chunks_per_worker=2)
+    ev.num_workers = 3  # bounds only; no Ray needed
+    for k in (2, 6, 10, 26, 100):
+        bounds = ev._bounds(GaussianPopulation(torch.zeros(2), 1.0, 0, k, antithetic=True))
+        assert [a for a, _ in bounds] + [k] == [0] + [b for _, b in bounds]
+        assert all(a % 2 == 0 for a, _ in bounds)
+        assert len(bounds) == min(k // 2, 6)
+    bounds = ev._bounds(ExplicitPopulation(torch.zeros(7, 2)))
+    assert len(bounds) == 6 and bounds[-1][1] == 7
+
+
+# ---------------------------------------------------------------------------------------
+# statistics hooks and objective factories
+# ---------------------------------------------------------------------------------------
+def test_shared_state_reaches_workers_and_stats_come_back(evaluator):
+    driver = RunningMeanObjective(offset=2.5)
+    pop = GaussianPopulation(torch.ones(4), 0.5, 99, 12)
+    losses = evaluator.evaluate(driver, pop, seed=3)
+    X = pop.materialize()
+    assert torch.equal(losses, (X * X).sum(-1) + 2.5)  # workers used the driver's offset
+    assert driver.count == 12  # every worker's rows were absorbed exactly once
+    assert torch.allclose(driver.total, X.sum(0))
+    driver.offset = -1.0  # the next step's shared state is sent again
+    assert torch.equal(evaluator.evaluate(driver, pop, seed=3), (X * X).sum(-1) - 1.0)
+    assert driver.count == 24
+
+
+def test_objective_factory_builds_on_each_worker(evaluator):
+    factory = ObjectiveFactory(PidReporter, scale=3.0)
+    blob = pickle.dumps(factory)
+    clone = pickle.loads(blob)
+    assert not clone.is_built and clone.kwargs == {"scale": 3.0}
+    pop = GaussianPopulation(torch.ones(3), 0.1, 7, 8)
+    losses = evaluator.evaluate(factory, pop, seed=0)
+    assert torch.equal(losses, 3.0 * (pop.materialize() ** 2).sum(-1))
+    worker_pids = {ray.get(w.ready.remote()) for w in evaluator.workers}
+    assert factory.build().seen == worker_pids  # built once in each worker process
+    assert os.getpid() not in factory.build().seen
+    # the driver's built copy does not travel: pickling still sends the recipe alone
+    assert len(pickle.dumps(factory)) == len(blob)
+    local = zoopt.minimize(
+        ObjectiveFactory(PidReporter, 3.0),
+        torch.ones(3),
+        estimator="es",
+        steps=2,
+        population=4,
+        seed=1,
+    )
+    remote = zoopt.minimize(
+        factory, torch.ones(3), estimator="es", steps=2, population=4, seed=1, evaluator=evaluator
+    )
+    assert torch.equal(local.x, remote.x)
+
+
+def test_objective_factory_rejects_non_callable():
+    with pytest.raises(TypeError, match="fn must be a callable"):
+        ObjectiveFactory(42)
+
+
+# ---------------------------------------------------------------------------------------
+# faults
+# ---------------------------------------------------------------------------------------
+def test_worker_killed_mid_step_is_replaced_and_run_is_unchanged(evaluator):
+    objective = SlowRastrigin(delay=0.2)
+    kw = dict(estimator="es", steps=3, seed=5, population=8, sigma=0.2)
+    undisturbed = zoopt.minimize(objective, torch.full((4,), 0.7), evaluator=evaluator, **kw)
+    victim = evaluator.workers[0]
+    restarts = evaluator.restarts
+    killer: list[threading.Timer] = []
+
+    def kill_during_next_step(row):
+        if row["step"] == 1:  # step 2's first call (the centre) goes to worker 0
+            killer.append(threading.Timer(0.1, ray.kill, (victim,)))
+            killer[0].start()
+
+    disturbed = zoopt.minimize(
+        objective, torch.full((4,), 0.7), evaluator=evaluator, callback=kill_during_next_step, **kw
+    )
+    killer[0].join()
+    assert evaluator.restarts == restarts + 1
+    assert torch.equal(disturbed.x, undisturbed.x)
+    assert _same(disturbed.history["loss"], undisturbed.history["loss"])
+    assert _same(disturbed.history["population_loss"], undisturbed.history["population_loss"])
+
+
+def test_objective_exception_names_rows_and_is_not_retried(evaluator, tmp_path):
+    log = tmp_path / "calls.txt"
+    X = torch.zeros(8, 3)
+    X[5, 1] = 1e6  # candidate 5 makes the simulator fail
+    restarts = evaluator.restarts
+    with pytest.raises(ObjectiveError) as info:
+        evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X), seed=0)
+    err = info.value
+    assert err.rows == (4, 8) and err.error_type == "ValueError"
+    message = str(err)
+    assert "candidates 4..7" in message and "simulator diverged" in message
+    assert "_simulate" in err.worker_traceback and "Traceback" in message
+    calls = log.read_text().split("\n")[:-1]
+    assert sorted(calls) == ["4 0", "4 1000000"]  # each chunk ran once: no retry
+    assert evaluator.restarts == restarts  # the worker was not replaced either
+    # the pool still works afterwards
+    ok = evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X[:4]), seed=0)
+    assert torch.equal(ok, torch.zeros(4))
+
+
+# ---------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
+def test_num_workers_must_be_positive_int(bad):
+    with pytest.raises(ValueError, match="num_workers must be a positive int"):
+        RayEvaluator(num_workers=bad)
+
+
+def test_unknown_options_are_named():
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['num_worker'\].*num_workers"):
+        make_evaluator("ray", num_worker=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("num_cpus_per_worker", 0, "num_cpus_per_worker must be a number > 0"),
+        ("num_gpus_per_worker", -1, "num_gpus_per_worker must be a number >= 0"),
+        ("chunks_per_worker", 0, "chunks_per_worker must be an int >= 1"),
+        ("max_retries", -1, "max_retries must be an int >= 0"),
+        ("address", "", "address must be None"),
+    ],
+)
+def test_bad_options(option, value, match):
+    with pytest.raises(ValueError, match=match):
+        RayEvaluator(**{option: value})
+
+
+def test_more_workers_than_cluster_cpus_is_refused(ray_address):
+    ev = RayEvaluator(num_workers=5, num_cpus_per_worker=1)
+    with pytest.raises(ValueError, match=r"needs 5 CPUs but the Ray cluster has 2"):
+        ev.start()
+    ev.close()
+    assert ray.is_initialized()  # the session's Ray is untouched
+
+
+def test_closed_evaluator_refuses_work(ray_address):
+    ev = RayEvaluator(num_workers=1)
+    ev.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        ev.evaluate(zoopt.FunctionObjective(rastrigin), ExplicitPopulation(torch.zeros(1, 2)), 0)
+
+
+# ---------------------------------------------------------------------------------------
+# joining a running instance; a private instance; nothing left behind
+# ---------------------------------------------------------------------------------------
+_CHILD = textwrap.dedent(
+    r"""
+    import json, os, socket, struct, sys, time
+    import torch, ray, zoopt
+    from zoopt.evaluators.ray import RayEvaluator
+    from zoopt.objectives.functions import sphere
+
+    def listening_addresses(root):
+        # every TCP socket in LISTEN state owned by `root` or its descendants
+        kids = {}
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                kids.setdefault(ppid, []).append(int(p))
+        pids, todo = set(), [root]
+        while todo:
+            p = todo.pop()
+            pids.add(p)
+            todo += kids.get(p, [])
+        inodes = set()
+        for p in pids:
+            try:
+                for fd in os.listdir(f"/proc/{p}/fd"):
+                    link = os.readlink(f"/proc/{p}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+            except OSError:
+                pass
+        out = []
+        for name, fam in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+            for line in open(f"/proc/net/{name}").read().splitlines()[1:]:
+                f = line.split()
+                if f[3] != "0A" or f[9] not in inodes:
+                    continue
+                raw = bytes.fromhex(f[1].split(":")[0])
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                out.append(socket.inet_ntop(fam, raw))
+        return out, pids
+
+    report = {}
+    # 1. join the test session's instance by address, run, close: it must stay up
+    ev = RayEvaluator(num_workers=1, num_cpus_per_worker=0.5, address=sys.argv[1])
+    r = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=2, population=4,
+                       evaluator=ev)
+    report["joined_pid"] = ray.get(ev.workers[0].ready.remote())
+    ev.close()
+    report["joined_connected_after_close"] = ray.is_initialized()
+    # 2. no address: a private instance, quiet, on loopback, gone after the run
+    seen = {}
+    def watch(row):
+        if row["step"] == 1:
+            seen["listen"], seen["pids"] = listening_addresses(os.getpid())
+            seen["node_ip"] = ray.util.get_node_ip_address()
+    r = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=2, population=4,
+                       evaluator="ray", callback=watch)
+    report["private_initialized_after"] = ray.is_initialized()
+    report["listen"] = seen["listen"]
+    report["node_ip"] = seen["node_ip"]
+    report["private_pids"] = sorted(seen["pids"] - {os.getpid()})
+    report["loss"] = r.loss
+    print(json.dumps(report))
+    """
+)
+
+_LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_join_by_address_and_private_instance_leave_nothing_behind(ray_address):
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, ray_address], capture_output=True, text=True, timeout=150
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # Ray printed nothing: no banner, no auth or metrics notices
+    report = json.loads(proc.stdout)
+    # joining: the evaluator disconnected, the session's instance still serves
+    assert report["joined_connected_after_close"] is False
+    assert ray.get(ray.put(41)) == 41 and ray.cluster_resources().get("CPU") == 2
+    assert not _alive(report["joined_pid"])  # its worker went with it
+    # the private instance listened on loopback only and left no process behind
+    assert report["node_ip"] == "127.0.0.1"
+    assert report["listen"] and set(report["listen"]) <= _LOOPBACK, report["listen"]
+    assert report["private_initialized_after"] is False
+    assert math.isfinite(report["loss"])
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in report["private_pids"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in report["private_pids"] if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
