@@ -66,9 +66,13 @@ class RunLog:
         metric: loss → reported metric, to add the ``best_metric`` column to ``history``.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True,
-                 history: Mapping[str, Sequence] | None = None,
-                 metric: Callable[[float], float] | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        tensorboard: bool = True,
+        history: Mapping[str, Sequence] | None = None,
+        metric: Callable[[float], float] | None = None,
+    ):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
@@ -76,8 +80,9 @@ class RunLog:
         if metric is not None:
             for r in rows:
                 r["best_metric"] = metric(r["best_loss"])
-        atomic_write_bytes(self.metrics_path,
-                           "".join(json.dumps(_plain(r)) + "\n" for r in rows).encode())
+        atomic_write_bytes(
+            self.metrics_path, "".join(json.dumps(_plain(r)) + "\n" for r in rows).encode()
+        )
         self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
         self.writer = None
         if tensorboard:
@@ -86,8 +91,9 @@ class RunLog:
             except Exception:  # tensorboard not installed: metrics.jsonl only
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.writer = SummaryWriter(str(self.dir / "tensorboard"),
-                                            purge_step=len(rows) + 1 if rows else None)
+                self.writer = SummaryWriter(
+                    str(self.dir / "tensorboard"), purge_step=len(rows) + 1 if rows else None
+                )
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Append one step's row."""
@@ -164,8 +170,9 @@ def _metric_name(run_dir: Path) -> str:
         return "metric"
 
 
-def plot_learning_curves(run_dirs: Iterable[str | Path], out: str | Path,
-                         labels: Sequence[str] | None = None) -> Path:
+def plot_learning_curves(
+    run_dirs: Iterable[str | Path], out: str | Path, labels: Sequence[str] | None = None
+) -> Path:
     """Metric (and best so far) against evaluations for one or several runs, in one PNG."""
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
@@ -176,7 +183,7 @@ def plot_learning_curves(run_dirs: Iterable[str | Path], out: str | Path,
         m = read_metrics(d)
         label = labels[i] if labels else (d.name if len(dirs) > 1 else None)
         x = m.get("evaluations", m.get("step"))
-        line, = ax.plot(x, m["metric"], lw=1.2, label=label)
+        (line,) = ax.plot(x, m["metric"], lw=1.2, label=label)
         best = _best_metric(m, d)
         axb.plot(x, best, lw=1.5, color=line.get_color(), label=label)
         names.add(_metric_name(d))
@@ -186,12 +193,22 @@ def plot_learning_curves(run_dirs: Iterable[str | Path], out: str | Path,
         a.set_ylabel(name)
         a.set_title(title)
         a.grid(alpha=0.3)
+        _maybe_log_scale(a)
         if len(dirs) > 1:
             a.legend(fontsize=8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     return out
+
+
+def _maybe_log_scale(ax: Any) -> None:
+    """A log y-axis when every plotted value is positive and they span over 2 decades."""
+    ys = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    ys = [y[np.isfinite(y)] for y in ys]
+    values = np.concatenate(ys) if ys else np.array([])
+    if values.size and values.min() > 0 and values.max() / values.min() > 100:
+        ax.set_yscale("log")
 
 
 def _best_metric(m: Mapping[str, np.ndarray], run_dir: Path | None = None) -> np.ndarray:
@@ -206,8 +223,12 @@ def _best_metric(m: Mapping[str, np.ndarray], run_dir: Path | None = None) -> np
     return sign * best
 
 
-def plot_comparison(curves: Mapping[str, Sequence[Mapping[str, np.ndarray]]], out: str | Path,
-                    metric_name: str = "metric", title: str = "") -> Path:
+def plot_comparison(
+    curves: Mapping[str, Sequence[Mapping[str, np.ndarray]]],
+    out: str | Path,
+    metric_name: str = "metric",
+    title: str = "",
+) -> Path:
     """One line per estimator: the metric against evaluations, mean over seeds.
 
     Args:
@@ -243,11 +264,15 @@ def plot_comparison(curves: Mapping[str, Sequence[Mapping[str, np.ndarray]]], ou
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean = np.nanmean(Y, axis=0)
                     lo, hi = np.nanmin(Y, axis=0), np.nanmax(Y, axis=0)
-            line, = a.plot(grid, mean, lw=1.6, label=f"{label} (n={len(ys)})")
+            (line,) = a.plot(grid, mean, lw=1.6, label=f"{label} (n={len(ys)})")
             if len(ys) > 1:
                 a.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
-    for a, sub in ((ax, f"{metric_name} at the current parameters"),
-                   (axb, f"best {metric_name} so far")):
+    for a in (ax, axb):
+        _maybe_log_scale(a)
+    for a, sub in (
+        (ax, f"{metric_name} at the current parameters"),
+        (axb, f"best {metric_name} so far"),
+    ):
         a.set_xlabel("evaluations")
         a.set_ylabel(metric_name)
         a.set_title(sub + " (mean over seeds, band: min–max)", fontsize=9)
