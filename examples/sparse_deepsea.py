@@ -12,6 +12,12 @@ behaviour shows how it explores: parameter noise (``"sampling"``, ``"es"``, ``"c
 perturbs whole deterministic policies; ``"reinforce"`` samples actions. Solved = the greedy
 policy's return > 0.5 (the treasure is reached).
 
+What to expect: the move cost is tiny, but Adam rescales any consistent gradient to
+full-size steps, so an estimator that sees only the cost learns "always left" quickly.
+``"reinforce"`` shows it most clearly (its action entropy collapses within a few steps
+unless a sampled episode finds the treasure first; ``entropy_coef`` slows that), while
+parameter noise with a large σ keeps proposing whole right-moving policies.
+
 Run: ``python examples/sparse_deepsea.py --seed 0 --steps 150 --sizes 6 10``
 """
 
