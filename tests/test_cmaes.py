@@ -35,7 +35,9 @@ def direct_strategy(est: CMAES, x0: np.ndarray, seed: int) -> cma.CMAEvolutionSt
     rng = np.random.Generator(np.random.PCG64(step_seed(seed, 0)))
     opts = est.pycma_options(len(x0))
     opts["randn"] = lambda lam, dim: rng.standard_normal((lam, dim))
-    return cma.CMAEvolutionStrategy(x0, est.sigma, opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pycma's notes on its default option strings
+        return cma.CMAEvolutionStrategy(x0, est.sigma, opts)
 
 
 def f64(fn):
@@ -161,6 +163,14 @@ def test_quiet_no_files_no_global_rng(capsys, tmp_path, monkeypatch) -> None:
     assert np.array_equal(np.random.get_state()[1], before)  # numpy's global RNG untouched
 
 
+def test_pycma_signals_file_is_not_read(tmp_path, monkeypatch) -> None:
+    """pycma's default reads (and evaluates) options from ./cma_signals.in; not here."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cma_signals.in").write_text('{"maxiter": 2}')
+    r = zoopt.minimize(sphere, torch.ones(4), estimator="cmaes", steps=10, seed=0)
+    assert r.steps == 10 and r.stop_reason == "steps"
+
+
 def test_one_evaluator_call_per_generation() -> None:
     class Counting(LocalEvaluator):
         sizes: list = []
@@ -246,6 +256,7 @@ def test_state_dict_holds_only_plain_values() -> None:
         (dict(incpopsize=0.5), ValueError, "incpopsize"),
         (dict(options={"popsize": 20}), ValueError, "population"),
         (dict(options={"seed": 3}), ValueError, "seed"),
+        (dict(options={"signals_filename": "s.in"}), ValueError, "signals_filename"),
         (dict(options={"tolfunn": 1e-3}), ValueError, "not pycma options"),
         (dict(options=[("tolfun", 1)]), TypeError, "options must be a dict"),
     ],

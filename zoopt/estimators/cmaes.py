@@ -62,6 +62,7 @@ _MANAGED_OPTIONS = frozenset(
         "verb_log",
         "verb_plot",
         "verb_filenameprefix",
+        "signals_filename",
     }
 )
 
@@ -179,6 +180,9 @@ class CMAES(PopulationEstimator):
             verb_disp=0,
             verb_log=0,
             verb_plot=0,
+            # pycma would otherwise look for ./cma_signals.in every generation and apply
+            # (and evaluate) the options written in it
+            signals_filename=None,
             CMA_diagonal=self.uses_diagonal(dim),
         )
         if self.population is not None:
@@ -316,11 +320,11 @@ def _fill_failed(losses: Tensor) -> list[float]:
     stand-in (the worst finite loss plus the spread plus one) keeps pycma's termination
     criteria, which take differences of losses, finite.
     """
-    values = losses.detach().to("cpu", torch.float64)
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
+    values = losses.detach().to("cpu", torch.float64).numpy()
+    finite = np.isfinite(values)
+    if not finite.all():
         lo, hi = float(values[finite].min()), float(values[finite].max())
-        values = torch.where(finite, values, torch.full_like(values, hi + (hi - lo) + 1.0))
+        values = np.where(finite, values, hi + (hi - lo) + 1.0)
     return values.tolist()
 
 
