@@ -82,10 +82,16 @@ def run(name: str, size: int, seed: int, steps: int) -> str:
             f"greedy return {greedy:.3f}"
         )
     best = result.best_metric
-    return (
+    text = (
         f"not solved in {result.steps} steps ({objective.episodes_played:,} episodes): "
         f"greedy return {greedy:.3f}, best seen {best:.3f} (stop: {result.stop_reason})"
     )
+    entropy = result.history.get("entropy")
+    if entropy:  # output-space exploration: how fast the action noise collapsed
+        drop = next((i + 1 for i, h in enumerate(entropy) if h < 0.1), None)
+        text += f"; action entropy {entropy[0]:.2f} -> {entropy[-1]:.3f}"
+        text += f" (< 0.1 from step {drop})" if drop else ""
+    return text
 
 
 def main() -> None:
