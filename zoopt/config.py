@@ -162,7 +162,9 @@ SCHEMA: dict[str, Any] = {
     "evaluator": {
         "kind": Field(STR, "local", _one_of("local", "ray"), "where populations are evaluated"),
         "device": Field(STR, None, None, "device of the local evaluator (cpu, cuda)"),
-        "max_batch": Field(INT, None, _at_least(1), "candidates per objective call"),
+        "max_batch": Field(INT, None, _at_least(1), "candidates per objective call (local)"),
+        "num_workers": Field(INT, None, _at_least(1), "Ray workers (ray)"),
+        "address": Field(STR, None, None, "Ray cluster to join: 'auto' or 'host:port' (ray)"),
         "options": Field(TABLE, {}, None, "further keyword arguments of the evaluator"),
     },
     "output": {

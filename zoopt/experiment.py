@@ -205,16 +205,18 @@ def build_evaluator(cfg: dict) -> Any:
 
     ev = cfg["evaluator"]
     options = dict(ev.get("options") or {})
-    for key in ("device", "max_batch"):
+    for key in ("device", "max_batch", "num_workers", "address"):
         if ev.get(key) is not None:
             options[key] = ev[key]
+    if ev["kind"] == "ray":
+        options.setdefault("seed", cfg["seed"])
     try:
         return make_evaluator(ev["kind"], **options)
     except ImportError as e:
         raise ConfigError(
             f"evaluator.kind = {ev['kind']!r} is not available in this installation ({e})"
         ) from None
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"evaluator: {e}") from None
 
 
