@@ -58,6 +58,13 @@ _ELEMENTWISE = (
     nn.Dropout,
 )
 
+# in-place forms of common activations: they spare one (K, B, H) allocation per layer
+_INPLACE: dict[type, Callable[[Tensor], Tensor]] = {
+    nn.ReLU: torch.relu_,
+    nn.Tanh: torch.tanh_,
+    nn.Sigmoid: torch.sigmoid_,
+}
+
 # activation memory per forward chunk, in elements (64 MiB of float32)
 _CHUNK_BUDGET = 2**24
 
@@ -353,10 +360,13 @@ class SupervisedObjective(Objective):
         # (K, B, F) × (K, F, H) product per layer keeps activations contiguous, which
         # measured faster than a single (B, F) × (F, K·H) GEMM followed by a transpose
         h = h.expand(k, *h.shape)
+        owned = False  # whether h is a fresh product that may be overwritten in place
         for step in self._plan:  # type: ignore[union-attr]
             if step[0] == "act":
-                h = step[1](h)
+                inplace = _INPLACE.get(type(step[1])) if owned else None
+                h = inplace(h) if inplace is not None else step[1](h)
             elif step[0] == "linear":
+                owned = True
                 _, w_off, out_f, in_f, b_off = step
                 W = X[:, w_off : w_off + out_f * in_f].view(k, out_f, in_f)
                 if b_off is None:
