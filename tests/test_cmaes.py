@@ -103,7 +103,8 @@ def test_ipop_solves_rastrigin_10d_like_fmin2() -> None:
         _, es = cma.fmin2(
             None, x0.numpy(), 2.0, opts, restarts=8, incpopsize=2, parallel_objective=batched
         )
-    assert es.result.fbest == r.best_loss
+    # zoopt's best also covers the mean it evaluates every generation
+    assert r.best_loss <= es.result.fbest < 1e-8
     # fmin2 also evaluates each run's final mean once (its option eval_final_mean)
     assert es.result.evaluations == sum(r.history["popsize"]) + runs
     assert es.popsize == r.history["popsize"][-1]
