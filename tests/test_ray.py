@@ -188,6 +188,10 @@ def test_chunks_keep_antithetic_pairs_and_cover_rows_once():
         assert len(bounds) == min(k // 2, 6)
     bounds = ev._bounds(ExplicitPopulation(torch.zeros(7, 2)))
     assert len(bounds) == 6 and bounds[-1][1] == 7
+    ev.max_batch = 5  # a memory bound: more, smaller tasks
+    bounds = ev._bounds(GaussianPopulation(torch.zeros(2), 1.0, 0, 100, antithetic=True))
+    assert max(b - a for a, b in bounds) <= 4 and bounds[-1][1] == 100
+    assert all(a % 2 == 0 for a, _ in bounds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,6 +310,8 @@ def test_unknown_options_are_named():
         ("chunks_per_worker", 0, "chunks_per_worker must be an int >= 1"),
         ("max_retries", -1, "max_retries must be an int >= 0"),
         ("address", "", "address must be None"),
+        ("max_batch", 0, "max_batch must be a positive int"),
+        ("device", "gpu:x", "device must be a torch device"),
     ],
 )
 def test_bad_options(option, value, match):

@@ -87,12 +87,14 @@ class ObjectiveError(RuntimeError):
     Attributes:
         rows: ``(start, stop)``, the candidate rows being evaluated (``stop`` excluded).
         error_type: the class name of the original exception.
+        message: the original exception's message.
         worker_traceback: the traceback text from the worker.
     """
 
     def __init__(self, rows: tuple[int, int], error_type: str, message: str, worker_traceback: str):
         self.rows = rows
         self.error_type = error_type
+        self.message = message
         self.worker_traceback = worker_traceback
         start, stop = rows
         which = f"candidate {start}" if stop - start == 1 else f"candidates {start}..{stop - 1}"
@@ -102,7 +104,7 @@ class ObjectiveError(RuntimeError):
         )
 
     def __reduce__(self):
-        return (type(self), (self.rows, self.error_type, str(self), self.worker_traceback))
+        return (type(self), (self.rows, self.error_type, self.message, self.worker_traceback))
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,6 +176,7 @@ def start_local_ray(
       the user is respected (and Ray's warning about it is kept).
     * No start-up banner, worker output is not forwarded (``log_to_driver=False``), and the
       ``ray`` logger is set to ``logging_level``.
+    * Every worker process of the instance runs with one OpenMP/MKL/OpenBLAS thread.
 
     Args:
         num_cpus, num_gpus: resources of the instance (default: detected).
@@ -383,6 +386,7 @@ _OPTIONS = (
     "num_gpus_per_worker",
     "device",
     "chunks_per_worker",
+    "max_batch",
     "max_retries",
     "seed",
     "startup_timeout",
@@ -409,6 +413,8 @@ class RayEvaluator:
             or ``"cuda"`` when GPUs are reserved.
         chunks_per_worker: pieces per worker per population (1: the least overhead; more
             balance uneven workers and make a lost worker cheaper to replay).
+        max_batch: at most this many candidates per task (a memory bound, as for the local
+            evaluator); more tasks are made when needed.
         max_retries: how many times a chunk whose worker died is re-run before giving up.
         seed: seed of the workers' global RNGs while they build their objective (the same
             on every worker, so copies are identical); during evaluation each chunk is
@@ -438,6 +444,7 @@ class RayEvaluator:
         num_gpus_per_worker: float | None = None,
         device: str | torch.device | None = None,
         chunks_per_worker: int = 1,
+        max_batch: int | None = None,
         max_retries: int = 3,
         seed: int = 0,
         startup_timeout: float = 300.0,
@@ -469,6 +476,10 @@ class RayEvaluator:
         ):
             if not isinstance(val, int) or isinstance(val, bool) or val < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {val!r}")
+        if max_batch is not None and (
+            not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1
+        ):
+            raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
         _check_number("startup_timeout", startup_timeout, positive=True)
@@ -479,13 +490,19 @@ class RayEvaluator:
                 f"ray_init_options must be a dict or None, got {type(ray_init_options).__name__}"
             )
         if device is not None:
-            device = str(torch.device(device))  # validates the device string
+            try:
+                device = str(torch.device(device))
+            except (RuntimeError, TypeError):
+                raise ValueError(
+                    f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+                ) from None
         self.num_workers = num_workers
         self.address = address
         self.num_cpus_per_worker = num_cpus_per_worker
         self.num_gpus_per_worker = num_gpus_per_worker
         self.device = device
         self.chunks_per_worker = chunks_per_worker
+        self.max_batch = max_batch
         self.max_retries = max_retries
         self.seed = seed
         self.startup_timeout = startup_timeout
@@ -635,7 +652,10 @@ class RayEvaluator:
         k = len(population)
         unit = 2 if isinstance(population, GaussianPopulation) and population.antithetic else 1
         units = math.ceil(k / unit)
-        pieces = max(1, min(units, self.num_workers * self.chunks_per_worker))
+        pieces = self.num_workers * self.chunks_per_worker
+        if self.max_batch is not None:  # no task larger than max_batch rows
+            pieces = max(pieces, math.ceil(units / max(1, self.max_batch // unit)))
+        pieces = max(1, min(units, pieces))
         cuts = [round(i * units / pieces) * unit for i in range(pieces + 1)]
         cuts[-1] = k
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
@@ -666,7 +686,8 @@ class RayEvaluator:
         """Losses ``(K,)`` of ``population`` under ``objective`` with the step's ``seed``.
 
         Equal, number for number, to :class:`~zoopt.evaluators.local.LocalEvaluator` for
-        objectives whose per-candidate losses do not depend on the batch they are in.
+        objectives whose per-candidate losses depend neither on the batch they are in nor
+        on global RNG state (randomness should come from ``seed``).
 
         Raises:
             ObjectiveError: the objective raised on a worker (names the rows).
