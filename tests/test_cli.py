@@ -246,3 +246,12 @@ def test_resume_and_plot_of_a_non_run_directory(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["resume", str(tmp_path), "--steps", "0"])
+
+
+def test_an_estimator_that_does_not_apply_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "sparse.toml"
+    path.write_text(SPARSE_CONFIG)
+    code = main(["run", str(path), "--estimator", "gradient", "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "estimator 'gradient' does not apply here" in err and "surrogate" in err

@@ -264,7 +264,7 @@ def make_minimizer(
             **est_options,
         )
     except (TypeError, ValueError, NotImplementedError) as e:
-        raise NotApplicable(f"{name}: {e}") from None
+        raise NotApplicable(f"estimator {name!r} does not apply here: {e}") from None
     m.progress_every = cfg["output"]["progress_every"]
     return m
 
@@ -609,7 +609,8 @@ def compare(
             try:
                 s = run_experiment(run_cfg, run_dir)
             except NotApplicable as e:
-                notes.append(f"not applicable: {str(e).removeprefix(name + ': ')}")
+                reason = str(e).removeprefix(f"estimator {name!r} does not apply here: ")
+                notes.append(f"not applicable: {reason}")
                 say(f"    {notes[-1]}")
                 break  # the same reason holds for every seed
             except (KeyboardInterrupt, ConfigError):
@@ -636,6 +637,10 @@ def compare(
                     helds.append(v)
             curves.setdefault(name, []).append(read_metrics(run_dir))
             if s.status == "interrupted":
+                say(
+                    f"interrupted: the comparison stops here; resume this run with  "
+                    f"zoopt resume {run_dir}"
+                )
                 raise KeyboardInterrupt
         row.final_metric, row.final_std = _mean(finals), _std(finals)
         row.best_metric, row.held_out = _mean(bests), _mean(helds)
