@@ -305,6 +305,10 @@ def test_bad_input_gives_clear_errors(iris):
         SupervisedObjective(lambda x: x, X_tr, y_tr)
     with pytest.raises(ValueError, match="could not be applied to inputs"):
         SupervisedObjective(Residual(), torch.zeros(10, 7), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"targets must be class labels in \[0, C=3\)"):
+        SupervisedObjective(model, X_tr, y_tr + 1)
+    with pytest.raises(ValueError, match=r"logits \(B, C\)"):
+        SupervisedObjective(nn.Sequential(nn.Linear(4, 3), nn.Flatten(0)), X_tr, y_tr)
     obj = SupervisedObjective(model, X_tr, y_tr)
     with pytest.raises(ValueError, match=rf"X must have shape \(K, D={obj.dim}\).*X\[None\]"):
         obj.evaluate(torch.zeros(obj.dim))

@@ -107,6 +107,7 @@ class SupervisedObjective(Objective):
 
     Attributes:
         dim: D. ``metric_name``: the metric's name. ``metric_sign``: −1 (loss = −metric).
+        num_classes: C, the model's number of logits.
         uses_fast_path: whether the batched-matmul path is in use.
     """
 
@@ -187,7 +188,12 @@ class SupervisedObjective(Objective):
         self.chunk_size = chunk_size
         self._plan = self._fast_plan() if fast_path else None
         self.uses_fast_path = self._plan is not None
-        self._width = self._activation_width()
+        self.num_classes, self._width = self._probe()
+        if int(self.targets.max()) >= self.num_classes:
+            raise ValueError(
+                f"targets must be class labels in [0, C={self.num_classes}) for a model with "
+                f"{self.num_classes} logits, found label {int(self.targets.max())}"
+            )
         self._device_data: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self._index_cache: tuple[int, Tensor] | None = None
         self.name = f"SupervisedObjective({type(model).__name__}, {self.metric_name})"
@@ -321,10 +327,9 @@ class SupervisedObjective(Objective):
             return None
         return plan
 
-    def _activation_width(self) -> int:
-        """Activation elements per sample and candidate, for choosing the chunk size."""
-        if self._plan is not None:
-            return sum(2 * step[2] for step in self._plan if step[0] == "linear")
+    def _probe(self) -> tuple[int, int]:
+        """Run the model once on ``inputs[:1]``: the number of classes C, and the activation
+        elements per sample and candidate (for choosing the chunk size)."""
         sizes: list[int] = []
 
         def hook(_module, _inputs, output) -> None:
@@ -334,7 +339,7 @@ class SupervisedObjective(Objective):
         handles = [m.register_forward_hook(hook) for m in self.model.modules()]
         try:
             with torch.no_grad(), self._eval_mode():
-                self.model(self.inputs[:1])
+                out = self.model(self.inputs[:1])
         except Exception as e:
             raise ValueError(
                 f"model could not be applied to inputs[:1] of shape "
@@ -343,7 +348,17 @@ class SupervisedObjective(Objective):
         finally:
             for h in handles:
                 h.remove()
-        return max(1, sum(sizes))
+        if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != 1:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"model must map inputs (B, ...) to logits (B, C); on inputs[:1] it returned "
+                f"{shape}"
+            )
+        if self._plan is not None:
+            width = sum(2 * step[2] for step in self._plan if step[0] == "linear")
+        else:
+            width = sum(sizes)
+        return out.shape[1], max(1, width)
 
     def _chunk(self, k: int, b: int) -> int:
         if self.chunk_size is not None:
@@ -449,6 +464,7 @@ class SupervisedObjective(Objective):
         step's minibatch; a scalar with a gradient with respect to ``x``."""
         if self._surrogate_fn is None:
             raise NotImplementedError(f"{self.name} was built with surrogate=None")
+        x = self._check_vector(x)
         xb, yb = self.minibatch(seed, x.device)
         return self._surrogate_fn(self.logits(x, xb), yb).reshape(())
 
@@ -463,6 +479,7 @@ class SupervisedObjective(Objective):
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        x = self._check_vector(x)
         xb, yb = self.minibatch(seed, x.device)
         log_p = torch.log_softmax(self.logits(x, xb), dim=-1)
         probs = log_p.detach().exp().to(generator.device)
