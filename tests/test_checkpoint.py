@@ -29,33 +29,47 @@ N = 4  # steps before the interruption; the full run takes 2N
 
 
 def function_config(estimator: str) -> dict:
-    return validate({
-        "seed": 3,
-        "estimator": estimator,
-        "objective": {"kind": "function", "function": "rosenbrock", "dim": 4, "x0": -0.5},
-        "estimators": {"sampling": {"population": 8}, "es": {"population": 8},
-                       "cmaes": {"population": 6}},
-        "optimizer": {"lr": 0.05, "schedule": "cosine", "warmup_steps": 2},
-        "budget": {"steps": 2 * N},
-        "output": {"tensorboard": False, "plot": False, "progress": "none"},
-    })
+    return validate(
+        {
+            "seed": 3,
+            "estimator": estimator,
+            "objective": {"kind": "function", "function": "rosenbrock", "dim": 4, "x0": -0.5},
+            "estimators": {
+                "sampling": {"population": 8},
+                "es": {"population": 8},
+                "cmaes": {"population": 6},
+            },
+            "optimizer": {"lr": 0.05, "schedule": "cosine", "warmup_steps": 2},
+            "budget": {"steps": 2 * N},
+            "output": {"tensorboard": False, "plot": False, "progress": "none"},
+        }
+    )
 
 
 def sampling_objective_config(estimator: str) -> dict:
     """An objective that can sample its outputs (for "reinforce"): a small classifier."""
-    return validate({
-        "seed": 1,
-        "estimator": estimator,
-        "objective": {"kind": "classification", "dataset": "iris", "hidden": [4],
-                      "batch_size": 16},
-        "budget": {"steps": 2 * N},
-        "output": {"tensorboard": False, "plot": False, "progress": "none"},
-    })
+    return validate(
+        {
+            "seed": 1,
+            "estimator": estimator,
+            "objective": {
+                "kind": "classification",
+                "dataset": "iris",
+                "hidden": [4],
+                "batch_size": 16,
+            },
+            "budget": {"steps": 2 * N},
+            "output": {"tensorboard": False, "plot": False, "progress": "none"},
+        }
+    )
 
 
 def config_for(estimator: str) -> dict:
-    return sampling_objective_config(estimator) if estimator == "reinforce" \
+    return (
+        sampling_objective_config(estimator)
+        if estimator == "reinforce"
         else function_config(estimator)
+    )
 
 
 @pytest.mark.parametrize("estimator", zoopt.available_estimators())
@@ -71,8 +85,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, estimator):
     x_full = load_tensor(tmp_path / "full" / "last.pt")
     x_resumed = load_tensor(tmp_path / "half" / "last.pt")
     assert torch.equal(x_full, x_resumed)  # identical, not merely close
-    assert torch.equal(load_tensor(tmp_path / "full" / "best.pt"),
-                       load_tensor(tmp_path / "half" / "best.pt"))
+    assert torch.equal(
+        load_tensor(tmp_path / "full" / "best.pt"), load_tensor(tmp_path / "half" / "best.pt")
+    )
     assert resumed.evaluations == full.evaluations
     a, b = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "half")
     assert len(a["step"]) == len(b["step"]) == 2 * N
@@ -93,9 +108,13 @@ def test_resume_of_a_complete_run_does_nothing(tmp_path):
 
 
 def test_state_encoding_round_trips_numpy_and_refuses_objects():
-    state = {"a": np.arange(6, dtype=np.float64).reshape(2, 3), "b": np.int64(7),
-             "c": [np.float32(1.5), (1, "x", None)], "t": torch.ones(2),
-             "nested": {"m": np.array([True, False]), "u": np.arange(3, dtype=np.uint8)}}
+    state = {
+        "a": np.arange(6, dtype=np.float64).reshape(2, 3),
+        "b": np.int64(7),
+        "c": [np.float32(1.5), (1, "x", None)],
+        "t": torch.ones(2),
+        "nested": {"m": np.array([True, False]), "u": np.arange(3, dtype=np.uint8)},
+    }
     enc = encode_state(state)
     dec = decode_state(enc)
     assert isinstance(dec["a"], np.ndarray) and dec["a"].dtype == np.float64
@@ -111,8 +130,7 @@ def test_state_encoding_round_trips_numpy_and_refuses_objects():
 
 def test_checkpoint_round_trip_and_weights_only_format(tmp_path):
     path = tmp_path / "ck.pt"
-    state = {"x": torch.arange(3.0), "arr": np.eye(2), "step": 4, "name": "es",
-             "inf": float("inf")}
+    state = {"x": torch.arange(3.0), "arr": np.eye(2), "step": 4, "name": "es", "inf": float("inf")}
     save_checkpoint(path, state)
     out = load_checkpoint(path)
     assert torch.equal(out["x"], state["x"]) and out["step"] == 4 and out["inf"] == float("inf")
@@ -156,8 +174,11 @@ def test_loading_never_executes_code_from_the_file(tmp_path):
     payload.marker = str(marker)
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
-        torch.save({"format": "zoopt-checkpoint", "version": 1, "state": {"x": payload}}, f,
-                   pickle_module=pickle)
+        torch.save(
+            {"format": "zoopt-checkpoint", "version": 1, "state": {"x": payload}},
+            f,
+            pickle_module=pickle,
+        )
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="evil.pt"):
         load_checkpoint(path)
@@ -186,3 +207,34 @@ def test_resume_reports_a_damaged_checkpoint(tmp_path):
     ck.write_bytes(ck.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"r/checkpoint\.pt: corrupt or truncated"):
         resume_experiment(tmp_path / "r")
+
+
+def test_objective_statistics_are_restored_on_resume(tmp_path):
+    """A Gymnasium objective that learns observation statistics resumes exactly."""
+    cfg = validate(
+        {
+            "seed": 2,
+            "estimator": "es",
+            "objective": {
+                "kind": "gym",
+                "env": "zoopt/DeepSea-v0",
+                "env_kwargs": {"size": 4},
+                "max_episode_steps": 4,
+                "normalize_observations": True,
+            },
+            "estimators": {"es": {"population": 8, "sigma": 0.5}},
+            "budget": {"steps": 2 * N},
+            "output": {"tensorboard": False, "plot": False, "progress": "none"},
+        }
+    )
+    run_experiment(cfg, tmp_path / "full")
+    run_experiment(cfg, tmp_path / "half", until=N)
+    stats = load_checkpoint(tmp_path / "half" / "checkpoint.pt")["minimizer"]["objective"]
+    assert stats, "the objective's statistics are part of the checkpoint"
+    resume_experiment(tmp_path / "half")
+    assert torch.equal(
+        load_tensor(tmp_path / "full" / "last.pt"), load_tensor(tmp_path / "half" / "last.pt")
+    )
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["minimizer"]["objective"]
+    half = load_checkpoint(tmp_path / "half" / "checkpoint.pt")["minimizer"]["objective"]
+    assert repr(full) == repr(half)
