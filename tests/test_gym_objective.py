@@ -329,12 +329,8 @@ def test_es_improves_cartpole_return():
 
 
 # -- Ray ----------------------------------------------------------------------------------------
-def test_local_and_ray_runs_are_equal(request):
+def test_local_and_ray_runs_are_equal(ray_address):
     """Same losses, normaliser statistics and step counts on a Ray pool as in-process."""
-    try:
-        request.getfixturevalue("ray_session")  # the shared local Ray instance
-    except pytest.FixtureLookupError:
-        pytest.skip("no ray_session fixture in tests/conftest.py")
     from zoopt.evaluators.ray import RayEvaluator
 
     def run(evaluator):
@@ -352,7 +348,7 @@ def test_local_and_ray_runs_are_equal(request):
         return obj, result
 
     local_obj, local = run("local")
-    with RayEvaluator(num_workers=2, chunks_per_worker=2) as ev:
+    with RayEvaluator(num_workers=2, num_cpus_per_worker=0.5, chunks_per_worker=2) as ev:
         ray_obj, remote = run(ev)
     assert remote.history["population_loss"] == local.history["population_loss"]
     assert remote.history["loss"] == local.history["loss"]
