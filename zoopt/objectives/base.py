@@ -88,7 +88,30 @@ class Objective:
     def sample_outputs(
         self, x: Tensor, num_samples: int, generator: torch.Generator, seed: int = 0
     ) -> OutputSamples:
-        """Draw ``num_samples`` outputs per input from p_θ(y|x) at parameters ``x`` ``(D,)``."""
+        """Draw ``num_samples`` outputs per input from p_θ(y|x) at parameters ``x`` ``(D,)``.
+
+        The output-sampling protocol used by ``"reinforce"``. An objective whose model
+        defines a distribution over its outputs (a stochastic policy's actions or episodes,
+        a classifier's labels, a sequence model's tokens) implements it; overriding this
+        method is all it takes (:attr:`can_sample_outputs` then reports True).
+
+        Args:
+            x: ``(D,)`` parameters with ``requires_grad=True``; build the log-probabilities
+                from it with differentiable torch operations.
+            num_samples: M ≥ 1, outputs drawn per input.
+            generator: a seeded ``torch.Generator`` (CPU) for every random draw of the
+                outputs, so that the same seed gives the same draws.
+            seed: the step's seed, for everything else that is common to the step (which
+                minibatch, which environment seeds), as in :meth:`evaluate`.
+
+        Returns:
+            :class:`OutputSamples`: ``log_probs (N, M)`` = log p_θ(y_nm|x_n) differentiable
+            with respect to ``x``; ``losses (N, M)`` of the draws (lower is better, no
+            gradient, NaN/Inf marks a failed draw); optionally ``entropy (N,)`` of
+            p_θ(·|x_n), differentiable, for an entropy bonus. N is the number of inputs
+            (states, examples, source sentences; 1 for a whole episode or a bandit).
+            Example: :class:`zoopt.objectives.bandit.CategoricalBandit`.
+        """
         raise NotImplementedError(
             f"{type(self).__name__} cannot sample outputs; 'reinforce' needs an objective "
             "implementing sample_outputs (a policy, a classifier or a sequence model)"
