@@ -453,14 +453,22 @@ def run_experiment(
             cfg, built, evaluator, progress=_progress_mode(cfg["output"]["progress"])
         )
         _write_config(run_dir, cfg, built, cfg["estimator"])
-        stale = run_dir / CHECKPOINT
-        if stale.exists():
-            stale.unlink()
+        _clear_previous_run(run_dir)
         target = cfg["budget"]["steps"] if until is None else min(until, cfg["budget"]["steps"])
         return _execute(cfg, run_dir, m, built, target, resumed=False)
     finally:
         evaluator.close()
         _close(built.objective)
+
+
+def _clear_previous_run(run_dir: Path) -> None:
+    """Remove what an earlier run wrote to ``run_dir`` (a fresh run replaces it)."""
+    import shutil
+
+    for name in (CHECKPOINT, "summary.json", "error.txt", "curve.png", "best.pt", "last.pt"):
+        (run_dir / name).unlink(missing_ok=True)
+    if (run_dir / "tensorboard").is_dir():
+        shutil.rmtree(run_dir / "tensorboard")
 
 
 def _close(objective: Any) -> None:
