@@ -61,12 +61,13 @@ def main() -> None:
         callback=log,
         progress=False,
     )
+    trained_steps = objective.env_steps  # before the held-out episodes below
     test_seed = 10**6 + args.seed
     before = float(objective.episode_returns(x0, seed=test_seed, episodes=5).mean())
     after = float(objective.episode_returns(result.x, seed=test_seed, episodes=5).mean())
     print(
         f"{args.env}: mean return over 5 held-out episodes {before:.1f} (start) -> "
-        f"{after:.1f} (after {result.steps} steps, {objective.env_steps:,} env steps, "
+        f"{after:.1f} (after {result.steps} steps, {trained_steps:,} env steps, "
         f"{time.perf_counter() - t0:.0f} s)"
     )
 
