@@ -271,6 +271,20 @@ def test_sample_outputs_matches_direct_computation():
     assert_close(grad, direct_grad)
 
 
+def test_continuous_sample_outputs_learn_log_std():
+    obj = GymObjective("Pendulum-v1", log_std="learned", max_episode_steps=15)
+    assert obj.dim == 3 + 1 + 1  # weight (1, 3), bias (1,), log_std (1,)
+    x0, x1 = obj.initial_parameters(0), obj.initial_parameters(1)
+    assert x0.shape == (obj.dim,) and not torch.equal(x0, x1)
+    assert float(x0[-1]) == 0.0  # log_std starts at 0 (std 1)
+    x = x0.clone().requires_grad_(True)
+    out = obj.sample_outputs(x, 3, torch.Generator().manual_seed(0), seed=2)
+    assert out.log_probs.shape == out.losses.shape == (1, 3)
+    (grad,) = torch.autograd.grad(out.log_probs.sum() + out.entropy.sum(), x)
+    assert float(grad[-1].abs()) > 0  # the standard deviation is learned
+    assert obj.env_steps == 3 * 15 and obj.episodes_played == 3
+
+
 # -- bad input --------------------------------------------------------------------------------
 def test_bad_input_messages():
     with pytest.raises(ValueError, match="CartPole-v1"):
