@@ -61,6 +61,38 @@ def test_cartpole_batched_equals_plain_loop(vectorization):
     assert obj.env_steps - before == int(batched.sum())  # CartPole pays 1 per step
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "MountainCar-v0"])
+def test_torch_environments_equal_gymnasium(env_id):
+    """vectorization='torch' (zoopt_envs' batched tensors) plays the same episodes."""
+    gymnasium_backend = GymObjective(env_id, episodes=3)
+    torch_backend = GymObjective(env_id, episodes=3, vectorization="torch")
+    assert torch_backend.vectorization == "torch"
+    X = 3 * torch.randn(8, gymnasium_backend.dim, generator=torch.Generator().manual_seed(0))
+    if env_id == "MountainCar-v0":
+        X[:4, [1, 5]] = torch.tensor([-100.0, 100.0])  # push along the velocity: reaches the flag
+    ref = gymnasium_backend.episode_returns(X, seed=5)
+    assert len(set(ref.ravel().tolist())) > 2
+    assert torch.equal(torch_backend.episode_returns(X, seed=5), ref)
+    assert torch_backend.env_steps == gymnasium_backend.env_steps
+    x = gymnasium_backend.initial_parameters(0).requires_grad_(True)
+    a = gymnasium_backend.sample_outputs(x, 4, torch.Generator().manual_seed(1), seed=3)
+    b = torch_backend.sample_outputs(x, 4, torch.Generator().manual_seed(1), seed=3)
+    assert torch.equal(a.losses, b.losses)
+    assert_close(b.log_probs, a.log_probs)
+    with pytest.raises(ValueError, match="vectorization='torch' supports"):
+        GymObjective("Pendulum-v1", vectorization="torch")
+    with pytest.raises(ValueError, match="needs vectorization='torch'"):
+        GymObjective("CartPole-v1", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_torch_environments_on_cuda_equal_cpu():
+    cpu = GymObjective("CartPole-v1", episodes=2, vectorization="torch")
+    gpu = GymObjective("CartPole-v1", episodes=2, vectorization="torch", device="cuda")
+    X = torch.randn(16, cpu.dim, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(gpu.evaluate(X, seed=1), cpu.evaluate(X, seed=1))
+
+
 def test_pendulum_continuous_equals_plain_loop():
     obj = GymObjective("Pendulum-v1", episodes=2, max_episode_steps=40)
     assert obj.vectorization == "sync" and isinstance(obj.policy, LinearPolicy)

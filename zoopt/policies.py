@@ -207,9 +207,10 @@ class Policy:
             out = forward(obs)
             if self.discrete:
                 # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical draw
-                u = torch.rand(out.shape, generator=generator, dtype=out.dtype)
+                # drawn on the CPU generator, then moved: the same draws on every device
+                u = torch.rand(out.shape, generator=generator, dtype=out.dtype).to(out.device)
                 return (out - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1) + start
-            noise = torch.randn(out.shape, generator=generator, dtype=out.dtype)
+            noise = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
             return out + torch.exp(self._log_std(log_std, out)) * noise
 
         return draw

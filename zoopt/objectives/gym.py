@@ -181,7 +181,12 @@ class GymObjective(Objective):
         action_squash: ``"clip"`` or ``"tanh"``: how means and draws become ``Box`` actions.
         vectorization: ``"auto"`` (Gymnasium's native vector environment where zoopt can
             seed its episodes individually, e.g. CartPole, else ``SyncVectorEnv``),
-            ``"native"`` or ``"sync"``.
+            ``"native"``, ``"sync"``, or ``"torch"``: this project's batched torch
+            environments (``zoopt_envs.torch_envs``, for ``CartPole-v0/v1`` and
+            ``MountainCar-v0``), where observations, policy and dynamics stay tensors on
+            ``device`` — worth it for thousands of episodes at once or on a GPU.
+        device: where ``"torch"`` rollouts run (``"cpu"``, ``"cuda"``); other modes run
+            on the CPU (parameters on any device are accepted and moved).
         observation_clip: normalised observations are clipped to ±this.
         env_kwargs: keyword arguments for the environment constructor.
 
@@ -209,6 +214,7 @@ class GymObjective(Objective):
         log_std: float | str = -0.5,
         action_squash: str = "clip",
         vectorization: str = "auto",
+        device: str | torch.device = "cpu",
         observation_clip: float = 10.0,
         env_kwargs: dict | None = None,
     ):
@@ -222,9 +228,15 @@ class GymObjective(Objective):
             raise ValueError(
                 f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}"
             )
-        if vectorization not in ("auto", "native", "sync"):
+        if vectorization not in ("auto", "native", "sync", "torch"):
             raise ValueError(
-                f"vectorization must be 'auto', 'native' or 'sync', got {vectorization!r}"
+                f"vectorization must be 'auto', 'native', 'sync' or 'torch', got {vectorization!r}"
+            )
+        self.device = torch.device(device)
+        if self.device.type != "cpu" and vectorization != "torch":
+            raise ValueError(
+                f"device={str(device)!r} needs vectorization='torch' (Gymnasium's vector "
+                "environments run on the CPU)"
             )
         if not (isinstance(observation_clip, (int, float)) and observation_clip > 0):
             raise ValueError(
@@ -257,7 +269,10 @@ class GymObjective(Objective):
                 "so that every episode ends"
             )
         self._native_cls = None
-        if self.env_id is not None:
+        self._torch_cls = None
+        if vectorization == "torch":
+            self._torch_cls = self._torch_class()
+        elif self.env_id is not None:
             self._native_cls = self._native_class(vectorization)
         elif vectorization == "native":
             raise ValueError(
@@ -346,9 +361,28 @@ class GymObjective(Objective):
             )
         return None
 
+    def _torch_class(self) -> type:
+        """The ``zoopt_envs.torch_envs`` class simulating ``env_id``."""
+        names = {
+            "CartPole-v0": "BatchedCartPole",
+            "CartPole-v1": "BatchedCartPole",
+            "MountainCar-v0": "BatchedMountainCar",
+        }
+        if self.env_id not in names or self.env_kwargs:
+            raise ValueError(
+                f"vectorization='torch' supports {sorted(names)} without env_kwargs; got "
+                f"{self.name!r}"
+                + (f" with env_kwargs {self.env_kwargs}" if self.env_kwargs else "")
+            )
+        from zoopt_envs import torch_envs
+
+        return getattr(torch_envs, names[self.env_id])
+
     @property
     def vectorization(self) -> str:
-        """``"native"`` or ``"sync"``: the vector environment used."""
+        """``"native"``, ``"sync"`` or ``"torch"``: the vector environment used."""
+        if self._torch_cls is not None:
+            return "torch"
         return "sync" if self._native_cls is None else "native"
 
     def _vector_env(self, n: int) -> gym.vector.VectorEnv:
@@ -356,9 +390,15 @@ class GymObjective(Objective):
         if venv is not None:
             return venv
         if len(self._venvs) >= _MAX_CACHED_ENVS:
-            old = next(iter(self._venvs))
-            self._venvs.pop(old).close()
-        if self._native_cls is not None:
+            old = self._venvs.pop(next(iter(self._venvs)))
+            if hasattr(old, "close"):
+                old.close()
+        if self._torch_cls is not None:
+            # done masks (no autoreset): an ended episode stays frozen with reward 0
+            venv = self._torch_cls(
+                n, max_episode_steps=self.max_episode_steps, device=self.device, seed=0
+            )
+        elif self._native_cls is not None:
             venv = gym.make_vec(
                 self.env_id,
                 num_envs=n,
@@ -390,6 +430,17 @@ class GymObjective(Objective):
             return out
         return np.asarray(obs, dtype=np.float32).reshape(n, self.observation_dim)
 
+    def _start_states(self, seeds: list[int]) -> np.ndarray:
+        """``(len(seeds), state_dim)`` states where ``gym.make(id).reset(seed=s)`` starts."""
+        if self._probe is None:  # dropped when the objective was pickled
+            self._probe = self._build_single_env()
+        single = self._probe.unwrapped
+        starts = {}
+        for s in dict.fromkeys(seeds):  # E distinct seeds, each reset once
+            single.reset(seed=s)
+            starts[s] = np.array(single.state, dtype=np.float64)
+        return np.stack([starts[s] for s in seeds])
+
     def _reset(self, venv: gym.vector.VectorEnv, seeds: list[int]) -> np.ndarray:
         if self._native_cls is not None:
             if self._probe is None:  # dropped when the objective was pickled
@@ -417,6 +468,15 @@ class GymObjective(Objective):
         n = k * e
         if n == 0:
             return {"returns": np.zeros((k, e)), "lengths": np.zeros((k, e), dtype=np.int64)}
+        if self._torch_cls is not None:
+            return self._rollout_torch(
+                params,
+                seeds,
+                stochastic=stochastic,
+                generator=generator,
+                record=record,
+                update_stats=update_stats,
+            )
         venv = self._vector_env(n)
         obs = self._flat_obs(self._reset(venv, seeds * k), n)  # env (k, e) plays seeds[e]
         returns = np.zeros(n, dtype=np.float64)
@@ -460,21 +520,102 @@ class GymObjective(Objective):
                 active &= ~(terminated | truncated)
                 if not active.any():
                     break
+        return self._finish_rollout(
+            returns,
+            lengths,
+            k,
+            e,
+            n,
+            sums if norm and update_stats else None,
+            (rec_obs, rec_act, rec_mask) if record else None,
+        )
+
+    def _finish_rollout(
+        self,
+        returns: np.ndarray,
+        lengths: np.ndarray,
+        k: int,
+        e: int,
+        n: int,
+        sums: _ShiftedSums | None,
+        recorded: tuple | None,
+    ) -> dict[str, Any]:
+        """Count the steps, fold the observation increments in, package the outputs."""
         steps = int(lengths.sum())
         self.env_steps += steps
         self._pending_steps += steps
         self.episodes_played += n
         self._pending_episodes += n
-        if norm and update_stats:
+        if sums is not None:
             inc = sums.statistics()
             self._pending_stats.merge(inc)
             self._stats.merge(inc)  # the next evaluation uses what this one saw
         out: dict[str, Any] = {"returns": returns.reshape(k, e), "lengths": lengths.reshape(k, e)}
-        if record:
+        if recorded is not None:
+            rec_obs, rec_act, rec_mask = recorded
             out["obs"] = torch.stack(rec_obs)
             out["actions"] = torch.stack(rec_act)
             out["mask"] = torch.stack(rec_mask)
         return out
+
+    def _rollout_torch(
+        self,
+        params: Tensor,
+        seeds: list[int],
+        *,
+        stochastic: bool,
+        generator: torch.Generator | None,
+        record: bool,
+        update_stats: bool,
+    ) -> dict[str, Any]:
+        """:meth:`_rollout` on a batched torch environment: everything stays on ``device``."""
+        k, e = params.shape[0], len(seeds)
+        n = k * e
+        dev = self.device
+        params = params.to(dev)
+        venv = self._vector_env(n)
+        start = torch.from_numpy(self._start_states(seeds * k))
+        obs = venv.reset(state=start)  # env (k, e) starts where seeds[e] starts
+        returns = torch.zeros(n, dtype=torch.float64, device=dev)
+        lengths = torch.zeros(n, dtype=torch.int64, device=dev)
+        active = torch.ones(n, dtype=torch.bool, device=dev)
+        dtype = params.dtype
+        norm = self.normalize_observations
+        if norm:
+            mean = self._stats.mean.to(dev, dtype)
+            inv_std = 1.0 / torch.sqrt(self._stats.var.to(dev, dtype) + 1e-8)
+            sums = _ShiftedSums(self._stats.mean.numpy().copy())
+        rec_obs, rec_act, rec_mask = [], [], []
+        actor = self.policy.actor(params, stochastic=stochastic, generator=generator)
+        shape = (k, e, self.observation_dim)
+        with torch.no_grad():
+            for t in range(self.max_episode_steps):
+                if norm and update_stats:
+                    sums.add(obs.double().cpu().numpy(), active.cpu().numpy())
+                o = obs.to(dtype).reshape(shape)
+                if norm:
+                    o = ((o - mean) * inv_std).clamp_(-self.observation_clip, self.observation_clip)
+                a = actor(o)  # ONE batched forward pass for all K×E episodes
+                if record:
+                    rec_obs.append(o.reshape(n, self.observation_dim))
+                    rec_act.append(a.reshape(n))
+                    rec_mask.append(active.clone())
+                obs, reward, terminated, truncated = venv.step(a.reshape(n))
+                returns += reward.to(torch.float64) * active
+                lengths += active
+                active &= ~(terminated | truncated)
+                # on an accelerator every look at `active` waits for the device: look rarely
+                if (dev.type == "cpu" or t % 16 == 15) and not bool(active.any()):
+                    break
+        return self._finish_rollout(
+            returns.cpu().numpy(),
+            lengths.cpu().numpy(),
+            k,
+            e,
+            n,
+            sums if norm and update_stats else None,
+            (rec_obs, rec_act, rec_mask) if record else None,
+        )
 
     def _check_params(self, X: Tensor, name: str = "X") -> Tensor:
         if not isinstance(X, Tensor):
@@ -565,7 +706,8 @@ class GymObjective(Objective):
             generator=generator,
             record=True,
         )
-        obs, actions, mask = out["obs"], out["actions"], out["mask"]  # (T, M, ...)
+        # (T, M, ...), brought back from a "torch" rollout's device to x's
+        obs, actions, mask = (out[key].to(x.device) for key in ("obs", "actions", "mask"))
         t, m = mask.shape
         flat_obs = obs.reshape(1, t * m, self.observation_dim).to(x)
         flat_act = actions.reshape(1, t * m, *actions.shape[2:])
@@ -669,7 +811,8 @@ class GymObjective(Objective):
     def close(self) -> None:
         """Close the cached vector environments."""
         for venv in self._venvs.values():
-            venv.close()
+            if hasattr(venv, "close"):
+                venv.close()
         self._venvs.clear()
 
     def __getstate__(self) -> dict:
