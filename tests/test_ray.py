@@ -8,6 +8,7 @@ address, a private instance) run it in a subprocess.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -380,26 +381,26 @@ _CHILD = textwrap.dedent(
         return out, pids
 
     report = {}
-    # 1. join the test session's instance by address, run, close: it must stay up
-    ev = RayEvaluator(num_workers=1, num_cpus_per_worker=0.5, address=sys.argv[1])
-    r = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=2, population=4,
-                       evaluator=ev)
-    report["joined_pid"] = ray.get(ev.workers[0].ready.remote())
-    ev.close()
-    report["joined_connected_after_close"] = ray.is_initialized()
-    # 2. no address: a private instance, quiet, on loopback, gone after the run
+    # 1. no address: a private instance, quiet, on loopback, token auth on, gone after the run
     seen = {}
     def watch(row):
         if row["step"] == 1:
             seen["listen"], seen["pids"] = listening_addresses(os.getpid())
             seen["node_ip"] = ray.util.get_node_ip_address()
+            mode = ray._raylet.get_authentication_mode()
+            seen["auth"] = "TOKEN" if mode == ray._raylet.AuthenticationMode.TOKEN else str(mode)
     r = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=2, population=4,
                        evaluator="ray", callback=watch)
     report["private_initialized_after"] = ray.is_initialized()
-    report["listen"] = seen["listen"]
-    report["node_ip"] = seen["node_ip"]
-    report["private_pids"] = sorted(seen["pids"] - {os.getpid()})
+    report.update(seen)
+    report["pids"] = sorted(seen["pids"] - {os.getpid()})
     report["loss"] = r.loss
+    # 2. join the test session's instance by address, run, close: it must stay up
+    ev = RayEvaluator(num_workers=1, num_cpus_per_worker=0.5, address=sys.argv[1])
+    zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=2, population=4, evaluator=ev)
+    report["joined_pid"] = ray.get(ev.workers[0].ready.remote())
+    ev.close()
+    report["joined_connected_after_close"] = ray.is_initialized()
     print(json.dumps(report))
     """
 )
@@ -409,8 +410,14 @@ _LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_join_by_address_and_private_instance_leave_nothing_behind(ray_address):
+    # as in a fresh shell: Ray itself decides to turn token authentication on
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, ray_address], capture_output=True, text=True, timeout=150
+        [sys.executable, "-c", _CHILD, ray_address],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # Ray printed nothing: no banner, no auth or metrics notices
@@ -418,16 +425,35 @@ def test_join_by_address_and_private_instance_leave_nothing_behind(ray_address):
     # joining: the evaluator disconnected, the session's instance still serves
     assert report["joined_connected_after_close"] is False
     assert ray.get(ray.put(41)) == 41 and ray.cluster_resources().get("CPU") == 2
-    assert not _alive(report["joined_pid"])  # its worker went with it
+    assert _all_gone([report["joined_pid"]])  # its worker went with it
     # the private instance listened on loopback only and left no process behind
+    assert report["auth"] == "TOKEN"  # Ray's default for a new instance, kept
     assert report["node_ip"] == "127.0.0.1"
     assert report["listen"] and set(report["listen"]) <= _LOOPBACK, report["listen"]
     assert report["private_initialized_after"] is False
     assert math.isfinite(report["loss"])
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in report["private_pids"]) and time.monotonic() < deadline:
+    assert len(report["pids"]) >= 4  # GCS, raylet, agents, workers were seen...
+    assert _all_gone(report["pids"])  # ...and are all gone
+
+
+def test_only_the_token_auth_enabled_notice_is_hidden():
+    from zoopt.evaluators.ray import _DropTokenAuthNotice
+
+    def record(message):
+        return logging.LogRecord("ray", logging.WARNING, __file__, 1, message, None, None)
+
+    drop = _DropTokenAuthNotice()
+    assert not drop.filter(record("Token authentication is enabled for this Ray cluster."))
+    assert drop.filter(record("Token authentication is disabled for this Ray cluster."))
+
+
+def _all_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.2)
-    assert not [p for p in report["private_pids"] if _alive(p)]
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -139,13 +139,15 @@ def _loopback_node(worker_env: bool = False):
 
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **(WORKER_ENV_VARS if worker_env else {})}
     old_env = {key: os.environ.get(key) for key in env}
-    old_const = ray_constants.ENABLE_RAY_CLUSTER
+    old_const = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
     os.environ.update(env)
-    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import time; the driver is past that
+    if old_const is not None:  # read at import time; the driver is past that
+        ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = old_const
+        if old_const is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = old_const
         for key, value in old_env.items():
             if value is None:
                 os.environ.pop(key, None)
