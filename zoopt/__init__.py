@@ -8,7 +8,7 @@ sit side by side behind :func:`minimize`.
 import zoopt_envs  # noqa: F401  (registers the zoopt/ Gymnasium environments)
 
 from zoopt.estimators import available_estimators, get_estimator, register
-from zoopt.evaluators import LocalEvaluator, make_evaluator
+from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
 from zoopt.minimize import Minimizer, NonFiniteError, minimize, step_seed
 from zoopt.objectives import FunctionObjective, Objective, OutputSamples
 from zoopt.population import ExplicitPopulation, GaussianPopulation
@@ -45,5 +45,6 @@ __all__ = [
     "ExplicitPopulation",
     "GaussianPopulation",
     "LocalEvaluator",
+    "ObjectiveFactory",
     "make_evaluator",
 ]
