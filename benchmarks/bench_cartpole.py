@@ -8,6 +8,10 @@ Measured in one run, on one thread:
   written here in numpy — the physical limit of this machine;
 * (b) a single ``gym.make`` environment stepped in a Python loop by the same linear policy.
 
+zoopt runs on Gymnasium's native vector CartPole (``vectorization="auto"``), plus one line
+on this project's batched torch CartPole (``vectorization="torch"``, which pays off for
+thousands of episodes or on a GPU rather than at 256 on a CPU).
+
 Two populations: around a balancing policy (every episode lasts 500 steps, no masking
 waste) and random policies (episodes of very different lengths: the vector keeps stepping
 until the longest one ends, so part of its work is masked out).
@@ -109,6 +113,11 @@ def main() -> None:
         for k, e in ((128, 2), (256, 1)):
             objective = GymObjective("CartPole-v1", episodes=e)
             runs[f"zoopt {name:9s} K={k:3d} E={e}"] = zoopt_eval(objective, X.repeat(2, 1)[:k])
+    # the same evaluation on zoopt_envs' batched torch CartPole (vectorization="torch")
+    torch_backend = GymObjective("CartPole-v1", episodes=1, vectorization="torch")
+    runs["zoopt balancing K=256 E=1 torch env"] = zoopt_eval(
+        torch_backend, populations["balancing"].repeat(2, 1)
+    )
     # interleaved rounds: a load change on the shared machine hits every method alike
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):
