@@ -443,9 +443,8 @@ class GymObjective(Objective):
 
     def _reset(self, venv: gym.vector.VectorEnv, seeds: list[int]) -> np.ndarray:
         if self._native_cls is not None:
-            if self._probe is None:  # dropped when the objective was pickled
-                self._probe = self._build_single_env()
-            return _native_seeders()[self._native_cls](venv, self._probe, seeds)
+            # env j starts exactly where gym.make(id).reset(seed=seeds[j]) starts
+            return _native_seeders()[self._native_cls](venv, self._start_states(seeds), seeds[0])
         obs, _ = venv.reset(seed=seeds)
         return obs
 
@@ -835,18 +834,12 @@ class GymObjective(Objective):
 
 
 # -- native vector environments ------------------------------------------------------------
-def _seed_cartpole(venv: gym.vector.VectorEnv, probe: gym.Env, seeds: list[int]) -> np.ndarray:
-    """Reset Gymnasium's native ``CartPoleVectorEnv`` so that env j starts exactly where
-    ``gym.make("CartPole-v1").reset(seed=seeds[j])`` starts (common random numbers)."""
-    venv.reset(seed=seeds[0])
-    single = probe.unwrapped
-    starts = {}
-    for s in dict.fromkeys(seeds):  # E distinct seeds, each reset once
-        single.reset(seed=s)
-        starts[s] = np.array(single.state, dtype=np.float64)
-    state = np.stack([starts[s] for s in seeds], axis=1)  # (4, N)
-    base = venv.unwrapped
-    base.state = state
+def _seed_cartpole(venv: gym.vector.VectorEnv, starts: np.ndarray, seed: int) -> np.ndarray:
+    """Reset Gymnasium's native ``CartPoleVectorEnv`` and put env j in state ``starts[j]``
+    (``(N, 4)``); returns the first observations ``(N, 4)``."""
+    venv.reset(seed=seed)  # clears step counters and episode flags, seeds later autoresets
+    state = np.ascontiguousarray(starts.T)  # the vector env keeps its state as (4, N)
+    venv.unwrapped.state = state
     return state.T.astype(np.float32)
 
 
