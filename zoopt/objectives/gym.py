@@ -5,6 +5,13 @@ all K×E episodes together on one Gymnasium vector environment, with ONE batched
 forward pass per time step (see :mod:`zoopt.policies`). Episodes that have ended are masked
 out; the loop stops when every episode has ended or the step cap is reached.
 
+Vector environments: Gymnasium's native ``CartPoleVectorEnv`` where one exists and zoopt
+can start each of its episodes from a chosen state, else ``SyncVectorEnv`` seeded episode
+by episode; both in ``AutoresetMode.NEXT_STEP``, whose restarted episodes are masked out
+like the finished ones. ``vectorization="torch"`` uses this project's batched tensor
+environments (``zoopt_envs.torch_envs``) with done masks, on the CPU or a GPU. All three
+play, for the same seeds, the episodes of a plain ``gym.make(id)`` loop.
+
 Common random numbers: the step's ``seed`` fixes E episode seeds; every candidate (and
 both members of an antithetic pair) plays episode e from the same seed, so their return
 difference measures the parameters, not the luck of the draw (Kleinman et al., 1999).
