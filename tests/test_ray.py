@@ -463,3 +463,14 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_objective_factory_is_a_transparent_proxy(tmp_path):
+    factory = ObjectiveFactory(DivergingSimulator, str(tmp_path / "log.txt"))
+    assert not factory.is_built
+    assert factory.log_path.endswith("log.txt")  # delegated, builds on first use
+    assert factory.is_built
+    clone = pickle.loads(pickle.dumps(factory))
+    assert not clone.is_built and clone.args == factory.args
+    with pytest.raises(AttributeError):
+        factory.no_such_attribute  # noqa: B018

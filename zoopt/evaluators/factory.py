@@ -74,6 +74,19 @@ class ObjectiveFactory(Objective):
         self.fn, self.args, self.kwargs = state["fn"], state["args"], state["kwargs"]
         self._built = None
 
+    def __getattr__(self, name: str) -> Any:
+        # anything else the built objective offers (initial_parameters, counters, ...);
+        # private names are never delegated, so pickling and copying see the recipe only
+        if name.startswith("_") or name in ("fn", "args", "kwargs"):
+            raise AttributeError(name)
+        return getattr(self.build(), name)
+
+    def close(self) -> None:
+        """Close the built objective (environments, files) if it was built and can close."""
+        close = getattr(self._built, "close", None)
+        if callable(close):
+            close()
+
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]

@@ -17,7 +17,7 @@ each worker installs ``objective.shared_state()`` of the driver; afterwards it r
 ``pop_stats()``, which the driver merges with ``absorb_stats`` in row order.
 
 Faults: a worker that dies mid-step has its chunk re-run on a replacement actor; since each
-chunk's randomness derives from (step seed, row range) alone, the result equals the
+chunk's randomness derives from (step seed, first row) alone, the result equals the
 undisturbed run bit for bit. An exception raised by the objective is not retried: it
 surfaces as :class:`ObjectiveError` naming the rows and carrying the worker's traceback.
 
@@ -406,7 +406,8 @@ class RayEvaluator:
             ``num_cpus_per_worker``).
         address: ``None`` starts a private Ray instance on this machine, listening on
             127.0.0.1, and shuts it down on :meth:`close`; ``"auto"`` or ``"host:port"``
-            joins a running cluster, which :meth:`close` leaves running. If Ray is already
+            joins a running cluster, which :meth:`close` leaves running (``RAY_ADDRESS`` is
+            not consulted: joining needs an explicit address). If Ray is already
             initialised in this process, that session is reused and left running.
         num_cpus_per_worker: CPUs reserved by each worker.
         num_gpus_per_worker: GPUs reserved by each worker (fractions share a GPU).
