@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 
@@ -298,6 +299,7 @@ def _chunk_seed(seed: int, start: int) -> int:
 
 
 def _seed_global_rngs(seed: int) -> None:
+    seed = int(seed) & _MASK63
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
@@ -325,7 +327,7 @@ class _EvaluationWorker:
         # every worker builds its copy from the same RNG state, so factories that draw
         # random data or initial weights build identical objectives everywhere
         _seed_global_rngs(self.seed)
-        if hasattr(objective, "build"):
+        if isinstance(objective, ObjectiveFactory):
             objective.build()
         self.objective, self.token = objective, token
         self.center_cache = None
