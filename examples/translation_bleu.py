@@ -14,13 +14,25 @@ a natural one) with a small GRU encoder–decoder:
    a. ``"reinforce"``: sampled translations per sentence, loss 1 − sentence BLEU/100,
       gradient −α Σ (w_j − 1/M) ∇log p(y_j|x) (output space);
    b. ``"sampling"`` with ``guided=True``: Gaussian parameter perturbations, half of them
-      shifted along the negative cross-entropy gradient, weighted by the tilt of the
-      minibatch corpus BLEU with the importance correction of the mixture proposal
-      (parameter space; MLE-guided parameter search, Welleck & Cho, 2020);
+      shifted along the negative cross-entropy gradient, scored by the minibatch corpus
+      BLEU (parameter space; MLE-guided parameter search, Welleck & Cho, 2020). With
+      D ≈ 88k parameters and K = 8 draws the unshifted noise carries almost no signal, so
+      the shift is large (``guide_scale=300``: as long as the noise itself) and the
+      temperature tiny (``alpha=1e-6``, the α → 0 limit: the step heads for the best draw).
+      At a large shift the importance correction log π/q ≈ −c²/2 would otherwise discard
+      every shifted draw; at ``alpha="auto"`` and ``guide_scale=1`` held-out BLEU did not
+      move (see the notes at the end of this docstring);
    c. a control: more MLE (``"gradient"``) for the same time, to tell the metric's
       contribution apart from simply training longer.
 
 Held-out corpus BLEU (sacrebleu, test split) is reported before and after each.
+
+Notes from tuning (seed 0, MLE start at test BLEU 50.6, 45 s each, two shared CPU cores):
+REINFORCE at lr 1e-3 reached 53.9 and at 3e-3 56.3; guided sampling with ``alpha="auto"``,
+``sigma=0.01``, ``guide_scale=2`` ended at 50.2 (no gain), with ``alpha=1e-6`` and a shift
+of 100–300 σ at 52.2–54.7. Continuing MLE for the same time reached 61.7: on this
+synthetic task cross-entropy is still the better use of 45 s from an under-trained start;
+the metric-driven methods are the ones that do not need a differentiable loss.
 
     python examples/translation_bleu.py --seed 0 --seconds 45
 """
@@ -56,7 +68,8 @@ def pretrain_mle(
     valid = 0.0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < max_seconds:
-        m.run(m.step_count + 50)  # check the validation BLEU every 50 steps
+        for _ in range(50):  # one Minimizer step at a time; validation BLEU every 50
+            m.step()
         valid = objective.bleu(m.x, "valid")
         print(
             f"  MLE step {m.step_count:4d}: valid BLEU {valid:5.1f} "
@@ -99,7 +112,7 @@ def main() -> None:
         "--mle-target", type=float, default=50.0, help="stop MLE once validation BLEU reaches this"
     )
     parser.add_argument(
-        "--mle-seconds", type=float, default=100.0, help="time limit of the MLE stage"
+        "--mle-seconds", type=float, default=120.0, help="time limit of the MLE stage"
     )
     parser.add_argument("--train-size", type=int, default=4000)
     args = parser.parse_args()
@@ -116,18 +129,24 @@ def main() -> None:
     mle_objective = TranslationObjective(model, task, batch_size=64)
     print(f"1. MLE pre-training ({mle_objective.dim} parameters)")
     x_mle, mle_steps, _ = pretrain_mle(
-        mle_objective, args.seed, args.mle_target, args.mle_seconds, lr=0.01
+        mle_objective, args.seed, args.mle_target, args.mle_seconds, lr=0.02
     )
     start = mle_objective.bleu(x_mle, "test")
     print(f"  MLE checkpoint after {mle_steps} steps: test BLEU {start:.2f}")
 
     objective = TranslationObjective(model, task, batch_size=32)
     runs = {
-        "reinforce": dict(estimator="reinforce", num_samples=8, lr=3e-3),
+        "reinforce": dict(estimator="reinforce", samples=8, lr=3e-3),
         "sampling (guided)": dict(
-            estimator="sampling", guided=True, population=8, sigma=0.003, guide_scale=300.0, lr=3e-3
+            estimator="sampling",
+            guided=True,
+            population=8,
+            sigma=0.003,
+            guide_scale=300.0,
+            alpha=1e-6,
+            lr=3e-3,
         ),
-        "gradient (MLE, control)": dict(estimator="gradient", lr=0.01),
+        "gradient (MLE, control)": dict(estimator="gradient", lr=3e-3),
     }
     rows = []
     for label, opts in runs.items():
