@@ -57,9 +57,9 @@ def _bandit(**options) -> Problem:
 SUITE: dict[str, dict[str, Problem]] = {
     "sampling": {
         "sphere": _sphere(),
-        "rosenbrock": _rosenbrock(sigma=0.02, lr=0.05, population=32),
+        "rosenbrock": _rosenbrock(sigma=0.01, lr=0.05, population=32),
     },
-    "es": {"sphere": _sphere(), "rosenbrock": _rosenbrock(sigma=0.02, lr=0.05, population=32)},
+    "es": {"sphere": _sphere(), "rosenbrock": _rosenbrock(sigma=0.01, lr=0.05, population=32)},
     "gradient": {"sphere": _sphere(), "rosenbrock": _rosenbrock(1000, 1e-6, lr=0.02)},
     # CMA-ES ends a run itself when pycma's termination criteria fire (tolfun, …)
     "cmaes": {

@@ -187,7 +187,9 @@ class Minimizer:
                 self.scheduler.step()
         delta = self.x - before
         update_norm = float(delta.norm())
-        if self.max_step_norm is not None and update_norm > self.max_step_norm:
+        # an estimator that owns its mean (CMA-ES) is not clipped: its distribution would
+        # drift away from the parameters
+        if est.x is None and self.max_step_norm is not None and update_norm > self.max_step_norm:
             with torch.no_grad():
                 self.x.copy_(before + delta * (self.max_step_norm / update_norm))
             update_norm = self.max_step_norm
