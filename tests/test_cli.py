@@ -191,7 +191,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_completes(tmp_path):
     config = (
         FUNCTION_CONFIG.replace("steps = 6", "steps = 20000")
         .replace("dim = 5", "dim = 200")
-        .replace("checkpoint_every = 2", "checkpoint_every = 0")
+        .replace("checkpoint_every = 2", "checkpoint_every = 0\nplot = false\ntensorboard = false")
     )
     (tmp_path / "long.toml").write_text(config)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
