@@ -126,7 +126,8 @@ def test_estimator_names_and_options_are_checked():
     msg = error_of(with_("estimators.es", {"sigma": -1.0}))
     assert msg.startswith("config: estimators.es: sigma must be")
     assert "estimators.es.population: must be a number" in error_of(
-        with_("estimators.es", {"population": "many"}))
+        with_("estimators.es", {"population": "many"})
+    )
     assert "estimators.samplng: unknown key" in error_of(with_("estimators.samplng", {}))
     msg = error_of(with_("compare.estimators", ["es", "grad"]))
     assert "compare.estimators[1]" in msg and "Did you mean 'gradient'?" in msg
@@ -151,7 +152,9 @@ def test_overrides_parse_toml_scalars():
     assert parse_override('name="a b"') == (["name"], "a b")
     # not TOML: kept as a plain string, never evaluated
     assert parse_override("objective.env=zoopt/DeepSea-v0") == (
-        ["objective", "env"], "zoopt/DeepSea-v0")
+        ["objective", "env"],
+        "zoopt/DeepSea-v0",
+    )
     assert parse_override("name=__import__('os')") == (["name"], "__import__('os')")
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_override("budget.steps")

@@ -62,8 +62,10 @@ def encode_state(obj: Any, path: str = "state") -> Any:
             raise CheckpointError(
                 f"cannot checkpoint {path}: NumPy arrays of dtype {obj.dtype} are not supported"
             )
-        return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy()),
-                "dtype": obj.dtype.str}
+        return {
+            _NDARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy()),
+            "dtype": obj.dtype.str,
+        }
     if isinstance(obj, dict):
         out = OrderedDict() if isinstance(obj, OrderedDict) else {}
         for k, v in obj.items():
@@ -142,8 +144,9 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     except CheckpointError:
         raise
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot write the checkpoint ({e}); "
-                              "the previous checkpoint, if any, is kept") from e
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({e}); the previous checkpoint, if any, is kept"
+        ) from e
     return path
 
 
@@ -168,8 +171,10 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a zoopt checkpoint")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {payload.get('version')!r} "
-                              f"is not supported (this zoopt reads version {VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {payload.get('version')!r} "
+            f"is not supported (this zoopt reads version {VERSION})"
+        )
     state = payload.get("state")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: the checkpoint holds no state")
