@@ -255,3 +255,27 @@ def test_an_estimator_that_does_not_apply_is_a_clear_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "estimator 'gradient' does not apply here" in err and "surrogate" in err
+
+
+def test_compare_reports_an_objective_that_cannot_sample(tmp_path, capsys):
+    path = tmp_path / "tiny.toml"
+    path.write_text(FUNCTION_CONFIG.replace('progress = "lines"', 'progress = "none"'))
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            str(path),
+            "--estimators",
+            "es,reinforce",
+            "--out",
+            str(out),
+            "--set",
+            "output.tensorboard=false",
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "| reinforce" in table and "not applicable" in table and "sample_outputs" in table
+    rows = {r["estimator"]: r for r in json.loads((out / "comparison.json").read_text())["rows"]}
+    assert rows["es"]["runs"] == 1 and rows["reinforce"]["runs"] == 0
+    assert "sample_outputs" in rows["reinforce"]["reasons"][0]

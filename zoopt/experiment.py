@@ -681,8 +681,10 @@ def compare(
 
 
 def _first_sentence(text: str) -> str:
-    head, sep, _ = text.partition(". ")
-    return head + ("." if sep else "")
+    import re
+
+    parts = re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)
+    return parts[0]
 
 
 def _describe_objective(obj: dict) -> str:
