@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv(str),
         help="comma-separated estimators (default: compare.estimators, else all)",
     )
-    c.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: 0)")
+    c.add_argument(
+        "--seeds", type=_csv(int), help="comma-separated seeds (default: compare.seeds, else 0)"
+    )
 
     s = sub.add_parser("resume", help="continue a run from its checkpoint")
     s.add_argument("run_dir", help="a run directory (holds checkpoint.pt)")
