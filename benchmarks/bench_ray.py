@@ -46,7 +46,9 @@ class CartPoleEpisodes(Objective):
 
     One ``gym.make`` environment stepped in a Python loop: the CPU-heavy, one-candidate-at-
     a-time workload that parallel evaluation is for. Episode seeds come from the step seed
-    (common random numbers), so every backend sees the same episodes.
+    (common random numbers), so every backend sees the same episodes. The CPU seconds
+    each copy spends travel to the driver through the statistics hooks, so the benchmark
+    can report how much of a core every process actually got.
     """
 
     metric_name = "return"
@@ -56,8 +58,18 @@ class CartPoleEpisodes(Objective):
         self.episodes = episodes
         self.env = gym.make("CartPole-v1")
         self.dim = 5
+        self.cpu_seconds = 0.0  # spent in evaluate() by this copy
+        self.worker_cpu_seconds = 0.0  # reported by the evaluation copies on Ray workers
+
+    def pop_stats(self) -> float:
+        spent, self.cpu_seconds = self.cpu_seconds, 0.0
+        return spent
+
+    def absorb_stats(self, stats: float) -> None:
+        self.worker_cpu_seconds += stats
 
     def evaluate(self, X: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        cpu0 = time.process_time()
         W = X.detach().to(torch.float64).numpy()
         out = np.empty(len(W))
         for i, w in enumerate(W):
@@ -71,6 +83,7 @@ class CartPoleEpisodes(Objective):
                     total += reward
                     done = terminated or truncated
             out[i] = -total / self.episodes
+        self.cpu_seconds += time.process_time() - cpu0
         return torch.from_numpy(out)
 
 
@@ -90,8 +103,13 @@ def speedup(ev: RayEvaluator, population: int, episodes: int, repeats: int) -> N
     # warm-up: environments built in this process and on every worker
     reference = local.evaluate(objective, pop, seed=1)
     assert torch.equal(ev.evaluate(objective, pop, seed=1), reference), "backends differ"
+    driver = objective.build()
+    driver.cpu_seconds = driver.worker_cpu_seconds = 0.0
     t_local = median_seconds(lambda: local.evaluate(objective, pop, seed=1), repeats)
     t_ray = median_seconds(lambda: ev.evaluate(objective, pop, seed=1), repeats)
+    # share of a core each process got (100% on an idle machine)
+    local_share = driver.cpu_seconds / (repeats * t_local)
+    worker_share = driver.worker_cpu_seconds / (repeats * t_ray * ev.num_workers)
     print(
         f"(a) CartPole-v1, K={population} candidates × {episodes} episodes, "
         f"mean return {-float(reference.mean()):.0f}, niceness {os.nice(0)} everywhere"
@@ -101,6 +119,10 @@ def speedup(ev: RayEvaluator, population: int, episodes: int, repeats: int) -> N
         f"{t_local / population * 1e3:6.1f} ms/candidate"
     )
     print(f"    ray ({ev.num_workers} workers)       {t_ray * 1e3:8.1f} ms/step")
+    print(
+        f"    share of a core: local process {local_share:.0%}, each Ray worker "
+        f"{worker_share:.0%} (below 100%: the machine is busy and the ratio is not meaningful)"
+    )
     print(
         f"    speed-up ray / local: {t_local / t_ray:.2f}x "
         f"(ideal {ev.num_workers:.0f}x; target >= 1.7x on an idle two-core machine)"
