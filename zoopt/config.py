@@ -247,8 +247,12 @@ GYM_SCHEMA: dict[str, Field] = {
     ),
     "action_squash": Field(STR, "clip", _one_of("clip", "tanh"), "how Box actions are bounded"),
     "vectorization": Field(
-        STR, "auto", _one_of("auto", "native", "sync"), "Gymnasium vector environment used"
+        STR,
+        "auto",
+        _one_of("auto", "native", "sync", "torch"),
+        "vector environment: Gymnasium's native or sync one, or zoopt's batched torch one",
     ),
+    "device": Field(STR, None, None, "where 'torch' vectorised rollouts run (cpu, cuda)"),
     "observation_clip": Field(FLOAT, 10.0, _positive, "clip normalised observations"),
     "env_kwargs": Field(TABLE, {}, None, "keyword arguments of the environment"),
 }
