@@ -329,6 +329,18 @@ def test_more_workers_than_cluster_cpus_is_refused(ray_address):
     assert ray.is_initialized()  # the session's Ray is untouched
 
 
+def test_gpus_are_checked_against_the_cluster(ray_address):
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        pytest.skip("the test cluster has GPUs")
+    ev = RayEvaluator(num_workers=1, num_gpus_per_worker=1)
+    with pytest.raises(ValueError, match=r"needs 1 GPUs but the Ray cluster has 0"):
+        ev.start()
+    ev = RayEvaluator(num_workers=1, device="cuda")  # asks for a GPU, falls back to CPU
+    with pytest.warns(UserWarning, match="no GPUs"):
+        ev._resolve_resources()
+    assert ev.device == "cpu" and ev.num_gpus_per_worker == 0
+
+
 def test_closed_evaluator_refuses_work(ray_address):
     ev = RayEvaluator(num_workers=1)
     ev.close()
