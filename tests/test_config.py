@@ -204,3 +204,14 @@ def test_load_config_applies_overrides_and_names_the_run(tmp_path):
 def test_example_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg["objective"]["kind"] in ("function", "gym", "classification", "translation")
+
+
+def test_gym_keys_are_options_of_the_gym_objective():
+    """The [objective] keys of kind "gym" stay in step with GymObjective's constructor."""
+    import inspect
+
+    from zoopt.config import OBJECTIVE_SCHEMAS
+    from zoopt.objectives.gym import GymObjective
+
+    params = set(inspect.signature(GymObjective).parameters)
+    assert set(OBJECTIVE_SCHEMAS["gym"]) - {"kind", "env"} <= params
