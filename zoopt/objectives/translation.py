@@ -17,7 +17,8 @@ as ``parameters_to_vector(model.parameters())``, so the user's model is never mo
 gradients reach the flat vector. ``nn.GRU`` has no ``vmap`` batching rule
 (``aten::gru.input``), so :meth:`~TranslationObjective.evaluate` runs one batched greedy
 decode per candidate: K is small for a seq2seq model, and each call already batches the
-whole minibatch.
+whole minibatch. Measured on one CPU thread (D = 87,662, embed 32, hidden 64): about 50 ms
+per candidate for a minibatch of 32 or 64 sentences, mostly the per-token decoding loop.
 """
 
 from __future__ import annotations
@@ -141,15 +142,22 @@ class TranslationObjective(Objective):
         Returns:
             ``(K,)`` losses in [−100, 0].
         """
-        if not isinstance(X, Tensor) or X.ndim != 2 or X.shape[1] != self.dim:
+        if (
+            not isinstance(X, Tensor)
+            or X.ndim != 2
+            or X.shape[1] != self.dim
+            or not X.is_floating_point()
+        ):
             raise ValueError(
-                f"X must have shape (K, {self.dim}), got "
+                f"X must be a floating-point tensor of shape (K, {self.dim}), got "
                 f"{tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__}"
             )
         src, _, refs = self._minibatch(seed)
-        losses = torch.empty(X.shape[0], dtype=X.dtype if X.is_floating_point() else None)
+        losses = torch.empty(X.shape[0], dtype=X.dtype)
         with torch.no_grad():
-            for k in range(X.shape[0]):  # nn.GRU cannot be vmapped; one batched decode each
+            # vmap over K fails on nn.GRU ("Batching rule not implemented for
+            # aten::gru.input"), so one batched greedy decode per candidate
+            for k in range(X.shape[0]):
                 hyps = self.translate_ids(X[k], src)
                 losses[k] = -corpus_bleu(hyps, refs)
         return losses
