@@ -196,7 +196,9 @@ class Reinforce(Estimator):
         return Estimate(
             grad=grad.detach(),
             losses=losses.reshape(-1),
-            evaluations=losses.numel(),
+            # one evaluation = one complete scoring of the step's N inputs (the unit of a
+            # candidate's evaluation in parameter space): each of the M draws is one
+            evaluations=losses.shape[1],
             alpha=alpha,
             ess=ess,
             extra=extra,
