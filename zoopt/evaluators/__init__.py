@@ -30,7 +30,10 @@ def __getattr__(name: str) -> Any:
 
 
 def make_evaluator(evaluator: Any = None, **options: Any) -> Any:
-    """``"local"`` (default), ``"ray"`` or an evaluator object (returned as is)."""
+    """``"local"`` (default), ``"ray"`` or an evaluator object (returned as is).
+
+    ``options`` go to :class:`LocalEvaluator` or :class:`~zoopt.evaluators.ray.RayEvaluator`.
+    """
     if evaluator is None or evaluator == "local":
         return LocalEvaluator(**options)
     if evaluator == "ray":

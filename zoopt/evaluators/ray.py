@@ -425,7 +425,8 @@ class RayEvaluator:
             on every worker, so copies are identical); during evaluation each chunk is
             seeded from (step seed, first row).
         startup_timeout: seconds to wait for the workers to start.
-        log_to_driver: forward the workers' stdout/stderr to this process.
+        log_to_driver: forward the workers' stdout/stderr to this process (when this
+            evaluator initialises Ray; off by default, so local runs print nothing).
         runtime_env: a Ray runtime environment for the workers; its ``env_vars`` are merged
             over the one-BLAS-thread defaults.
         ray_init_options: extra ``ray.init`` keyword arguments (used only if this evaluator
