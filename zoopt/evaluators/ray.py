@@ -230,17 +230,21 @@ def _workers_inherit_thread_env() -> bool:
         return False
 
 
-# Ray sessions opened by evaluators in this process: shut down when the last user closes.
+# The Ray session opened by evaluators of this process, if any: it is shut down (a local
+# instance stops; a joined cluster only loses this driver) when the last evaluator using
+# it closes. A session opened by someone else is never shut down by an evaluator.
 _SESSION_LOCK = threading.Lock()
 _session = {"opened_by_zoopt": False, "users": 0}
 
 
-def _acquire_ray(address: str | None, log_to_driver: bool, ray_init_options: dict) -> None:
+def _acquire_ray(address: str | None, log_to_driver: bool, ray_init_options: dict) -> bool:
+    """Connect (or start) Ray; True when the caller shares a session opened by zoopt."""
     with _SESSION_LOCK:
         if ray.is_initialized():
-            # a session opened elsewhere (a test fixture, the user's script) is reused as is
+            if not _session["opened_by_zoopt"]:
+                return False  # a test fixture's or the user's session: used, never closed
             _session["users"] += 1
-            return
+            return True
         if address is None:
             start_local_ray(log_to_driver=log_to_driver, **ray_init_options)
         else:
@@ -255,16 +259,18 @@ def _acquire_ray(address: str | None, log_to_driver: bool, ray_init_options: dic
             else:
                 ray.init(**options)
         _session["opened_by_zoopt"] = True
-        _session["users"] += 1
+        _session["users"] = 1
+        return True
 
 
 def _release_ray() -> None:
+    """Undo one successful :func:`_acquire_ray` that returned True."""
     with _SESSION_LOCK:
         _session["users"] = max(0, _session["users"] - 1)
         if _session["users"] == 0 and _session["opened_by_zoopt"]:
             _session["opened_by_zoopt"] = False
-            # a local instance stops; a joined cluster only loses this driver, never stops
-            ray.shutdown()
+            if ray.is_initialized():
+                ray.shutdown()
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,6 +526,7 @@ class RayEvaluator:
         self._workers: list[Any] = []
         self._started = False
         self._closed = False
+        self._holds_session = False
         self._objective: Any = None
         self._objective_ref: Any = None
         self._token = 0
@@ -537,14 +544,16 @@ class RayEvaluator:
             raise RuntimeError("this RayEvaluator is closed; create a new one")
         if self._started:
             return self
-        _acquire_ray(self.address, self.log_to_driver, self.ray_init_options)
+        self._holds_session = _acquire_ray(self.address, self.log_to_driver, self.ray_init_options)
         try:
             self._resolve_resources()
             self._workers = [self._new_worker() for _ in range(self.num_workers)]
             self._wait_ready(self._workers)
         except BaseException:
             self._kill_workers()
-            _release_ray()
+            if self._holds_session:
+                self._holds_session = False
+                _release_ray()
             raise
         self._started = True
         return self
@@ -629,7 +638,9 @@ class RayEvaluator:
         if self._started:
             self._kill_workers()
             self._objective = self._objective_ref = None
-            _release_ray()
+            if self._holds_session:
+                self._holds_session = False
+                _release_ray()
 
     def __enter__(self) -> RayEvaluator:
         return self.start()
