@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
 from zoopt_envs.torch_envs import BatchedCartPole
 
 ACTION_POOL = 64  # distinct random action vectors, cycled, so no RNG cost is timed

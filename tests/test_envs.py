@@ -11,9 +11,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import zoopt_envs
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from gymnasium.utils.env_checker import check_env
+
+import zoopt_envs
 from zoopt_envs import DeepSeaEnv, DelayedReward
 from zoopt_envs.torch_envs import BatchedCartPole, BatchedMountainCar
 

@@ -6,7 +6,6 @@ sit side by side behind :func:`minimize`.
 """
 
 import zoopt_envs  # noqa: F401  (registers the zoopt/ Gymnasium environments)
-
 from zoopt.estimators import available_estimators, get_estimator, register
 from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
 from zoopt.minimize import Minimizer, NonFiniteError, minimize, step_seed
