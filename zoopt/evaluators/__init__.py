@@ -41,9 +41,12 @@ def make_evaluator(evaluator: Any = None, **options: Any) -> Any:
 
         return RayEvaluator(**options)
     if isinstance(evaluator, str):
-        raise ValueError(f"evaluator must be one of {EVALUATORS} or an evaluator object, "
-                         f"got {evaluator!r}")
+        raise ValueError(
+            f"evaluator must be one of {EVALUATORS} or an evaluator object, got {evaluator!r}"
+        )
     if not hasattr(evaluator, "evaluate"):
-        raise TypeError(f"evaluator must have an evaluate(objective, population, seed) method, "
-                        f"got {type(evaluator).__name__}")
+        raise TypeError(
+            f"evaluator must have an evaluate(objective, population, seed) method, "
+            f"got {type(evaluator).__name__}"
+        )
     return evaluator
