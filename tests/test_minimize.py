@@ -199,3 +199,11 @@ def test_estimator_object_for_full_control():
     assert r.evaluations == 10 * 9 + 1
     with pytest.raises(TypeError, match="options"):
         zoopt.minimize(sphere, torch.ones(3), estimator=est, sigma=0.1, steps=2)
+
+
+def test_run_can_be_called_again_to_continue():
+    m = zoopt.Minimizer(sphere, torch.ones(3), estimator="es", steps=10)
+    assert m.run(4).steps == 4
+    assert m.run(10).steps == 10
+    whole = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=10)
+    assert torch.equal(m.x, whole.x)

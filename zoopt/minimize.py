@@ -231,6 +231,7 @@ class Minimizer:
     def run(self, steps: int | None = None) -> Result:
         """Run until ``steps`` in total (default: the configured number) and return the result."""
         target = self.steps if steps is None else steps
+        self.stop_reason = ""  # a new call runs on, whatever ended the previous one
         bar = self._progress_bar(target)
         try:
             while self.step_count < target:
