@@ -58,13 +58,23 @@ SUITE: dict[str, dict[str, Problem]] = {
     "sampling": {
         "sphere": _sphere(),
         "rosenbrock": _rosenbrock(sigma=0.01, lr=0.05, population=32),
+        "bandit": _bandit(lr=0.1),
     },
-    "es": {"sphere": _sphere(), "rosenbrock": _rosenbrock(sigma=0.01, lr=0.05, population=32)},
-    "gradient": {"sphere": _sphere(), "rosenbrock": _rosenbrock(1000, 1e-6, lr=0.02)},
+    "es": {
+        "sphere": _sphere(),
+        "rosenbrock": _rosenbrock(sigma=0.01, lr=0.05, population=32),
+        "bandit": _bandit(lr=0.1),
+    },
+    "gradient": {
+        "sphere": _sphere(),
+        "rosenbrock": _rosenbrock(1000, 1e-6, lr=0.02),
+        "bandit": _bandit(lr=0.1),
+    },
     # CMA-ES ends a run itself when pycma's termination criteria fire (tolfun, …)
     "cmaes": {
         "sphere": _sphere(),
         "rosenbrock": Problem(lambda: rosenbrock, lambda: torch.zeros(10), 1500, 1e-6),
+        "bandit": _bandit(),
     },
     # output space: a softmax policy over 5 arms; the best arm's loss is 0, the next 2
     "reinforce": {"bandit": _bandit(lr=0.1)},
