@@ -350,15 +350,3 @@ def test_load_classification_and_mlp():
         mlp(4, 3, 2, activation="swish2")
     with pytest.raises(ValueError, match=r"hidden\[1\] must be a positive int"):
         mlp(4, [3, 0], 2)
-
-
-def test_digits_example_runs_with_a_tiny_budget():
-    import runpy
-    from pathlib import Path
-
-    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "digits.py"))
-    data = load_classification("digits", seed=0)
-    row = example["run"]("es", 65 * 5, 64, 0, data)
-    # five steps of 64 candidates and θ, then θ once more for the final report
-    assert row["steps"] == 5 and row["evaluations"] == 65 * 5 + 1
-    assert 0.0 <= row["test_accuracy"] <= 1.0
