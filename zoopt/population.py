@@ -23,7 +23,7 @@ from torch import Tensor
 __all__ = ["ExplicitPopulation", "GaussianPopulation", "Population", "noise_block_seed"]
 
 #: noise rows per independently seeded block
-NOISE_BLOCK = 64
+NOISE_BLOCK = 16
 
 
 _MASK64 = (1 << 64) - 1

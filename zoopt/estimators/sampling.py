@@ -105,14 +105,14 @@ class Sampling(PopulationEstimator):
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
         if isinstance(population, GaussianPopulation):
-            eps = self.sigma * population.perturbations()
-            log_ratio = None
-        else:
-            eps, log_ratio = population.offsets, population.log_ratio
-        return self.weigh(losses, eps, log_ratio)
+            # ε = σz: σ is folded into the scalar factor instead of scaling a (K, D) matrix
+            return self.weigh(losses, population.perturbations(), None, unit=self.sigma)
+        return self.weigh(losses, population.offsets, population.log_ratio)
 
-    def weigh(self, losses: Tensor, eps: Tensor, log_ratio: Tensor | None = None) -> Estimate:
-        """Pseudo-gradient from draws ``eps`` ``(K, D)`` and their losses ``(K,)``."""
+    def weigh(
+        self, losses: Tensor, eps: Tensor, log_ratio: Tensor | None = None, unit: float = 1.0
+    ) -> Estimate:
+        """Pseudo-gradient from draws ``unit · eps`` ``(K, D)`` and their losses ``(K,)``."""
         k = losses.numel()
         finite = torch.isfinite(losses)
         if self.alpha == "auto":
@@ -123,7 +123,7 @@ class Sampling(PopulationEstimator):
             # the linear limit, exactly: g = (1/(Kσ²))·Σ (Lᵢ − L̄) εᵢ, failed draws worst
             filled = torch.where(finite, losses, losses[finite].max())
             c = (filled - filled.mean()) / k
-            grad = (c @ eps) / self.sigma**2
+            grad = (c @ eps) * (unit / self.sigma**2)
             return Estimate(grad=grad, alpha=alpha, ess=float(finite.sum()))
         w = tilt_weights(losses, alpha, log_ratio)
         if log_ratio is None:
@@ -131,5 +131,5 @@ class Sampling(PopulationEstimator):
         else:
             v = torch.softmax(log_ratio.masked_fill(~finite, -math.inf), dim=0)
         scale = alpha / self.sigma**2 if math.isfinite(alpha) else 1.0 / self.sigma**2
-        grad = -scale * ((w - v) @ eps)
+        grad = ((w - v) @ eps) * (-scale * unit)
         return Estimate(grad=grad, alpha=alpha, ess=effective_sample_size(w))
