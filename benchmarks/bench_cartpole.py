@@ -127,7 +127,7 @@ def main() -> None:
     ref_a, ref_b = rate["(a) native vector env + numpy policy"], rate["(b) single gym.make loop"]
     print(
         f"CartPole-v1, K×E = {n} episodes, one thread, median of {args.rounds} interleaved "
-        f"rounds of {args.seconds:g} s (measured under load)"
+        f"rounds of {args.seconds:g} s"
     )
     for name, r in rate.items():
         line = f"  {name:38s} {r:12,.0f} env-steps/s"

@@ -114,7 +114,7 @@ def time_centre(dim: int, gens: int, seed: int) -> float:
 
 
 def overhead(dims: list[int], gens: int, rounds: int) -> None:
-    print("per-generation time, Rosenbrock, median over rounds (measured under load)")
+    print("per-generation time, Rosenbrock, median over rounds")
     print(f"{'D':>4} {'pycma':>10} {'estimator':>10} {'loop':>10} {'centre f':>10} "
           f"{'est/pycma':>10} {'loop/pycma':>11} {'(loop-centre)/pycma':>20}")  # fmt: skip
     for dim in dims:

@@ -119,9 +119,11 @@ def speedup(ev: RayEvaluator, population: int, episodes: int, repeats: int) -> N
         f"{t_local / population * 1e3:6.1f} ms/candidate"
     )
     print(f"    ray ({ev.num_workers} workers)       {t_ray * 1e3:8.1f} ms/step")
+    busy = min(local_share, worker_share) < 0.9
+    note = " (well below 100%: the machine is busy, the ratio is not meaningful)" if busy else ""
     print(
         f"    share of a core: local process {local_share:.0%}, each Ray worker "
-        f"{worker_share:.0%} (below 100%: the machine is busy and the ratio is not meaningful)"
+        f"{worker_share:.0%}{note}"
     )
     print(
         f"    speed-up ray / local: {t_local / t_ray:.2f}x "
