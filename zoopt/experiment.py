@@ -32,9 +32,9 @@ from zoopt.checkpoint import (
     save_tensor,
 )
 from zoopt.config import (
-    BUILTIN_ESTIMATORS,
     OBJECTIVE_KINDS,
     ConfigError,
+    _check_estimator_name,
     dumps_toml,
     estimator_settings,
     validate,
@@ -581,15 +581,7 @@ def compare(
     out_dir.mkdir(parents=True, exist_ok=True)
     estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
     for name in estimators:
-        if name not in available_estimators() and name not in BUILTIN_ESTIMATORS:
-            import difflib
-
-            close = difflib.get_close_matches(name, available_estimators(), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"--estimators: {name!r} is not a registered estimator "
-                f"({', '.join(available_estimators())}).{hint}"
-            )
+        _check_estimator_name("--estimators", name, allow_builtin=True)
     seeds = list(seeds if seeds is not None else cfg["compare"]["seeds"])
     say = echo or (lambda s: None)
     if cfg["budget"].get("max_evaluations") is None:
