@@ -116,7 +116,7 @@ def _load(args: argparse.Namespace) -> dict:
 
     overrides = list(args.overrides)
     if getattr(args, "estimator", None):
-        overrides.append(f'estimator="{args.estimator}"')
+        overrides.append(f"estimator={_toml_string(args.estimator)}")
     if args.out:
         overrides.append(f"output.dir={_toml_string(args.out)}")
     return load_config(args.config, overrides)
@@ -130,10 +130,15 @@ def _toml_string(text: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``zoopt run``."""
-    from zoopt.experiment import describe, run_experiment
+    from zoopt.experiment import run_experiment
 
-    cfg = _load(args)
-    summary = run_experiment(cfg)
+    return _report(run_experiment(_load(args)))
+
+
+def _report(summary) -> int:
+    """Print the end-of-run lines of ``summary``; the exit status of the run."""
+    from zoopt.experiment import describe
+
     print(describe(summary))
     if summary.status == "interrupted":
         print(f"interrupted: resume with  zoopt resume {summary.run_dir}", file=sys.stderr)
@@ -173,7 +178,7 @@ def _budget(cfg: dict) -> str:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """``zoopt resume``."""
-    from zoopt.experiment import describe, resume_experiment
+    from zoopt.experiment import resume_experiment
 
     summary = resume_experiment(args.run_dir, args.steps, args.max_evaluations)
     if summary is None:
@@ -182,11 +187,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             "or --max-evaluations N to continue it"
         )
         return 0
-    print(describe(summary))
-    if summary.status == "interrupted":
-        print(f"interrupted: resume with  zoopt resume {summary.run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return _report(summary)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
