@@ -185,6 +185,13 @@ def test_loading_never_executes_code_from_the_file(tmp_path):
     assert not marker.exists()
 
 
+def test_unsavable_state_names_the_file_and_writes_nothing(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: cannot checkpoint state\.f"):
+        save_checkpoint(path, {"f": lambda: 0})
+    assert not path.exists()
+
+
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1})

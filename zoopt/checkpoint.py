@@ -137,12 +137,12 @@ def _serialize(obj: Any) -> bytes:
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Atomically write ``state`` (a dict of tensors, arrays and plain values) to ``path``."""
     path = Path(path)
-    payload = {"format": FORMAT, "version": VERSION, "state": encode_state(state)}
     try:
-        data = _serialize(payload)
-        atomic_write_bytes(path, data)
-    except CheckpointError:
-        raise
+        payload = {"format": FORMAT, "version": VERSION, "state": encode_state(state)}
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    try:
+        atomic_write_bytes(path, _serialize(payload))
     except OSError as e:
         raise CheckpointError(
             f"{path}: cannot write the checkpoint ({e}); the previous checkpoint, if any, is kept"
