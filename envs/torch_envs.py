@@ -379,7 +379,6 @@ class BatchedCartPole(_BatchedClassicControl):
             dtype=self.dtype,
             device=self.device,
         )
-        self._ones = torch.ones(num_envs, dtype=torch.float32, device=self.device)
 
     def _initial_state(self, num: int) -> torch.Tensor:
         return self._uniform(-0.05, 0.05, (2, 2, num))
@@ -408,7 +407,8 @@ class BatchedCartPole(_BatchedClassicControl):
     def _reward(self, terminated: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
         if self.sparse:
             return (truncated & ~terminated).to(torch.float32)
-        return self._ones
+        # a fresh tensor each step: the caller may accumulate into the reward in place
+        return torch.ones_like(terminated, dtype=torch.float32)
 
 
 class BatchedMountainCar(_BatchedClassicControl):
@@ -470,7 +470,6 @@ class BatchedMountainCar(_BatchedClassicControl):
         self._push = torch.tensor(
             [-self.force, 0.0, self.force], dtype=self.dtype, device=self.device
         )
-        self._minus_ones = torch.full((num_envs,), -1.0, dtype=torch.float32, device=self.device)
 
     def _initial_state(self, num: int) -> torch.Tensor:
         position = self._uniform(-0.6, -0.4, (1, num))
@@ -493,4 +492,5 @@ class BatchedMountainCar(_BatchedClassicControl):
     def _reward(self, terminated: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
         if self.sparse:
             return terminated.to(torch.float32)
-        return self._minus_ones
+        # a fresh tensor each step: the caller may accumulate into the reward in place
+        return torch.full_like(terminated, -1.0, dtype=torch.float32)

@@ -399,6 +399,13 @@ def test_batched_returned_tensors_are_not_aliased() -> None:
     assert env.state.data_ptr() != env.state.data_ptr()
     terminated.fill_(True)
     assert not env.done.any()
+    for cls, reward in ((BatchedCartPole, 1.0), (BatchedMountainCar, -1.0)):
+        env = cls(4, seed=0)
+        env.reset()
+        _, first, _, _ = env.step(torch.ones(4, dtype=torch.int64))
+        first += 10.0  # accumulating into a returned reward leaves later rewards alone
+        _, second, _, _ = env.step(torch.ones(4, dtype=torch.int64))
+        assert torch.equal(second, torch.full((4,), reward))
 
 
 @pytest.mark.parametrize(
