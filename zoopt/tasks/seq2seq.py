@@ -207,6 +207,7 @@ class Seq2Seq(nn.Module):
         n = b * num_samples
         prev = torch.full((n, 1), self.bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(n, dtype=torch.bool, device=src.device)
+        draw_on = generator.device if generator is not None else src.device
         toks, lps, ents = [], [], []
         for t in range(int(limits.max())):
             logits, h = self._decode(prev, states, mask, h)
@@ -216,7 +217,9 @@ class Seq2Seq(nn.Module):
                 # times slower on the CPU for many short rows); zero-probability tokens
                 # occupy empty CDF intervals and are never drawn
                 cdf = logp.exp().cumsum(-1)
-                u = torch.rand(n, 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+                # drawn where the generator lives (a CPU generator drives a CUDA model too)
+                u = torch.rand(n, 1, generator=generator, dtype=cdf.dtype, device=draw_on)
+                u = u.to(cdf.device) * cdf[:, -1:]
                 tok = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(cdf.shape[1] - 1)
             tok = tok.masked_fill(done, self.pad_id)
             live = (~done).to(logp.dtype)
