@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -184,17 +185,33 @@ def plot_learning_curves(
         label = labels[i] if labels else (d.name if len(dirs) > 1 else None)
         x = m.get("evaluations", m.get("step"))
         (line,) = ax.plot(x, m["metric"], lw=1.2, label=label)
-        best = _best_metric(m, d)
+        best = _best_metric(m)
         axb.plot(x, best, lw=1.5, color=line.get_color(), label=label)
         names.add(_metric_name(d))
     name = names.pop() if len(names) == 1 else "metric"
-    for a, title in ((ax, f"{name} at the current parameters"), (axb, f"best {name} so far")):
+    return _finish(fig, (ax, axb), name, "", out, legend=len(dirs) > 1)
+
+
+def _finish(
+    fig: Any,
+    axes: Sequence[Any],
+    name: str,
+    note: str,
+    out: str | Path,
+    *,
+    legend: bool,
+    title_size: float | None = None,
+) -> Path:
+    """Label the two panels (``name`` now, best ``name`` so far) and write the PNG."""
+    titles = (f"{name} at the current parameters", f"best {name} so far")
+    size = {} if title_size is None else {"fontsize": title_size}
+    for a, title in zip(axes, titles, strict=True):
         a.set_xlabel("evaluations")
         a.set_ylabel(name)
-        a.set_title(title)
+        a.set_title(title + note, **size)
         a.grid(alpha=0.3)
         _maybe_log_scale(a)
-        if len(dirs) > 1:
+        if legend:
             a.legend(fontsize=8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +228,7 @@ def _maybe_log_scale(ax: Any) -> None:
         ax.set_yscale("log")
 
 
-def _best_metric(m: Mapping[str, np.ndarray], run_dir: Path | None = None) -> np.ndarray:
+def _best_metric(m: Mapping[str, np.ndarray]) -> np.ndarray:
     """The best-so-far metric: the logged ``best_metric`` column, else from ``best_loss``."""
     if "best_metric" in m:
         return m["best_metric"]
@@ -257,30 +274,14 @@ def plot_comparison(
             if not ys:
                 continue
             Y = np.vstack(ys)
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mean = np.nanmean(Y, axis=0)
-                    lo, hi = np.nanmin(Y, axis=0), np.nanmax(Y, axis=0)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # grid points no seed reaches
+                mean = np.nanmean(Y, axis=0)
+                lo, hi = np.nanmin(Y, axis=0), np.nanmax(Y, axis=0)
             (line,) = a.plot(grid, mean, lw=1.6, label=f"{label} (n={len(ys)})")
             if len(ys) > 1:
                 a.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
-    for a in (ax, axb):
-        _maybe_log_scale(a)
-    for a, sub in (
-        (ax, f"{metric_name} at the current parameters"),
-        (axb, f"best {metric_name} so far"),
-    ):
-        a.set_xlabel("evaluations")
-        a.set_ylabel(metric_name)
-        a.set_title(sub + " (mean over seeds, band: min–max)", fontsize=9)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return out
+    note = " (mean over seeds, band: min–max)"
+    return _finish(fig, (ax, axb), metric_name, note, out, legend=True, title_size=9)
