@@ -10,14 +10,14 @@ checkpoint and stops cleanly); :func:`resume_experiment` continues one from its 
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import math
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from torch import Tensor
 
 from zoopt.checkpoint import (
     CheckpointError,
+    atomic_write_bytes,
     load_checkpoint,
     save_checkpoint,
     save_tensor,
@@ -307,8 +308,6 @@ def _versions() -> dict:
 
 
 def _write_config(run_dir: Path, cfg: dict, built: BuiltObjective, estimator: str) -> None:
-    from zoopt.checkpoint import atomic_write_bytes
-
     header = (
         f"zoopt run config, resolved (defaults filled in); estimator = {estimator!r}.\n"
         f"Re-run with: zoopt run {run_dir / 'config.toml'}"
@@ -446,18 +445,25 @@ def run_experiment(
         cfg["estimator"] = estimator
     run_dir = Path(run_dir) if run_dir is not None else _default_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    built = build_objective(cfg["objective"], cfg["seed"])
-    evaluator = build_evaluator(cfg)
-    try:
-        m = make_minimizer(
-            cfg, built, evaluator, progress=_progress_mode(cfg["output"]["progress"])
-        )
+    with _minimizer_of(cfg) as (built, m):
         _write_config(run_dir, cfg, built, cfg["estimator"])
         _clear_previous_run(run_dir)
         target = cfg["budget"]["steps"] if until is None else min(until, cfg["budget"]["steps"])
         return _execute(cfg, run_dir, m, built, target, resumed=False)
+
+
+@contextlib.contextmanager
+def _minimizer_of(cfg: dict) -> Iterator[tuple[BuiltObjective, Any]]:
+    """The built objective and a minimizer for ``cfg``; evaluator and objective closed after."""
+    built = build_objective(cfg["objective"], cfg["seed"])
+    try:
+        evaluator = build_evaluator(cfg)
+        try:
+            progress = _progress_mode(cfg["output"]["progress"])
+            yield built, make_minimizer(cfg, built, evaluator, progress=progress)
+        finally:
+            evaluator.close()
     finally:
-        evaluator.close()
         _close(built.objective)
 
 
@@ -514,18 +520,10 @@ def resume_experiment(
     stopped = state.get("status") == "finished" and state.get("stop_reason") and steps is None
     if done >= target or not budget_left or stopped:
         return None
-    built = build_objective(cfg["objective"], cfg["seed"])
-    evaluator = build_evaluator(cfg)
-    try:
-        m = make_minimizer(
-            cfg, built, evaluator, progress=_progress_mode(cfg["output"]["progress"])
-        )
+    with _minimizer_of(cfg) as (built, m):
         m.load_state_dict(mstate)
         _write_config(run_dir, cfg, built, estimator)
         return _execute(cfg, run_dir, m, built, target, resumed=True)
-    finally:
-        evaluator.close()
-        _close(built.objective)
 
 
 # -- comparison -----------------------------------------------------------------------------
@@ -738,8 +736,3 @@ def describe(summary: RunSummary) -> str:
         if k in summary.files:
             lines.append(f"  {k}: {summary.files[k]}")
     return "\n".join(lines)
-
-
-def dumps_summary(summary: RunSummary) -> str:
-    """The summary as JSON text."""
-    return json.dumps(summary.__dict__, indent=2, default=str)
