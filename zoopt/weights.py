@@ -226,9 +226,8 @@ def centered_ranks(losses: Tensor) -> Tensor:
     # average the ranks of ties so that equal losses get equal shaped values
     uniq, inverse = torch.unique(filled, return_inverse=True)
     if uniq.numel() < k:
-        sums = torch.zeros(uniq.numel(), dtype=losses.dtype).index_add_(0, inverse, ranks)
-        counts = torch.zeros(uniq.numel(), dtype=losses.dtype).index_add_(
-            0, inverse, torch.ones_like(ranks)
-        )
+        # zeros_like(uniq): the losses' dtype and device (CUDA populations included)
+        sums = torch.zeros_like(uniq).index_add_(0, inverse, ranks)
+        counts = torch.zeros_like(uniq).index_add_(0, inverse, torch.ones_like(ranks))
         ranks = (sums / counts)[inverse]
     return ranks / (k - 1) - 0.5
