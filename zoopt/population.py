@@ -113,7 +113,7 @@ class GaussianPopulation:
         d = self.center.shape[0]
         dtype = self.center.dtype
         if stop <= start:
-            return torch.empty(0, d, dtype=dtype)
+            return torch.empty(0, d, dtype=dtype, device=self.center.device)
         b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1
         g = torch.Generator()
         blocks = []
