@@ -91,7 +91,7 @@ class Sampling(PopulationEstimator):
         mu = -self.guide_scale * self.sigma * g / norm if norm > 0 else torch.zeros_like(g)
         eps = self.sigma * pop.perturbations()
         k = self.population
-        shift = torch.zeros(k, 1, dtype=x.dtype)
+        shift = torch.zeros(k, 1, dtype=x.dtype, device=eps.device)
         shift[k // 2 :] = 1.0
         eps = eps + shift * mu
         return ExplicitPopulation(x.detach() + eps, eps, self._mixture_log_ratio(eps, mu))
