@@ -157,9 +157,10 @@ class Reinforce(Estimator):
                     for row in losses
                 ],
                 dtype=losses.dtype,
+                device=losses.device,
             )
         else:
-            alphas = torch.full((n,), float(self.alpha), dtype=losses.dtype)
+            alphas = torch.full((n,), float(self.alpha), dtype=losses.dtype, device=losses.device)
         w = row_tilt_weights(losses, alphas)
         count = mask.sum(dim=1, keepdim=True).to(losses.dtype)
         v = mask.to(losses.dtype) / count.clamp(min=1)  # 1/M over the finite draws
