@@ -24,6 +24,7 @@ import torch
 import zoopt
 from zoopt import ExplicitPopulation, GaussianPopulation, Objective
 from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
+from zoopt.objectives.base import as_objective
 from zoopt.objectives.functions import rastrigin
 
 ray = pytest.importorskip("ray")
@@ -288,6 +289,16 @@ def test_objective_exception_names_rows_and_is_not_retried(evaluator, tmp_path):
     assert torch.equal(ok, torch.zeros(4))
     calls = log.read_text().split("\n")[:-1]
     assert sorted(calls) == ["2 0", "2 0", "4 0", "4 1000000"]  # the failure was not retried
+
+
+def test_local_objective_exception_keeps_its_type_and_names_the_rows():
+    X = torch.zeros(8, 3)
+    X[5, 1] = 1e6
+    with pytest.raises(ValueError, match="simulator diverged") as info:
+        LocalEvaluator(max_batch=4).evaluate(as_objective(_simulate), ExplicitPopulation(X), 0)
+    assert info.value.__notes__ == ["raised while evaluating candidates 4..7 (rows 4:8)"]
+    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+        LocalEvaluator(max_batch=True)
 
 
 # ---------------------------------------------------------------------------------------

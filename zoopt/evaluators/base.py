@@ -12,7 +12,7 @@ from torch import Tensor
 from zoopt.objectives.base import Objective
 from zoopt.population import Population
 
-__all__ = ["Evaluator"]
+__all__ = ["Evaluator", "check_max_batch", "candidate_rows"]
 
 
 @runtime_checkable
@@ -26,3 +26,18 @@ class Evaluator(Protocol):
     def close(self) -> None:
         """Release workers or devices held by the evaluator."""
         ...
+
+
+def check_max_batch(max_batch: object) -> int | None:
+    """``max_batch`` of an evaluator: a positive int or None, else a ValueError naming it."""
+    if max_batch is not None and (
+        not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1
+    ):
+        raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
+    return max_batch
+
+
+def candidate_rows(start: int, stop: int) -> str:
+    """``"candidate 3 (rows 3:4)"`` or ``"candidates 0..7 (rows 0:8)"``, for error messages."""
+    which = f"candidate {start}" if stop - start == 1 else f"candidates {start}..{stop - 1}"
+    return f"{which} (rows {start}:{stop})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from zoopt.evaluators.base import candidate_rows, check_max_batch
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import Population
 
@@ -22,8 +23,7 @@ class LocalEvaluator:
     """
 
     def __init__(self, device: str | torch.device | None = None, max_batch: int | None = None):
-        if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
-            raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
+        check_max_batch(max_batch)
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
             import warnings
 
@@ -35,25 +35,31 @@ class LocalEvaluator:
         self.max_batch = max_batch
 
     def evaluate(self, objective: Objective, population: Population, seed: int) -> Tensor:
+        """Losses ``(K,)`` of ``population`` under ``objective`` with the step's ``seed``.
+
+        An exception raised by the objective propagates unchanged, with a note naming the
+        candidate rows it was evaluating.
+        """
         k = len(population)
         step = self.max_batch or k
         out = []
         for start in range(0, k, step):  # chunks, one batched call each
-            X = population.rows(start, min(k, start + step))
+            stop = min(k, start + step)
+            X = population.rows(start, stop)
             if self.device is not None:
                 X = X.to(self.device)
-            out.append(
-                check_losses(
-                    objective.evaluate(X, seed),
-                    len(X),
-                    getattr(objective, "name", type(objective).__name__),
-                )
-            )
+            try:
+                losses = objective.evaluate(X, seed)
+            except Exception as e:
+                e.add_note(f"raised while evaluating {candidate_rows(start, stop)}")
+                raise
+            name = getattr(objective, "name", type(objective).__name__)
+            out.append(check_losses(losses, len(X), name))
         losses = out[0] if len(out) == 1 else torch.cat(out)
         return losses.to("cpu")
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
     def __enter__(self):
         return self

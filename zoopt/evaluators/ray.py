@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoopt.evaluators.base import candidate_rows, check_max_batch
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
@@ -97,10 +98,8 @@ class ObjectiveError(RuntimeError):
         self.error_type = error_type
         self.message = message
         self.worker_traceback = worker_traceback
-        start, stop = rows
-        which = f"candidate {start}" if stop - start == 1 else f"candidates {start}..{stop - 1}"
         super().__init__(
-            f"the objective raised {error_type} while evaluating {which} (rows {start}:{stop}) "
+            f"the objective raised {error_type} while evaluating {candidate_rows(*rows)} "
             f"on a Ray worker: {message}\n\nWorker traceback:\n{worker_traceback}"
         )
 
@@ -488,10 +487,7 @@ class RayEvaluator:
         ):
             if not isinstance(val, int) or isinstance(val, bool) or val < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {val!r}")
-        if max_batch is not None and (
-            not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1
-        ):
-            raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
+        check_max_batch(max_batch)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
         _check_number("startup_timeout", startup_timeout, positive=True)
