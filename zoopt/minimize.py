@@ -47,7 +47,7 @@ def step_seed(seed: int, step: int) -> int:
 
 def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None]:
     if isinstance(x0, nn.Module):
-        params = [p for p in x0.parameters()]
+        params = list(x0.parameters())
         if not params:
             raise ValueError("x0: the module has no parameters to optimise")
         return nn.utils.parameters_to_vector(params).detach().clone(), x0
@@ -256,8 +256,7 @@ class Minimizer:
         finally:
             if bar is not None:
                 bar.close()
-        result = self.result()
-        return result
+        return self.result()
 
     def _progress_bar(self, total: int):
         if self.progress == "lines":
@@ -419,23 +418,8 @@ def minimize(
         NonFiniteError: parameters or the pseudo-gradient became NaN/Inf, or no loss of a
             population was finite; ``err.result`` holds the last finite state.
     """
-    loop_keys = {
-        "optimizer",
-        "lr",
-        "optimizer_options",
-        "schedule",
-        "warmup_steps",
-        "max_grad_norm",
-        "max_step_norm",
-        "max_evaluations",
-        "evaluator",
-        "device",
-        "callback",
-        "progress",
-    }
-    loop = {k: v for k, v in options.items() if k in loop_keys}
-    est_opts = {k: v for k, v in options.items() if k not in loop_keys}
-    m = Minimizer(objective, x0, estimator=estimator, steps=steps, seed=seed, **loop, **est_opts)
+    # the loop's options are Minimizer's keyword arguments; the rest go to the estimator
+    m = Minimizer(objective, x0, estimator=estimator, steps=steps, seed=seed, **options)
     try:
         return m.run()
     finally:
