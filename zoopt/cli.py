@@ -148,13 +148,12 @@ def _report(summary) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``zoopt compare``."""
-    from zoopt.experiment import compare, format_table
-
-    cfg = _load(args)
-    out = Path(cfg["output"]["dir"] or Path("runs") / cfg["name"])
-    rows, files = compare(cfg, out, args.estimators, args.seeds)
     import json
 
+    from zoopt.experiment import _default_dir, compare, format_table
+
+    cfg = _load(args)
+    rows, files = compare(cfg, _default_dir(cfg), args.estimators, args.seeds)
     data = json.loads(Path(files["json"]).read_text())
     print()
     print(
