@@ -32,6 +32,7 @@ __all__ = [
     "solve_alpha",
     "linear_weights",
     "centered_ranks",
+    "fill_worst",
 ]
 
 
@@ -196,6 +197,18 @@ def solve_alpha(
     return math.exp(mid)
 
 
+def fill_worst(losses: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``(K,)`` losses with every non-finite entry replaced by the largest finite loss.
+
+    The "failed is worst" rule of the linear limit. ``mask`` is ``isfinite(losses)`` when
+    the caller has it already; a population with no finite loss raises
+    :class:`NonFiniteLossError`.
+    """
+    if mask is None:
+        mask = _finite_mask(losses)
+    return torch.where(mask, losses, losses[mask].max())
+
+
 def linear_weights(losses: Tensor, alpha: float) -> Tensor:
     """The α → ∞ limit of the centred tilt weights: w_i − 1/K ≈ −(L_i − L̄)/(Kα).
 
@@ -203,8 +216,7 @@ def linear_weights(losses: Tensor, alpha: float) -> Tensor:
     """
     losses = _as_losses(losses)
     alpha = _check_alpha(alpha)
-    mask = _finite_mask(losses)
-    filled = torch.where(mask, losses, losses[mask].max())
+    filled = fill_worst(losses)
     return -(filled - filled.mean()) / (losses.numel() * alpha)
 
 

@@ -10,13 +10,12 @@ and cancel the even terms of the Taylor expansion.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
 from zoopt.population import GaussianPopulation, Population
-from zoopt.weights import centered_ranks
+from zoopt.weights import centered_ranks, fill_worst
 
 __all__ = ["ES"]
 
@@ -64,9 +63,6 @@ class ES(PopulationEstimator):
         if self.shaping == "centered_ranks":
             s = centered_ranks(losses)
         else:
-            s = losses
-            if not bool(torch.isfinite(losses).all()):
-                finite = torch.isfinite(losses)
-                s = torch.where(finite, losses, losses[finite].max())  # failed → worst
+            s = fill_worst(losses)  # failed → worst
             s = s - s.mean()
         return (s @ z) / (losses.numel() * self.sigma)

@@ -21,7 +21,7 @@ from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
-from zoopt.weights import effective_sample_size, solve_alpha, tilt_weights
+from zoopt.weights import effective_sample_size, fill_worst, solve_alpha, tilt_weights
 
 __all__ = ["Sampling"]
 
@@ -121,7 +121,7 @@ class Sampling(PopulationEstimator):
             alpha = float(self.alpha)
         if math.isinf(alpha) and log_ratio is None:
             # the linear limit, exactly: g = (1/(Kσ²))·Σ (Lᵢ − L̄) εᵢ, failed draws worst
-            filled = torch.where(finite, losses, losses[finite].max())
+            filled = fill_worst(losses, finite)
             c = (filled - filled.mean()) / k
             grad = (c @ eps) * (unit / self.sigma**2)
             return Estimate(grad=grad, alpha=alpha, ess=float(finite.sum()))
