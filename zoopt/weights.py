@@ -33,6 +33,7 @@ __all__ = [
     "linear_weights",
     "centered_ranks",
     "fill_worst",
+    "check_ess_fraction",
 ]
 
 
@@ -63,6 +64,17 @@ def _check_alpha(alpha: float) -> float:
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
         raise ValueError(f"alpha must be a positive number (or inf), got {alpha!r}")
     return float(alpha)
+
+
+def check_ess_fraction(ess_fraction: float) -> float:
+    """Validate a target ESS/K for ``alpha="auto"``: a number in (0, 1], else a ValueError."""
+    if (
+        isinstance(ess_fraction, bool)
+        or not isinstance(ess_fraction, (int, float))
+        or not 0 < ess_fraction <= 1
+    ):
+        raise ValueError(f"ess_fraction must be in (0, 1], got {ess_fraction!r}")
+    return float(ess_fraction)
 
 
 def tilt_weights(losses: Tensor, alpha: float, log_ratio: Tensor | None = None) -> Tensor:
@@ -126,8 +138,7 @@ def solve_alpha(
         α > 0 with ESS/K within ``rtol`` of the target (relative), where reachable.
     """
     losses = _as_losses(losses)
-    if not isinstance(ess_fraction, (int, float)) or not 0 < ess_fraction <= 1:
-        raise ValueError(f"ess_fraction must be in (0, 1], got {ess_fraction!r}")
+    check_ess_fraction(ess_fraction)
     # a scalar root search over K numbers: numpy's per-call cost is a fraction of torch's
     values = losses.detach().cpu().double().numpy()
     mask = np.isfinite(values)

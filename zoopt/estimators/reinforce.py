@@ -42,7 +42,7 @@ from torch import Tensor
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, Estimator, check_positive
 from zoopt.objectives.base import Objective, OutputSamples
-from zoopt.weights import NonFiniteLossError, solve_alpha
+from zoopt.weights import NonFiniteLossError, check_ess_fraction, solve_alpha
 
 __all__ = ["Reinforce", "row_tilt_weights"]
 
@@ -100,13 +100,7 @@ class Reinforce(Estimator):
         if alpha != "auto":
             check_positive("alpha", alpha)
         self.alpha = alpha
-        if (
-            isinstance(ess_fraction, bool)
-            or not isinstance(ess_fraction, (int, float))
-            or not 0 < ess_fraction <= 1
-        ):
-            raise ValueError(f"ess_fraction must be in (0, 1], got {ess_fraction!r}")
-        self.ess_fraction = float(ess_fraction)
+        self.ess_fraction = check_ess_fraction(ess_fraction)
         if baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
         self.baseline = baseline

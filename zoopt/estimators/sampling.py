@@ -21,7 +21,13 @@ from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
-from zoopt.weights import effective_sample_size, fill_worst, solve_alpha, tilt_weights
+from zoopt.weights import (
+    check_ess_fraction,
+    effective_sample_size,
+    fill_worst,
+    solve_alpha,
+    tilt_weights,
+)
 
 __all__ = ["Sampling"]
 
@@ -61,9 +67,7 @@ class Sampling(PopulationEstimator):
         if alpha != "auto":
             check_positive("alpha", alpha)
         self.alpha = alpha
-        if not isinstance(ess_fraction, (int, float)) or not 0 < ess_fraction <= 1:
-            raise ValueError(f"ess_fraction must be in (0, 1], got {ess_fraction!r}")
-        self.ess_fraction = float(ess_fraction)
+        self.ess_fraction = check_ess_fraction(ess_fraction)
         self.antithetic = bool(antithetic)
         self.guided = bool(guided)
         self.guide_scale = float(check_positive("guide_scale", guide_scale))
