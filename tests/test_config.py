@@ -96,6 +96,8 @@ def test_wrong_types_are_named(path, value, expected):
         ("optimizer.schedule", "cosin", "optimizer.schedule: must be one of"),
         ("optimizer.name", "adamm", "optimizer.name: must be a torch.optim optimizer"),
         ("evaluator.kind", "cluster", "evaluator.kind: must be one of 'local', 'ray'"),
+        ("evaluator.num_workers", 2, "evaluator.num_workers: only for evaluator.kind = 'ray'"),
+        ("evaluator.address", "auto", "evaluator.address: only for evaluator.kind = 'ray'"),
         ("objective.function", "ackley", "objective.function: must be one of 'sphere'"),
         ("objective.x0", [1.0, 2.0], "objective.x0: a list must have dim = 3 numbers, got 2"),
         ("output.progress", "fancy", "output.progress: must be one of 'auto'"),

@@ -538,11 +538,25 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         _check_estimator_name("estimator", cfg["estimator"])
         for i, name in enumerate(cfg["compare"].get("estimators") or []):
             _check_estimator_name(f"compare.estimators[{i}]", name, allow_builtin=True)
+        _check_evaluator(cfg["evaluator"])
         _check_json_like("optimizer.options", cfg["optimizer"]["options"])
         _check_json_like("evaluator.options", cfg["evaluator"]["options"])
         return {k: cfg[k] for k in SCHEMA}
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+#: ``[evaluator]`` keys that only the Ray evaluator takes
+RAY_ONLY_KEYS = ("num_workers", "address")
+
+
+def _check_evaluator(ev: dict) -> None:
+    for key in RAY_ONLY_KEYS:
+        if ev["kind"] != "ray" and ev.get(key) is not None:
+            raise ConfigError(
+                f"evaluator.{key}: only for evaluator.kind = 'ray' "
+                f"(evaluator.kind is {ev['kind']!r}), got {ev[key]!r}"
+            )
 
 
 def _check_json_like(path: str, value: Any) -> None:
