@@ -29,7 +29,14 @@ from zoopt.objectives.base import Objective
 from zoopt.population import Population
 from zoopt.weights import NonFiniteLossError
 
-__all__ = ["Estimate", "Estimator", "PopulationEstimator", "check_positive", "sanitize_losses"]
+__all__ = [
+    "Estimate",
+    "Estimator",
+    "PopulationEstimator",
+    "check_population",
+    "check_positive",
+    "sanitize_losses",
+]
 
 
 @dataclass
@@ -73,6 +80,14 @@ def check_positive(
         rel = ">=" if inclusive else ">"
         raise ValueError(f"{name} must be {kind} {rel} {minimum}, got {value!r}")
     return value
+
+
+def check_population(population: Any, antithetic: bool) -> int:
+    """Validate a population size K: an int ≥ 2, even when draws come in antithetic pairs."""
+    check_positive("population", population, integer=True, minimum=2, inclusive=True)
+    if antithetic and population % 2:
+        raise ValueError(f"population must be even when antithetic=True, got {population}")
+    return population
 
 
 class Estimator:

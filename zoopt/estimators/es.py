@@ -13,7 +13,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from zoopt.estimators import register
-from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
+from zoopt.estimators.base import (
+    Estimate,
+    PopulationEstimator,
+    check_population,
+    check_positive,
+)
 from zoopt.population import GaussianPopulation, Population
 from zoopt.weights import centered_ranks, fill_worst
 
@@ -41,11 +46,7 @@ class ES(PopulationEstimator):
         antithetic: bool = True,
     ):
         self.sigma = float(check_positive("sigma", sigma))
-        self.population = check_positive(
-            "population", population, integer=True, minimum=2, inclusive=True
-        )
-        if antithetic and population % 2:
-            raise ValueError(f"population must be even when antithetic=True, got {population}")
+        self.population = check_population(population, antithetic)
         if shaping not in SHAPINGS:
             raise ValueError(f"shaping must be one of {SHAPINGS}, got {shaping!r}")
         self.shaping = shaping

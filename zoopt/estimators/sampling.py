@@ -18,7 +18,12 @@ import torch
 from torch import Tensor
 
 from zoopt.estimators import register
-from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
+from zoopt.estimators.base import (
+    Estimate,
+    PopulationEstimator,
+    check_population,
+    check_positive,
+)
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.weights import (
@@ -59,11 +64,7 @@ class Sampling(PopulationEstimator):
         guide_scale: float = 1.0,
     ):
         self.sigma = float(check_positive("sigma", sigma))
-        self.population = check_positive(
-            "population", population, integer=True, minimum=2, inclusive=True
-        )
-        if antithetic and population % 2:
-            raise ValueError(f"population must be even when antithetic=True, got {population}")
+        self.population = check_population(population, antithetic)
         if alpha != "auto":
             check_positive("alpha", alpha)
         self.alpha = alpha
