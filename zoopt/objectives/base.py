@@ -19,10 +19,12 @@ Optional capabilities, each discovered by the estimators that need them:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -177,19 +179,14 @@ class FunctionObjective(Objective):
 
 def check_losses(out: Any, k: int, name: str = "objective") -> Tensor:
     """Validate an objective's output: a float tensor of shape ``(k,)``."""
+    if isinstance(out, np.ndarray):
+        with contextlib.suppress(TypeError):  # dtypes torch lacks (object, str): error below
+            out = torch.from_numpy(out)
     if not isinstance(out, Tensor):
-        try:
-            import numpy as np
-
-            if isinstance(out, np.ndarray):
-                out = torch.from_numpy(out)
-            else:
-                raise TypeError
-        except TypeError:
-            raise TypeError(
-                f"{name} must return a Tensor of shape ({k},) with one loss per candidate; "
-                f"got {type(out).__name__}"
-            ) from None
+        raise TypeError(
+            f"{name} must return a Tensor of shape ({k},) with one loss per candidate; "
+            f"got {type(out).__name__}"
+        )
     if out.shape != (k,):
         raise ValueError(
             f"{name} must return a Tensor of shape ({k},) with one loss per candidate; "
