@@ -13,6 +13,8 @@ import torch
 
 import zoopt
 from zoopt.checkpoint import (
+    FORMAT,
+    VERSION,
     CheckpointError,
     decode_state,
     encode_state,
@@ -183,6 +185,21 @@ def test_loading_never_executes_code_from_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="evil.pt"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        {"__zoopt_ndarray__": 5, "dtype": "<f8"},
+        {"__zoopt_ndarray__": torch.zeros(2), "dtype": "|O"},
+        {"__zoopt_ndarray__": torch.zeros(2), "dtype": "nonsense"},
+    ],
+)
+def test_damaged_tagged_array_names_the_file(tmp_path, tagged):
+    path = tmp_path / "damaged.pt"
+    torch.save({"format": FORMAT, "version": VERSION, "state": {"a": tagged}}, path)
+    with pytest.raises(CheckpointError, match=r"damaged\.pt: damaged checkpoint"):
+        load_checkpoint(path)
 
 
 def test_unsavable_state_names_the_file_and_writes_nothing(tmp_path):

@@ -84,10 +84,23 @@ def encode_state(obj: Any, path: str = "state") -> Any:
 
 
 def decode_state(obj: Any) -> Any:
-    """Invert :func:`encode_state` (tagged tensors become NumPy arrays again)."""
+    """Invert :func:`encode_state` (tagged tensors become NumPy arrays again).
+
+    Raises:
+        CheckpointError: a tagged array holds no tensor or an unsupported dtype.
+    """
     if isinstance(obj, dict):
         if _NDARRAY in obj and set(obj) == {_NDARRAY, "dtype"}:
-            return obj[_NDARRAY].numpy().astype(np.dtype(obj["dtype"]), copy=True)
+            tensor, dtype = obj[_NDARRAY], obj["dtype"]
+            if not isinstance(tensor, torch.Tensor) or not isinstance(dtype, str):
+                raise CheckpointError("a tagged NumPy array holds no tensor or dtype")
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                raise CheckpointError(f"unknown NumPy dtype {dtype!r}") from None
+            if dtype.kind not in "biuf":
+                raise CheckpointError(f"NumPy arrays of dtype {dtype} are not supported")
+            return tensor.numpy().astype(dtype, copy=True)
         out = OrderedDict() if isinstance(obj, OrderedDict) else {}
         for k, v in obj.items():
             out[k] = decode_state(v)
@@ -178,7 +191,10 @@ def load_checkpoint(path: str | Path) -> dict:
     state = payload.get("state")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: the checkpoint holds no state")
-    return decode_state(state)
+    try:
+        return decode_state(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: damaged checkpoint: {e}") from None
 
 
 def save_tensor(path: str | Path, tensor: torch.Tensor) -> Path:
