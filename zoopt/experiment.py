@@ -504,18 +504,18 @@ def resume_experiment(
     try:
         cfg = validate(state["config"], source=f"{run_dir / CHECKPOINT} (config)")
         mstate, estimator = state["minimizer"], state["estimator"]
+        done, evaluations = int(mstate["step_count"]), int(mstate["evaluations"])
     except KeyError as e:
         raise CheckpointError(f"{run_dir / CHECKPOINT}: missing entry {e}") from None
     cfg["estimator"] = estimator
     if max_evaluations is not None:
         cfg["budget"]["max_evaluations"] = max_evaluations
-    done = int(mstate["step_count"])
     target = steps if steps is not None else cfg["budget"]["steps"]
     if steps is not None and steps > cfg["budget"]["steps"]:
         cfg["budget"]["steps"] = steps
     budget_left = (
         cfg["budget"].get("max_evaluations") is None
-        or int(mstate["evaluations"]) < cfg["budget"]["max_evaluations"]
+        or evaluations < cfg["budget"]["max_evaluations"]
     )
     stopped = state.get("status") == "finished" and state.get("stop_reason") and steps is None
     if done >= target or not budget_left or stopped:
