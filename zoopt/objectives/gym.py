@@ -636,6 +636,14 @@ class GymObjective(Objective):
         X = X.detach().cpu()
         return X if X.is_floating_point() else X.to(torch.get_default_dtype())
 
+    def _check_vector(self, x: Any) -> None:
+        """A clear error unless ``x`` is one flat parameter vector ``(P,)``."""
+        if not isinstance(x, Tensor) or x.shape != (self.dim,):
+            raise ValueError(
+                f"x must be a Tensor of shape ({self.dim},), got "
+                f"{getattr(x, 'shape', type(x).__name__)}"
+            )
+
     # -- the objective -----------------------------------------------------------------------
     def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
         """Losses ``(K,)`` = −(mean return over E greedy episodes seeded from ``seed``).
@@ -697,11 +705,7 @@ class GymObjective(Objective):
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-        if not isinstance(x, Tensor) or x.shape != (self.dim,):
-            raise ValueError(
-                f"x must be a Tensor of shape ({self.dim},), got "
-                f"{getattr(x, 'shape', type(x).__name__)}"
-            )
+        self._check_vector(x)
         if generator is None:
             generator = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
         params = x[None]
@@ -733,21 +737,13 @@ class GymObjective(Objective):
     def unflatten(self, x: Tensor) -> nn.Module:
         """The policy network at ``x`` ``(P,)`` as an ``nn.Module`` (logits or means out;
         inputs are normalised observations when ``normalize_observations``)."""
-        if not isinstance(x, Tensor) or x.shape != (self.dim,):
-            raise ValueError(
-                f"x must be a Tensor of shape ({self.dim},), got "
-                f"{getattr(x, 'shape', type(x).__name__)}"
-            )
+        self._check_vector(x)
         return self.policy.to_module(x)
 
     def act(self, x: Tensor, observation: Any) -> Any:
         """The greedy action of the policy ``x`` ``(P,)`` for one raw observation, in the
         environment's own format (an int or a numpy array) — for rendering and deployment."""
-        if not isinstance(x, Tensor) or x.shape != (self.dim,):
-            raise ValueError(
-                f"x must be a Tensor of shape ({self.dim},), got "
-                f"{getattr(x, 'shape', type(x).__name__)}"
-            )
+        self._check_vector(x)
         o = torch.from_numpy(self._flat_obs(np.asarray(observation)[None], 1)).to(x.dtype)
         if self.normalize_observations:
             o = (o - self._stats.mean.to(x.dtype)) / torch.sqrt(self._stats.var.to(x.dtype) + 1e-8)
