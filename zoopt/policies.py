@@ -31,6 +31,8 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from zoopt.datasets import ACTIVATIONS as MODULE_ACTIVATIONS
+
 __all__ = ["Policy", "LinearPolicy", "MLPPolicy", "ModulePolicy", "make_policy"]
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -318,7 +320,7 @@ class MLPPolicy(Policy):
         for i, (n_in, n_out, _, _) in enumerate(self.layers):
             mods.append(nn.Linear(n_in, n_out, bias=self.bias))
             if i < len(self.layers) - 1:
-                mods.append({"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[self.activation]())
+                mods.append(MODULE_ACTIVATIONS[self.activation]())
         module = nn.Sequential(*mods)
         if x is not None:
             net = x[: self.network_parameters] if x.ndim == 1 else x
