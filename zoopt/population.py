@@ -59,6 +59,7 @@ class ExplicitPopulation:
 
     @property
     def dim(self) -> int:
+        """D, the number of parameters per candidate."""
         return self.candidates.shape[1]
 
     def rows(self, start: int, stop: int) -> Tensor:
@@ -100,6 +101,7 @@ class GaussianPopulation:
 
     @property
     def dim(self) -> int:
+        """D, the number of parameters per candidate."""
         return self.center.shape[0]
 
     @property
