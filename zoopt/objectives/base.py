@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Objective", "FunctionObjective", "OutputSamples", "as_objective"]
+__all__ = ["Objective", "FunctionObjective", "OutputSamples", "as_objective", "seeded_generator"]
 
 
 @dataclass
@@ -175,6 +175,11 @@ class FunctionObjective(Objective):
 
     def __repr__(self) -> str:
         return f"FunctionObjective({self.name})"
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded from a step's ``seed`` (any int, taken mod 2⁶³)."""
+    return torch.Generator().manual_seed(int(seed) & (2**63 - 1))
 
 
 def check_losses(out: Any, k: int, name: str = "objective") -> Tensor:

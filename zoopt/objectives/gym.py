@@ -40,7 +40,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from torch import Tensor, nn
 
-from zoopt.objectives.base import Objective, OutputSamples
+from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
 from zoopt.policies import Policy, make_policy
 
 __all__ = ["GymObjective", "ObservationStatistics", "episode_seeds"]
@@ -680,7 +680,7 @@ class GymObjective(Objective):
         e = self.episodes if episodes is None else episodes
         if isinstance(e, bool) or not isinstance(e, int) or e < 1:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-        g = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
+        g = seeded_generator(seed)
         out = self._rollout(
             X,
             episode_seeds(seed, e),
@@ -707,7 +707,7 @@ class GymObjective(Objective):
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
         self._check_vector(x)
         if generator is None:
-            generator = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
+            generator = seeded_generator(seed)
         params = x[None]
         out = self._rollout(
             params.detach().cpu(),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoopt.metrics import accuracy, macro_f1
-from zoopt.objectives.base import Objective, OutputSamples
+from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
 
 __all__ = ["SupervisedObjective", "CLASSIFICATION_METRICS"]
 
@@ -274,7 +274,7 @@ class SupervisedObjective(Objective):
             return None
         if self._index_cache is not None and self._index_cache[0] == seed:
             return self._index_cache[1]
-        g = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
+        g = seeded_generator(seed)
         idx = torch.randperm(self.num_samples, generator=g)[: self.batch_size]
         self._index_cache = (seed, idx)
         return idx

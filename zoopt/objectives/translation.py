@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from zoopt.metrics import corpus_bleu, sentence_bleu_batch
-from zoopt.objectives.base import Objective, OutputSamples
+from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
 from zoopt.tasks.seq2seq import Seq2Seq
 from zoopt.tasks.translation import TranslationTask
 
@@ -120,7 +120,7 @@ class TranslationObjective(Objective):
         n = len(self.refs)
         if self.batch_size is None or self.batch_size >= n:
             return torch.arange(n)
-        g = torch.Generator().manual_seed(int(seed) % (2**63))
+        g = seeded_generator(seed)
         return torch.randperm(n, generator=g)[: self.batch_size]
 
     def _minibatch(self, seed: int) -> tuple[Tensor, Tensor, list[str]]:
