@@ -175,7 +175,9 @@ class Reinforce(Estimator):
             out = objective.sample_outputs(xg, self.samples, generator, seed)
             log_probs, losses, entropy = self._check_samples(objective, out)
             self._warn_nonfinite(losses.reshape(-1))
-            a, alpha, ess = self.coefficients(losses.to(log_probs.dtype))
+            # the coefficients meet log_probs: their dtype and device (an objective may score
+            # draws on the CPU while x and its log-probabilities live on a GPU)
+            a, alpha, ess = self.coefficients(losses.to(log_probs.device, log_probs.dtype))
             n = log_probs.shape[0]
             # ∇ of S = (1/N) Σ a·log p is the pseudo-gradient g (a held constant)
             surrogate = (a * torch.where(a != 0, log_probs, 0.0)).sum() / n
