@@ -66,8 +66,10 @@ def make_scheduler(
 ) -> LRScheduler | None:
     """A learning-rate schedule over ``steps``: linear warm-up, then ``schedule``.
 
-    ``schedule`` is ``"constant"``, ``"cosine"`` (decay to 0), ``"linear"`` (decay to 0),
-    a factory ``f(optimizer) -> LRScheduler``, or None (constant, no warm-up).
+    ``schedule`` is ``"constant"``, ``"cosine"`` (decay to 0), ``"linear"`` (decay to 1/1000
+    of ``lr``), a factory ``f(optimizer) -> LRScheduler`` (used as it is: ``warmup_steps``
+    applies to the named schedules only), or None (constant; with ``warmup_steps``, the
+    warm-up alone).
     """
     from torch.optim import lr_scheduler as lrs
 
