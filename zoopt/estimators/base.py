@@ -74,10 +74,10 @@ def check_positive(
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok:
         raise TypeError(f"{name} must be {kind}, got {value!r}")
+    rel = ">=" if inclusive else ">"
     if isinstance(value, float) and math.isnan(value):
-        raise ValueError(f"{name} must be {kind} > {minimum}, got nan")
+        raise ValueError(f"{name} must be {kind} {rel} {minimum}, got nan")
     if (value < minimum) if inclusive else (value <= minimum):
-        rel = ">=" if inclusive else ">"
         raise ValueError(f"{name} must be {kind} {rel} {minimum}, got {value!r}")
     return value
 
