@@ -120,7 +120,8 @@ class Minimizer:
         self.max_grad_norm, self.max_step_norm = max_grad_norm, max_step_norm
         self.max_evaluations = max_evaluations
         self.callback, self.progress = callback, progress
-        self.owns_evaluator = not (evaluator is not None and not isinstance(evaluator, str))
+        # an evaluator built here from a name (or the default) is closed by close()
+        self.owns_evaluator = evaluator is None or isinstance(evaluator, str)
         self.evaluator = make_evaluator(evaluator, **({"device": device} if device else {}))
         self.x = x
         self.optimizer = make_optimizer(optimizer, [self.x], lr, **(optimizer_options or {}))
