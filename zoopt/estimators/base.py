@@ -47,7 +47,8 @@ class Estimate:
         grad: ``(D,)`` pseudo-gradient (None when ``x`` is given).
         x: ``(D,)`` new parameters, for estimators that own their mean (CMA-ES).
         losses: ``(K,)`` losses of the evaluated population (may be empty).
-        candidates: ``(K, D)`` or None; the best candidate is tracked by the caller.
+        population: the evaluated population (K candidates of D parameters) or None; the
+            caller tracks its best candidate.
         evaluations: objective evaluations spent (candidates, episodes × candidates, …).
         alpha: temperature used, where one applies.
         ess: effective sample size of the weights, where one applies.
