@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -112,11 +112,27 @@ def decode_state(obj: Any) -> Any:
     return obj
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, with the permissions ``open`` would give it.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only; created with mode
+    0o666 here, the process's umask applies as for any other file the run writes.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: no free temporary name beside it")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` holds either the old or the new bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
