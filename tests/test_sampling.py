@@ -152,3 +152,30 @@ def test_guided_needs_a_surrogate():
 
     with pytest.raises(ValueError, match="surrogate"):
         zoopt.minimize(Blackbox(), torch.ones(3), estimator="sampling", guided=True, steps=2)
+
+
+def test_guided_linear_limit_matches_a_large_alpha_on_the_same_draws():
+    """α → ∞ with importance weights: g = (1/σ²)Σ vᵢ(Lᵢ − ΣvⱼLⱼ)εᵢ, not zero."""
+    x = torch.tensor([1.0, -0.5, 0.8, 0.2, -1.0, 0.6], dtype=torch.float64)
+    obj = FunctionObjective(quadratic)
+    est = Sampling(sigma=0.3, population=64, alpha=float("inf"), guided=True)
+    est.setup(obj, x)
+    pop = est.ask(x, 5)
+    losses = obj.evaluate(pop.candidates)
+    g_inf = est.tell(x, pop, losses).grad
+    g_big = (
+        Sampling(sigma=0.3, population=64, alpha=1e6).weigh(losses, pop.offsets, pop.log_ratio).grad
+    )
+    assert g_inf.norm() > 0
+    assert torch.allclose(g_inf, g_big, rtol=1e-4, atol=1e-8)
+    assert cosine(g_inf, true_grad(x)) > 0.5
+
+
+def test_guided_auto_alpha_beyond_reach_takes_the_linear_limit():
+    x = torch.tensor([1.0, -0.5, 0.8, 0.2, -1.0, 0.6], dtype=torch.float64)
+    obj = FunctionObjective(quadratic)
+    est = Sampling(sigma=0.3, population=64, alpha="auto", ess_fraction=1.0, guided=True)
+    est.setup(obj, x)
+    pop = est.ask(x, 5)
+    e = est.tell(x, pop, obj.evaluate(pop.candidates))
+    assert e.alpha == float("inf") and e.grad.norm() > 0

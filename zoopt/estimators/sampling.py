@@ -120,21 +120,31 @@ class Sampling(PopulationEstimator):
         """Pseudo-gradient from draws ``unit · eps`` ``(K, D)`` and their losses ``(K,)``."""
         k = losses.numel()
         finite = torch.isfinite(losses)
-        if self.alpha == "auto":
-            alpha = solve_alpha(losses, self.ess_fraction, log_ratio)
-        else:
-            alpha = float(self.alpha)
-        if math.isinf(alpha) and log_ratio is None:
-            # the linear limit, exactly: g = (1/(Kσ²))·Σ (Lᵢ − L̄) εᵢ, failed draws worst
-            filled = fill_worst(losses, finite)
-            c = (filled - filled.mean()) / k
-            grad = (c @ eps) * (unit / self.sigma**2)
-            return Estimate(grad=grad, alpha=alpha, ess=float(finite.sum()))
-        w = tilt_weights(losses, alpha, log_ratio)
-        if log_ratio is None:
-            v = finite.to(losses.dtype) / finite.sum()
-        else:
+        v = None  # the importance weights of π alone, for a proposal q ≠ π
+        if log_ratio is not None:
             v = torch.softmax(log_ratio.masked_fill(~finite, -math.inf), dim=0)
+        if self.alpha != "auto":
+            alpha = float(self.alpha)
+        elif v is not None and self.ess_fraction * k >= 0.99 * effective_sample_size(v):
+            # no α reaches the target: the tilt only lowers the ESS of v, so take α → ∞
+            alpha = math.inf
+        else:
+            alpha = solve_alpha(losses, self.ess_fraction, log_ratio)
+        if math.isinf(alpha):
+            filled = fill_worst(losses, finite)
+            if v is None:
+                # the linear limit, exactly: g = (1/(Kσ²))·Σ (Lᵢ − L̄) εᵢ, failed draws worst
+                c = (filled - filled.mean()) / k
+                grad = (c @ eps) * (unit / self.sigma**2)
+                return Estimate(grad=grad, alpha=alpha, ess=float(finite.sum()))
+            # with importance weights: wᵢ − vᵢ ≈ −vᵢ(Lᵢ − Σⱼ vⱼLⱼ)/α, so
+            # g = (1/σ²)·Σ vᵢ (Lᵢ − Σⱼ vⱼLⱼ) εᵢ
+            c = v * (filled - v @ filled)
+            grad = (c @ eps) * (unit / self.sigma**2)
+            return Estimate(grad=grad, alpha=alpha, ess=effective_sample_size(v))
+        w = tilt_weights(losses, alpha, log_ratio)
+        if v is None:
+            v = finite.to(losses.dtype) / finite.sum()
         scale = alpha / self.sigma**2 if math.isfinite(alpha) else 1.0 / self.sigma**2
         grad = ((w - v) @ eps) * (-scale * unit)
         return Estimate(grad=grad, alpha=alpha, ess=effective_sample_size(w))
