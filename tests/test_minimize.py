@@ -65,8 +65,9 @@ def test_any_torch_optimizer_by_name_or_class_and_schedules():
         schedule="cosine",
         warmup_steps=5,
     )
-    lrs = r.history["lr"]
-    assert lrs[0] < lrs[4] == pytest.approx(0.1, rel=1e-6)  # warm-up rises to the base lr
+    lrs = r.history["lr"]  # the rate each step used
+    assert lrs[0] == pytest.approx(0.1 / 6)  # LinearLR warm-up starts at 1/(warmup + 1)
+    assert lrs[0] < lrs[4] < lrs[5] == pytest.approx(0.1, rel=1e-6)  # rises to the base lr
     assert lrs[-1] < 0.02  # then decays
 
 

@@ -169,6 +169,7 @@ class Minimizer:
             if losses[i] < self.best_loss:
                 self._consider(float(losses[i]), est.population.rows(i, i + 1)[0])
         before = self.x.clone()
+        lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this step uses
         grad_norm = math.nan
         if est.x is not None:
             new = est.x.to(self.x)
@@ -216,7 +217,7 @@ class Minimizer:
             "ess": math.nan if est.ess is None else float(est.ess),
             "grad_norm": grad_norm,
             "update_norm": update_norm,
-            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "lr": lr,
             "seconds": self.elapsed,
         }
         for k in HISTORY_KEYS:
