@@ -1,10 +1,11 @@
 """Quickstart: every estimator on the 10-D Rosenbrock function, one table, one plot.
 
 Each registered estimator minimises Rosenbrock from x0 = 0 for ``--steps`` steps (minimum 0
-at (1, …, 1); a start at −1 would lead into the local minimum near (−1, 1, …, 1)). An estimator that does not apply to a plain function is skipped
-there: ``"reinforce"`` needs an objective that samples its own outputs, so it is shown on
-``CategoricalBandit`` instead (a softmax policy over arms with known losses; its loss is the
-expected loss, whose minimum is the best arm's).
+at (1, …, 1); a start at −1 would lead into the local minimum near (−1, 1, …, 1)). An
+estimator that does not apply to a plain function is skipped there: ``"reinforce"`` needs an
+objective that samples its own outputs, so it is shown on ``CategoricalBandit`` instead (a
+softmax policy over arms with known losses; its loss is the expected loss, whose minimum is
+the best arm's).
 
     python examples/quickstart.py                       # ~10 s on one CPU core
     python examples/quickstart.py --steps 3000 --seed 1 --out curves.png
