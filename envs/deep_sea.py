@@ -62,7 +62,12 @@ class DeepSeaEnv(gym.Env[np.ndarray, np.int64]):
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 2:
             raise ValueError(f"size must be an int N >= 2 (the grid is N x N), got {size!r}")
-        if not np.isfinite(unscaled_move_cost) or unscaled_move_cost < 0:
+        if (
+            isinstance(unscaled_move_cost, bool)
+            or not isinstance(unscaled_move_cost, (int, float, np.integer, np.floating))
+            or not np.isfinite(unscaled_move_cost)
+            or unscaled_move_cost < 0
+        ):
             raise ValueError(
                 f"unscaled_move_cost must be a finite number >= 0, got {unscaled_move_cost!r}"
             )

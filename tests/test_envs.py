@@ -180,6 +180,7 @@ def test_deep_sea_randomized_action_mapping() -> None:
         ({"size": 1}, "size must be an int N >= 2"),
         ({"size": 4.5}, "size must be an int N >= 2"),
         ({"unscaled_move_cost": -1.0}, "unscaled_move_cost"),
+        ({"unscaled_move_cost": "cheap"}, "unscaled_move_cost must be a finite number"),
         ({"render_mode": "human"}, "render_mode"),
     ],
 )

@@ -208,3 +208,9 @@ def test_run_can_be_called_again_to_continue():
     assert m.run(10).steps == 10
     whole = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=10)
     assert torch.equal(m.x, whole.x)
+
+
+def test_local_evaluator_refuses_an_empty_population():
+    empty = zoopt.ExplicitPopulation(torch.ones(0, 3))
+    with pytest.raises(ValueError, match="at least one candidate"):
+        zoopt.LocalEvaluator().evaluate(zoopt.FunctionObjective(sphere), empty, 0)

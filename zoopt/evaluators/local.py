@@ -41,6 +41,8 @@ class LocalEvaluator:
         candidate rows it was evaluating.
         """
         k = len(population)
+        if k == 0:
+            raise ValueError("population must hold at least one candidate, got 0 rows")
         step = self.max_batch or k
         out = []
         for start in range(0, k, step):  # chunks, one batched call each
