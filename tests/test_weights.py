@@ -146,3 +146,13 @@ def test_bad_alpha_and_shapes(losses):
             zoopt.tilt_weights(losses, bad)
     with pytest.raises(ValueError, match=r"\(K,\)"):
         zoopt.tilt_weights(losses.reshape(8, 8), 1.0)
+
+
+def test_linear_limit_with_importance_ratios(losses):
+    lr = torch.linspace(-1, 1, 64, dtype=torch.float64)
+    alpha = 1e5
+    v = zoopt.weights.importance_weights(lr, torch.isfinite(losses))
+    centred = zoopt.tilt_weights(losses, alpha, lr) - v
+    lin = zoopt.linear_weights(losses, alpha, lr)
+    assert torch.allclose(centred, lin, rtol=1e-4, atol=1e-12)
+    assert abs(float(lin.sum())) < 1e-15

@@ -31,6 +31,7 @@ __all__ = [
     "effective_sample_size",
     "solve_alpha",
     "linear_weights",
+    "importance_weights",
     "centered_ranks",
     "fill_worst",
     "check_ess_fraction",
@@ -220,15 +221,30 @@ def fill_worst(losses: Tensor, mask: Tensor | None = None) -> Tensor:
     return torch.where(mask, losses, losses[mask].max())
 
 
-def linear_weights(losses: Tensor, alpha: float) -> Tensor:
-    """The α → ∞ limit of the centred tilt weights: w_i − 1/K ≈ −(L_i − L̄)/(Kα).
+def importance_weights(log_ratio: Tensor, mask: Tensor) -> Tensor:
+    """v = softmax(log π − log q) over the draws where ``mask`` is True (others get 0).
 
-    Non-finite losses take the largest finite loss (worst). Returns ``(K,)``, summing to 0.
+    The self-normalised importance weights of π alone: ``(K,)`` from ``(K,)`` log-ratios.
+    """
+    return torch.softmax(log_ratio.masked_fill(~mask, -math.inf), dim=0)
+
+
+def linear_weights(losses: Tensor, alpha: float, log_ratio: Tensor | None = None) -> Tensor:
+    """The α → ∞ limit of the centred tilt weights w − v.
+
+    With draws from π (``log_ratio=None``): wᵢ − 1/K ≈ −(Lᵢ − L̄)/(Kα). With importance
+    log-ratios log π − log q: wᵢ − vᵢ ≈ −vᵢ(Lᵢ − Σⱼ vⱼLⱼ)/α, v = :func:`importance_weights`.
+    Non-finite losses take the largest finite loss (worst) and, with log-ratios, weight 0.
+    Returns ``(K,)``, summing to 0.
     """
     losses = _as_losses(losses)
     alpha = _check_alpha(alpha)
-    filled = fill_worst(losses)
-    return -(filled - filled.mean()) / (losses.numel() * alpha)
+    mask = _finite_mask(losses)
+    filled = fill_worst(losses, mask)
+    if log_ratio is None:
+        return -(filled - filled.mean()) / (losses.numel() * alpha)
+    v = importance_weights(torch.as_tensor(log_ratio, dtype=losses.dtype), mask)
+    return -v * (filled - v @ filled) / alpha
 
 
 def centered_ranks(losses: Tensor) -> Tensor:

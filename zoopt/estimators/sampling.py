@@ -29,7 +29,8 @@ from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.weights import (
     check_ess_fraction,
     effective_sample_size,
-    fill_worst,
+    importance_weights,
+    linear_weights,
     solve_alpha,
     tilt_weights,
 )
@@ -122,7 +123,7 @@ class Sampling(PopulationEstimator):
         finite = torch.isfinite(losses)
         v = None  # the importance weights of π alone, for a proposal q ≠ π
         if log_ratio is not None:
-            v = torch.softmax(log_ratio.masked_fill(~finite, -math.inf), dim=0)
+            v = importance_weights(log_ratio, finite)
         if self.alpha != "auto":
             alpha = float(self.alpha)
         elif v is not None and self.ess_fraction * k >= 0.99 * effective_sample_size(v):
@@ -131,20 +132,14 @@ class Sampling(PopulationEstimator):
         else:
             alpha = solve_alpha(losses, self.ess_fraction, log_ratio)
         if math.isinf(alpha):
-            filled = fill_worst(losses, finite)
-            if v is None:
-                # the linear limit, exactly: g = (1/(Kσ²))·Σ (Lᵢ − L̄) εᵢ, failed draws worst
-                c = (filled - filled.mean()) / k
-                grad = (c @ eps) * (unit / self.sigma**2)
-                return Estimate(grad=grad, alpha=alpha, ess=float(finite.sum()))
-            # with importance weights: wᵢ − vᵢ ≈ −vᵢ(Lᵢ − Σⱼ vⱼLⱼ)/α, so
-            # g = (1/σ²)·Σ vᵢ (Lᵢ − Σⱼ vⱼLⱼ) εᵢ
-            c = v * (filled - v @ filled)
+            # the linear limit, exactly: α(w − v) → −α·linear_weights, so
+            # g = (1/σ²)·Σ vᵢ(Lᵢ − Σⱼ vⱼLⱼ) εᵢ (vᵢ = 1/K for draws from π), failed draws worst
+            c = -linear_weights(losses, 1.0, log_ratio)
             grad = (c @ eps) * (unit / self.sigma**2)
-            return Estimate(grad=grad, alpha=alpha, ess=effective_sample_size(v))
+            ess = float(finite.sum()) if v is None else effective_sample_size(v)
+            return Estimate(grad=grad, alpha=alpha, ess=ess)
         w = tilt_weights(losses, alpha, log_ratio)
         if v is None:
             v = finite.to(losses.dtype) / finite.sum()
-        scale = alpha / self.sigma**2 if math.isfinite(alpha) else 1.0 / self.sigma**2
-        grad = ((w - v) @ eps) * (-scale * unit)
+        grad = ((w - v) @ eps) * (-(alpha / self.sigma**2) * unit)
         return Estimate(grad=grad, alpha=alpha, ess=effective_sample_size(w))
