@@ -30,6 +30,7 @@ from zoopt.objectives.functions import rastrigin
 ray = pytest.importorskip("ray")
 
 from zoopt.evaluators.ray import ObjectiveError, RayEvaluator  # noqa: E402
+from zoopt.evaluators.ray.resources import resolve_resources  # noqa: E402
 
 # the objectives below live in this test module, which Ray workers cannot import: ship them
 # by value, as a user's script run as __main__ is
@@ -346,10 +347,10 @@ def test_gpus_are_checked_against_the_cluster(ray_address):
     ev = RayEvaluator(num_workers=1, num_gpus_per_worker=1)
     with pytest.raises(ValueError, match=r"needs 1 GPUs but the Ray cluster has 0"):
         ev.start()
-    ev = RayEvaluator(num_workers=1, device="cuda")  # asks for a GPU, falls back to CPU
+    # device="cuda" asks for a GPU and falls back to the CPU
     with pytest.warns(UserWarning, match="no GPUs"):
-        ev._resolve_resources()
-    assert ev.device == "cpu" and ev.num_gpus_per_worker == 0
+        res = resolve_resources(ray.cluster_resources(), 1, 1, None, "cuda")
+    assert res.device == "cpu" and res.num_gpus_per_worker == 0
 
 
 def test_closed_evaluator_refuses_work(ray_address):

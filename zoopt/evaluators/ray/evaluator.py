@@ -1,0 +1,355 @@
+"""The Ray evaluator: populations evaluated (and reduced) on a pool of Ray actors."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import ray
+import torch
+from torch import Tensor
+
+from zoopt.evaluators.ray.options import OPTIONS, check_options
+from zoopt.evaluators.ray.resources import resolve_resources
+from zoopt.evaluators.ray.scheduler import WorkerPool, run_tasks
+from zoopt.evaluators.ray.session import (
+    WORKER_ENV_VARS,
+    acquire_ray,
+    release_ray,
+    workers_inherit_thread_env,
+)
+from zoopt.evaluators.ray.worker import StepPayload, remote_worker_class
+from zoopt.objectives.base import Objective
+from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
+
+__all__ = ["RayEvaluator", "REDUCE_THRESHOLD"]
+
+#: K·D above which the estimator's sums over the population run on the workers (where the
+#: noise is regenerated anyway) instead of regenerating the K×D noise on the driver; below
+#: it the extra round trip costs more. Measured by ``benchmarks/bench_ray_scale.py``.
+REDUCE_THRESHOLD = 2_000_000
+
+
+class RayEvaluator:
+    """Evaluates populations on a pool of Ray actors.
+
+    Args:
+        num_workers: number of worker actors (default: the cluster's CPUs divided by
+            ``num_cpus_per_worker``).
+        address: ``None`` starts a private Ray instance on this machine, listening on
+            127.0.0.1, and shuts it down on :meth:`close`; ``"auto"`` or ``"host:port"``
+            joins a running cluster, which :meth:`close` leaves running (``RAY_ADDRESS`` is
+            not consulted: joining needs an explicit address). If Ray is already
+            initialised in this process, that session is reused and left running.
+        num_cpus_per_worker: CPUs reserved by each worker.
+        num_gpus_per_worker: GPUs reserved by each worker (fractions share a GPU).
+            Default: 0, or 1 when ``device="cuda"`` and the cluster has GPUs.
+        device: where workers evaluate candidates (``"cpu"``, ``"cuda"``); ``None``: CPU,
+            or ``"cuda"`` when GPUs are reserved.
+        chunks_per_worker: pieces per worker per population (1: the least overhead; more
+            balance uneven workers and make a lost worker cheaper to replay).
+        max_batch: at most this many candidates per task (a memory bound, as for the local
+            evaluator); more tasks are made when needed.
+        max_retries: how many times a chunk whose worker died is re-run before giving up.
+        seed: seed of the workers' global RNGs while they build their objective (the same
+            on every worker, so copies are identical); during evaluation each chunk is
+            seeded from (step seed, first row).
+        startup_timeout: seconds to wait for the workers to start.
+        replace_timeout: seconds a replacement for a dead worker may take to be placed;
+            after that the pool goes on with the surviving workers (the dead worker's rows
+            are re-run there, with the same result), or, with none left, the step raises
+            :class:`~zoopt.evaluators.ray.WorkersLostError`.
+        reduce_threshold: K·D from which the estimator's sums over a Gaussian population
+            (Σ cᵢ zᵢ, Σ cᵢ (zᵢ² − 1)) are computed on the workers, each returning D floats
+            for its rows; ``None``: never. Default :data:`REDUCE_THRESHOLD`.
+        log_to_driver: forward the workers' stdout/stderr to this process (when this
+            evaluator initialises Ray; off by default, so local runs print nothing).
+        runtime_env: a Ray runtime environment for the workers; its ``env_vars`` are merged
+            over the one-BLAS-thread defaults. Python only: never taken from files.
+        ray_init_options: extra ``ray.init`` keyword arguments (used only if this evaluator
+            initialises Ray). Python only: never taken from files.
+
+    Per step the driver puts one payload into the object store (θ, σ, seeds, the shared
+    state; D floats and a few hundred bytes) and submits ``num_workers × chunks_per_worker``
+    tasks of a few dozen bytes each, at most two in flight per worker; for explicit
+    populations the K×D candidates travel with their tasks.
+
+    Example::
+
+        with RayEvaluator(num_workers=4) as ev:
+            result = zoopt.minimize(objective, x0, estimator="es", evaluator=ev)
+    """
+
+    def __init__(
+        self,
+        num_workers: int | None = None,
+        address: str | None = None,
+        *,
+        num_cpus_per_worker: float = 1,
+        num_gpus_per_worker: float | None = None,
+        device: str | torch.device | None = None,
+        chunks_per_worker: int = 1,
+        max_batch: int | None = None,
+        max_retries: int = 3,
+        seed: int = 0,
+        startup_timeout: float = 300.0,
+        replace_timeout: float = 60.0,
+        reduce_threshold: float | None = REDUCE_THRESHOLD,
+        log_to_driver: bool = False,
+        runtime_env: dict | None = None,
+        ray_init_options: dict | None = None,
+        **unknown: Any,
+    ):
+        if unknown:
+            raise TypeError(
+                f"RayEvaluator got unknown option(s) {sorted(unknown)}; "
+                f"valid options are {list(OPTIONS)}"
+            )
+        given = dict(locals())
+        options = check_options({name: given[name] for name in OPTIONS})
+        self.num_workers = num_workers
+        self.address = address
+        self.num_cpus_per_worker = num_cpus_per_worker
+        self.num_gpus_per_worker = num_gpus_per_worker
+        self.device = options["device"]
+        self.chunks_per_worker = chunks_per_worker
+        self.max_batch = max_batch
+        self.max_retries = max_retries
+        self.seed = seed
+        self.startup_timeout = startup_timeout
+        self.replace_timeout = replace_timeout
+        self.reduce_threshold = reduce_threshold
+        self.log_to_driver = log_to_driver
+        self.runtime_env = runtime_env
+        self.ray_init_options = dict(ray_init_options or {})
+        self._pool: WorkerPool | None = None
+        self._started = False
+        self._closed = False
+        self._holds_session = False
+        self._objective: Any = None
+        self._objective_ref: Any = None
+        self._token = 0
+        self._step: tuple[Any, Any] | None = None  # (population, payload ref) of the last step
+
+    # -- life cycle -----------------------------------------------------------------------
+    @property
+    def workers(self) -> list:
+        """The placed worker actor handles (starts the pool if needed)."""
+        self.start()
+        return list(self._pool.ready)
+
+    @property
+    def nodes(self) -> dict:
+        """``{actor: Ray node id}`` of the placed workers (starts the pool if needed)."""
+        self.start()
+        return dict(self._pool.nodes)
+
+    @property
+    def restarts(self) -> int:
+        """Workers replaced after dying, over the evaluator's lifetime."""
+        return 0 if self._pool is None else self._pool.restarts
+
+    def start(self) -> RayEvaluator:
+        """Connect to (or start) Ray and start the workers; idempotent."""
+        if self._closed:
+            raise RuntimeError("this RayEvaluator is closed; create a new one")
+        if self._started:
+            return self
+        self._holds_session = acquire_ray(self.address, self.log_to_driver, self.ray_init_options)
+        try:
+            res = resolve_resources(
+                ray.cluster_resources(),
+                self.num_workers,
+                self.num_cpus_per_worker,
+                self.num_gpus_per_worker,
+                self.device,
+            )
+            self.num_workers, self.num_gpus_per_worker = res.num_workers, res.num_gpus_per_worker
+            self.device = res.device
+            self._pool = WorkerPool(self._new_worker, self.replace_timeout)
+            self._pool.start(self.num_workers, self.startup_timeout)
+        except BaseException:
+            if self._pool is not None:
+                self._pool.close()
+            if self._holds_session:
+                self._holds_session = False
+                release_ray()
+            raise
+        self._started = True
+        return self
+
+    def _new_worker(self) -> Any:
+        options: dict[str, Any] = {}
+        if self.runtime_env is not None or not workers_inherit_thread_env():
+            env = dict(self.runtime_env or {})
+            env["env_vars"] = {**WORKER_ENV_VARS, **env.get("env_vars", {})}
+            options["runtime_env"] = env
+        return (
+            remote_worker_class()
+            .options(
+                num_cpus=self.num_cpus_per_worker,
+                num_gpus=self.num_gpus_per_worker,
+                max_restarts=0,  # a dead worker is replaced explicitly, see WorkerPool.lose
+                max_concurrency=1,
+                **options,
+            )
+            .remote(self.seed, self.device)
+        )
+
+    def close(self) -> None:
+        """Stop the workers; shut down the Ray instance if this evaluator started it."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            self._pool.close()
+            self._objective = self._objective_ref = self._step = None
+            if self._holds_session:
+                self._holds_session = False
+                release_ray()
+
+    def __enter__(self) -> RayEvaluator:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"RayEvaluator(num_workers={self.num_workers}, address={self.address!r}, "
+            f"num_cpus_per_worker={self.num_cpus_per_worker}, "
+            f"num_gpus_per_worker={self.num_gpus_per_worker}, device={self.device!r})"
+        )
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _objective_box(self, objective: Objective) -> list:
+        """``[token, ref]``: the objective is pickled once and fetched once per worker."""
+        if objective is not self._objective:
+            self._objective_ref = ray.put(objective)
+            self._objective = objective
+            self._token += 1
+        return [self._token, self._objective_ref]
+
+    def _bounds(self, population: Population) -> list[tuple[int, int]]:
+        """Row ranges, about ``num_workers × chunks_per_worker`` whatever K; whole
+        antithetic pairs stay together."""
+        k = len(population)
+        unit = 2 if isinstance(population, GaussianPopulation) and population.antithetic else 1
+        units = math.ceil(k / unit)
+        pieces = self.num_workers * self.chunks_per_worker
+        if self.max_batch is not None:  # no task larger than max_batch rows
+            pieces = max(pieces, math.ceil(units / max(1, self.max_batch // unit)))
+        pieces = max(1, min(units, pieces))
+        cuts = [round(i * units / pieces) * unit for i in range(pieces + 1)]
+        cuts[-1] = k
+        return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+    def _payload(self, objective: Objective | None, population: Population, seed: int) -> Any:
+        """The step's shared payload, put into the object store once."""
+        shipped = None
+        if isinstance(population, GaussianPopulation):
+            # a copy without the driver's noise cache or reducer hook, θ on the CPU
+            shipped = copy.copy(population)
+            for name, value in vars(shipped).items():
+                if isinstance(value, Tensor):
+                    setattr(shipped, name, value.detach().to("cpu"))
+            if "reducer" in vars(shipped):
+                shipped.reducer = None
+            shipped._cache = None
+        box = [0, None] if objective is None else self._objective_box(objective)
+        shared = None if objective is None else objective.shared_state()
+        return ray.put(StepPayload(box, shipped, shared, int(seed)))
+
+    def evaluate(self, objective: Objective, population: Population, seed: int) -> Tensor:
+        """Losses ``(K,)`` of ``population`` under ``objective`` with the step's ``seed``.
+
+        Equal, number for number, to :class:`~zoopt.evaluators.local.LocalEvaluator` for
+        objectives whose per-candidate losses depend neither on the batch they are in nor
+        on global RNG state (randomness should come from ``seed``). For a large Gaussian
+        population (K·D ≥ ``reduce_threshold``) the population's ``reducer`` is set to
+        :meth:`reduce`, so that the estimator's sums run on the workers.
+
+        Raises:
+            ObjectiveError: the objective raised on a worker (names the rows).
+            RuntimeError: a chunk's worker died more than ``max_retries`` times.
+            WorkersLostError: every worker was lost and none could be placed in time.
+        """
+        if not isinstance(population, (GaussianPopulation, ExplicitPopulation)) and not (
+            hasattr(population, "rows") and hasattr(population, "__len__")
+        ):
+            raise TypeError(
+                f"population must be a zoopt population with rows(start, stop), "
+                f"got {type(population).__name__}"
+            )
+        self.start()
+        k = len(population)
+        if k == 0:
+            return torch.empty(0)
+        payload = self._payload(objective, population, seed)
+        box = [payload]  # nested: the worker fetches the payload once, not once per task
+        gaussian = isinstance(population, GaussianPopulation)
+        if gaussian:
+            self._step = (population, payload)
+
+        def submit(actor: Any, start: int, stop: int) -> Any:
+            # clone: pickling a view would ship the whole underlying storage
+            rows = None if gaussian else population.rows(start, stop).detach().to("cpu").clone()
+            return actor.evaluate.remote(box, start, stop, rows)
+
+        bounds = self._bounds(population)
+        results = run_tasks(self._pool, bounds, submit, self.max_retries)
+        losses = torch.cat([results[a][0] for a, _ in bounds])
+        for a, _ in bounds:  # merged in row order, so the driver's statistics are deterministic
+            stats = results[a][1]
+            if stats is not None:
+                objective.absorb_stats(stats)
+        if gaussian and self._reduces(population):
+            population.reducer = self.reduce
+        return losses
+
+    def _reduces(self, population: GaussianPopulation) -> bool:
+        return (
+            self.reduce_threshold is not None
+            and hasattr(population, "reducer")
+            and len(population) * population.dim >= self.reduce_threshold
+        )
+
+    def reduce(
+        self, population: GaussianPopulation, coeffs: Tensor, square: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(Σ cᵢ zᵢ (D,), Σ cᵢ (zᵢ² − 1) (D,) or None)`` over the population, on the workers.
+
+        Each task regenerates its rows' z and returns float64 partial sums; the driver adds
+        them in row order (the same order whichever worker ran which rows, so the result
+        does not depend on placement or faults) and casts to the population's dtype. Against
+        a single float32 ``coeffs @ z`` the result differs by summation order only.
+        """
+        if not isinstance(population, GaussianPopulation):
+            raise TypeError(f"reduce needs a GaussianPopulation, got {type(population).__name__}")
+        coeffs = torch.as_tensor(coeffs).detach().to("cpu")
+        if coeffs.shape != (len(population),):
+            raise ValueError(
+                f"coeffs must have shape ({len(population)},), got {tuple(coeffs.shape)}"
+            )
+        self.start()
+        if self._step is not None and self._step[0] is population:
+            payload = self._step[1]  # θ and the seeds are already on the workers
+        else:
+            payload = self._payload(None, population, 0)
+        box = [payload]
+
+        def submit(actor: Any, start: int, stop: int) -> Any:
+            return actor.reduce.remote(box, start, stop, coeffs[start:stop].clone(), square)
+
+        bounds = self._bounds(population)
+        results = run_tasks(self._pool, bounds, submit, self.max_retries)
+        first = torch.zeros(population.dim, dtype=torch.float64)
+        second = torch.zeros(population.dim, dtype=torch.float64) if square else None
+        for a, _ in bounds:
+            part, part2 = results[a][0]
+            first += part
+            if square:
+                second += part2
+        dtype, device = population.center.dtype, population.center.device
+        return first.to(dtype).to(device), (None if second is None else second.to(dtype).to(device))

@@ -1,0 +1,225 @@
+"""The worker pool and the retrying scheduler.
+
+Tasks are row ranges. Each placed worker keeps up to ``depth`` tasks in flight (it starts the
+next while the driver handles the previous result), finished tasks are collected in batches
+(one blocking ``ray.wait`` then one non-blocking sweep), and results are put back by row.
+
+Lost capacity never hangs: a task whose worker died is re-run on a surviving worker while a
+replacement is started; a replacement that is not placed within ``replace_timeout`` seconds
+is given up and the pool goes on with fewer workers. With no worker left and none starting,
+the step stops with :class:`WorkersLostError`; the caller's checkpoint logic then saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import ray
+import ray.exceptions as ray_exceptions
+
+from zoopt.evaluators.ray.worker import ObjectiveError
+
+__all__ = ["WorkerPool", "WorkersLostError", "run_tasks"]
+
+# Ray failures that mean "the process running the chunk went away": the chunk is re-run.
+# A RayTaskError (an exception raised inside the task) is deliberately not among them.
+WORKER_LOST = (
+    ray_exceptions.RayActorError,
+    ray_exceptions.WorkerCrashedError,
+    ray_exceptions.NodeDiedError,
+    ray_exceptions.ObjectLostError,
+    ray_exceptions.OutOfMemoryError,
+)
+
+#: longest single wait, so that replacement deadlines are checked even when nothing returns
+_POLL_S = 1.0
+
+
+class WorkersLostError(RuntimeError):
+    """Every worker of the pool was lost and no replacement could be placed in time."""
+
+
+class WorkerPool:
+    """Placed worker actors, and replacements being placed (each with a deadline).
+
+    Args:
+        new_actor: makes one (unplaced) worker actor.
+        replace_timeout: seconds a replacement may take to be placed and answer.
+    """
+
+    def __init__(self, new_actor: Callable[[], Any], replace_timeout: float):
+        self.new_actor = new_actor
+        self.replace_timeout = replace_timeout
+        self.ready: list[Any] = []
+        self.nodes: dict[Any, str] = {}  # actor -> Ray node id
+        self.starting: dict[Any, tuple[Any, float]] = {}  # placement() ref -> (actor, deadline)
+        #: workers replaced after dying, and replacements given up (pool lifetime)
+        self.restarts = 0
+        self.given_up = 0
+
+    def start(self, size: int, timeout: float) -> None:
+        """Start ``size`` workers and wait until all answer, at most ``timeout`` seconds."""
+        actors = [self.new_actor() for _ in range(size)]
+        try:
+            answers = ray.get([a.placement.remote() for a in actors], timeout=timeout)
+        except ray_exceptions.GetTimeoutError:
+            for a in actors:
+                _kill(a)
+            raise TimeoutError(
+                f"RayEvaluator: {size} worker(s) did not start within "
+                f"startup_timeout={timeout:g}s; available resources: "
+                f"{ray.available_resources()}"
+            ) from None
+        self.ready = actors
+        self.nodes = {a: node for a, (_, node) in zip(actors, answers, strict=True)}
+
+    def lose(self, actor: Any) -> None:
+        """``actor`` died: drop it and start a replacement (once per dead actor)."""
+        if actor not in self.nodes:
+            return
+        self.ready.remove(actor)
+        del self.nodes[actor]
+        _kill(actor)
+        fresh = self.new_actor()
+        self.starting[fresh.placement.remote()] = (fresh, time.monotonic() + self.replace_timeout)
+        self.restarts += 1
+
+    def settle(self, ref: Any) -> None:
+        """A replacement answered: it joins the pool (or is dropped if it died)."""
+        actor, _ = self.starting.pop(ref)
+        try:
+            _, node = ray.get(ref)
+        except WORKER_LOST:
+            _kill(actor)
+            self.given_up += 1
+            return
+        self.ready.append(actor)
+        self.nodes[actor] = node
+
+    def expire(self) -> None:
+        """Give up the replacements past their deadline (no free capacity to place them)."""
+        now = time.monotonic()
+        for ref, (actor, deadline) in list(self.starting.items()):
+            if now >= deadline:
+                del self.starting[ref]
+                _kill(actor)
+                self.given_up += 1
+                warnings.warn(
+                    f"RayEvaluator: a replacement worker was not placed within "
+                    f"replace_timeout={self.replace_timeout:g}s; going on with "
+                    f"{len(self.ready)} worker(s)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def next_deadline(self) -> float | None:
+        return min((d for _, d in self.starting.values()), default=None)
+
+    def close(self) -> None:
+        for actor in [*self.ready, *(a for a, _ in self.starting.values())]:
+            _kill(actor)
+        self.ready, self.nodes, self.starting = [], {}, {}
+
+
+def _kill(actor: Any) -> None:
+    with contextlib.suppress(Exception):
+        ray.kill(actor, no_restart=True)
+
+
+def run_tasks(
+    pool: WorkerPool,
+    tasks: list[tuple[int, int]],
+    submit: Callable[[Any, int, int], Any],
+    max_retries: int,
+    depth: int = 2,
+) -> dict[int, Any]:
+    """Run every ``(start, stop)`` task; ``{start: result}`` where result is ``out[2:]``.
+
+    ``submit(actor, start, stop)`` returns the task's reference; the task returns
+    ``("ok", start, *result)`` or ``("error", start, stop, type, message, traceback)``.
+
+    Raises:
+        ObjectiveError: a task raised (not retried).
+        RuntimeError: a task's worker died more than ``max_retries`` times.
+        WorkersLostError: no worker left and none could be placed in time.
+    """
+    pending = deque(tasks)
+    load = {a: 0 for a in pool.ready}  # tasks in flight per worker
+    running: dict[Any, tuple[tuple[int, int], Any]] = {}
+    failures: dict[int, int] = {}
+    results: dict[int, Any] = {}
+    while pending or running:
+        # fill the pool level by level, so that the first round gives each worker one task
+        for level in range(depth):
+            for actor in pool.ready:
+                if not pending:
+                    break
+                if load.setdefault(actor, 0) == level:
+                    task = pending.popleft()
+                    running[submit(actor, *task)] = (task, actor)
+                    load[actor] += 1
+        pool.expire()
+        if not running and not pool.ready and not pool.starting:
+            raise WorkersLostError(
+                f"RayEvaluator: every worker was lost and no replacement was placed within "
+                f"replace_timeout={pool.replace_timeout:g}s; {len(pending)} task(s) of this "
+                f"step not evaluated"
+            )
+        refs = [*running, *pool.starting]
+        deadline = pool.next_deadline()
+        timeout = _POLL_S
+        if deadline is not None:
+            timeout = max(0.0, min(_POLL_S, deadline - time.monotonic()))
+        done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if done and rest:  # whatever else has finished too: one sweep, not one scan per task
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            done += more
+        finished = [ref for ref in done if ref in running]
+        for ref in done:
+            if ref in pool.starting:
+                pool.settle(ref)
+        outs = _get_all(finished)
+        for ref, out in zip(finished, outs, strict=True):
+            task, actor = running.pop(ref)
+            load[actor] = load.get(actor, 1) - 1
+            if isinstance(out, WORKER_LOST):
+                failures[task[0]] = failures.get(task[0], 0) + 1
+                if failures[task[0]] > max_retries:
+                    raise RuntimeError(
+                        f"RayEvaluator: the worker evaluating rows {task[0]}:{task[1]} died "
+                        f"{failures[task[0]]} times (max_retries={max_retries}); last error: "
+                        f"{out}"
+                    ) from out
+                pool.lose(actor)  # same rows, same seed elsewhere: the same numbers
+                load.pop(actor, None)
+                pending.appendleft(task)
+                continue
+            if isinstance(out, ray_exceptions.RayTaskError):  # failed outside our guard
+                raise ObjectiveError(task, type(out.cause).__name__, str(out.cause), str(out))
+            if out[0] == "error":
+                _, start, stop, etype, message, tb = out
+                raise ObjectiveError((start, stop), etype, message, tb)
+            results[task[0]] = out[2:]
+    return results
+
+
+def _get_all(refs: list) -> list:
+    """The values of finished ``refs``; a worker loss or task error in place of its value."""
+    if not refs:
+        return []
+    try:
+        return ray.get(refs)
+    except (*WORKER_LOST, ray_exceptions.RayTaskError):
+        pass
+    outs = []
+    for ref in refs:
+        try:
+            outs.append(ray.get(ref))
+        except (*WORKER_LOST, ray_exceptions.RayTaskError) as exc:
+            outs.append(exc)
+    return outs

@@ -1,0 +1,174 @@
+"""What travels to the workers, and the worker actor that evaluates it.
+
+Everything a step's tasks share (the objective's reference, the shared state, the seed and,
+for a Gaussian population, θ, σ and the noise seed) is packed once per step into a
+:class:`StepPayload` and put into the object store; a task carries that reference and a row
+range. Each worker fetches a payload once and regenerates its own slice of noise; an explicit
+population's rows travel with their task. Each chunk's randomness derives from (step seed,
+first row) alone, so a chunk re-run on another worker gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from torch import Tensor
+
+from zoopt.evaluators.base import candidate_rows
+from zoopt.evaluators.factory import ObjectiveFactory
+from zoopt.objectives.base import Objective, check_losses
+from zoopt.population import GaussianPopulation
+
+__all__ = ["ObjectiveError", "StepPayload", "remote_worker_class"]
+
+_MASK63 = 2**63 - 1
+
+
+class ObjectiveError(RuntimeError):
+    """The objective raised an exception on a worker.
+
+    Attributes:
+        rows: ``(start, stop)``, the candidate rows being evaluated (``stop`` excluded).
+        error_type: the class name of the original exception.
+        message: the original exception's message.
+        worker_traceback: the traceback text from the worker.
+    """
+
+    def __init__(self, rows: tuple[int, int], error_type: str, message: str, worker_traceback: str):
+        self.rows = rows
+        self.error_type = error_type
+        self.message = message
+        self.worker_traceback = worker_traceback
+        super().__init__(
+            f"the objective raised {error_type} while evaluating {candidate_rows(*rows)} "
+            f"on a Ray worker: {message}\n\nWorker traceback:\n{worker_traceback}"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.rows, self.error_type, self.message, self.worker_traceback))
+
+
+@dataclass(frozen=True)
+class StepPayload:
+    """What every task of a step shares; put into the object store once per step.
+
+    ``objective`` is ``[token, ref]``, nested so that each worker fetches (and builds) the
+    objective once, not once per task. ``population`` is a Gaussian population whose rows
+    the worker regenerates, or ``None`` when rows travel with their task.
+    """
+
+    objective: list
+    population: GaussianPopulation | None
+    shared_state: Any
+    seed: int
+
+
+def chunk_seed(seed: int, start: int) -> int:
+    """The seed of the global RNGs while evaluating rows from ``start`` in a step."""
+    ss = np.random.SeedSequence([int(seed) & _MASK63, int(start), 0x2A7])
+    return int(ss.generate_state(1, np.uint64)[0] & np.uint64(_MASK63))
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed torch, NumPy and ``random`` from one 63-bit seed."""
+    seed = int(seed) & _MASK63
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def partial_sums(
+    population: GaussianPopulation, start: int, stop: int, coeffs: Tensor, square: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Σ cᵢ zᵢ and, with ``square``, Σ cᵢ (zᵢ² − 1) over rows ``start:stop`` (float64).
+
+    ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. The sums are accumulated in
+    float64 so that adding the parts in row order on the driver loses nothing measurable.
+    """
+    z = population.perturbations(start, stop).to(torch.float64)
+    c = coeffs.to(torch.float64)
+    first = c @ z
+    if not square:
+        return first, None
+    return first, c @ (z * z - 1.0)
+
+
+class EvaluationWorker:
+    """A Ray actor holding one copy of the objective (one process, one BLAS thread)."""
+
+    def __init__(self, seed: int, device: str | None):
+        torch.set_num_threads(1)
+        self.seed = seed
+        self.device = torch.device(device) if device else None
+        self.token: int | None = None
+        self.objective: Objective | None = None
+        self.payload: tuple[str, StepPayload] | None = None
+        seed_global_rngs(seed)
+
+    def ready(self) -> int:
+        """The worker's process id: it is placed and running."""
+        return os.getpid()
+
+    def placement(self) -> tuple[int, str]:
+        """``(process id, Ray node id)``."""
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def _load(self, box: list) -> StepPayload:
+        ref = box[0]
+        if self.payload is None or self.payload[0] != ref.hex():
+            self.payload = (ref.hex(), ray.get(ref))
+        payload = self.payload[1]
+        token, objective_ref = payload.objective
+        if token != self.token:
+            objective = ray.get(objective_ref)
+            # every worker builds its copy from the same RNG state, so factories that draw
+            # random data or initial weights build identical objectives everywhere
+            seed_global_rngs(self.seed)
+            if isinstance(objective, ObjectiveFactory):
+                objective.build()
+            self.objective, self.token = objective, token
+        return payload
+
+    def evaluate(self, box: list, start: int, stop: int, rows: Tensor | None) -> tuple:
+        """Losses of rows ``start:stop``: ``("ok", start, losses, stats)`` or an error tuple."""
+        try:
+            payload = self._load(box)
+            if payload.shared_state is not None:
+                self.objective.load_shared_state(payload.shared_state)
+            X = payload.population.rows(start, stop) if rows is None else rows
+            if self.device is not None:
+                X = X.to(self.device)
+            # the chunk's randomness depends on (step seed, rows) only, not on which worker
+            # runs it or what it ran before: a re-run chunk gives the same numbers
+            seed_global_rngs(chunk_seed(payload.seed, start))
+            name = getattr(self.objective, "name", type(self.objective).__name__)
+            losses = check_losses(self.objective.evaluate(X, payload.seed), len(X), name)
+            return ("ok", start, losses.to("cpu"), self.objective.pop_stats())
+        except Exception as exc:  # surfaced on the driver as ObjectiveError, not retried
+            return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
+
+    def reduce(self, box: list, start: int, stop: int, coeffs: Tensor, square: bool) -> tuple:
+        """Partial sums of rows ``start:stop``: ``("ok", start, sums)`` or an error tuple."""
+        try:
+            payload = self._load(box)
+            return ("ok", start, partial_sums(payload.population, start, stop, coeffs, square))
+        except Exception as exc:
+            return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
+
+
+_REMOTE_WORKER: Any = None
+
+
+def remote_worker_class() -> Any:
+    """The Ray actor class, made once per process (Ray exports each new class)."""
+    global _REMOTE_WORKER
+    if _REMOTE_WORKER is None:
+        _REMOTE_WORKER = ray.remote(EvaluationWorker)
+    return _REMOTE_WORKER
