@@ -19,7 +19,7 @@ from zoopt.evaluators.ray.session import (
     release_ray,
     workers_inherit_thread_env,
 )
-from zoopt.evaluators.ray.worker import StepPayload, remote_worker_class
+from zoopt.evaluators.ray.worker import StepPayload, from_wire, remote_worker_class
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 
@@ -131,6 +131,7 @@ class RayEvaluator:
         self._objective_ref: Any = None
         self._token = 0
         self._step: tuple[Any, Any] | None = None  # (population, payload ref) of the last step
+        self._sent: dict[Any, Any] = {}  # actor -> the payload ref it last received
 
     # -- life cycle -----------------------------------------------------------------------
     @property
@@ -261,6 +262,14 @@ class RayEvaluator:
         shared = None if objective is None else objective.shared_state()
         return ray.put(StepPayload(box, shipped, shared, int(seed)))
 
+    def _box(self, actor: Any, payload: Any) -> list | None:
+        """``[payload ref]`` for the first task of a step on ``actor``, then ``None``: the
+        reference is pickled once per worker and step, not once per task."""
+        if self._sent.get(actor) is payload:
+            return None
+        self._sent[actor] = payload
+        return [payload]  # nested: the worker fetches it itself, once
+
     def evaluate(self, objective: Objective, population: Population, seed: int) -> Tensor:
         """Losses ``(K,)`` of ``population`` under ``objective`` with the step's ``seed``.
 
@@ -287,7 +296,7 @@ class RayEvaluator:
         if k == 0:
             return torch.empty(0)
         payload = self._payload(objective, population, seed)
-        box = [payload]  # nested: the worker fetches the payload once, not once per task
+        self._sent = {a: p for a, p in self._sent.items() if a in self._pool.nodes}
         gaussian = isinstance(population, GaussianPopulation)
         if gaussian:
             self._step = (population, payload)
@@ -295,11 +304,11 @@ class RayEvaluator:
         def submit(actor: Any, start: int, stop: int) -> Any:
             # clone: pickling a view would ship the whole underlying storage
             rows = None if gaussian else population.rows(start, stop).detach().to("cpu").clone()
-            return actor.evaluate.remote(box, start, stop, rows)
+            return actor.evaluate.remote((self._box(actor, payload), start, stop, rows))
 
         bounds = self._bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)
-        losses = torch.cat([results[a][0] for a, _ in bounds])
+        losses = torch.cat([from_wire(results[a][0]) for a, _ in bounds])
         for a, _ in bounds:  # merged in row order, so the driver's statistics are deterministic
             stats = results[a][1]
             if stats is not None:
@@ -337,19 +346,20 @@ class RayEvaluator:
             payload = self._step[1]  # θ and the seeds are already on the workers
         else:
             payload = self._payload(None, population, 0)
-        box = [payload]
+            self._step = (population, payload)
 
         def submit(actor: Any, start: int, stop: int) -> Any:
-            return actor.reduce.remote(box, start, stop, coeffs[start:stop].clone(), square)
+            part = coeffs[start:stop].numpy().copy()
+            return actor.reduce.remote((self._box(actor, payload), start, stop, part, square))
 
         bounds = self._bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)
         first = torch.zeros(population.dim, dtype=torch.float64)
         second = torch.zeros(population.dim, dtype=torch.float64) if square else None
         for a, _ in bounds:
-            part, part2 = results[a][0]
-            first += part
+            part, part2 = results[a]
+            first += from_wire(part)
             if square:
-                second += part2
+                second += from_wire(part2)
         dtype, device = population.center.dtype, population.center.device
         return first.to(dtype).to(device), (None if second is None else second.to(dtype).to(device))

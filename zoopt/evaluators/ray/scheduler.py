@@ -36,6 +36,9 @@ WORKER_LOST = (
     ray_exceptions.OutOfMemoryError,
 )
 
+#: how long finished tasks may wait to be collected together
+BATCH_WINDOW_S = 0.002
+
 #: longest single wait, so that replacement deadlines are checked even when nothing returns
 _POLL_S = 1.0
 
@@ -175,10 +178,15 @@ def run_tasks(
         timeout = _POLL_S
         if deadline is not None:
             timeout = max(0.0, min(_POLL_S, deadline - time.monotonic()))
-        done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
-        if done and rest:  # whatever else has finished too: one sweep, not one scan per task
-            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-            done += more
+        # collect in batches: whatever finishes within a short window, else the first to
+        # finish and whatever else has by then (each worker has its next task queued, so
+        # the window costs no idle time)
+        done, rest = ray.wait(refs, num_returns=len(refs), timeout=min(BATCH_WINDOW_S, timeout))
+        if not done:
+            done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+            if done and rest:
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                done += more
         finished = [ref for ref in done if ref in running]
         for ref in done:
             if ref in pool.starting:
