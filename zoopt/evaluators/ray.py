@@ -286,6 +286,7 @@ class _GaussianChunk:
     antithetic: bool
     start: int
     stop: int
+    scale: Tensor | None = None  # the proposal's adapted shape, (D,) or (D, D)
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,12 @@ class _EvaluationWorker:
         if self.center_cache is None or self.center_cache[0] != ref.hex():
             self.center_cache = (ref.hex(), ray.get(ref))
         population = GaussianPopulation(
-            self.center_cache[1], chunk.sigma, chunk.noise_seed, chunk.size, chunk.antithetic
+            self.center_cache[1],
+            chunk.sigma,
+            chunk.noise_seed,
+            chunk.size,
+            chunk.antithetic,
+            scale=chunk.scale,
         )
         return population.rows(chunk.start, chunk.stop)
 
@@ -687,6 +693,7 @@ class RayEvaluator:
                     bool(population.antithetic),
                     a,
                     b,
+                    None if population.scale is None else population.scale.detach().to("cpu"),
                 )
                 for a, b in bounds
             ]
