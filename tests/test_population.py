@@ -42,3 +42,61 @@ def test_pickling_does_not_ship_the_cached_noise():
     pop.materialize()  # fills the cache (256 × 10,000 floats)
     assert len(pickle.dumps(pop)) == small < 50_000
     assert torch.equal(pickle.loads(pickle.dumps(pop)).materialize(), pop.materialize())
+
+
+def _scales(d: int) -> list:
+    g = torch.Generator().manual_seed(5)
+    full = torch.tril(torch.randn(d, d, generator=g)) + 3 * torch.eye(d)
+    return [None, torch.rand(d, generator=g) + 0.5, full]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_scaled_rows_and_reduce_match_the_materialised_sums(which, antithetic):
+    d, k = 6, 2 * NOISE_BLOCK + 4
+    scale = _scales(d)[which]
+    center = torch.randn(d, dtype=torch.float64)
+    if scale is not None:
+        scale = scale.double()
+    pop = GaussianPopulation(center, 0.3, seed=4, size=k, antithetic=antithetic, scale=scale)
+    z = pop.perturbations()
+    shaped = z if scale is None else (z * scale if scale.ndim == 1 else z @ scale.T)
+    assert torch.allclose(pop.materialize(), center + 0.3 * shaped)
+    # any slice regenerates the same scaled rows
+    fresh = GaussianPopulation(center, 0.3, seed=4, size=k, antithetic=antithetic, scale=scale)
+    assert torch.allclose(fresh.rows(3, 11), pop.materialize()[3:11])
+    c = torch.randn(k, dtype=torch.float64)
+    first, none = pop.reduce(c)
+    assert none is None
+    assert torch.allclose(first, sum(c[i] * z[i] for i in range(k)))
+    first2, second = pop.reduce(c, square=True)
+    assert torch.allclose(first2, first)
+    if scale is not None and scale.ndim == 2:
+        ref = sum(c[i] * (torch.outer(z[i], z[i]) - torch.eye(d)) for i in range(k))
+    else:
+        ref = sum(c[i] * (z[i] ** 2 - 1) for i in range(k))
+    assert second.shape == ref.shape and torch.allclose(second, ref)
+
+
+def test_reduce_delegates_to_the_reducer_which_is_not_pickled_or_compared():
+    pop = GaussianPopulation(torch.zeros(3), 1.0, seed=0, size=4, scale=torch.ones(3))
+    calls = []
+
+    def reducer(p, coeffs, square):
+        calls.append((p, square))
+        return torch.full((3,), 7.0), None
+
+    other = GaussianPopulation(torch.zeros(3), 1.0, seed=0, size=4, scale=torch.ones(3))
+    pop.reducer = reducer
+    assert pop == other
+    assert torch.equal(pop.reduce(torch.ones(4), square=True)[0], torch.full((3,), 7.0))
+    assert calls == [(pop, True)]
+    assert pickle.loads(pickle.dumps(pop)).reducer is None
+
+
+def test_bad_scale_and_coeffs_are_rejected():
+    with pytest.raises(ValueError, match="scale must be"):
+        GaussianPopulation(torch.zeros(3), 1.0, seed=0, size=4, scale=torch.ones(4))
+    pop = GaussianPopulation(torch.zeros(3), 1.0, seed=0, size=4)
+    with pytest.raises(ValueError, match="coeffs must have shape"):
+        pop.reduce(torch.ones(5))

@@ -15,7 +15,53 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["make_optimizer", "make_scheduler", "available_optimizers", "SCHEDULES"]
+__all__ = ["ClipUp", "make_optimizer", "make_scheduler", "available_optimizers", "SCHEDULES"]
+
+
+class ClipUp(Optimizer):
+    """ClipUp (Toklu et al. 2020, "ClipUp: a simple and powerful optimizer for
+    distribution-based policy evolution", PPSN): normalised gradient, heavy-ball momentum and
+    a clipped speed, so that the step length never exceeds ``max_speed`` whatever the
+    gradient's scale.
+
+        v ← clip(m·v − lr·g/‖g‖, max_speed),   θ ← θ + v
+
+    Args:
+        params: the parameters.
+        lr: the step size (Toklu et al. use max_speed/2; None takes that).
+        max_speed: the largest ‖v‖ per parameter tensor.
+        momentum: m in [0, 1).
+    """
+
+    def __init__(self, params, lr: float | None = None, max_speed: float = 1.0, momentum=0.9):
+        for name, val in (("max_speed", max_speed), ("lr", lr)):
+            if val is not None and (isinstance(val, bool) or not val > 0):
+                raise ValueError(f"{name} must be a positive number, got {val!r}")
+        if isinstance(momentum, bool) or not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        lr = 0.5 * max_speed if lr is None else lr
+        super().__init__(params, dict(lr=lr, max_speed=max_speed, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):  # noqa: D102
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                v = state["velocity"]
+                norm = p.grad.norm()
+                v.mul_(group["momentum"])
+                if norm > 0:
+                    v.add_(p.grad, alpha=-group["lr"] / float(norm))
+                speed = float(v.norm())
+                if speed > group["max_speed"]:
+                    v.mul_(group["max_speed"] / speed)
+                p.add_(v)
+        return loss
 
 
 def _optimizer_classes() -> dict[str, type]:

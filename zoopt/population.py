@@ -4,10 +4,16 @@ Two kinds share one interface (``len``, ``rows(start, stop)``, ``materialize()``
 
 * :class:`ExplicitPopulation` holds a ``(K, D)`` tensor of candidates (CMA-ES, guided
   proposals).
-* :class:`GaussianPopulation` is θ + σ·ε with ε regenerated on demand from a seed, in
-  fixed blocks of noise rows. A worker given ``(center, sigma, seed, start, stop)`` rebuilds
-  its own slice, so the bytes sent per step do not grow with K×D, and every backend sees
-  the same noise.
+* :class:`GaussianPopulation` is θ + σ·S zᵢ with zᵢ ~ N(0, I) regenerated on demand from a
+  seed, in fixed blocks of noise rows, and S the proposal's adapted shape: the identity, a
+  per-coordinate scale s ``(D,)`` (S zᵢ = s ⊙ zᵢ) or a full factor A ``(D, D)``
+  (S zᵢ = A zᵢ; see :mod:`zoopt.proposal`). A worker given ``(center, sigma, scale, seed,
+  start, stop)`` rebuilds its own slice, so the bytes sent per step do not grow with K, and
+  every backend sees the same noise.
+
+Estimators read a Gaussian population back only through :meth:`GaussianPopulation.reduce`
+(Σᵢ cᵢ zᵢ and, for adaptation, Σᵢ cᵢ (zᵢ² − 1) or Σᵢ cᵢ (zᵢzᵢᵀ − I)), so an evaluator that
+holds the rows elsewhere can compute those sums where the rows are (``reducer``).
 
 Row order for antithetic sampling is interleaved, ``[+ε₀, −ε₀, +ε₁, −ε₁, …]``, so any even
 row range holds whole pairs.
@@ -15,6 +21,7 @@ row range holds whole pairs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -73,14 +80,19 @@ class ExplicitPopulation:
 
 @dataclass
 class GaussianPopulation:
-    """θ + σ·ε, ε ~ N(0, I) regenerated from ``seed``.
+    """θ + σ·S z, z ~ N(0, I) regenerated from ``seed``.
 
     Attributes:
         center: ``(D,)`` θ.
         sigma: σ > 0.
         seed: the step's noise seed.
         size: K, the number of candidates (even when ``antithetic``).
-        antithetic: rows come in pairs (+ε, −ε).
+        antithetic: rows come in pairs (+z, −z).
+        scale: the adapted shape S: None (the identity), a ``(D,)`` per-coordinate scale or
+            a ``(D, D)`` factor A (candidate i is θ + σ·A zᵢ).
+        reducer: optional ``reducer(population, coeffs, square)`` that computes
+            :meth:`reduce` where the rows live (set by an evaluator; not compared, not
+            pickled).
     """
 
     center: Tensor
@@ -88,13 +100,45 @@ class GaussianPopulation:
     seed: int
     size: int
     antithetic: bool = True
+    scale: Tensor | None = None
+    reducer: Callable | None = field(default=None, repr=False, compare=False)
     _cache: Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.scale is None:
+            return
+        d = self.center.shape[0]
+        if tuple(self.scale.shape) not in ((d,), (d, d)):
+            raise ValueError(
+                f"scale must be None, a (D,) scale or a (D, D) factor with D={d}, "
+                f"got shape {tuple(self.scale.shape)}"
+            )
+
     def __getstate__(self) -> dict:
-        # never ship the cached noise: receivers regenerate it from the seed
+        # never ship the cached noise (receivers regenerate it from the seed) nor the reducer
         state = dict(self.__dict__)
         state["_cache"] = None
+        state["reducer"] = None
         return state
+
+    def __eq__(self, other: object) -> bool:
+        # tensors compare by value (the dataclass default would compare them elementwise)
+        if not isinstance(other, GaussianPopulation):
+            return NotImplemented
+        same = (self.sigma, self.seed, self.size, self.antithetic) == (
+            other.sigma,
+            other.seed,
+            other.size,
+            other.antithetic,
+        )
+        return (
+            same
+            and torch.equal(self.center, other.center)
+            and (self.scale is None) == (other.scale is None)
+            and (self.scale is None or torch.equal(self.scale, other.scale))
+        )
+
+    __hash__ = None  # mutable, compared by value
 
     def __len__(self) -> int:
         return self.size
@@ -148,13 +192,49 @@ class GaussianPopulation:
         s = start - 2 * (start // 2)
         return pm[s : s + (stop - start)]
 
+    def shaped(self, z: Tensor) -> Tensor:
+        """S z for rows ``z`` ``(n, D)``: the identity, s ⊙ z or z Aᵀ."""
+        if self.scale is None:
+            return z
+        scale = self.scale.to(z)
+        return z * scale if scale.ndim == 1 else z @ scale.T
+
     def rows(self, start: int, stop: int) -> Tensor:
         """Candidates ``start:stop``, shape ``(stop - start, D)``."""
-        return self.center + self.sigma * self.perturbations(start, stop)
+        return self.center + self.sigma * self.shaped(self.perturbations(start, stop))
 
     def materialize(self) -> Tensor:
         """All candidates, ``(K, D)``."""
         return self.rows(0, self.size)
+
+    def reduce(self, coeffs: Tensor, square: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Weighted sums over the signed unit-normal rows zᵢ (antithetic sign included).
+
+        Args:
+            coeffs: ``(K,)`` per-row coefficients cᵢ.
+            square: also return the second-moment sum used to adapt the scale.
+
+        Returns:
+            ``(Σᵢ cᵢ zᵢ, M)``: the first ``(D,)``; M is None unless ``square``, then
+            Σᵢ cᵢ (zᵢ² − 1) ``(D,)`` for a None or ``(D,)`` scale, or Σᵢ cᵢ (zᵢzᵢᵀ − I)
+            ``(D, D)`` for a full factor. Delegates to ``reducer`` when one is set.
+        """
+        if coeffs.shape != (self.size,):
+            raise ValueError(
+                f"coeffs must have shape (K,) = ({self.size},), got {tuple(coeffs.shape)}"
+            )
+        if self.reducer is not None:
+            return self.reducer(self, coeffs, square)
+        z = self.perturbations()
+        c = coeffs.to(z)
+        first = c @ z
+        if not square:
+            return first, None
+        total = c.sum()
+        if self.scale is not None and self.scale.ndim == 2:
+            eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+            return first, (z.T * c) @ z - total * eye
+        return first, c @ (z * z) - total
 
 
 Population = ExplicitPopulation | GaussianPopulation

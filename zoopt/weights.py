@@ -8,6 +8,9 @@ For losses L₁..L_K (lower is better) these functions say how much each draw co
 * :func:`linear_weights` — the α → ∞ limit of w − 1/K: −(L − L̄)/(Kα).
 * :func:`centered_ranks` — the usual ES fitness shaping (Salimans et al. 2017): ranks mapped
   to [−0.5, 0.5], invariant to any monotone transform of the losses.
+* :func:`nes_utilities` — the rank-based utilities of the NES papers (Wierstra et al. 2014):
+  max(0, ln(K/2 + 1) − ln rank), normalised, minus 1/K; already centred weights.
+* :func:`top_pair_weights` — Augmented Random Search's top-b directions (Mania et al. 2018).
 * :func:`solve_alpha` — the temperature at which the effective sample size
   :func:`effective_sample_size` is a given fraction of K (``alpha="auto"``).
 
@@ -33,6 +36,8 @@ __all__ = [
     "linear_weights",
     "importance_weights",
     "centered_ranks",
+    "nes_utilities",
+    "top_pair_weights",
     "fill_worst",
     "check_ess_fraction",
 ]
@@ -270,3 +275,74 @@ def centered_ranks(losses: Tensor) -> Tensor:
         counts = torch.zeros_like(uniq).index_add_(0, inverse, torch.ones_like(ranks))
         ranks = (sums / counts)[inverse]
     return ranks / (k - 1) - 0.5
+
+
+def _tied_ranks(losses: Tensor) -> Tensor:
+    """0-based ranks of ``(K,)`` losses (ties share their mean rank, non-finite rank last)."""
+    k = losses.numel()
+    mask = _finite_mask(losses)
+    filled = torch.where(mask, losses, torch.full_like(losses, math.inf))
+    order = torch.argsort(filled, stable=True)
+    ranks = torch.empty(k, dtype=losses.dtype, device=losses.device)
+    ranks[order] = torch.arange(k, dtype=losses.dtype, device=losses.device)
+    uniq, inverse = torch.unique(filled, return_inverse=True)
+    if uniq.numel() < k:
+        sums = torch.zeros_like(uniq).index_add_(0, inverse, ranks)
+        counts = torch.zeros_like(uniq).index_add_(0, inverse, torch.ones_like(ranks))
+        ranks = (sums / counts)[inverse]
+    return ranks
+
+
+def nes_utilities(losses: Tensor) -> Tensor:
+    """NES utilities: uₖ = max(0, ln(K/2 + 1) − ln k)/Σⱼ max(0, ln(K/2 + 1) − ln j) − 1/K.
+
+    k is the rank (1 for the lowest loss). Centred weights (larger is better, summing to 0),
+    invariant to monotone transforms of the losses. Ties share the mean utility of their
+    ranks, so equal losses give all-zero weights; non-finite losses rank last.
+    """
+    losses = _as_losses(losses)
+    k = losses.numel()
+    table = torch.clamp(
+        math.log(k / 2 + 1) - torch.log(torch.arange(1, k + 1, dtype=losses.dtype)), min=0
+    )
+    table = (table / table.sum() - 1.0 / k).to(losses.device)
+    ranks = _tied_ranks(losses)
+    lo = ranks.floor().long()
+    hi = ranks.ceil().long()
+    # a tie spanning ranks a..b has mean rank (a+b)/2; averaging the table over the span
+    # is exact for pairs and a close stand-in for longer ties, and all-equal gives 0
+    if bool((hi == lo).all()):
+        out = table[lo]
+        return out - out.mean()  # exactly centred (float rounding of the table's 1/K)
+    csum = torch.cat([torch.zeros(1, dtype=table.dtype, device=table.device), table.cumsum(0)])
+    filled = torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
+    _, inverse, counts = torch.unique(filled, return_inverse=True, return_counts=True)
+    n = counts[inverse]
+    first = (ranks - (n - 1) / 2).round().long()
+    out = (csum[first + n] - csum[first]) / n
+    return out - out.mean()
+
+
+def top_pair_weights(losses: Tensor, top: int) -> Tensor:
+    """Augmented Random Search's weights over antithetic pairs (Mania et al. 2018, V1-t).
+
+    ``losses`` ``(K,)`` come in interleaved pairs (L⁺ᵢ, L⁻ᵢ). The ``top`` pairs with the best
+    min(L⁺, L⁻) keep c⁺ = −c⁻ = −(L⁺ − L⁻)/(2·b·σ_R), σ_R the standard deviation of their 2b
+    losses; the others get 0. Then Σᵢ cᵢ zᵢ = Σ_top (r⁺ − r⁻) δ/(b σ_R) with r = −L, ARS's
+    step direction. Non-finite losses take the largest finite loss. Returns ``(K,)``.
+    """
+    losses = _as_losses(losses)
+    if losses.numel() % 2:
+        raise ValueError(f"losses must come in antithetic pairs (even K), got {losses.numel()}")
+    pairs = fill_worst(losses).reshape(-1, 2)
+    n = pairs.shape[0]
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n:
+        raise ValueError(f"top must be an int in [1, {n}] (the number of pairs), got {top!r}")
+    best = torch.argsort(pairs.min(dim=1).values, stable=True)[:top]
+    kept = pairs[best]
+    std = float(kept.std(unbiased=False)) if kept.numel() > 1 else 0.0
+    diff = (kept[:, 0] - kept[:, 1]) / (2 * top * (std if std > 0 else 1.0))
+    c = torch.zeros_like(pairs)
+    c[best, 0] = -diff
+    c[best, 1] = diff
+    return c.reshape(-1)

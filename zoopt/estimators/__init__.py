@@ -67,7 +67,7 @@ def get_estimator(name: str | Estimator, **options: Any) -> Estimator:
 
 
 # import the built-in estimators so that they register themselves
-from zoopt.estimators import es, gradient, sampling  # noqa: E402,F401
+from zoopt.estimators import ars, es, gradient, pgpe, sampling, snes, xnes  # noqa: E402,F401
 
 for _optional in ("cmaes", "reinforce"):
     try:

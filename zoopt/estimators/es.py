@@ -1,11 +1,20 @@
 """Antithetic evolution strategies: the zeroth-order gradient of the Gaussian-smoothed loss.
 
-ĝ = (1/(Kσ))·Σᵢ sᵢ zᵢ with zᵢ ~ N(0, I) in antithetic pairs and sᵢ the shaped losses:
-``"raw"`` sᵢ = Lᵢ − L̄ (an unbiased estimate of ∇E[L(θ + σz)], the scale of a true
-gradient) or ``"centered_ranks"`` (Salimans et al., 2017: robust to outliers and to the
-loss scale; the magnitude is then that of ranks, so pair it with a scale-free optimizer
-such as Adam). Antithetic pairs give the symmetric difference (L(θ+σz) − L(θ−σz))/(2σ)
-and cancel the even terms of the Taylor expansion.
+With candidates θ + σ·S zᵢ (S the proposal's shape, the identity unless adapted; see
+:mod:`zoopt.proposal`) and centred weights cᵢ from the losses (larger is better),
+
+    ĝ = −(1/σ)·S Σᵢ cᵢ zᵢ.
+
+Shapings: ``"raw"`` cᵢ = −(Lᵢ − L̄)/K (an unbiased estimate of ∇E[L(θ + σz)], the scale of
+a true gradient, for S = I); ``"centered_ranks"`` cᵢ = −rankᵢ/K (Salimans et al., 2017:
+robust to outliers and to the loss scale; pair it with a scale-free optimizer such as Adam);
+``"utilities"`` the NES utilities (Wierstra et al., 2014); ``"top"`` ARS's best ``top``
+antithetic pairs (Mania et al., 2018). Antithetic pairs give the symmetric difference
+(L(θ+σz) − L(θ−σz))/(2σ) and cancel the even terms of the Taylor expansion.
+
+With ``eta_mean`` the estimator owns its mean and takes the natural-gradient step
+θ ← θ + η_μ·σ·S Σᵢ cᵢ zᵢ instead of reporting ĝ; with ``covariance`` the same cᵢ adapt S
+(SNES/xNES; :mod:`zoopt.estimators.snes`, :mod:`zoopt.estimators.xnes`).
 """
 
 from __future__ import annotations
@@ -19,51 +28,113 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
-from zoopt.population import GaussianPopulation, Population
-from zoopt.weights import centered_ranks, fill_worst
+from zoopt.objectives.base import Objective
+from zoopt.population import Population
+from zoopt.proposal import GaussianProposal, default_population
+from zoopt.weights import centered_ranks, fill_worst, nes_utilities, top_pair_weights
 
 __all__ = ["ES"]
 
-SHAPINGS = ("raw", "centered_ranks")
+SHAPINGS = ("raw", "centered_ranks", "utilities", "top")
 
 
 @register("es")
 class ES(PopulationEstimator):
-    """Antithetic ES gradient estimator (OpenAI-ES style).
+    """Antithetic ES gradient estimator (OpenAI-ES style), optionally with an adapted shape.
 
     Args:
-        sigma: σ > 0, the smoothing scale.
-        population: K ≥ 2 evaluations per step (even when ``antithetic``).
-        shaping: ``"raw"`` or ``"centered_ranks"``.
+        sigma: σ > 0, the smoothing scale (the initial one when the shape adapts).
+        population: K ≥ 2 evaluations per step (even when ``antithetic``), or None for
+            4 + ⌊3 ln D⌋ rounded up to even.
+        shaping: ``"raw"``, ``"centered_ranks"``, ``"utilities"`` or ``"top"``.
         antithetic: draw pairs (z, −z).
+        covariance: ``"none"``, ``"diagonal"`` or ``"full"`` (needs a scale-free shaping).
+        eta_sigma, eta_cov: learning rates of the shape (None: the NES defaults from D).
+        eta_mean: None to report ĝ to the optimizer, or η_μ > 0 to own the mean.
+        top: for ``shaping="top"``, the number of pairs kept (None: half of them).
     """
 
     def __init__(
         self,
         sigma: float = 0.1,
-        population: int = 32,
+        population: int | None = 32,
         shaping: str = "raw",
         antithetic: bool = True,
+        covariance: str = "none",
+        eta_sigma: float | None = None,
+        eta_cov: float | None = None,
+        eta_mean: float | None = None,
+        top: int | None = None,
     ):
         self.sigma = float(check_positive("sigma", sigma))
-        self.population = check_population(population, antithetic)
+        if population is not None:
+            check_population(population, antithetic)
+        self.population = population
         if shaping not in SHAPINGS:
             raise ValueError(f"shaping must be one of {SHAPINGS}, got {shaping!r}")
+        if shaping == "top" and not antithetic:
+            raise ValueError("shaping='top' ranks antithetic pairs: it needs antithetic=True")
+        if covariance != "none" and shaping == "raw":
+            raise ValueError(
+                f"covariance={covariance!r} needs scale-free weights: use shaping='utilities' "
+                "or 'centered_ranks' (raw losses would set the adaptation rate by their scale)"
+            )
         self.shaping = shaping
         self.antithetic = bool(antithetic)
+        self.covariance = covariance
+        self.eta_sigma, self.eta_cov = eta_sigma, eta_cov
+        self._proposal = GaussianProposal(self.sigma, covariance, eta_sigma, eta_cov)
+        if eta_mean is not None:
+            check_positive("eta_mean", eta_mean)
+        self.eta_mean = eta_mean
+        if top is not None:
+            check_positive("top", top, integer=True)
+        self.top = top
+
+    @property
+    def owns_mean(self) -> bool:  # type: ignore[override]
+        """True when the estimator takes the natural-gradient mean step itself."""
+        return self.eta_mean is not None
+
+    def setup(self, objective: Objective, x0: Tensor) -> None:
+        super().setup(objective, x0)
+        self._prepare(x0)
+
+    def _prepare(self, x0: Tensor) -> None:
+        self._proposal.setup(x0)
+        self._size = self.population or default_population(x0.numel(), self.antithetic)
+        if self.top is not None and self.top > self._size // 2:
+            raise ValueError(f"top must be at most K/2 = {self._size // 2}, got {self.top}")
 
     def ask(self, x: Tensor, seed: int) -> Population:
-        return GaussianPopulation(x.detach(), self.sigma, seed, self.population, self.antithetic)
+        if not hasattr(self, "_size"):  # asked directly, without setup()
+            self._prepare(x)
+        return self._proposal.population(x, seed, self._size, self.antithetic)
+
+    def coefficients(self, losses: Tensor) -> Tensor:
+        """Centred weights c ``(K,)`` (larger is better) from ``(K,)`` losses."""
+        k = losses.numel()
+        if self.shaping == "centered_ranks":
+            return -centered_ranks(losses) / k
+        if self.shaping == "utilities":
+            return nes_utilities(losses)
+        if self.shaping == "top":
+            return top_pair_weights(losses, self.top or max(1, k // 4))
+        s = fill_worst(losses)  # failed → worst
+        return -(s - s.mean()) / k
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
-        z = population.perturbations()
-        return Estimate(grad=self.gradient(losses, z))
+        direction = self._proposal.step(population, self.coefficients(losses))
+        if self.eta_mean is not None:
+            return Estimate(x=x.detach() + (self.eta_mean * self.sigma) * direction)
+        return Estimate(grad=direction * (-1.0 / self.sigma))
 
     def gradient(self, losses: Tensor, z: Tensor) -> Tensor:
-        """ĝ from ``(K,)`` losses and their ``(K, D)`` unit-scale perturbations z."""
-        if self.shaping == "centered_ranks":
-            s = centered_ranks(losses)
-        else:
-            s = fill_worst(losses)  # failed → worst
-            s = s - s.mean()
-        return (s @ z) / (losses.numel() * self.sigma)
+        """ĝ = −(1/σ)·Σᵢ cᵢ zᵢ from ``(K,)`` losses and ``(K, D)`` unit perturbations (S = I)."""
+        return (self.coefficients(losses) @ z) * (-1.0 / self.sigma)
+
+    def state_dict(self) -> dict:
+        return self._proposal.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._proposal.load_state_dict(state)

@@ -8,6 +8,12 @@ Gaussian-smoothed loss, σ → 0 the true gradient, α → 0 greedy (1, K) selec
 The *guided* proposal (MLE-guided parameter search; Welleck & Cho, 2020) is the mixture
 q = ½N(0, σ²I) + ½N(μ, σ²I) with μ = −c·σ·∇S/‖∇S‖ for a differentiable surrogate S; the
 log-ratio above corrects for it, so the estimate targets the same tilted distribution.
+
+The proposal's shape adapts from the same centred weights cᵢ = wᵢ − 1/K (``covariance``;
+the natural-gradient rule of :mod:`zoopt.proposal`): candidates are θ + σ·S zᵢ and the
+pseudo-gradient is g = −(α/σ)·S Σᵢ cᵢ zᵢ, the tilted mean preconditioned by the adapted
+shape. With ``eta_mean`` the estimator owns its mean: θ ← θ + η_μ·σ·S Σᵢ cᵢ zᵢ (at η_μ = 1,
+the tilted distribution's own mean).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from zoopt.estimators.base import (
 )
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
+from zoopt.proposal import GaussianProposal, default_population
 from zoopt.weights import (
     check_ess_fraction,
     effective_sample_size,
@@ -52,20 +59,30 @@ class Sampling(PopulationEstimator):
         guided: mix in draws shifted along the negative surrogate gradient (needs an
             objective with a differentiable surrogate).
         guide_scale: c, the shift of the guided component in units of σ.
+        covariance: ``"none"``, ``"diagonal"`` or ``"full"``: adapt the proposal's shape
+            (needs a finite ``alpha`` or ``"auto"``, and no guide).
+        eta_sigma, eta_cov: learning rates of the shape (None: the NES defaults from D).
+        eta_mean: None to report g to the optimizer, or η_μ > 0 to own the mean.
     """
 
     def __init__(
         self,
         sigma: float = 0.1,
-        population: int = 32,
+        population: int | None = 32,
         alpha: float | str = "auto",
         ess_fraction: float = 0.5,
         antithetic: bool = True,
         guided: bool = False,
         guide_scale: float = 1.0,
+        covariance: str = "none",
+        eta_sigma: float | None = None,
+        eta_cov: float | None = None,
+        eta_mean: float | None = None,
     ):
         self.sigma = float(check_positive("sigma", sigma))
-        self.population = check_population(population, antithetic)
+        if population is not None:
+            check_population(population, antithetic)
+        self.population = population
         if alpha != "auto":
             check_positive("alpha", alpha)
         self.alpha = alpha
@@ -73,7 +90,25 @@ class Sampling(PopulationEstimator):
         self.antithetic = bool(antithetic)
         self.guided = bool(guided)
         self.guide_scale = float(check_positive("guide_scale", guide_scale))
+        self.covariance = covariance
+        self.eta_sigma, self.eta_cov = eta_sigma, eta_cov
+        self._proposal = GaussianProposal(self.sigma, covariance, eta_sigma, eta_cov)
+        if covariance != "none" and (guided or alpha == math.inf):
+            raise ValueError(
+                f"covariance={covariance!r} adapts the shape from the tilt weights: it needs a "
+                "finite alpha or 'auto' and guided=False"
+            )
+        if eta_mean is not None:
+            check_positive("eta_mean", eta_mean)
+        if eta_mean is not None and guided:
+            raise ValueError("eta_mean (owning the mean) is not available with guided=True")
+        self.eta_mean = eta_mean
         self._objective: Objective | None = None
+
+    @property
+    def owns_mean(self) -> bool:  # type: ignore[override]
+        """True when the estimator takes the natural-gradient mean step itself."""
+        return self.eta_mean is not None
 
     def setup(self, objective: Objective, x0: Tensor) -> None:
         super().setup(objective, x0)
@@ -83,10 +118,17 @@ class Sampling(PopulationEstimator):
                 f"{type(objective).__name__} has none"
             )
         self._objective = objective
+        self._prepare(x0)
+
+    def _prepare(self, x0: Tensor) -> None:
+        self._proposal.setup(x0)
+        self._size = self.population or default_population(x0.numel(), self.antithetic)
 
     # ask/tell -----------------------------------------------------------------------------
     def ask(self, x: Tensor, seed: int) -> Population:
-        pop = GaussianPopulation(x.detach(), self.sigma, seed, self.population, self.antithetic)
+        if not hasattr(self, "_size"):  # asked directly, without setup()
+            self._prepare(x)
+        pop = self._proposal.population(x, seed, self._size, self.antithetic)
         if not self.guided:
             return pop
         # guided: the second half of the draws is shifted by μ (stratified mixture)
@@ -96,7 +138,7 @@ class Sampling(PopulationEstimator):
         norm = g.norm()
         mu = -self.guide_scale * self.sigma * g / norm if norm > 0 else torch.zeros_like(g)
         eps = self.sigma * pop.perturbations()
-        k = self.population
+        k = self._size
         shift = torch.zeros(k, 1, dtype=x.dtype, device=eps.device)
         shift[k // 2 :] = 1.0
         eps = eps + shift * mu
@@ -111,14 +153,32 @@ class Sampling(PopulationEstimator):
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
         if isinstance(population, GaussianPopulation):
-            # ε = σz: σ is folded into the scalar factor instead of scaling a (K, D) matrix
-            return self.weigh(losses, population.perturbations(), None, unit=self.sigma)
+            # ε = σ·S z: the sums over z go through the population (reduce), σ into the factor
+            c, a, est = self.centred(losses)
+            direction = self._proposal.step(population, c)
+            if self.eta_mean is not None:
+                est.x = x.detach() + (self.eta_mean * self.sigma) * direction
+            else:
+                est.grad = direction * (-a / self.sigma)
+            return est
         return self.weigh(losses, population.offsets, population.log_ratio)
 
     def weigh(
         self, losses: Tensor, eps: Tensor, log_ratio: Tensor | None = None, unit: float = 1.0
     ) -> Estimate:
         """Pseudo-gradient from draws ``unit · eps`` ``(K, D)`` and their losses ``(K,)``."""
+        c, a, est = self.centred(losses, log_ratio)
+        est.grad = (c @ eps) * (-(a / self.sigma**2) * unit)
+        return est
+
+    def centred(
+        self, losses: Tensor, log_ratio: Tensor | None = None
+    ) -> tuple[Tensor, float, Estimate]:
+        """Centred weights c ``(K,)`` and the factor a with g = −(a/σ²)·Σᵢ cᵢ εᵢ.
+
+        c = w − v and a = α at finite α; c = the linear limit at α = 1 and a = 1 at α = ∞.
+        The :class:`Estimate` carries α and the ESS.
+        """
         k = losses.numel()
         finite = torch.isfinite(losses)
         v = None  # the importance weights of π alone, for a proposal q ≠ π
@@ -134,12 +194,16 @@ class Sampling(PopulationEstimator):
         if math.isinf(alpha):
             # the linear limit, exactly: α(w − v) → −α·linear_weights, so
             # g = (1/σ²)·Σ vᵢ(Lᵢ − Σⱼ vⱼLⱼ) εᵢ (vᵢ = 1/K for draws from π), failed draws worst
-            c = -linear_weights(losses, 1.0, log_ratio)
-            grad = (c @ eps) * (unit / self.sigma**2)
+            c = linear_weights(losses, 1.0, log_ratio)
             ess = float(finite.sum()) if v is None else effective_sample_size(v)
-            return Estimate(grad=grad, alpha=alpha, ess=ess)
+            return c, 1.0, Estimate(alpha=alpha, ess=ess)
         w = tilt_weights(losses, alpha, log_ratio)
         if v is None:
             v = finite.to(losses.dtype) / finite.sum()
-        grad = ((w - v) @ eps) * (-(alpha / self.sigma**2) * unit)
-        return Estimate(grad=grad, alpha=alpha, ess=effective_sample_size(w))
+        return w - v, alpha, Estimate(alpha=alpha, ess=effective_sample_size(w))
+
+    def state_dict(self) -> dict:
+        return self._proposal.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._proposal.load_state_dict(state)
