@@ -327,12 +327,14 @@ class RayEvaluator:
     def reduce(
         self, population: GaussianPopulation, coeffs: Tensor, square: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """``(Σ cᵢ zᵢ (D,), Σ cᵢ (zᵢ² − 1) (D,) or None)`` over the population, on the workers.
+        """:meth:`GaussianPopulation.reduce` computed on the workers.
 
-        Each task regenerates its rows' z and returns float64 partial sums; the driver adds
-        them in row order (the same order whichever worker ran which rows, so the result
-        does not depend on placement or faults) and casts to the population's dtype. Against
-        a single float32 ``coeffs @ z`` the result differs by summation order only.
+        ``(Σ cᵢ zᵢ (D,), M)`` with M None unless ``square``, then Σ cᵢ (zᵢ² − 1) ``(D,)``,
+        or Σ cᵢ (zᵢzᵢᵀ − I) ``(D, D)`` for a full factor. Each task regenerates its rows' z
+        and returns float64 partial sums; the driver adds them in row order (the same order
+        whichever worker ran which rows, so the result does not depend on placement or
+        faults) and casts to the population's dtype. Against the local float32 sum over all
+        K rows it differs by summation order only (see ``tests/test_ray.py`` for the bound).
         """
         if not isinstance(population, GaussianPopulation):
             raise TypeError(f"reduce needs a GaussianPopulation, got {type(population).__name__}")
@@ -354,12 +356,12 @@ class RayEvaluator:
 
         bounds = self._bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)
-        first = torch.zeros(population.dim, dtype=torch.float64)
-        second = torch.zeros(population.dim, dtype=torch.float64) if square else None
+        first, second = torch.zeros(population.dim, dtype=torch.float64), None
         for a, _ in bounds:
             part, part2 = results[a]
             first += from_wire(part)
             if square:
-                second += from_wire(part2)
+                part2 = from_wire(part2)
+                second = part2 if second is None else second + part2
         dtype, device = population.center.dtype, population.center.device
         return first.to(dtype).to(device), (None if second is None else second.to(dtype).to(device))

@@ -98,17 +98,23 @@ def seed_global_rngs(seed: int) -> None:
 def partial_sums(
     population: GaussianPopulation, start: int, stop: int, coeffs: Tensor, square: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Σ cᵢ zᵢ and, with ``square``, Σ cᵢ (zᵢ² − 1) over rows ``start:stop`` (float64).
+    """The part of ``population.reduce(coeffs, square)`` from rows ``start:stop`` (float64).
 
-    ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. The sums are accumulated in
-    float64 so that adding the parts in row order on the driver loses nothing measurable.
+    ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. Returns Σ cᵢ zᵢ ``(D,)`` and,
+    with ``square``, Σ cᵢ (zᵢ² − 1) ``(D,)`` or, for a full factor, Σ cᵢ (zᵢzᵢᵀ − I)
+    ``(D, D)``. Accumulated in float64, so that adding the parts in row order on the driver
+    loses nothing measurable against one float32 sum over all K rows.
     """
     z = population.perturbations(start, stop).to(torch.float64)
     c = coeffs.to(torch.float64)
     first = c @ z
     if not square:
         return first, None
-    return first, c @ (z * z - 1.0)
+    total = c.sum()
+    scale = population.scale
+    if scale is not None and scale.ndim == 2:
+        return first, (z.T * c) @ z - total * torch.eye(z.shape[1], dtype=torch.float64)
+    return first, c @ (z * z) - total
 
 
 class EvaluationWorker:
@@ -140,7 +146,7 @@ class EvaluationWorker:
             raise RuntimeError("a task arrived before its step's payload")
         payload = self.payload[1]
         token, objective_ref = payload.objective
-        if token != self.token:
+        if objective_ref is not None and token != self.token:  # None: a reduction alone
             objective = ray.get(objective_ref)
             # every worker builds its copy from the same RNG state, so factories that draw
             # random data or initial weights build identical objectives everywhere
