@@ -49,7 +49,12 @@ from torch import Tensor
 from zoopt.evaluators.base import candidate_rows, check_max_batch
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
-from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
+from zoopt.population import (
+    CenteredPopulation,
+    ExplicitPopulation,
+    GaussianPopulation,
+    Population,
+)
 
 try:
     import ray
@@ -674,6 +679,10 @@ class RayEvaluator:
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
 
     def _chunks(self, population: Population) -> list:
+        if isinstance(population, CenteredPopulation):  # the population's chunks, then θ
+            k = len(population.population)
+            theta = population.center[None].detach().to("cpu").clone()
+            return [*self._chunks(population.population), _RowChunk(theta, k, k + 1)]
         bounds = self._bounds(population)
         if isinstance(population, GaussianPopulation):
             # θ goes into the object store once per step; chunks carry its reference only
