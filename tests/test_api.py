@@ -279,3 +279,29 @@ def test_callback_row_has_best_metric():
     rows = []
     zoopt.minimize(sphere, torch.ones(3), steps=3, callback=rows.append)
     assert [r["best_metric"] for r in rows] == [r["best_loss"] for r in rows]
+
+
+# ---------------------------------------------------------------------------------------
+# update rules
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["adamw", "AdaBound", "amsbound", "lion"])
+def test_optimizers_by_name(name):
+    if name != "adamw":
+        pytest.importorskip("pytorch_optimizer")
+    m = zoopt.Minimizer(sphere, torch.ones(3), estimator="es", optimizer=name, lr=0.05, steps=15)
+    res = m.run()
+    assert res.best_loss < 3.0
+    if name == "amsbound":
+        assert m.optimizer.defaults["ams_bound"] is True
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "Muon", "normuon", torch.optim.Muon])
+def test_muon_is_refused_by_name(optimizer):
+    with pytest.raises(ValueError, match="Muon.*needs 2-D weight matrices.*flat parameter"):
+        zoopt.minimize(sphere, torch.ones(3), optimizer=optimizer, steps=1)
+
+
+def test_unknown_optimizer_suggests_a_name():
+    pytest.importorskip("pytorch_optimizer")
+    with pytest.raises(ValueError, match="pytorch-optimizer.*Did you mean 'adabound'"):
+        zoopt.minimize(sphere, torch.ones(3), optimizer="adabund", steps=1)
