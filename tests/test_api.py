@@ -128,6 +128,30 @@ def test_ask_tell_all_failed_losses_name_the_step():
         m.tell([math.nan] * 4)
 
 
+@pytest.mark.parametrize(
+    ("every", "sizes", "finite"),
+    [(True, [9] * 6, [1] * 6), (False, [8] * 6, [0] * 6), (3, [9, 8, 8, 9, 8, 8], [1, 0, 0] * 2)],
+)
+def test_centre_rides_in_the_population_call(every, sizes, finite):
+    calls = []
+
+    class Counting(zoopt.LocalEvaluator):
+        def evaluate(self, objective, population, seed):
+            calls.append(len(population))
+            return super().evaluate(objective, population, seed)
+
+    res = zoopt.minimize(
+        sphere, torch.ones(3), estimator="es", population=8, steps=6, evaluator=Counting(),
+        evaluate_center=every,
+    )  # fmt: skip
+    assert calls == [*sizes, 1]  # one call a step; the final θ alone at the end
+    assert [int(math.isfinite(v)) for v in res.history["loss"]] == finite
+    assert res.evaluations == sum(calls)
+    # θ's loss in the batch is the loss it has alone
+    x = torch.ones(3)
+    assert res.history["loss"][0] == float(sphere(x[None])[0]) if every else True
+
+
 # ---------------------------------------------------------------------------------------
 # scalar objectives
 # ---------------------------------------------------------------------------------------
@@ -305,3 +329,50 @@ def test_unknown_optimizer_suggests_a_name():
     pytest.importorskip("pytorch_optimizer")
     with pytest.raises(ValueError, match="pytorch-optimizer.*Did you mean 'adabound'"):
         zoopt.minimize(sphere, torch.ones(3), optimizer="adabund", steps=1)
+
+
+# ---------------------------------------------------------------------------------------
+# nn.Module x0 with a plain function
+# ---------------------------------------------------------------------------------------
+def _bn_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 1)
+    )
+    with torch.no_grad():  # running statistics that differ from the defaults
+        model[1].running_mean.fill_(0.3)
+        model[1].running_var.fill_(2.0)
+    return model
+
+
+def test_batched_forward_matches_the_module_row_by_row():
+    model = _bn_model().eval()
+    forward = zoopt.batched_forward(model)
+    inputs = torch.randn(5, 3)
+    flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    X = torch.stack([flat, flat + 0.1, flat - 0.2])
+    out = forward(X, inputs)
+    assert out.shape == (3, 5, 1)
+    for row, got in zip(X, out, strict=True):
+        torch.nn.utils.vector_to_parameters(row, model.parameters())
+        assert torch.allclose(model(inputs), got, atol=1e-6)
+    with pytest.raises(ValueError, match=r"X must be \(K, 29\) flat parameter rows"):
+        forward(torch.zeros(2, 5), inputs)
+
+
+@pytest.mark.parametrize("name", ["gradient", "es"])
+def test_module_x0_with_plain_function_keeps_batchnorm_statistics(name):
+    model = _bn_model().train()  # in training mode, as a user leaves it
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    forward = zoopt.batched_forward(model)
+    inputs, targets = torch.randn(16, 3), torch.randn(16, 1)
+
+    def mse(X):
+        return ((forward(X, inputs) - targets) ** 2).mean((-1, -2))
+
+    start = float(mse(torch.nn.utils.parameters_to_vector(model.parameters()).detach()[None]))
+    res = zoopt.minimize(mse, model, estimator=name, steps=20, lr=0.05, seed=0)
+    assert res.best_loss < start  # it learned
+    for k, v in before.items():
+        assert torch.equal(model.state_dict()[k], v), k  # and trained no running statistics
+    assert model.training  # the module's own mode is left as it was

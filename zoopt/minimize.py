@@ -1,4 +1,4 @@
-"""The one loop: estimate → optimizer.step → scheduler → callbacks.
+"""The one loop: ask → evaluate → tell (estimate → optimizer.step → scheduler → callbacks).
 
 :func:`minimize` is the public entry point; :class:`Minimizer` is the same loop as an object
 whose complete state (parameters, optimizer, scheduler, estimator, objective statistics,
@@ -185,7 +185,7 @@ class Minimizer:
         batched: bool = True,
         bounds: Any = None,
         integer: Any = None,
-        evaluate_center: bool | None = None,
+        evaluate_center: bool | int | None = None,
         optimizer: str | type | Callable = "adam",
         lr: float = 0.02,
         optimizer_options: dict | None = None,
@@ -213,8 +213,14 @@ class Minimizer:
             raise ValueError(
                 f"max_evaluations must be a positive int or None, got {max_evaluations!r}"
             )
-        if evaluate_center is not None and not isinstance(evaluate_center, bool):
-            raise TypeError(f"evaluate_center must be True, False or None, got {evaluate_center!r}")
+        if evaluate_center is not None and not (
+            isinstance(evaluate_center, bool)
+            or (isinstance(evaluate_center, int) and evaluate_center >= 1)
+        ):
+            raise ValueError(
+                "evaluate_center must be True, False, None or a positive int (every n-th "
+                f"step), got {evaluate_center!r}"
+            )
         x, self.module, self.as_numpy = _flat_start(x0)
         self.has_objective = objective is not None
         if objective is None:
@@ -321,9 +327,10 @@ class Minimizer:
             seed = step_seed(self.seed, self.step_count)
             population = self.estimator.ask(self.theta, seed)
             evaluated = population
-            if self.evaluate_center:
+            with_center = self._center_due()
+            if with_center:
                 evaluated = CenteredPopulation(population, self.theta.detach().clone())
-            self._asked = _Asked(seed, population, evaluated, self.evaluate_center)
+            self._asked = _Asked(seed, population, evaluated, with_center)
         return self._asked
 
     def _tell(self, losses: Tensor) -> dict:
@@ -360,7 +367,7 @@ class Minimizer:
         t0 = time.perf_counter()
         seed = step_seed(self.seed, self.step_count)
         center_loss = math.nan
-        if self.evaluate_center:
+        if self._center_due():
             center_loss = self._evaluate_center(seed)
             self._consider(center_loss, self._repair(self.theta))
         try:
@@ -370,6 +377,13 @@ class Minimizer:
         return self._apply(est, center_loss, t0)
 
     # -- the step's bookkeeping, whichever way the losses came -------------------------------
+    def _center_due(self) -> bool:
+        """Whether this step evaluates θ: every step, never, or every n-th (1, n+1, …)."""
+        every = self.evaluate_center
+        if isinstance(every, bool):
+            return every
+        return self.step_count % every == 0
+
     def _evaluate_center(self, seed: int) -> float:
         population = ExplicitPopulation(self.theta.detach()[None])
         losses = self.evaluator.evaluate(self.objective, population, seed)
@@ -652,14 +666,29 @@ def minimize(
     """Minimise ``objective`` from ``x0``.
 
     Args:
-        objective: a batched callable ``f(X: Tensor[K, D]) -> Tensor[K]`` (lower is better)
-            or a :class:`zoopt.Objective`.
-        x0: ``(D,)`` start, or an ``nn.Module`` whose parameters are optimised through a flat
-            view and written back in place at the end.
+        objective: a batched callable ``f(X: Tensor[K, D]) -> Tensor[K]`` (lower is better),
+            with ``batched=False`` a function ``f(x) -> float`` of one vector, or a
+            :class:`zoopt.Objective`.
+        x0: ``(D,)`` start — a tensor, a numpy array or a list (then ``f`` receives numpy
+            rows under ``batched=False`` and the result's ``x``/``best_x`` are numpy) — or
+            an ``nn.Module`` whose parameters are optimised through a flat view and written
+            back in place at the end (:func:`zoopt.batched_forward` runs it on the rows).
         estimator: a registered name (``"sampling"``, ``"es"``, ``"cmaes"``,
             ``"reinforce"``, ``"gradient"``) or an estimator object.
         steps: number of steps.
         seed: everything random in the run derives from it; same seed → same result.
+        batched: False for ``f(x) -> float`` on one vector: rows are evaluated one at a
+            time (on Ray, in parallel across workers).
+        bounds: ``(lower, upper)``, each a number or a ``(D,)`` array (``±inf`` for an open
+            side): the objective only ever receives points inside the box (candidates are
+            projected onto it, see :class:`zoopt.objectives.base.BoxObjective` for the
+            effect on the estimate), θ is projected after each update, and ``x``/``best_x``
+            lie inside. ``cmaes`` hands the box to pycma's own boundary handling.
+        integer: indices of coordinates evaluated at integer values (rounded at evaluation;
+            ``cmaes`` also passes them as pycma's ``integer_variables``).
+        evaluate_center: evaluate θ every step (True, the default), never (False; the
+            history's ``loss`` is then NaN), or every n-th step (an int). θ travels as one
+            more row of the population's evaluator call, so it costs one candidate.
         **options: the estimator's options (``sigma``, ``population``, ``alpha``, …) and the
             loop's: ``optimizer`` (name or ``torch.optim`` class, default ``"adam"``), ``lr``
             (0.02), ``optimizer_options``, ``schedule`` (``"constant"``, ``"cosine"``,
