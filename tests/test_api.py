@@ -401,3 +401,32 @@ def test_readme_scalar_and_ask_tell_examples(capsys):
     m = ask_tell["m"]
     assert m.step_count == 8 and -m.best_loss > 100  # it learned to balance a while
     assert "[" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------
+# [objective] bounds in configs
+# ---------------------------------------------------------------------------------------
+def test_config_bounds(tmp_path):
+    from zoopt.config import ConfigError, load_config
+    from zoopt.experiment import run_experiment
+
+    path = tmp_path / "boxed.toml"
+    path.write_text(
+        'seed = 0\nestimator = "es"\n[objective]\nkind = "function"\nfunction = "sphere"\n'
+        "dim = 3\nx0 = 0.5\nbounds = [[0.25, 0.0, -inf], 1.0]\n"
+        "[estimators.es]\nsigma = 0.3\npopulation = 8\n[budget]\nsteps = 20\n"
+        '[output]\nprogress = "none"\n'
+    )
+    cfg = load_config(path)
+    assert cfg["objective"]["bounds"] == [[0.25, 0.0, -math.inf], 1.0]
+    summary = run_experiment(cfg, run_dir=tmp_path / "run")
+    best, last = (torch.load(summary.files[k], weights_only=True) for k in ("best", "last"))
+    for x in (best, last):
+        assert float(x[0]) >= 0.25 and float(x[1]) >= 0.0 and float(x.max()) <= 1.0
+    assert float(last[0]) == pytest.approx(0.25, abs=0.05)  # pressed against its bound
+    good = "bounds = [[0.25, 0.0, -inf], 1.0]"
+    text = path.read_text()
+    for bad in ("[1.0]", "[0.0, nan]", '["a", 1]', "[[], 1]"):
+        path.write_text(text.replace(good, f"bounds = {bad}"))
+        with pytest.raises(ConfigError, match=r"objective.bounds: must be \[lower, upper\]"):
+            load_config(path)
