@@ -25,6 +25,14 @@ NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
 
 #: script -> (tiny arguments, patterns its output must contain, files it must write)
 CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
+    "ask_tell.py": (
+        ["--steps", "2", "--population", "4", "--episodes", "1"],
+        [
+            rf"step\s+1\s+best return\s+{NUMBER}\s+population mean\s+{NUMBER}",
+            rf"held-out return of the best weights over 5 episodes: {NUMBER}",
+        ],
+        [],
+    ),
     "cartpole.py": (
         ["--steps", "2", "--seeds", "1", "--estimators", "es", "gradient"],
         [

@@ -127,7 +127,7 @@ def test_whole_population_failing_names_the_step():
     def dies_later(X):
         calls["n"] += 1
         out = sphere(X)
-        return out * math.nan if calls["n"] > 3 else out
+        return out * math.nan if calls["n"] > 1 else out  # one call per step, θ included
 
     with pytest.raises(zoopt.NonFiniteError, match=r"step 2: .*all 32 losses"):
         zoopt.minimize(dies_later, torch.ones(3), estimator="es", steps=10)
@@ -178,7 +178,8 @@ def test_bad_x0(x0, error, match):
 @pytest.mark.parametrize(
     ("fn", "error", "match"),
     [
-        (lambda X: X, ValueError, r"shape \(1,\) .*got shape \(1, 3\)"),
+        # the population (32 rows) and θ go in one call
+        (lambda X: X, ValueError, r"shape \(33,\) .*got shape \(33, 3\).*batched=False"),
         (lambda X: X.sum(), ValueError, r"got shape \(\)"),
         (lambda X: [0.0] * len(X), TypeError, "must return a Tensor"),
         (lambda X: (X > 0).all(-1), TypeError, "floating-point"),

@@ -297,7 +297,8 @@ def test_local_objective_exception_keeps_its_type_and_names_the_rows():
     X[5, 1] = 1e6
     with pytest.raises(ValueError, match="simulator diverged") as info:
         LocalEvaluator(max_batch=4).evaluate(as_objective(_simulate), ExplicitPopulation(X), 0)
-    assert info.value.__notes__ == ["raised while evaluating candidates 4..7 (rows 4:8)"]
+    # (a note before it reminds that a batched f receives (K, D))
+    assert info.value.__notes__[-1] == "raised while evaluating candidates 4..7 (rows 4:8)"
     with pytest.raises(ValueError, match="max_batch must be a positive int"):
         LocalEvaluator(max_batch=True)
 

@@ -9,6 +9,7 @@ import zoopt_envs  # noqa: F401  (registers the zoopt/ Gymnasium environments)
 from zoopt.estimators import available_estimators, get_estimator, register
 from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
 from zoopt.minimize import Minimizer, NonFiniteError, minimize, step_seed
+from zoopt.modules import batched_forward
 from zoopt.objectives import FunctionObjective, Objective, OutputSamples
 from zoopt.population import ExplicitPopulation, GaussianPopulation
 from zoopt.result import Result
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "minimize",
     "Minimizer",
+    "batched_forward",
     "Result",
     "NonFiniteError",
     "NonFiniteLossError",

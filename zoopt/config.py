@@ -442,10 +442,32 @@ def _validate_objective(raw: Any) -> dict:
             f"objective.kind: must be one of "
             f"{', '.join(repr(k) for k in OBJECTIVE_KINDS)}, got {kind!r}.{hint}"
         )
-    out = _validate_table(raw, OBJECTIVE_SCHEMAS[kind], "objective")
+    # bounds apply to every kind (the loop enforces them), so they are checked here
+    rest = {k: v for k, v in raw.items() if k != "bounds"}
+    out = _validate_table(rest, OBJECTIVE_SCHEMAS[kind], "objective")
     if kind == "function":
         _check_function(out)
+    if "bounds" in raw:
+        out["bounds"] = _check_bounds(raw["bounds"])
     return out
+
+
+def _check_bounds(bounds: Any) -> list:
+    """``objective.bounds``: ``[lower, upper]``, each a number or a list of numbers."""
+    form = (
+        "objective.bounds: must be [lower, upper], each a number or a list of D numbers "
+        "(inf/-inf for an open side)"
+    )
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise ConfigError(f"{form}, got {bounds!r}")
+    for side in bounds:
+        if not (number(side) or (isinstance(side, list) and side and all(map(number, side)))):
+            raise ConfigError(f"{form}, got {bounds!r}")
+    return [list(map(float, s)) if isinstance(s, list) else float(s) for s in bounds]
 
 
 def _check_function(obj: dict) -> None:

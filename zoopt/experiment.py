@@ -141,7 +141,7 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
         return BuiltObjective(FunctionObjective(fn, dim=dim, name=obj["function"]), start)
     if kind == "gym":
         mod = _import(kind)
-        options = {k: v for k, v in obj.items() if k not in ("kind", "env")}
+        options = {k: v for k, v in obj.items() if k not in ("kind", "env", "bounds")}
         options["hidden"] = tuple(options.get("hidden", (32, 32)))
         options["env_kwargs"] = dict(options.get("env_kwargs") or {}) or None
         try:
@@ -260,6 +260,7 @@ def make_minimizer(
             max_grad_norm=opt.get("max_grad_norm"),
             max_step_norm=opt.get("max_step_norm"),
             max_evaluations=cfg["budget"].get("max_evaluations"),
+            bounds=cfg["objective"].get("bounds"),
             evaluator=evaluator,
             progress=progress,
             **est_options,

@@ -1,4 +1,4 @@
-"""The one loop: estimate → optimizer.step → scheduler → callbacks.
+"""The one loop: ask → evaluate → tell (estimate → optimizer.step → scheduler → callbacks).
 
 :func:`minimize` is the public entry point; :class:`Minimizer` is the same loop as an object
 whose complete state (parameters, optimizer, scheduler, estimator, objective statistics,
@@ -14,17 +14,19 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from zoopt.estimators import Estimator, get_estimator
+from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estimator
+from zoopt.estimators.base import sanitize_losses
 from zoopt.evaluators import make_evaluator
-from zoopt.objectives.base import Objective, as_objective
-from zoopt.optim import make_optimizer, make_scheduler
-from zoopt.population import ExplicitPopulation
+from zoopt.objectives.base import BoxObjective, Objective, as_objective
+from zoopt.optim import SCHEDULES, make_optimizer, make_scheduler
+from zoopt.population import CenteredPopulation, ExplicitPopulation
 from zoopt.result import HISTORY_KEYS, Result
 from zoopt.weights import NonFiniteLossError
 
@@ -45,20 +47,23 @@ def step_seed(seed: int, step: int) -> int:
     return int(ss.generate_state(1, np.uint64)[0] & np.uint64(2**63 - 1))
 
 
-def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None]:
+def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None, bool]:
+    """``(θ₀ (D,), the module or None, whether x0 came as numpy/a list)``."""
     if isinstance(x0, nn.Module):
         params = list(x0.parameters())
         if not params:
             raise ValueError("x0: the module has no parameters to optimise")
-        return nn.utils.parameters_to_vector(params).detach().clone(), x0
-    if isinstance(x0, np.ndarray):
-        x0 = torch.from_numpy(x0)
+        return nn.utils.parameters_to_vector(params).detach().clone(), x0, False
+    as_numpy = isinstance(x0, (np.ndarray, list, tuple))
+    if isinstance(x0, np.ndarray) and x0.dtype.kind in "fiub":
+        x0 = torch.from_numpy(np.ascontiguousarray(x0))
     if not isinstance(x0, Tensor):
         try:
             x0 = torch.as_tensor(x0, dtype=torch.get_default_dtype())
         except Exception:
             raise TypeError(
-                f"x0 must be a 1-D tensor (D,) or an nn.Module, got {type(x0).__name__}"
+                f"x0 must be a 1-D tensor (D,), a numpy array, a list of numbers or an "
+                f"nn.Module, got {type(x0).__name__}"
             ) from None
     if x0.ndim != 1 or x0.numel() == 0:
         raise ValueError(f"x0 must be a non-empty 1-D tensor (D,), got shape {tuple(x0.shape)}")
@@ -66,11 +71,105 @@ def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None]:
         x0 = x0.to(torch.get_default_dtype())
     if not bool(torch.isfinite(x0).all()):
         raise ValueError("x0 must be finite; it contains NaN or Inf")
-    return x0.detach().clone(), None
+    return x0.detach().clone(), None, as_numpy
+
+
+def _box(bounds: Any, integer: Any, x0: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """``(lower, upper, integer indices)`` from the ``bounds``/``integer`` options, or None."""
+    d = x0.numel()
+    if bounds is None and integer is None:
+        return None
+    form = "bounds must be (lower, upper), each a number or a (D,) array (±inf for open sides)"
+    if bounds is None:
+        bounds = (-math.inf, math.inf)
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise ValueError(f"{form}; got {bounds!r}")
+    sides = []
+    for side in bounds:
+        try:
+            t = torch.as_tensor(np.asarray(side, dtype=np.float64)).to(x0.dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"{form}; got {bounds!r}") from None
+        if t.ndim == 0:
+            t = t.expand(d).clone()
+        if t.shape != (d,):
+            raise ValueError(f"{form} with D = {d}; got a side of shape {tuple(t.shape)}")
+        if bool(torch.isnan(t).any()):
+            raise ValueError(f"{form}; got NaN")
+        sides.append(t.to(x0.device))
+    lo, hi = sides
+    bad = torch.nonzero(lo > hi).flatten().tolist()
+    if bad:
+        raise ValueError(f"bounds: lower > upper at coordinates {bad[:10]}")
+    outside = torch.nonzero((x0 < lo) | (x0 > hi)).flatten().tolist()
+    if outside:
+        raise ValueError(f"x0 lies outside bounds at coordinates {outside[:10]}")
+    if integer is None:
+        integer = []
+    try:
+        idx = [int(i) for i in integer if not isinstance(i, bool) and int(i) == i]
+    except (TypeError, ValueError):
+        idx = None
+    if idx is None or len(idx) != len(list(integer)) or any(not 0 <= i < d for i in idx):
+        raise ValueError(
+            f"integer must be a list of coordinate indices in [0, {d}), got {integer!r}"
+        )
+    return lo, hi, torch.tensor(sorted(set(idx)), dtype=torch.long)
+
+
+def _check_schedule(schedule: Any, warmup_steps: Any) -> None:
+    """The ``schedule``/``warmup_steps`` options (the scheduler itself is built later)."""
+    if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+    if schedule is not None and not callable(schedule) and schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES} or a factory, got {schedule!r}")
+
+
+def _needs_objective(estimator: Estimator) -> str:
+    return (
+        f"estimator {estimator.name!r} evaluates the objective itself (its surrogate or its "
+        "sampled outputs), so it has no ask()/tell(); give it the objective and call step() "
+        "or run(), or use a population estimator ('es', 'sampling', 'cmaes', ...) for ask/tell"
+    )
+
+
+class _AskTellObjective(Objective):
+    """Stands in for the objective of a Minimizer built with ``objective=None``."""
+
+    name = "ask/tell"
+
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        raise RuntimeError(
+            "this Minimizer has no objective (objective=None): evaluate the rows of ask() "
+            "yourself and pass their losses to tell()"
+        )
+
+
+@dataclass
+class _Asked:
+    """A step between ask and tell: the estimator's population and the rows evaluated."""
+
+    seed: int
+    population: Any  # the estimator's population, K rows
+    evaluated: Any  # what the objective sees: the population, then θ when the centre is kept
+    with_center: bool
 
 
 class Minimizer:
-    """The optimisation loop as a resumable object. See :func:`minimize` for the options."""
+    """The optimisation loop as a resumable object, with ask/tell. See :func:`minimize`.
+
+    :meth:`step` is :meth:`ask` → evaluate → :meth:`tell`; the same two calls drive a loop
+    whose evaluation runs elsewhere (a simulator, a cluster job, an instrument)::
+
+        m = zoopt.Minimizer(None, np.zeros(5), estimator="es", seed=0)
+        for _ in range(100):
+            X = m.ask()                      # (K, D) numpy, x0's type
+            m.tell([my_loss(x) for x in X])  # K losses
+        print(m.best_x, m.result())
+
+    With ``evaluate_center=True`` (the default when an objective is given) the rows also
+    hold θ as their last row, so the history's ``loss`` is the centre's loss.
+    """
 
     #: seconds between plain progress lines (``progress="lines"``)
     progress_every: float = 10.0
@@ -83,6 +182,10 @@ class Minimizer:
         estimator: str | Estimator = "sampling",
         steps: int = 500,
         seed: int = 0,
+        batched: bool = True,
+        bounds: Any = None,
+        integer: Any = None,
+        evaluate_center: bool | int | None = None,
         optimizer: str | type | Callable = "adam",
         lr: float = 0.02,
         optimizer_options: dict | None = None,
@@ -110,12 +213,30 @@ class Minimizer:
             raise ValueError(
                 f"max_evaluations must be a positive int or None, got {max_evaluations!r}"
             )
-        x, self.module = _flat_start(x0)
-        self.objective: Objective = as_objective(objective, dim=x.numel())
-        dim = getattr(self.objective, "dim", None)
+        if evaluate_center is not None and not (
+            isinstance(evaluate_center, bool)
+            or (isinstance(evaluate_center, int) and evaluate_center >= 1)
+        ):
+            raise ValueError(
+                "evaluate_center must be True, False, None or a positive int (every n-th "
+                f"step), got {evaluate_center!r}"
+            )
+        x, self.module, self.as_numpy = _flat_start(x0)
+        self.has_objective = objective is not None
+        if objective is None:
+            objective = _AskTellObjective()
+        objective = as_objective(objective, dim=x.numel(), batched=batched, numpy=self.as_numpy)
+        dim = getattr(objective, "dim", None)
         if dim is not None and dim != x.numel():
             raise ValueError(f"x0 has {x.numel()} parameters but the objective expects {dim}")
+        box = _box(bounds, integer, x)
+        if box is not None:
+            objective = BoxObjective(objective, *box)
+        self.objective: Objective = objective
         self.estimator = get_estimator(estimator, **estimator_options)
+        if not self.has_objective and not isinstance(self.estimator, PopulationEstimator):
+            raise TypeError(_needs_objective(self.estimator))
+        self.evaluate_center = self.has_objective if evaluate_center is None else evaluate_center
         self.steps, self.seed = steps, seed
         self.max_grad_norm, self.max_step_norm = max_grad_norm, max_step_norm
         self.max_evaluations = max_evaluations
@@ -123,41 +244,162 @@ class Minimizer:
         # an evaluator built here from a name (or the default) is closed by close()
         self.owns_evaluator = evaluator is None or isinstance(evaluator, str)
         self.evaluator = make_evaluator(evaluator, **({"device": device} if device else {}))
-        self.x = x
-        self.optimizer = make_optimizer(optimizer, [self.x], lr, **(optimizer_options or {}))
-        self.scheduler = make_scheduler(self.optimizer, schedule, steps, warmup_steps)
-        self.estimator.setup(self.objective, self.x)
+        self.theta = x
+        self.optimizer = make_optimizer(optimizer, [self.theta], lr, **(optimizer_options or {}))
+        # built at the first update, once the evaluations per step (and so the binding
+        # budget) are known
+        self._schedule = (schedule, warmup_steps)
+        _check_schedule(schedule, warmup_steps)
+        self.scheduler = None
+        self.schedule_steps: int | None = None
+        self.estimator.setup(self.objective, self.theta)
         self.step_count = 0
         self.evaluations = 0
         self.best_loss = math.inf
-        self.best_x = self.x.clone()
+        self._best = self._repair(self.theta).clone()
         self.history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
         self.elapsed = 0.0
         self.stop_reason = ""
+        self._asked: _Asked | None = None
+        self._t_ask = 0.0
 
-    # -- one step ---------------------------------------------------------------------------
+    # -- parameters in the type of x0 ---------------------------------------------------------
+    @property
+    def x(self) -> Any:
+        """The current parameters θ ``(D,)``: the live tensor, or a numpy copy for numpy x0."""
+        return self._out(self.theta)
+
+    @property
+    def best_x(self) -> Any:
+        """The best evaluated point so far ``(D,)``, in the type of x0."""
+        return self._out(self._best.clone())
+
+    def _out(self, t: Tensor) -> Any:
+        return t.detach().to("cpu").numpy().copy() if self.as_numpy else t
+
+    def _repair(self, x: Tensor) -> Tensor:
+        """The point the objective evaluates for ``x``: inside the box, integers rounded."""
+        if isinstance(self.objective, BoxObjective):
+            return self.objective.repair(x.detach())
+        return x.detach()
+
+    # -- ask / tell ---------------------------------------------------------------------------
+    def ask(self) -> Any:
+        """The rows to evaluate this step: ``(K, D)``, θ appended as row K when
+        ``evaluate_center``; numpy for numpy/list x0, else a tensor; inside ``bounds``.
+
+        Asking again before :meth:`tell` returns the same rows.
+        """
+        rows = self._repair(self._ask().evaluated.materialize())
+        return rows.to("cpu").numpy().copy() if self.as_numpy else rows.clone()
+
+    def tell(self, losses: Any) -> dict:
+        """Apply the step from the losses of :meth:`ask`'s rows (sequence, numpy or tensor,
+        lower is better, NaN/Inf for failed rows). Returns the step's history row."""
+        if self._asked is None:
+            raise RuntimeError(
+                "tell() needs a pending ask(): call ask(), evaluate its rows, then tell() "
+                "their losses once"
+            )
+        k = len(self._asked.evaluated)
+        try:
+            values = torch.as_tensor(np.asarray(losses, dtype=np.float64))
+        except (TypeError, ValueError):
+            if isinstance(losses, Tensor):
+                values = losses.detach().to("cpu", torch.float64)
+            else:
+                raise TypeError(
+                    f"tell(losses): expected {k} real numbers (a sequence, numpy array or "
+                    f"tensor), got {type(losses).__name__}"
+                ) from None
+        if values.shape != (k,):
+            raise ValueError(
+                f"tell(losses): expected {k} losses, one per row of ask(), got shape "
+                f"{tuple(values.shape)}"
+            )
+        return self._tell(values)
+
+    def _ask(self) -> _Asked:
+        if self._asked is None:
+            if not isinstance(self.estimator, PopulationEstimator):
+                raise TypeError(_needs_objective(self.estimator))
+            self._t_ask = time.perf_counter()
+            seed = step_seed(self.seed, self.step_count)
+            population = self.estimator.ask(self.theta, seed)
+            evaluated = population
+            with_center = self._center_due()
+            if with_center:
+                evaluated = CenteredPopulation(population, self.theta.detach().clone())
+            self._asked = _Asked(seed, population, evaluated, with_center)
+        return self._asked
+
+    def _tell(self, losses: Tensor) -> dict:
+        asked, self._asked = self._asked, None
+        k = len(asked.population)
+        center_loss = float(losses[k]) if asked.with_center else math.nan
+        self.evaluations += len(asked.evaluated) - k
+        if asked.with_center:
+            self._consider(center_loss, self._repair(self.theta))
+        pop = losses[:k].to(dtype=self.theta.dtype)
+        if not bool(torch.isfinite(pop).all()):
+            self.estimator._warn_nonfinite(pop)
+            try:
+                sanitize_losses(pop, self.estimator.name)
+            except NonFiniteLossError as e:
+                self._fail(f"step {self.step_count + 1}: {e}")
+        est = self.estimator.tell(self.theta, asked.population, pop)
+        est.losses, est.population = pop, asked.population
+        est.evaluations = est.evaluations or k
+        return self._apply(est, center_loss, self._t_ask)
+
+    def step(self) -> dict:
+        """Take one step (ask → evaluate → tell); returns the step's history row."""
+        if not self.has_objective:
+            raise RuntimeError(
+                "step()/run() need an objective; this Minimizer has none (objective=None): "
+                "use ask() and tell()"
+            )
+        if isinstance(self.estimator, PopulationEstimator):
+            asked = self._ask()
+            losses = self.evaluator.evaluate(self.objective, asked.evaluated, asked.seed)
+            return self._tell(losses)
+        # estimators that query the objective themselves (gradient, reinforce)
+        t0 = time.perf_counter()
+        seed = step_seed(self.seed, self.step_count)
+        center_loss = math.nan
+        if self._center_due():
+            center_loss = self._evaluate_center(seed)
+            self._consider(center_loss, self._repair(self.theta))
+        try:
+            est = self.estimator.estimate(self.objective, self.theta, self.evaluator, seed)
+        except NonFiniteLossError as e:
+            self._fail(f"step {self.step_count + 1}: {e}")
+        return self._apply(est, center_loss, t0)
+
+    # -- the step's bookkeeping, whichever way the losses came -------------------------------
+    def _center_due(self) -> bool:
+        """Whether this step evaluates θ: every step, never, or every n-th (1, n+1, …)."""
+        every = self.evaluate_center
+        if isinstance(every, bool):
+            return every
+        return self.step_count % every == 0
+
     def _evaluate_center(self, seed: int) -> float:
-        losses = self.evaluator.evaluate(self.objective, ExplicitPopulation(self.x[None]), seed)
+        population = ExplicitPopulation(self.theta.detach()[None])
+        losses = self.evaluator.evaluate(self.objective, population, seed)
         self.evaluations += 1
         return float(losses[0])
 
     def _consider(self, loss: float, x: Tensor) -> None:
         if math.isfinite(loss) and loss < self.best_loss:
             self.best_loss = loss
-            self.best_x = x.detach().clone()
+            self._best = x.detach().clone()
 
-    def step(self) -> dict:
-        """Take one step; returns the step's history row."""
-        t0 = time.perf_counter()
+    def _apply(self, est: Estimate, center_loss: float, t0: float) -> dict:
+        """Best-so-far, the update of θ, the schedule and the history row of one step."""
         t = self.step_count
-        seed = step_seed(self.seed, t)
         est_name = self.estimator.name or type(self.estimator).__name__
-        center_loss = self._evaluate_center(seed)
-        self._consider(center_loss, self.x)
-        try:
-            est = self.estimator.estimate(self.objective, self.x, self.evaluator, seed)
-        except NonFiniteLossError as e:
-            self._fail(f"step {t + 1}: {e}")
+        spent = est.evaluations + (0 if math.isnan(center_loss) else 1)
         self.evaluations += est.evaluations
         pop_loss = math.nan
         if est.losses is not None and est.losses.numel() and est.population is not None:
@@ -167,39 +409,46 @@ class Minimizer:
             i = int(np.argmin(losses))
             pop_loss = float(losses[np.isfinite(losses)].mean())
             if losses[i] < self.best_loss:
-                self._consider(float(losses[i]), est.population.rows(i, i + 1)[0])
-        before = self.x.clone()
+                self._consider(float(losses[i]), self._repair(est.population.rows(i, i + 1)[0]))
+        self._build_scheduler(spent)
+        before = self.theta.clone()
         lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this step uses
         grad_norm = math.nan
         if est.x is not None:
-            new = est.x.to(self.x)
+            new = est.x.to(self.theta)
             if not bool(torch.isfinite(new).all()):
                 self._fail(f"step {t + 1}: {est_name} proposed NaN/Inf parameters")
             with torch.no_grad():
-                self.x.copy_(new)
+                self.theta.copy_(new)
         else:
-            grad = est.grad.to(self.x)
+            grad = est.grad.to(self.theta)
             if not bool(torch.isfinite(grad).all()):
                 self._fail(f"step {t + 1}: {est_name} produced a NaN/Inf pseudo-gradient")
             grad_norm = float(grad.norm())
             if self.max_grad_norm is not None and grad_norm > self.max_grad_norm:
                 grad = grad * (self.max_grad_norm / grad_norm)
-            self.x.grad = grad
+            self.theta.grad = grad
             self.optimizer.step()
-            self.x.grad = None
+            self.theta.grad = None
             if self.scheduler is not None:
                 self.scheduler.step()
-        delta = self.x - before
+        delta = self.theta - before
         update_norm = float(delta.norm())
         # an estimator that owns its mean (CMA-ES) is not clipped: its distribution would
         # drift away from the parameters
         if est.x is None and self.max_step_norm is not None and update_norm > self.max_step_norm:
             with torch.no_grad():
-                self.x.copy_(before + delta * (self.max_step_norm / update_norm))
+                self.theta.copy_(before + delta * (self.max_step_norm / update_norm))
             update_norm = self.max_step_norm
-        if not bool(torch.isfinite(self.x).all()):
+        if isinstance(self.objective, BoxObjective):
+            # projected update: θ stays inside the box (integer coordinates stay continuous)
+            lo, hi = self.objective.bounds
             with torch.no_grad():
-                self.x.copy_(before)
+                self.theta.copy_(torch.clamp(self.theta, lo.to(self.theta), hi.to(self.theta)))
+            update_norm = float((self.theta - before).norm())
+        if not bool(torch.isfinite(self.theta).all()):
+            with torch.no_grad():
+                self.theta.copy_(before)
             self._fail(
                 f"step {t + 1}: parameters became NaN/Inf after the optimizer step "
                 "(the last finite parameters are kept); lower lr or set max_grad_norm"
@@ -212,6 +461,7 @@ class Minimizer:
             "best_loss": self.best_loss,
             "population_loss": pop_loss,
             "metric": self.objective.metric(center_loss),
+            "best_metric": self.objective.metric(self.best_loss),
             "evaluations": self.evaluations,
             "alpha": math.nan if est.alpha is None else float(est.alpha),
             "ess": math.nan if est.ess is None else float(est.ess),
@@ -227,6 +477,19 @@ class Minimizer:
         if est.stop:
             self.stop_reason = ", ".join(f"{k}={v}" for k, v in est.stop.items())
         return row
+
+    def _build_scheduler(self, per_step: int, steps: int | None = None) -> None:
+        """The schedule over whichever budget ends the run first: ``steps`` or
+        ``max_evaluations`` at ``per_step`` evaluations a step."""
+        if self.schedule_steps is not None:
+            return
+        if steps is None:
+            steps = self.steps
+            if self.max_evaluations is not None and per_step > 0:
+                steps = min(steps, max(1, math.ceil(self.max_evaluations / per_step)))
+        self.schedule_steps = steps
+        schedule, warmup_steps = self._schedule
+        self.scheduler = make_scheduler(self.optimizer, schedule, steps, warmup_steps)
 
     def _fail(self, message: str) -> None:
         raise NonFiniteError(message, self.result(evaluate_final=False))
@@ -291,15 +554,16 @@ class Minimizer:
     def result(self, evaluate_final: bool = True) -> Result:
         """The :class:`Result` for the current state (evaluates the final parameters once)."""
         loss = math.nan
-        if evaluate_final:
+        if evaluate_final and self.has_objective:
             loss = self._evaluate_center(step_seed(self.seed, self.step_count))
-            self._consider(loss, self.x)
+            self._consider(loss, self._repair(self.theta))
+        x = self._repair(self.theta).clone()
         if self.module is not None:
-            nn.utils.vector_to_parameters(self.x.detach().clone(), list(self.module.parameters()))
+            nn.utils.vector_to_parameters(x.clone(), list(self.module.parameters()))
         return Result(
-            x=self.x.detach().clone(),
+            x=self._out(x),
             loss=loss,
-            best_x=self.best_x.clone(),
+            best_x=self.best_x,
             best_loss=self.best_loss,
             evaluations=self.evaluations,
             steps=self.step_count,
@@ -320,15 +584,16 @@ class Minimizer:
         """
         return copy.deepcopy(
             {
-                "x": self.x.detach().clone(),
+                "x": self.theta.detach().clone(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "schedule_steps": self.schedule_steps,
                 "estimator": self.estimator.state_dict(),
                 "objective": self.objective.state_dict(),
                 "step_count": self.step_count,
                 "evaluations": self.evaluations,
                 "best_loss": self.best_loss,
-                "best_x": self.best_x.clone(),
+                "best_x": self._best.clone(),
                 "history": {k: list(v) for k, v in self.history.items()},
                 "elapsed": self.elapsed,
                 "seed": self.seed,
@@ -338,7 +603,11 @@ class Minimizer:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         with torch.no_grad():
-            self.x.copy_(state["x"])
+            self.theta.copy_(state["x"])
+        if state.get("scheduler") is not None:
+            # built before the optimizer's state is restored: building it sets the lr
+            self.schedule_steps = None
+            self._build_scheduler(0, steps=state.get("schedule_steps") or self.steps)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -347,7 +616,8 @@ class Minimizer:
         self.step_count = int(state["step_count"])
         self.evaluations = int(state["evaluations"])
         self.best_loss = float(state["best_loss"])
-        self.best_x = state["best_x"].clone()
+        self._best = state["best_x"].clone()
+        self._asked = None
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.elapsed = float(state["elapsed"])
         self.seed = int(state["seed"])
@@ -396,14 +666,29 @@ def minimize(
     """Minimise ``objective`` from ``x0``.
 
     Args:
-        objective: a batched callable ``f(X: Tensor[K, D]) -> Tensor[K]`` (lower is better)
-            or a :class:`zoopt.Objective`.
-        x0: ``(D,)`` start, or an ``nn.Module`` whose parameters are optimised through a flat
-            view and written back in place at the end.
+        objective: a batched callable ``f(X: Tensor[K, D]) -> Tensor[K]`` (lower is better),
+            with ``batched=False`` a function ``f(x) -> float`` of one vector, or a
+            :class:`zoopt.Objective`.
+        x0: ``(D,)`` start — a tensor, a numpy array or a list (then ``f`` receives numpy
+            rows under ``batched=False`` and the result's ``x``/``best_x`` are numpy) — or
+            an ``nn.Module`` whose parameters are optimised through a flat view and written
+            back in place at the end (:func:`zoopt.batched_forward` runs it on the rows).
         estimator: a registered name (``"sampling"``, ``"es"``, ``"cmaes"``,
             ``"reinforce"``, ``"gradient"``) or an estimator object.
         steps: number of steps.
         seed: everything random in the run derives from it; same seed → same result.
+        batched: False for ``f(x) -> float`` on one vector: rows are evaluated one at a
+            time (on Ray, in parallel across workers).
+        bounds: ``(lower, upper)``, each a number or a ``(D,)`` array (``±inf`` for an open
+            side): the objective only ever receives points inside the box (candidates are
+            projected onto it, see :class:`zoopt.objectives.base.BoxObjective` for the
+            effect on the estimate), θ is projected after each update, and ``x``/``best_x``
+            lie inside. ``cmaes`` hands the box to pycma's own boundary handling.
+        integer: indices of coordinates evaluated at integer values (rounded at evaluation;
+            ``cmaes`` also passes them as pycma's ``integer_variables``).
+        evaluate_center: evaluate θ every step (True, the default), never (False; the
+            history's ``loss`` is then NaN), or every n-th step (an int). θ travels as one
+            more row of the population's evaluator call, so it costs one candidate.
         **options: the estimator's options (``sigma``, ``population``, ``alpha``, …) and the
             loop's: ``optimizer`` (name or ``torch.optim`` class, default ``"adam"``), ``lr``
             (0.02), ``optimizer_options``, ``schedule`` (``"constant"``, ``"cosine"``,

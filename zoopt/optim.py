@@ -7,6 +7,7 @@ Every estimator reports a pseudo-gradient with the scale of a true gradient, so 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -67,7 +68,12 @@ class ClipUp(Optimizer):
 def _optimizer_classes() -> dict[str, type]:
     out = {}
     for name, obj in vars(torch.optim).items():
-        if inspect.isclass(obj) and issubclass(obj, Optimizer) and obj is not Optimizer:
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, Optimizer)
+            and obj is not Optimizer
+            and "muon" not in name.lower()  # refused: see _refuse_matrix_only
+        ):
             out[name.lower()] = obj
     return out
 
@@ -86,15 +92,19 @@ def make_optimizer(
             "optimizer must be a name or an Optimizer class/factory (zoopt creates it over the "
             "flat parameter vector); pass optimizer=torch.optim.Adam, optimizer_options={...}"
         )
+    _refuse_matrix_only(optimizer)
     if isinstance(optimizer, str):
         classes = _optimizer_classes()
-        cls = classes.get(optimizer.lower())
+        cls = classes.get(optimizer.lower()) or _pytorch_optimizer(optimizer.lower())
         if cls is None:
-            close = difflib.get_close_matches(optimizer.lower(), classes, n=1)
+            close = difflib.get_close_matches(
+                optimizer.lower(), [*classes, *_external_names()], n=1
+            )
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"optimizer must be one of {sorted(classes)} (or a torch.optim class), got "
-                f"{optimizer!r}.{hint}"
+                f"optimizer must be one of {sorted(classes)}, a name from the pytorch-optimizer "
+                f"package (pip install pytorch-optimizer; e.g. 'adabound', 'amsbound', "
+                f"'lion'), or a torch.optim class; got {optimizer!r}.{hint}"
             )
         optimizer = cls
     if not callable(optimizer):
@@ -102,6 +112,40 @@ def make_optimizer(
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     return optimizer(params, lr=lr, **options)
+
+
+def _pytorch_optimizer(name: str) -> Callable | None:
+    """An optimizer of the ``pytorch-optimizer`` package by name (None if absent or unknown).
+
+    ``"amsbound"`` is its AdaBound with ``ams_bound=True`` (Luo et al., 2019).
+    """
+    try:
+        import pytorch_optimizer
+    except ImportError:
+        return None
+    if name == "amsbound":
+        return functools.partial(pytorch_optimizer.AdaBound, ams_bound=True)
+    if name not in pytorch_optimizer.get_supported_optimizers():
+        return None
+    return pytorch_optimizer.load_optimizer(name)
+
+
+def _external_names() -> list[str]:
+    try:
+        import pytorch_optimizer
+    except ImportError:
+        return []
+    return [*pytorch_optimizer.get_supported_optimizers(), "amsbound"]
+
+
+def _refuse_matrix_only(optimizer: Any) -> None:
+    """Muon and its variants orthogonalise 2-D updates; zoopt's θ is one flat vector."""
+    name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "")
+    if "muon" in str(name).lower():
+        raise ValueError(
+            f"optimizer {name!r} (Muon) needs 2-D weight matrices, but zoopt optimises one "
+            "flat parameter vector (D,); use 'adam', 'sgd' or another element-wise optimizer"
+        )
 
 
 SCHEDULES = ("constant", "cosine", "linear")

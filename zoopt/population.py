@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["ExplicitPopulation", "GaussianPopulation", "Population", "noise_block_seed"]
+__all__ = [
+    "CenteredPopulation",
+    "ExplicitPopulation",
+    "GaussianPopulation",
+    "Population",
+    "noise_block_seed",
+]
 
 #: noise rows per independently seeded block
 NOISE_BLOCK = 16
@@ -237,4 +243,36 @@ class GaussianPopulation:
         return first, c @ (z * z) - total
 
 
-Population = ExplicitPopulation | GaussianPopulation
+@dataclass
+class CenteredPopulation:
+    """An estimator's population followed by the centre θ as row K: ``K + 1`` rows.
+
+    The loop evaluates θ in the same evaluator call as the population, so the centre's
+    loss costs one more row rather than a separate call. Rows ``0:K`` are the population's.
+    """
+
+    population: ExplicitPopulation | GaussianPopulation
+    center: Tensor
+
+    def __len__(self) -> int:
+        return len(self.population) + 1
+
+    @property
+    def dim(self) -> int:
+        """D, the number of parameters per candidate."""
+        return self.center.shape[0]
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Rows ``start:stop``, shape ``(stop - start, D)``; row K is θ."""
+        k = len(self.population)
+        parts = [self.population.rows(start, min(stop, k))] if start < k else []
+        if stop > k:
+            parts.append(self.center[None])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def materialize(self) -> Tensor:
+        """All ``K + 1`` rows."""
+        return self.rows(0, len(self))
+
+
+Population = ExplicitPopulation | GaussianPopulation | CenteredPopulation

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
-from zoopt.objectives.base import Objective
+from zoopt.objectives.base import BoxObjective, Objective
 from zoopt.population import ExplicitPopulation, Population
 
 __all__ = ["CMAES", "DIAGONAL_ABOVE"]
@@ -166,6 +166,9 @@ class CMAES(PopulationEstimator):
         super().setup(objective, x0)
         self._reset()
         self._dim = int(x0.numel())
+        # the loop's bounds go to pycma's own boundary handling (its BoundTransform unless
+        # options choose another BoundaryHandler) and integer coordinates to integer_variables
+        self._box = objective if isinstance(objective, BoxObjective) else None
 
     def uses_diagonal(self, dim: int) -> bool:
         """Whether a ``dim``-parameter problem runs sep-CMA-ES."""
@@ -187,6 +190,11 @@ class CMAES(PopulationEstimator):
         )
         if self.population is not None:
             opts["popsize"] = self.population
+        box = getattr(self, "_box", None)
+        if box is not None and "bounds" not in self.options:
+            opts["bounds"] = [box.lower.tolist(), box.upper.tolist()]
+            if box.integer.numel() and "integer_variables" not in self.options:
+                opts["integer_variables"] = box.integer.tolist()
         return opts
 
     def _randn(self, lam: int, dim: int) -> np.ndarray:

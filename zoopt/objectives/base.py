@@ -28,7 +28,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Objective", "FunctionObjective", "OutputSamples", "as_objective", "seeded_generator"]
+__all__ = [
+    "Objective",
+    "FunctionObjective",
+    "ScalarObjective",
+    "BoxObjective",
+    "OutputSamples",
+    "as_objective",
+    "seeded_generator",
+]
+
+#: how a batched callable's failure is explained (it may have been written for one vector)
+BATCHED_HINT = (
+    "f receives a batch X of shape (K, D), one candidate per row, and must return K losses; "
+    "for f(x) -> float on one vector (D,), pass batched=False"
+)
 
 
 @dataclass
@@ -163,9 +177,16 @@ class FunctionObjective(Objective):
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
 
     def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
-        with torch.no_grad():
-            out = self.fn(X)
-        return check_losses(out, len(X), self.name)
+        try:
+            with torch.no_grad():
+                out = self.fn(X)
+        except Exception as e:
+            e.add_note(f"objective {self.name!r}: {BATCHED_HINT}")
+            raise
+        try:
+            return check_losses(out, len(X), self.name)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{e}. {BATCHED_HINT}") from None
 
     def surrogate(self, x: Tensor, seed: int = 0) -> Tensor:
         out = self.fn(x.unsqueeze(0))
@@ -175,6 +196,152 @@ class FunctionObjective(Objective):
 
     def __repr__(self) -> str:
         return f"FunctionObjective({self.name})"
+
+
+class ScalarObjective(Objective):
+    """Wraps ``f(x) -> float`` on one parameter vector; the rows of a batch are evaluated in turn.
+
+    Args:
+        fn: ``f(x) -> float`` (a Python number, a 0-d or one-element array or tensor).
+        numpy: hand ``f`` each row as a float64 numpy array ``(D,)`` (for ``x0`` given as a
+            numpy array or a list) instead of a tensor ``(D,)``.
+        dim: the expected D, or None.
+
+    The Ray evaluator ships this object (and ``fn`` with it) to its workers, where each
+    chunk of rows is evaluated one row at a time.
+    """
+
+    def __init__(
+        self, fn: Callable[[Any], float], numpy: bool = False, dim: int | None = None
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"objective must be callable f(x[D]) -> float, got {fn!r}")
+        self.fn = fn
+        self.numpy = bool(numpy)
+        self.dim = dim
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        rows = X.detach().to("cpu", torch.float64).numpy() if self.numpy else X
+        out = torch.empty(len(X), dtype=torch.float64)
+        with torch.no_grad():
+            for i, x in enumerate(rows):
+                try:
+                    value = self.fn(x)
+                except Exception as e:
+                    e.add_note(f"objective {self.name!r} raised at row {i} of {len(X)}")
+                    raise
+                out[i] = _scalar_loss(value, self.name)
+        return out
+
+    def __repr__(self) -> str:
+        return f"ScalarObjective({self.name})"
+
+
+def _scalar_loss(value: Any, name: str) -> float:
+    """One loss from ``f(x)``: a real number, 0-d or one-element array/tensor."""
+    size = value.numel() if isinstance(value, Tensor) else getattr(value, "size", None)
+    if isinstance(value, (Tensor, np.ndarray)) and size == 1:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(
+            f"objective {name!r} (batched=False) must return one real number for a vector x "
+            f"(D,); got {type(value).__name__}"
+            + (f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else "")
+        )
+    return float(value)
+
+
+class BoxObjective(Objective):
+    """An objective seen through a box ``[lower, upper]`` and integer coordinates.
+
+    Every point is repaired before the wrapped objective sees it (:meth:`repair`): projected
+    onto the box (each coordinate clipped) and, for the ``integer`` coordinates, rounded to
+    the nearest integer inside the box. For a Gaussian estimator the step therefore
+    estimates the gradient of the smoothed composite E[L(repair(θ + σε))]: outside the box
+    the loss is that of the nearest point of the box, so the estimate pushes θ back along
+    the box's faces; the loop projects θ itself onto the box after each update.
+
+    Args:
+        objective: the wrapped :class:`Objective`.
+        lower, upper: ``(D,)`` bounds (``-inf``/``inf`` for an open side), ``lower <= upper``.
+        integer: indices of coordinates that take integer values only.
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        lower: Tensor,
+        upper: Tensor,
+        integer: Tensor | None = None,
+    ) -> None:
+        self.objective = objective
+        self.lower, self.upper = lower, upper
+        self.integer = integer if integer is not None else torch.zeros(0, dtype=torch.long)
+        self.dim = objective.dim
+        self.metric_name = objective.metric_name
+        self.metric_sign = objective.metric_sign
+        self.name = getattr(objective, "name", type(objective).__name__)
+
+    def repair(self, X: Tensor) -> Tensor:
+        """``X`` ``(..., D)`` projected onto the box, integer coordinates rounded."""
+        lo, hi = self.lower.to(X), self.upper.to(X)
+        X = torch.clamp(X, lo, hi)
+        if self.integer.numel():
+            cols = self.integer.to(X.device)
+            r = torch.round(X[..., cols])
+            # rounding may leave a box with fractional bounds: take the integer inside it
+            r = torch.where(r < lo[cols], torch.ceil(lo[cols]), r)
+            r = torch.where(r > hi[cols], torch.floor(hi[cols]), r)
+            X = X.clone()
+            X[..., cols] = r
+        return X
+
+    @property
+    def bounds(self) -> tuple[Tensor, Tensor]:
+        """``(lower, upper)``, each ``(D,)``."""
+        return self.lower, self.upper
+
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        return self.objective.evaluate(self.repair(X), seed)
+
+    @property
+    def has_surrogate(self) -> bool:
+        return self.objective.has_surrogate
+
+    def surrogate(self, x: Tensor, seed: int = 0) -> Tensor:
+        return self.objective.surrogate(self.repair(x), seed)
+
+    @property
+    def can_sample_outputs(self) -> bool:
+        return self.objective.can_sample_outputs
+
+    def sample_outputs(self, x, num_samples, generator, seed=0) -> OutputSamples:
+        return self.objective.sample_outputs(self.repair(x), num_samples, generator, seed)
+
+    def metric(self, loss: float) -> float:
+        return self.objective.metric(loss)
+
+    def pop_stats(self) -> Any:
+        return self.objective.pop_stats()
+
+    def absorb_stats(self, stats: Any) -> None:
+        self.objective.absorb_stats(stats)
+
+    def shared_state(self) -> Any:
+        return self.objective.shared_state()
+
+    def load_shared_state(self, state: Any) -> None:
+        self.objective.load_shared_state(state)
+
+    def state_dict(self) -> dict:
+        return self.objective.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.objective.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return f"BoxObjective({self.objective!r})"
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -204,11 +371,26 @@ def check_losses(out: Any, k: int, name: str = "objective") -> Tensor:
     return out.detach()
 
 
-def as_objective(objective: Any, dim: int | None = None) -> Objective:
-    """Turn a plain batched callable into an :class:`Objective` (objectives pass through)."""
+def as_objective(
+    objective: Any, dim: int | None = None, batched: bool = True, numpy: bool = False
+) -> Objective:
+    """Turn a plain callable into an :class:`Objective` (objectives pass through).
+
+    ``batched=True``: ``f(X: Tensor[K, D]) -> Tensor[K]``; ``batched=False``: ``f(x) -> float``
+    on one vector, a numpy array ``(D,)`` when ``numpy`` else a tensor ``(D,)``.
+    """
+    if not isinstance(batched, bool):
+        raise TypeError(f"batched must be True or False, got {batched!r}")
     if isinstance(objective, Objective):
+        if not batched:
+            raise ValueError(
+                "batched=False applies to plain functions f(x) -> float; "
+                f"{type(objective).__name__} is already a zoopt Objective"
+            )
         return objective
     if callable(objective):
+        if not batched:
+            return ScalarObjective(objective, numpy=numpy, dim=dim)
         return FunctionObjective(objective, dim=dim)
     raise TypeError(
         "objective must be a zoopt Objective or a batched callable f(X: Tensor[K, D]) -> "

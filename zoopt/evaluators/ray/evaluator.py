@@ -21,7 +21,12 @@ from zoopt.evaluators.ray.session import (
 )
 from zoopt.evaluators.ray.worker import StepPayload, from_wire, remote_worker_class
 from zoopt.objectives.base import Objective
-from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
+from zoopt.population import (
+    CenteredPopulation,
+    ExplicitPopulation,
+    GaussianPopulation,
+    Population,
+)
 
 __all__ = ["RayEvaluator", "REDUCE_THRESHOLD"]
 
@@ -236,7 +241,8 @@ class RayEvaluator:
         """Row ranges, about ``num_workers × chunks_per_worker`` whatever K; whole
         antithetic pairs stay together."""
         k = len(population)
-        unit = 2 if isinstance(population, GaussianPopulation) and population.antithetic else 1
+        inner = population.population if isinstance(population, CenteredPopulation) else population
+        unit = 2 if isinstance(inner, GaussianPopulation) and inner.antithetic else 1
         units = math.ceil(k / unit)
         pieces = self.num_workers * self.chunks_per_worker
         if self.max_batch is not None:  # no task larger than max_batch rows
@@ -249,15 +255,13 @@ class RayEvaluator:
     def _payload(self, objective: Objective | None, population: Population, seed: int) -> Any:
         """The step's shared payload, put into the object store once."""
         shipped = None
-        if isinstance(population, GaussianPopulation):
-            # a copy without the driver's noise cache or reducer hook, θ on the CPU
-            shipped = copy.copy(population)
-            for name, value in vars(shipped).items():
-                if isinstance(value, Tensor):
-                    setattr(shipped, name, value.detach().to("cpu"))
-            if "reducer" in vars(shipped):
-                shipped.reducer = None
-            shipped._cache = None
+        if isinstance(population, CenteredPopulation):
+            # θ as row K after a Gaussian population's rows: the workers build both
+            inner = _shippable(population.population)
+            if inner is not None:
+                shipped = CenteredPopulation(inner, population.center.detach().to("cpu"))
+        else:
+            shipped = _shippable(population)
         box = [0, None] if objective is None else self._objective_box(objective)
         shared = None if objective is None else objective.shared_state()
         return ray.put(StepPayload(box, shipped, shared, int(seed)))
@@ -297,9 +301,10 @@ class RayEvaluator:
             return torch.empty(0)
         payload = self._payload(objective, population, seed)
         self._sent = {a: p for a, p in self._sent.items() if a in self._pool.nodes}
-        gaussian = isinstance(population, GaussianPopulation)
+        inner = population.population if isinstance(population, CenteredPopulation) else population
+        gaussian = isinstance(inner, GaussianPopulation)
         if gaussian:
-            self._step = (population, payload)
+            self._step = (inner, payload)
 
         def submit(actor: Any, start: int, stop: int) -> Any:
             # clone: pickling a view would ship the whole underlying storage
@@ -313,8 +318,8 @@ class RayEvaluator:
             stats = results[a][1]
             if stats is not None:
                 objective.absorb_stats(stats)
-        if gaussian and self._reduces(population):
-            population.reducer = self.reduce
+        if gaussian and self._reduces(inner):
+            inner.reducer = self.reduce
         return losses
 
     def _reduces(self, population: GaussianPopulation) -> bool:
@@ -365,3 +370,18 @@ class RayEvaluator:
                 second = part2 if second is None else second + part2
         dtype, device = population.center.dtype, population.center.device
         return first.to(dtype).to(device), (None if second is None else second.to(dtype).to(device))
+
+
+def _shippable(population: Population) -> GaussianPopulation | None:
+    """A Gaussian population's copy without the driver's noise cache or reducer hook, its
+    tensors on the CPU (workers regenerate the rows); None for an explicit one."""
+    if not isinstance(population, GaussianPopulation):
+        return None
+    shipped = copy.copy(population)
+    for name, value in vars(shipped).items():
+        if isinstance(value, Tensor):
+            setattr(shipped, name, value.detach().to("cpu"))
+    if "reducer" in vars(shipped):
+        shipped.reducer = None
+    shipped._cache = None
+    return shipped

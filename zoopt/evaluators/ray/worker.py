@@ -105,6 +105,7 @@ def partial_sums(
     ``(D, D)``. Accumulated in float64, so that adding the parts in row order on the driver
     loses nothing measurable against one float32 sum over all K rows.
     """
+    population = getattr(population, "population", population)  # a centred one: its rows 0:K
     z = population.perturbations(start, stop).to(torch.float64)
     c = coeffs.to(torch.float64)
     first = c @ z
