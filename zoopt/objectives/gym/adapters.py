@@ -5,7 +5,8 @@ The rollout loop (:mod:`zoopt.objectives.gym.rollout`) sees every backend the sa
 * ``reset(seed_index)`` starts an episode in every slot and returns observations
   ``(S, obs_dim)`` float32;
 * ``step(actions)`` advances every slot and returns ``obs (S, obs_dim)`` float32,
-  ``reward (S,)`` and ``done (S,)`` bool (terminated or truncated on this step);
+  ``reward (S,)`` and ``done (S,)`` bool (terminated, or truncated at the objective's
+  ``max_episode_steps``, on this step);
 * ``restart(mask, seed_index, obs)`` starts a new episode in the slots where ``mask``
   ``(S,)`` is true and returns the observations with those rows replaced.
 
@@ -112,8 +113,14 @@ class SyncSlots(SlotEnv):
                 **spec.env_kwargs,
             )
         else:
+            # the objective's step cap as a time limit (a shorter one of the env still ends
+            # its episodes first): every adapter truncates at max_episode_steps
+
+            def capped() -> gym.Env:
+                return gym.wrappers.TimeLimit(spec.factory(), max_episode_steps)
+
             self.venv = gym.vector.SyncVectorEnv(
-                [spec.factory] * num_slots, autoreset_mode=AutoresetMode.NEXT_STEP
+                [capped] * num_slots, autoreset_mode=AutoresetMode.NEXT_STEP
             )
         space = spec.action_space
         self.action_dtype = None if isinstance(space, gym.spaces.Discrete) else space.dtype

@@ -72,7 +72,7 @@ def play_episodes(
         actor_for: candidate indices ``(S,)`` → a batched actor (see :data:`ActorFactory`).
         num_candidates: K.
         seeds: the E episode seeds shared by all candidates.
-        max_episode_steps: an episode ends (truncated) after this many steps at the latest.
+        max_episode_steps: the adapter's time limit (bounds the loop).
         normalizer: frozen ``(mean, 1/std, clip)`` applied to observations, or None.
         sums: accumulates the live slots' raw observations (normaliser statistics).
         squash: applied to actions before the environment (not to recorded actions).
@@ -92,19 +92,21 @@ def play_episodes(
     returns = torch.zeros(n + 1, dtype=torch.float64, device=dev)  # [n]: a write-off slot
     lengths = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     ret = torch.zeros(s, dtype=torch.float64, device=dev)  # running return of each slot
-    length = torch.zeros(s, dtype=torch.int64, device=dev)
+    started = torch.zeros(s, dtype=torch.int64, device=dev)  # loop step of the slot's start
     live = torch.ones(s, dtype=torch.bool, device=dev)
+    all_live = True  # until the queue runs dry, every slot is live: no mask to apply
     obs = env.reset(episode % e)
     actor = actor_for(episode // e)
     rec_obs, rec_act, rec_mask = [], [], []
-    # every window of max_episode_steps ends an episode in each live slot
+    # every window of max_episode_steps ends an episode in each live slot (the adapters
+    # truncate at max_episode_steps)
     max_loop_steps = math.ceil(n / s) * max_episode_steps + check_every
     steps = 0
     with torch.no_grad():
         while steps < max_loop_steps:
             if sums is not None:
                 sums.add(obs, live)
-            o = obs.to(dtype)
+            o = obs if obs.dtype == dtype else obs.to(dtype)
             if normalizer is not None:
                 mean, inv_std, clip = normalizer
                 o = ((o - mean) * inv_std).clamp_(-clip, clip)
@@ -117,14 +119,13 @@ def play_episodes(
             obs, reward, done = env.step(squash(a) if squash is not None else a)
             steps += 1
             ret += reward
-            length += 1
-            ended = live & (done | (length >= max_episode_steps))
+            ended = done if all_live else done & live
             if on_cpu and not bool(ended.any()):
                 continue
-            # write the ended episodes' returns out (others go to the write-off slot n)
+            # write the ended episodes' returns and lengths out (the others go to slot n)
             index = torch.where(ended, episode, n)
             returns.scatter_(0, index, ret)
-            lengths.scatter_(0, index, length)
+            lengths.scatter_(0, index, steps - started)
             # the ended slots take the next pending episodes, in queue order
             fresh = pending + ended.cumsum(0) - 1
             refill = ended & (fresh < n)
@@ -132,14 +133,16 @@ def play_episodes(
             episode = torch.where(refill, fresh, episode)
             live = (live & ~ended) | refill
             ret.masked_fill_(ended, 0.0)
-            length.masked_fill_(ended, 0)
+            started.masked_fill_(ended, steps)
             if on_cpu:
+                all_live = all_live and bool(live.all())
                 if bool(refill.any()):
                     obs = env.restart(refill, episode % e, obs)
                     actor = actor_for(episode // e)
                 elif not bool(live.any()):
                     break
             else:
+                all_live = False  # no look at the device
                 obs = env.restart(refill, episode % e, obs)
                 actor = actor_for(episode // e)
                 if steps % check_every == 0 and not bool(live.any()):
