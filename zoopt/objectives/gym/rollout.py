@@ -88,7 +88,8 @@ def play_episodes(
     check_every = 1 if on_cpu else 16
     env.prepare(seeds)
     episode = torch.arange(s, device=dev)  # the episode each slot plays
-    pending = torch.tensor(s, device=dev)  # next episode of the queue
+    next_episode = s  # the queue's head (on an accelerator: `pending`, on the device)
+    pending = torch.tensor(s, device=dev)
     returns = torch.zeros(n + 1, dtype=torch.float64, device=dev)  # [n]: a write-off slot
     lengths = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     ret = torch.zeros(s, dtype=torch.float64, device=dev)  # running return of each slot
@@ -120,9 +121,33 @@ def play_episodes(
             steps += 1
             ret += reward
             ended = done if all_live else done & live
-            if on_cpu and not bool(ended.any()):
+            if on_cpu:
+                # the host looks at every step anyway: touch only the slots that ended
+                if not bool(ended.any()):
+                    continue
+                slots = ended.nonzero().squeeze(1)
+                finished = episode[slots]
+                returns[finished] = ret[slots]
+                lengths[finished] = steps - started[slots]
+                take = min(slots.numel(), n - next_episode)
+                if take:  # the first ended slots take the next pending episodes
+                    refill = slots[:take]
+                    episode[refill] = torch.arange(next_episode, next_episode + take)
+                    next_episode += take
+                    ret[refill] = 0.0
+                    started[refill] = steps
+                    mask = torch.zeros(s, dtype=torch.bool)
+                    mask[refill] = True
+                    obs = env.restart(mask, episode % e, obs)
+                    actor = actor_for(episode // e)
+                if take < slots.numel():  # the queue is dry: the others idle
+                    live[slots[take:]] = False
+                    all_live = False
+                    if not bool(live.any()):
+                        break
                 continue
-            # write the ended episodes' returns and lengths out (the others go to slot n)
+            # on an accelerator, the same with masks and cumulative sums: no look at the
+            # device. Ended episodes are written out (the others go to write-off slot n)
             index = torch.where(ended, episode, n)
             returns.scatter_(0, index, ret)
             lengths.scatter_(0, index, steps - started)
@@ -132,21 +157,13 @@ def play_episodes(
             pending = pending + ended.sum()
             episode = torch.where(refill, fresh, episode)
             live = (live & ~ended) | refill
+            all_live = False
             ret.masked_fill_(ended, 0.0)
             started.masked_fill_(ended, steps)
-            if on_cpu:
-                all_live = all_live and bool(live.all())
-                if bool(refill.any()):
-                    obs = env.restart(refill, episode % e, obs)
-                    actor = actor_for(episode // e)
-                elif not bool(live.any()):
-                    break
-            else:
-                all_live = False  # no look at the device
-                obs = env.restart(refill, episode % e, obs)
-                actor = actor_for(episode // e)
-                if steps % check_every == 0 and not bool(live.any()):
-                    break
+            obs = env.restart(refill, episode % e, obs)
+            actor = actor_for(episode // e)
+            if steps % check_every == 0 and not bool(live.any()):
+                break
     out = Rollout(
         returns=returns[:n].reshape(k, e).cpu(),
         lengths=lengths[:n].reshape(k, e).cpu(),
