@@ -1,141 +1,191 @@
-"""Env-steps per second of zoopt's population evaluation on CartPole-v1, against references.
+"""Useful env-steps per second of zoopt's population evaluation on CartPole-v1.
 
-Measured in one run, on one thread:
+The reference is Gymnasium's native vectorised CartPole with all 256 slots live, driven by
+a batched linear policy written here in numpy (full occupancy: the physical limit of this
+machine for 256 environments). zoopt's rate counts only steps of live episodes (a slot
+that idles, or plays past its episode's end, earns nothing). For K×E = 256 episodes:
 
-* zoopt: ``GymObjective("CartPole-v1", episodes=E).evaluate(X)`` with K×E = 256 episodes
-  (the policies' steps only: steps of episodes that have ended are not counted);
-* (a) Gymnasium's native vectorised CartPole (256 envs) driven by a batched linear policy
-  written here in numpy — the physical limit of this machine;
-* (b) a single ``gym.make`` environment stepped in a Python loop by the same linear policy.
+* (a) random linear policies (episodes of very different lengths), one evaluation;
+* (b) a whole ``es`` run (population 64 × 4 episodes) from a random start until the
+  centre's return reaches 475, aggregated over the run: every env step of the run (the
+  population's and the centre's) over the time spent evaluating. Occupancy = useful
+  steps / simulated slot-steps over the run; the centre's share of evaluation time is
+  printed too.
 
-zoopt runs on Gymnasium's native vector CartPole (``vectorization="auto"``), plus one line
-on this project's batched torch CartPole (``vectorization="torch"``, which pays off for
-thousands of episodes or on a GPU rather than at 256 on a CPU).
+``--before REV`` loads ``GymObjective`` from git revision REV of this repository and
+measures it interleaved with the working tree's, in the same process.
 
-Two populations: around a balancing policy (every episode lasts 500 steps, no masking
-waste) and random policies (episodes of very different lengths: the vector keeps stepping
-until the longest one ends, so part of its work is masked out).
-
-Run: ``python benchmarks/bench_cartpole.py [--seconds 3]``
+Run: ``python benchmarks/bench_cartpole.py [--before REV] [--rounds 3]``
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
+import types
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+import zoopt
 from zoopt.objectives import GymObjective
 
 torch.set_num_threads(1)
-
-# a linear CartPole controller that balances for 500 steps: push toward the pole's lean
-# (layout of zoopt's linear policy: weight (2 actions, 4 inputs) row-major, then bias (2,))
-BALANCING = np.array([0.0, 0.0, 0.0, 0.0, 0.1, 0.5, 10.0, 2.0, 0.0, 0.0], dtype=np.float32)
+N = 256  # K×E episodes per evaluation
 
 
-def timed(fn, seconds: float) -> float:
-    """Env-steps per second of ``fn() -> steps`` repeated for about ``seconds``."""
-    fn()  # warm-up (environment creation, first allocations)
+def load_before(rev: str) -> type:
+    """``GymObjective`` as of git revision ``rev`` (a module file or a package)."""
+    root = Path(__file__).resolve().parents[1]
+    show = ["git", "-C", str(root), "show"]
+    src = subprocess.run(
+        [*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True
+    )
+    if src.returncode != 0:
+        raise SystemExit(f"--before {rev}: no zoopt/objectives/gym.py there ({src.stderr})")
+    module = types.ModuleType("gym_before")
+    exec(compile(src.stdout, f"{rev}:zoopt/objectives/gym.py", "exec"), module.__dict__)
+    return module.GymObjective
+
+
+def native_rate(seconds: float) -> float:
+    """Reference: native CartPoleVectorEnv, 256 slots all live, numpy linear policies."""
+    env = gym.make_vec("CartPole-v1", num_envs=N, vectorization_mode="vector_entry_point")
+    obs, _ = env.reset(seed=0)
+    W = np.random.default_rng(0).standard_normal((N, 2, 5)).astype(np.float32)
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        steps += fn()
+        for _ in range(100):
+            logits = np.einsum("ni,noi->no", obs, W[:, :, :4]) + W[:, :, 4]
+            obs, *_ = env.step(logits.argmax(1))  # autoreset keeps every slot live
+        steps += 100 * N
     return steps / (time.perf_counter() - t0)
 
 
-def zoopt_eval(objective: GymObjective, X: torch.Tensor):
-    seed = iter(range(10**9))
-
-    def run() -> int:
-        before = objective.env_steps
-        objective.evaluate(X, next(seed))
-        return objective.env_steps - before
-
-    return run
-
-
-def native_vector(n: int, W: np.ndarray, steps: int = 500):
-    """(a) native CartPoleVectorEnv, batched linear policy W (n, 4, 2) in numpy."""
-    env = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
-    obs, _ = env.reset(seed=0)
-
-    def run() -> int:
-        nonlocal obs
-        for _ in range(steps):
-            logits = np.einsum("ni,noi->no", obs, W[:, :, :4]) + W[:, :, 4]
-            obs, *_ = env.step(logits.argmax(1))
-        return n * steps
-
-    return run
+def random_rate(objective, X: torch.Tensor, seconds: float) -> tuple[float, float]:
+    """(useful env-steps/s, occupancy) of repeated evaluations of ``X``."""
+    objective.evaluate(X, 0)  # warm-up: environment creation
+    steps0, slots0 = objective.env_steps, getattr(objective, "slot_steps", 0)
+    seed, t0 = 1, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        objective.evaluate(X, seed)
+        seed += 1
+    dt = time.perf_counter() - t0
+    steps = objective.env_steps - steps0
+    slots = getattr(objective, "slot_steps", 0) - slots0
+    return steps / dt, (steps / slots if slots else float("nan"))
 
 
-def single_loop(w: np.ndarray, steps: int = 2000):
-    """(b) one gym.make environment, the same linear policy, a plain Python loop."""
-    env = gym.make("CartPole-v1")
-    obs, _ = env.reset(seed=0)
+class Timed:
+    """Wraps an objective's ``evaluate`` to time population and centre (K = 1) calls."""
 
-    def run() -> int:
-        nonlocal obs
-        for _ in range(steps):
-            obs, _, terminated, truncated, _ = env.step(int((w[:, :4] @ obs + w[:, 4]).argmax()))
-            if terminated or truncated:
-                obs, _ = env.reset()
-        return steps
+    def __init__(self, objective):
+        self.objective, self.population_s, self.centre_s = objective, 0.0, 0.0
+        inner = objective.evaluate
 
-    return run
+        def evaluate(X, seed=0):
+            t0 = time.perf_counter()
+            out = inner(X, seed)
+            if X.shape[0] == 1:
+                self.centre_s += time.perf_counter() - t0
+            else:
+                self.population_s += time.perf_counter() - t0
+            return out
+
+        objective.evaluate = evaluate
+
+
+def es_run(make, steps: int, seed: int) -> dict:
+    """An ``es`` run on ``make()`` until the centre's return ≥ 475 or ``steps``."""
+    objective = make()
+    timed = Timed(objective)
+    result = zoopt.minimize(
+        objective,
+        objective.initial_parameters(seed),
+        estimator="es",
+        population=64,
+        sigma=0.1,
+        lr=0.05,
+        steps=steps,
+        seed=seed,
+        progress=False,
+        callback=lambda row: row["metric"] >= 475.0,
+    )
+    eval_s = timed.population_s + timed.centre_s
+    slots = getattr(objective, "slot_steps", 0)
+    return {
+        "rate": objective.env_steps / eval_s,
+        "occupancy": objective.env_steps / slots if slots else float("nan"),
+        "centre_share": timed.centre_s / eval_s,
+        "steps": len(result.history["loss"]),
+        "return": -float(result.history["loss"][-1]),
+        "env_steps": objective.env_steps,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    ap.add_argument("--seconds", type=float, default=2.0, help="time per (a) measurement")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--es-steps", type=int, default=60, help="step cap of the es runs")
+    ap.add_argument("--es-runs", type=int, default=1, help="es runs (seeds) per round")
+    ap.add_argument("--before", metavar="REV", help="also measure GymObjective of git REV")
+    ap.add_argument("--slots", type=int, default=None, help="zoopt's slot count")
     args = ap.parse_args()
-    g = torch.Generator().manual_seed(args.seed)
-    n = 256
-    centre = torch.as_tensor(BALANCING)
-    populations = {
-        "balancing": centre + 0.01 * torch.randn(128, 10, generator=g),
-        "random": torch.randn(128, 10, generator=g),
-    }
-    # the references run the same controller: w (2, 5) = [weight | bias] per action
-    w = np.concatenate([BALANCING[:8].reshape(2, 4), BALANCING[8:, None]], axis=1)
-    W = np.ascontiguousarray(np.broadcast_to(w, (n, 2, 5)))
+    X = torch.randn(N, 10, generator=torch.Generator().manual_seed(0))  # (a) K=256, E=1
+    variants = {f"zoopt (slots={args.slots or 'default'})": GymObjective}
+    if args.before:
+        variants = {f"before ({args.before})": load_before(args.before), **variants}
 
-    runs = {
-        "(a) native vector env + numpy policy": native_vector(n, W),
-        "(b) single gym.make loop": single_loop(w),
-    }
-    for name, X in populations.items():
-        for k, e in ((128, 2), (256, 1)):
-            objective = GymObjective("CartPole-v1", episodes=e)
-            runs[f"zoopt {name:9s} K={k:3d} E={e}"] = zoopt_eval(objective, X.repeat(2, 1)[:k])
-    # the same evaluation on zoopt_envs' batched torch CartPole (vectorization="torch")
-    torch_backend = GymObjective("CartPole-v1", episodes=1, vectorization="torch")
-    runs["zoopt balancing K=256 E=1 torch env"] = zoopt_eval(
-        torch_backend, populations["balancing"].repeat(2, 1)
-    )
+    def now(cls, **kw):
+        if cls is GymObjective and args.slots is not None:
+            kw["slots"] = args.slots
+        return cls("CartPole-v1", **kw)
+
+    objectives = {name: now(cls) for name, cls in variants.items()}
+    a: dict[str, list] = {name: [] for name in ["native", *variants]}
+    b: dict[str, list] = {name: [] for name in variants}
     # interleaved rounds: a load change on the shared machine hits every method alike
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
-            rates[name].append(timed(fn, args.seconds))
-    rate = {name: float(np.median(r)) for name, r in rates.items()}
-    ref_a, ref_b = rate["(a) native vector env + numpy policy"], rate["(b) single gym.make loop"]
+    for r in range(args.rounds):
+        a["native"].append((native_rate(args.seconds), 1.0))
+        for name, obj in objectives.items():
+            a[name].append(random_rate(obj, X, args.seconds))
+        for name, cls in variants.items():
+            for s in range(args.es_runs):
+                b[name].append((es_run(lambda c=cls: now(c, episodes=4), args.es_steps, s), r))
+        for name in variants:  # the reference of the same round, for (b)'s ratio
+            for run, rr in b[name]:
+                run.setdefault("ref", a["native"][rr][0])
+
+    ref = float(np.median([x for x, _ in a["native"]]))
     print(
-        f"CartPole-v1, K×E = {n} episodes, one thread, median of {args.rounds} interleaved "
-        f"rounds of {args.seconds:g} s"
+        f"CartPole-v1, K×E = {N} episodes, one thread, median of {args.rounds} interleaved "
+        "rounds; ratios against the native vector env at full occupancy of the same round"
     )
-    for name, r in rate.items():
-        line = f"  {name:38s} {r:12,.0f} env-steps/s"
-        if name.startswith("zoopt"):
-            line += f"   {r / ref_a:5.2f}× (a)   {r / ref_b:6.1f}× (b)"
-        print(line)
-    print("  balancing: every episode lasts 500 steps; random: mixed lengths, and the vector")
-    print("  keeps stepping until the longest episode ends (only live episodes' steps count)")
+    print(f"  native CartPoleVectorEnv + numpy linear policy, all slots live: {ref:,.0f} /s")
+    print("  (a) random policies, one evaluation of 256 episodes:")
+    for name in variants:
+        rates = [x for x, _ in a[name]]
+        ratios = [x / y for (x, _), (y, _) in zip(a[name], a["native"], strict=True)]
+        occ = float(np.median([o for _, o in a[name]]))
+        print(
+            f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  "
+            f"{np.median(ratios):5.3f}×  occupancy {occ:.2f}"
+        )
+    print("  (b) es run, population 64 × 4 episodes, random start until return ≥ 475:")
+    for name in variants:
+        runs = [run for run, _ in b[name]]
+        ratio = np.median([run["rate"] / run["ref"] for run in runs])
+        print(
+            f"    {name:28s} {np.median([run['rate'] for run in runs]):11,.0f} useful "
+            f"env-steps/s  {ratio:5.3f}×  occupancy "
+            f"{np.median([run['occupancy'] for run in runs]):.2f}  centre "
+            f"{100 * np.median([run['centre_share'] for run in runs]):.0f}% of eval time  "
+            f"({runs[0]['steps']} steps, return {runs[0]['return']:.0f})"
+        )
 
 
 if __name__ == "__main__":

@@ -203,6 +203,34 @@ class _BatchedClassicControl:
         self._done = terminated | truncated
         return self._observation(), reward, terminated.clone(), truncated.clone()
 
+    def restart(self, mask: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Start a new episode in the environments selected by ``mask``, from ``state``.
+
+        The others are left as they are. Masked writes only, so on an accelerator this
+        never waits for the device (an episode scheduler refills ended slots this way).
+
+        Args:
+            mask: ``(N,)`` bool, the environments to restart.
+            state: ``(N, state_dim)`` start states (rows outside ``mask`` are ignored).
+
+        Returns:
+            ``(N, obs_dim)`` float32 observations of every environment.
+        """
+        if self._state is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before restart()")
+        mask = torch.as_tensor(mask, device=self.device)
+        if mask.dtype != torch.bool or tuple(mask.shape) != (self.num_envs,):
+            raise ValueError(
+                f"mask must be a bool tensor of shape ({self.num_envs},), got dtype "
+                f"{mask.dtype} and shape {tuple(mask.shape)}"
+            )
+        self._state = torch.where(mask, self._pack(self._check_state(state)), self._state)
+        self._steps = self._steps.masked_fill(mask, 0)
+        self._terminated = self._terminated & ~mask
+        self._truncated = self._truncated & ~mask
+        self._done = self._done & ~mask
+        return self._observation()
+
     @property
     def state(self) -> torch.Tensor:
         """``(N, state_dim)`` copy of the physical state, in ``dtype``."""

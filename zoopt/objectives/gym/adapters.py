@@ -1,0 +1,189 @@
+"""Env adapters: a fixed number S of env slots behind one tensor interface.
+
+The rollout loop (:mod:`zoopt.objectives.gym.rollout`) sees every backend the same way:
+
+* ``reset(seed_index)`` starts an episode in every slot and returns observations
+  ``(S, obs_dim)`` float32;
+* ``step(actions)`` advances every slot and returns ``obs (S, obs_dim)`` float32,
+  ``reward (S,)`` and ``done (S,)`` bool (terminated, or truncated at the objective's
+  ``max_episode_steps``, on this step);
+* ``restart(mask, seed_index, obs)`` starts a new episode in the slots where ``mask``
+  ``(S,)`` is true and returns the observations with those rows replaced.
+
+``seed_index (S,)`` indexes the evaluation's E episode seeds: slot s plays the episode that
+``gym.make(id).reset(seed=seeds[seed_index[s]])`` starts. What a slot does after its
+episode ended and before a restart does not matter: the loop no longer counts it.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import Tensor
+
+from zoopt.objectives.gym.envs import EnvSpec, flat_observations, start_states
+
+__all__ = ["SlotEnv", "NativeCartPoleSlots", "SyncSlots", "TorchSlots", "make_slot_env"]
+
+
+class SlotEnv:
+    """Base class of the adapters; ``prepare(seeds)`` is called before each ``reset``."""
+
+    num_slots: int
+    device: torch.device = torch.device("cpu")
+
+    def prepare(self, seeds: list[int]) -> None:
+        self.seeds = seeds
+
+    def reset(self, seed_index: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class NativeCartPoleSlots(SlotEnv):
+    """Gymnasium's ``CartPoleVectorEnv``: a slot restarts by writing the start state of its
+    seed into the vector env's state and clearing its step counter and done flag, so the
+    restarted episode's first step is the next call (no autoreset step is spent)."""
+
+    def __init__(self, spec: EnvSpec, num_slots: int, max_episode_steps: int):
+        self.spec, self.num_slots = spec, num_slots
+        self.venv = gym.make_vec(
+            spec.env_id,
+            num_envs=num_slots,
+            vectorization_mode="vector_entry_point",
+            max_episode_steps=max_episode_steps,
+            **spec.env_kwargs,
+        )
+        self.core = self.venv.unwrapped
+
+    def prepare(self, seeds: list[int]) -> None:
+        self.seeds = seeds
+        self.starts = start_states(self.spec, seeds)  # (E, 4) float64
+
+    def reset(self, seed_index: Tensor) -> Tensor:
+        self.venv.reset(seed=self.seeds[0])  # clears step counters and episode flags
+        state = np.ascontiguousarray(self.starts[seed_index.numpy()].T)
+        self.core.state = state  # the vector env keeps its state as (4, S)
+        return torch.from_numpy(state.T.astype(np.float32))
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        obs, reward, terminated, truncated, _ = self.venv.step(actions.numpy())
+        return (
+            torch.from_numpy(obs),
+            torch.from_numpy(reward),
+            torch.from_numpy(terminated | truncated),
+        )
+
+    def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
+        idx = mask.nonzero().squeeze(1).numpy()
+        start = self.starts[seed_index.numpy()[idx]]  # (m, 4)
+        self.core.state[:, idx] = start.T
+        self.core.steps[idx] = 0
+        self.core.prev_done[idx] = False  # no autoreset on the next call
+        obs[idx] = torch.from_numpy(start.astype(np.float32))
+        return obs
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+class SyncSlots(SlotEnv):
+    """``SyncVectorEnv`` over any id or factory; a slot restarts through Gymnasium's
+    ``reset(seed=…, options={"reset_mask": …})``, which reseeds that env alone."""
+
+    def __init__(self, spec: EnvSpec, num_slots: int, max_episode_steps: int):
+        self.spec, self.num_slots = spec, num_slots
+        if spec.env_id is not None:
+            self.venv = gym.make_vec(
+                spec.env_id,
+                num_envs=num_slots,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
+                max_episode_steps=max_episode_steps,
+                **spec.env_kwargs,
+            )
+        else:
+            # the objective's step cap as a time limit (a shorter one of the env still ends
+            # its episodes first): every adapter truncates at max_episode_steps
+
+            def capped() -> gym.Env:
+                return gym.wrappers.TimeLimit(spec.factory(), max_episode_steps)
+
+            self.venv = gym.vector.SyncVectorEnv(
+                [capped] * num_slots, autoreset_mode=AutoresetMode.NEXT_STEP
+            )
+        space = spec.action_space
+        self.action_dtype = None if isinstance(space, gym.spaces.Discrete) else space.dtype
+
+    def _obs(self, obs: np.ndarray) -> Tensor:
+        return torch.from_numpy(flat_observations(self.spec.observation_space, obs, self.num_slots))
+
+    def reset(self, seed_index: Tensor) -> Tensor:
+        obs, _ = self.venv.reset(seed=[self.seeds[i] for i in seed_index.tolist()])
+        return self._obs(obs)
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        a = actions.numpy()
+        if self.action_dtype is not None:
+            a = a.astype(self.action_dtype, copy=False)
+        obs, reward, terminated, truncated, _ = self.venv.step(a)
+        return self._obs(obs), torch.from_numpy(reward), torch.from_numpy(terminated | truncated)
+
+    def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
+        m = mask.numpy()
+        seeds = [self.seeds[i] if r else None for i, r in zip(seed_index.tolist(), m, strict=True)]
+        new, _ = self.venv.reset(seed=seeds, options={"reset_mask": m.copy()})
+        return self._obs(new)
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+class TorchSlots(SlotEnv):
+    """A batched torch environment with done masks, on its device; a slot restarts from
+    its seed's start state by a masked write, so refilling needs no host round-trip."""
+
+    def __init__(self, spec: EnvSpec, num_slots: int, max_episode_steps: int, device: torch.device):
+        self.spec, self.num_slots, self.device = spec, num_slots, device
+        # actions come from the policy's argmax, valid by construction: no per-step check
+        # (on a GPU it would wait for the device)
+        self.venv = spec.torch_class(
+            num_slots,
+            max_episode_steps=max_episode_steps,
+            device=device,
+            seed=0,
+            validate_actions=False,
+        )
+
+    def prepare(self, seeds: list[int]) -> None:
+        self.seeds = seeds
+        self.starts = torch.from_numpy(start_states(self.spec, seeds)).to(self.device)
+
+    def reset(self, seed_index: Tensor) -> Tensor:
+        return self.venv.reset(state=self.starts[seed_index])
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        obs, reward, terminated, truncated = self.venv.step(actions)
+        return obs, reward, terminated | truncated
+
+    def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
+        return self.venv.restart(mask, self.starts[seed_index])
+
+
+def make_slot_env(spec: EnvSpec, num_slots: int, max_episode_steps: int, device) -> SlotEnv:
+    """The adapter of ``spec.backend`` with ``num_slots`` slots."""
+    if spec.backend == "torch":
+        return TorchSlots(spec, num_slots, max_episode_steps, device)
+    if spec.backend == "native":
+        return NativeCartPoleSlots(spec, num_slots, max_episode_steps)
+    return SyncSlots(spec, num_slots, max_episode_steps)

@@ -1,0 +1,484 @@
+"""Gymnasium policy objectives: loss = −(mean episodic return) of a policy's parameters.
+
+:class:`GymObjective` evaluates a population of K policies on E episodes each: the K×E
+episodes form a queue that an episode scheduler (:mod:`zoopt.objectives.gym.rollout`)
+plays on S env slots of one vector environment, with ONE batched policy forward pass per
+time step (see :mod:`zoopt.policies`); a slot whose episode ends takes the next pending
+episode at once.
+
+Vector environments (:mod:`zoopt.objectives.gym.adapters`): Gymnasium's native
+``CartPoleVectorEnv`` where zoopt can start each slot from a chosen state, else
+``SyncVectorEnv`` reseeded slot by slot; ``vectorization="torch"`` uses this project's
+batched tensor environments (``zoopt_envs.torch_envs``), on the CPU or a GPU. All three
+play, for the same seeds, the episodes of a plain ``gym.make(id)`` loop, whatever S.
+
+Common random numbers: the step's ``seed`` fixes E episode seeds; every candidate (and
+both members of an antithetic pair) plays episode e from the same seed, so their return
+difference measures the parameters, not the luck of the draw (Kleinman et al., 1999).
+
+Observation normalisation (optional, :mod:`zoopt.objectives.gym.normalizer`) follows
+Salimans et al. (2017): statistics frozen during an evaluation, updated after it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
+from zoopt.objectives.gym.adapters import SlotEnv, make_slot_env
+from zoopt.objectives.gym.envs import (
+    VECTORIZATIONS,
+    episode_seeds,
+    flat_observations,
+    make_env_spec,
+)
+from zoopt.objectives.gym.normalizer import ObservationStatistics, ObservationSums
+from zoopt.objectives.gym.rollout import Rollout, play_episodes
+from zoopt.policies import Policy, make_policy
+
+__all__ = ["GymObjective", "default_slots"]
+
+#: slot environments kept per objective (one per slot count: centre K=1, population K)
+_MAX_CACHED_ENVS = 4
+
+
+def default_slots(episodes: int, backend: str) -> int:
+    """The default slot count S for ``episodes`` = K×E episodes on ``backend``."""
+    return episodes
+
+
+def _check_slots(slots: Any) -> int | None:
+    if slots is None:
+        return None
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ValueError(f"slots must be a positive int or None (the default), got {slots!r}")
+    return slots
+
+
+class GymObjective(Objective):
+    """Loss = −(mean return over ``episodes`` episodes) of a policy on a Gymnasium task.
+
+    Args:
+        env: a registered id (``"CartPole-v1"``) or a factory ``() -> gymnasium.Env``.
+        policy: ``"linear"``, ``"mlp"``, an ``nn.Module`` mapping ``(B, obs_dim)`` to
+            ``(B, n_actions)`` logits or ``(B, action_dim)`` means, or a
+            :class:`zoopt.policies.Policy`.
+        episodes: E ≥ 1 episodes per candidate; the loss averages their returns.
+        max_episode_steps: step cap per episode (default: the environment's time limit;
+            required when it has none).
+        normalize_observations: normalise observations by running statistics.
+        hidden, activation: sizes and non-linearity of the ``"mlp"`` policy.
+        log_std: Gaussian log standard deviation for ``Box`` actions (used by
+            :meth:`sample_outputs`): a float, or ``"learned"`` to append it to the parameters.
+        action_squash: ``"clip"`` or ``"tanh"``: how means and draws become ``Box`` actions.
+        vectorization: ``"auto"`` (Gymnasium's native vector environment where zoopt can
+            seed its episodes individually, e.g. CartPole, else ``SyncVectorEnv``),
+            ``"native"``, ``"sync"``, or ``"torch"``: this project's batched torch
+            environments (``zoopt_envs.torch_envs``, for ``CartPole-v0/v1`` and
+            ``MountainCar-v0``), where observations, policy and dynamics stay tensors on
+            ``device`` — worth it for thousands of episodes at once or on a GPU.
+        device: where ``"torch"`` rollouts run (``"cpu"``, ``"cuda"``); other modes run
+            on the CPU (parameters on any device are accepted and moved).
+        observation_clip: normalised observations are clipped to ±this.
+        env_kwargs: keyword arguments for the environment constructor.
+        slots: S, the env slots that play an evaluation's K×E greedy episodes; a slot
+            whose episode ends takes the next pending episode at once. Default
+            (``None``): :func:`default_slots`. Results do not depend on S.
+
+    Attributes:
+        dim: number of policy parameters P.
+        env_steps: environment steps played so far (sum of episode lengths), over every
+            evaluation, :meth:`sample_outputs` and :meth:`episode_returns` call.
+        episodes_played: episodes played so far, counted the same way.
+        slot_steps: slot-steps simulated so far (``env_steps / slot_steps`` is the share
+            of slots that played a live episode: the occupancy).
+        policy: the :class:`zoopt.policies.Policy`.
+    """
+
+    metric_name = "return"
+    metric_sign = -1.0
+
+    def __init__(
+        self,
+        env: str | Callable[[], gym.Env],
+        policy: str | nn.Module | Policy = "linear",
+        *,
+        episodes: int = 1,
+        max_episode_steps: int | None = None,
+        normalize_observations: bool = False,
+        hidden: tuple[int, ...] = (32, 32),
+        activation: str = "tanh",
+        log_std: float | str = -0.5,
+        action_squash: str = "clip",
+        vectorization: str = "auto",
+        device: str | torch.device = "cpu",
+        observation_clip: float = 10.0,
+        env_kwargs: dict | None = None,
+        slots: int | None = None,
+    ):
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+        if max_episode_steps is not None and (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, int)
+            or max_episode_steps < 1
+        ):
+            raise ValueError(
+                f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}"
+            )
+        if vectorization not in VECTORIZATIONS:
+            raise ValueError(
+                f"vectorization must be 'auto', 'native', 'sync' or 'torch', got {vectorization!r}"
+            )
+        self.device = torch.device(device)
+        if self.device.type != "cpu" and vectorization != "torch":
+            raise ValueError(
+                f"device={str(device)!r} needs vectorization='torch' (Gymnasium's vector "
+                "environments run on the CPU)"
+            )
+        if not (isinstance(observation_clip, (int, float)) and observation_clip > 0):
+            raise ValueError(
+                f"observation_clip must be a positive number, got {observation_clip!r}"
+            )
+        if env_kwargs is not None and not isinstance(env_kwargs, dict):
+            raise TypeError(f"env_kwargs must be a dict or None, got {type(env_kwargs).__name__}")
+        self.env_kwargs = dict(env_kwargs or {})
+        self.episodes = episodes
+        self.normalize_observations = bool(normalize_observations)
+        self.observation_clip = float(observation_clip)
+
+        self.spec = make_env_spec(env, self.env_kwargs)
+        self.env_id, self.env_factory, self.name = (
+            self.spec.env_id,
+            self.spec.factory,
+            self.spec.name,
+        )
+        self.observation_space = self.spec.observation_space
+        self.action_space = self.spec.action_space
+        self.observation_dim = self.spec.observation_dim
+        self.policy = make_policy(
+            policy,
+            self.observation_dim,
+            self.action_space,
+            hidden=tuple(hidden),
+            activation=activation,
+            log_std=log_std,
+            squash=action_squash,
+        )
+        self.max_episode_steps = max_episode_steps or self.spec.time_limit
+        if self.max_episode_steps is None:
+            raise ValueError(
+                f"max_episode_steps: {self.name} has no time limit; pass max_episode_steps=N "
+                "so that every episode ends"
+            )
+        self.spec.choose_backend(vectorization)
+        self.slots = _check_slots(slots)
+        self.dim = self.policy.num_parameters
+        self.env_steps = 0
+        self.episodes_played = 0
+        self.slot_steps = 0
+        self._pending_episodes = 0
+        self._stats = ObservationStatistics(self.observation_dim)
+        self._pending_stats = ObservationStatistics(self.observation_dim)
+        self._pending_steps = 0
+        self._token = uuid.uuid4().hex
+        self._slot_envs: dict[int, SlotEnv] = {}
+
+    @property
+    def vectorization(self) -> str:
+        """``"native"``, ``"sync"`` or ``"torch"``: the vector environment used."""
+        return self.spec.backend
+
+    def num_slots(self, episodes: int) -> int:
+        """S, the env slots that play ``episodes`` episodes of one evaluation."""
+        s = default_slots(episodes, self.spec.backend) if self.slots is None else self.slots
+        return max(1, min(s, episodes))
+
+    def _slot_env(self, s: int) -> SlotEnv:
+        env = self._slot_envs.get(s)
+        if env is None:
+            if len(self._slot_envs) >= _MAX_CACHED_ENVS:
+                self._slot_envs.pop(next(iter(self._slot_envs))).close()
+            env = make_slot_env(self.spec, s, self.max_episode_steps, self.device)
+            self._slot_envs[s] = env
+        return env
+
+    # -- rollouts ----------------------------------------------------------------------------
+    def _rollout(
+        self,
+        params: Tensor,
+        seeds: list[int],
+        *,
+        stochastic: bool = False,
+        generator: torch.Generator | None = None,
+        record: bool = False,
+        update_stats: bool = True,
+    ) -> Rollout:
+        """Play ``len(seeds)`` episodes for each of the K rows of ``params`` ``(K, P)``.
+
+        Greedy evaluations share S slots (:meth:`num_slots`); stochastic or recorded
+        rollouts give every episode its own slot, so that the policy's random draws come
+        in the same order whatever the slot count.
+        """
+        k, e = params.shape[0], len(seeds)
+        n = k * e
+        if n == 0:
+            empty = torch.zeros(k, e, dtype=torch.float64)
+            return Rollout(returns=empty, lengths=empty.long(), slot_steps=0)
+        s = n if (stochastic or record) else self.num_slots(n)
+        env = self._slot_env(s)
+        params = params.to(env.device)
+        norm = self.normalize_observations
+        policy = self.policy
+
+        def actor_for(candidates: Tensor):
+            rows = params.index_select(0, candidates)  # slot s acts with its candidate's row
+            return policy.actor(rows, stochastic=stochastic, generator=generator)
+
+        sums = ObservationSums(self._stats.mean, env.device) if norm and update_stats else None
+        out = play_episodes(
+            env,
+            actor_for,
+            k,
+            seeds,
+            max_episode_steps=self.max_episode_steps,
+            # frozen for this evaluation: every candidate sees the same normaliser
+            normalizer=(
+                self._stats.normalizer(self.observation_clip, params.dtype, env.device)
+                if norm
+                else None
+            ),
+            sums=sums,
+            squash=policy.squash if stochastic and not policy.discrete else None,
+            record=record,
+            dtype=params.dtype,
+        )
+        steps = int(out.lengths.sum())
+        self.env_steps += steps
+        self._pending_steps += steps
+        self.episodes_played += n
+        self._pending_episodes += n
+        self.slot_steps += out.slot_steps
+        if sums is not None:
+            inc = sums.statistics()
+            self._pending_stats.merge(inc)
+            self._stats.merge(inc)  # the next evaluation uses what this one saw
+        return out
+
+    def _check_params(self, X: Tensor, name: str = "X") -> Tensor:
+        if not isinstance(X, Tensor):
+            raise TypeError(
+                f"{name} must be a Tensor of shape (K, {self.dim}), got {type(X).__name__}"
+            )
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise ValueError(
+                f"{name} must have shape (K, {self.dim}) (K policies of "
+                f"{self.dim} parameters), got {tuple(X.shape)}"
+            )
+        X = X.detach().cpu()
+        return X if X.is_floating_point() else X.to(torch.get_default_dtype())
+
+    def _check_vector(self, x: Any) -> None:
+        """A clear error unless ``x`` is one flat parameter vector ``(P,)``."""
+        if not isinstance(x, Tensor) or x.shape != (self.dim,):
+            raise ValueError(
+                f"x must be a Tensor of shape ({self.dim},), got "
+                f"{getattr(x, 'shape', type(x).__name__)}"
+            )
+
+    # -- the objective -----------------------------------------------------------------------
+    def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
+        """Losses ``(K,)`` = −(mean return over E greedy episodes seeded from ``seed``).
+
+        Args:
+            X: ``(K, P)`` policy parameters.
+            seed: the step's seed; all K candidates play the same E episode seeds.
+        """
+        X = self._check_params(X)
+        returns = self._rollout(X, episode_seeds(seed, self.episodes)).returns
+        return torch.from_numpy(-returns.numpy().mean(1)).to(X.dtype)
+
+    def episode_returns(
+        self,
+        X: Tensor,
+        seed: int = 0,
+        episodes: int | None = None,
+        *,
+        deterministic: bool = True,
+        update_stats: bool = False,
+    ) -> Tensor:
+        """Returns ``(K, E)`` of each policy on each episode (e.g. for held-out testing).
+
+        Args:
+            X: ``(K, P)`` or ``(P,)`` parameters.
+            seed: episode seeds derive from it as in :meth:`evaluate`.
+            episodes: E (default: the objective's ``episodes``).
+            deterministic: greedy actions (as :meth:`evaluate`) or stochastic draws.
+            update_stats: let these episodes update the observation normaliser.
+        """
+        if isinstance(X, Tensor) and X.ndim == 1:
+            X = X[None]
+        X = self._check_params(X)
+        e = self.episodes if episodes is None else episodes
+        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+            raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+        g = seeded_generator(seed)
+        out = self._rollout(
+            X,
+            episode_seeds(seed, e),
+            stochastic=not deterministic,
+            generator=g,
+            update_stats=update_stats,
+        )
+        return out.returns
+
+    def sample_outputs(
+        self, x: Tensor, num_samples: int, generator: torch.Generator | None, seed: int = 0
+    ) -> OutputSamples:
+        """``num_samples`` stochastic episodes at ``x`` ``(P,)`` for ``"reinforce"``.
+
+        The episodes are played without autograd; log π of every visited (state, action)
+        is then recomputed in one batched forward pass that is differentiable in ``x``.
+
+        Returns:
+            :class:`OutputSamples` with ``log_probs`` ``(1, M)`` = Σ_t log π(a_t|s_t) per
+            episode, ``losses`` ``(1, M)`` = −return, ``entropy`` ``(1,)`` = mean policy
+            entropy over the visited states.
+        """
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        self._check_vector(x)
+        if generator is None:
+            generator = seeded_generator(seed)
+        params = x[None]
+        out = self._rollout(
+            params.detach().cpu(),
+            episode_seeds(seed, num_samples),
+            stochastic=True,
+            generator=generator,
+            record=True,
+        )
+        # (T, M, ...), brought back from a "torch" rollout's device to x's
+        obs, actions, mask = (t.to(x.device) for t in (out.obs, out.actions, out.mask))
+        t, m = mask.shape
+        flat_obs = obs.reshape(1, t * m, self.observation_dim).to(x)
+        flat_act = actions.reshape(1, t * m, *actions.shape[2:])
+        logp = self.policy.log_prob(params, flat_obs, flat_act).reshape(t, m)
+        maskf = mask.to(logp.dtype)
+        log_probs = (logp * maskf).sum(0)[None]  # (1, M)
+        ent = self.policy.entropy(params, flat_obs).reshape(t, m)
+        entropy = ((ent * maskf).sum() / maskf.sum().clamp_min(1.0)).reshape(1)
+        losses = (-out.returns).to(x.dtype)  # (1, M)
+        return OutputSamples(log_probs=log_probs, losses=losses.detach(), entropy=entropy)
+
+    # -- parameters and policies for users ---------------------------------------------------
+    def initial_parameters(self, seed: int = 0) -> Tensor:
+        """A starting flat parameter vector ``(P,)`` (see :meth:`Policy.initial_parameters`)."""
+        return self.policy.initial_parameters(seed)
+
+    def unflatten(self, x: Tensor) -> nn.Module:
+        """The policy network at ``x`` ``(P,)`` as an ``nn.Module`` (logits or means out;
+        inputs are normalised observations when ``normalize_observations``)."""
+        self._check_vector(x)
+        return self.policy.to_module(x)
+
+    def act(self, x: Tensor, observation: Any) -> Any:
+        """The greedy action of the policy ``x`` ``(P,)`` for one raw observation, in the
+        environment's own format (an int or a numpy array) — for rendering and deployment."""
+        self._check_vector(x)
+        flat = flat_observations(self.observation_space, np.asarray(observation)[None], 1)
+        o = torch.from_numpy(flat).to(x.dtype)
+        if self.normalize_observations:
+            o = (o - self._stats.mean.to(x.dtype)) / torch.sqrt(self._stats.var.to(x.dtype) + 1e-8)
+            o = o.clamp(-self.observation_clip, self.observation_clip)
+        with torch.no_grad():
+            a = self.policy.act(x.detach()[None], o[None])[0, 0]
+        if self.policy.discrete:
+            return int(a)
+        return a.numpy().astype(self.action_space.dtype)
+
+    # -- statistics hooks --------------------------------------------------------------------
+    def pop_stats(self) -> dict:
+        """This copy's increments since the last call: observation statistics and env steps.
+
+        Tagged with this object's identity, so that :meth:`absorb_stats` on the same object
+        (whose own evaluations already updated it) does not count them twice.
+        """
+        stats = {
+            "source": self._token,
+            "env_steps": self._pending_steps,
+            "episodes": self._pending_episodes,
+            "observations": self._pending_stats.state_dict(),
+        }
+        self._pending_stats = ObservationStatistics(self.observation_dim)
+        self._pending_steps = 0
+        self._pending_episodes = 0
+        return stats
+
+    def absorb_stats(self, stats: Any) -> None:
+        """Merge :meth:`pop_stats` of an evaluation copy (a Ray worker) into this object."""
+        if stats is None or stats.get("source") == self._token:
+            return
+        self.env_steps += int(stats["env_steps"])
+        self.episodes_played += int(stats["episodes"])
+        if self.normalize_observations:
+            self._stats.merge(ObservationStatistics.from_state(stats["observations"]))
+
+    def shared_state(self) -> dict | None:
+        """The normaliser statistics that evaluation copies must use this step."""
+        return self._stats.state_dict() if self.normalize_observations else None
+
+    def load_shared_state(self, state: Any) -> None:
+        """Install :meth:`shared_state` of the driver."""
+        if state is not None:
+            self._stats = ObservationStatistics.from_state(state)
+
+    def state_dict(self) -> dict:
+        """Normaliser statistics and the env-step count, for checkpoints."""
+        return {
+            "observations": self._stats.state_dict(),
+            "env_steps": self.env_steps,
+            "episodes": self.episodes_played,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        self._stats = ObservationStatistics.from_state(state["observations"])
+        self.env_steps = int(state["env_steps"])
+        self.episodes_played = int(state["episodes"])
+
+    @property
+    def observation_statistics(self) -> ObservationStatistics:
+        """The running observation statistics (used when ``normalize_observations``)."""
+        return self._stats
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the cached vector environments."""
+        for env in self._slot_envs.values():
+            env.close()
+        self._slot_envs.clear()
+
+    def __getstate__(self) -> dict:
+        # environments hold simulator handles that do not pickle; copies rebuild them lazily
+        state = self.__dict__.copy()
+        state["_slot_envs"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._token = uuid.uuid4().hex  # a copy is a different source of statistics
+
+    def __repr__(self) -> str:
+        return (
+            f"GymObjective({self.name!r}, policy={getattr(self, 'policy', None)}, "
+            f"episodes={self.episodes}, "
+            f"vectorization={self.vectorization!r})"
+        )
