@@ -105,7 +105,8 @@ def step_memory(cfg: dict, estimator: str | None = None) -> list[tuple[int, str,
     k_eval = min(k, batch) if batch else k
     parts = [
         (6 * _F64 * d, d_key, f"D = {d} parameters with optimizer state"),
-        (_F64 * k_eval * d, k_key, f"{k_eval} candidates of D = {d}"),
+        # the larger factor is the one to lower
+        (_F64 * k_eval * d, d_key if d >= k_eval else k_key, f"{k_eval} candidates of D = {d}"),
     ]
     if name == "cmaes":
         diagonal = cfg["estimators"].get("cmaes", {}).get("diagonal", "auto")
