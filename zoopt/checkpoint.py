@@ -356,10 +356,14 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
     if not isinstance(value["state"], dict):
         raise ValueError(f"minimizer.optimizer.state: expected a table, got {_kind(value)}")
     check_like(value["param_groups"], template["param_groups"], "minimizer.optimizer.param_groups")
+    expected = template["state"].get(0)
     for pid, entries in value["state"].items():
         where = f"minimizer.optimizer.state.{pid}"
         if pid != 0 or not isinstance(entries, dict):
             raise ValueError(f"{where}: not the state of this run's one parameter vector")
+        if expected is not None:  # the optimizer's own state after one step: same entries
+            check_like(entries, expected, where)
+            continue
         for name, t in entries.items():
             if not isinstance(t, torch.Tensor) or not t.is_floating_point():
                 if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t):
@@ -375,6 +379,9 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
 
 def check_minimizer_state(state: Any, template: dict) -> None:
     """Check a :meth:`zoopt.Minimizer.state_dict` against ``template``, a fresh one of the run.
+
+    ``template["optimizer"]`` may hold the optimizer's state after one step (its ``state``
+    entry 0): the checkpoint's must then have the same entries, dtypes and shapes.
 
     The history is checked by the caller (it may be kept outside the checkpoint); the
     estimator's state is checked here for its structure and by the estimator when loaded.

@@ -713,6 +713,7 @@ def _restore(ckpt: Path, m: Any, state: dict) -> None:
     """
     mstate = dict(state["minimizer"])
     template = m.state_dict(history=False)
+    template["optimizer"] = _stepped_optimizer_state(m, template["optimizer"])
     try:
         history = mstate.pop("history", None)
         check_minimizer_state(mstate, {k: v for k, v in template.items() if k != "history"})
@@ -730,6 +731,19 @@ def _restore(ckpt: Path, m: Any, state: dict) -> None:
             f"{ckpt}: damaged checkpoint: minimizer: cannot be restored "
             f"({type(e).__name__}: {str(e)[:200]})"
         ) from None
+
+
+def _stepped_optimizer_state(m: Any, fresh: dict) -> dict:
+    """The state a copy of ``m``'s optimizer holds after one step (its own entries)."""
+    p = m.x.detach().clone().requires_grad_(True)
+    try:
+        opt = type(m.optimizer)([p], **m.optimizer.defaults)
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    except Exception:  # an optimizer that needs a closure (L-BFGS): shapes are checked only
+        return fresh
+    state = opt.state_dict()
+    return {"state": state["state"], "param_groups": fresh["param_groups"]}
 
 
 def _probe_estimator(m: Any, mstate: dict) -> None:
