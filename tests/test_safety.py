@@ -405,3 +405,21 @@ def test_memory_estimate_accepts_the_example_configs(tmp_path):
 def _clean_markers(tmp_path):
     yield
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex128])
+def test_reinforce_refuses_sampled_losses_that_are_not_real_numbers(dtype):
+    import zoopt
+    from zoopt.objectives import CategoricalBandit, OutputSamples
+
+    arms = torch.tensor([1.0, 0.5, 0.2], dtype=torch.float64)
+
+    class Odd(CategoricalBandit):
+        def sample_outputs(self, x, num_samples, generator, seed=0):
+            out = super().sample_outputs(x, num_samples, generator, seed)
+            return OutputSamples(out.log_probs, (out.losses > 0.5).to(dtype))
+
+    with pytest.raises(TypeError, match=f"losses must be real numbers, got dtype {dtype}"):
+        zoopt.minimize(
+            Odd(arms), torch.zeros(3, dtype=torch.float64), estimator="reinforce", steps=1
+        )
