@@ -7,7 +7,8 @@ bytes, replaced by pickle payloads, or with one entry of the state replaced by a
 another type, dtype or shape. Every case runs ``zoopt.cli.main`` in this process and must
 end with exit 0 (the input was valid after all) or exit 2 and one ``zoopt: error:`` line
 naming the key or the file: never a traceback, never a side effect. The counts of cases
-tried and handled are printed (``pytest -s``).
+tried and handled are printed (``pytest -s``); ``ZOOPT_FUZZ_EXAMPLES=N`` sets the number of
+cases per test (default 120).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -32,7 +34,7 @@ from zoopt.cli import main  # noqa: E402
 from zoopt.config import dumps_toml  # noqa: E402
 
 SETTINGS = settings(
-    max_examples=120,
+    max_examples=int(os.environ.get("ZOOPT_FUZZ_EXAMPLES", "120")),
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),

@@ -824,7 +824,6 @@ def compare(
     from zoopt.estimators import available_estimators
 
     out_dir = Path(out_dir)
-    _make_run_dir(out_dir)
     estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
     for name in estimators:
         _check_estimator_name("--estimators", name, allow_builtin=True)
@@ -832,6 +831,7 @@ def compare(
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"--seeds: every seed must be an int >= 0, got {seed!r}")
+    _make_run_dir(out_dir)
     say = echo or (lambda s: None)
     if cfg["budget"].get("max_evaluations") is None:
         say(
