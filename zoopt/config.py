@@ -523,7 +523,7 @@ def _validate_objective(raw: Any) -> dict:
             "objective.kind: required key is missing; one of "
             + ", ".join(repr(k) for k in OBJECTIVE_KINDS)
         )
-    if kind not in OBJECTIVE_KINDS:
+    if not isinstance(kind, str) or kind not in OBJECTIVE_KINDS:
         close = difflib.get_close_matches(str(kind), OBJECTIVE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
