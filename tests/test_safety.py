@@ -336,6 +336,7 @@ HUGE = {
         [],
         "objective.env",
     ),
+    "objective kind a list": ("[objective]\nkind = []\n", [], "objective.kind"),
     "optimizer option typo": (
         FUNCTION,
         ["optimizer.options={betaz=[0.9, 0.99]}"],
