@@ -635,9 +635,19 @@ def resume_experiment(
     state = load_checkpoint(ckpt)
     cfg = _run_config(run_dir)
     try:
-        for key, kind in (("minimizer", dict), ("config", dict), ("estimator", str)):
+        for key, kind in (
+            ("minimizer", dict),
+            ("config", dict),
+            ("estimator", str),
+            ("status", str),
+            ("stop_reason", str),
+        ):
             if not isinstance(state.get(key), kind):
                 raise ValueError(f"{key}: expected a {kind.__name__}, got {state.get(key)!r:.80}")
+        if state["status"] not in ("running", "finished", "interrupted"):
+            raise ValueError(
+                f"status: expected running, finished or interrupted, got {state['status']!r:.80}"
+            )
         _check_embedded_config(state["config"], cfg)
         mstate, estimator = state["minimizer"], state["estimator"]
         if estimator != cfg["estimator"]:
