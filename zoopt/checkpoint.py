@@ -10,15 +10,23 @@ path of the offending entry, instead of being pickled.
 
 Writes are atomic: the file is written to a temporary name in the same directory, flushed
 and fsynced, then moved over the old checkpoint with :func:`os.replace`, so a crash or a
-full disk during a write leaves the previous good checkpoint in place.
+full disk during a write leaves the previous good checkpoint in place. Temporary files a
+killed process left behind are removed by the next write.
+
+A loadable file is not yet a valid one: :func:`check_minimizer_state` checks every entry of
+a :meth:`zoopt.Minimizer.state_dict` against the run that is about to load it (shapes against
+D, dtypes, counters, finiteness, the optimizer's and estimator's own structure), so a damaged
+checkpoint is refused with the file and the entry named instead of being coerced.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import secrets
 from collections import OrderedDict
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,8 @@ __all__ = [
     "load_checkpoint",
     "save_tensor",
     "load_tensor",
+    "check_like",
+    "check_minimizer_state",
 ]
 
 FORMAT = "zoopt-checkpoint"
@@ -128,10 +138,20 @@ def _create_temp(path: Path) -> tuple[int, str]:
     raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
+def _remove_stale_temps(path: Path) -> None:
+    """Remove ``.NAME.*.tmp`` files beside ``path`` left by a writer that was killed."""
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:  # another writer's file in use, or already gone
+            pass
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` holds either the old or the new bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -232,3 +252,173 @@ def load_tensor(path: str | Path) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise CheckpointError(f"{path}: holds {type(out).__name__}, not a tensor")
     return out
+
+
+# -- validation against the run ----------------------------------------------------------------
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def check_like(value: Any, template: Any, entry: str, strict: bool = True) -> None:
+    """Check that ``value`` has the structure of ``template`` (a fresh state of the same run).
+
+    Dicts need the same keys (``strict=False``: at least the template's), lists and tuples
+    the template's element types, tensors its dtype and shape (``strict=False``: its number
+    of dimensions), numbers the same type and finite values where the template's are.
+
+    Raises:
+        ValueError: naming ``entry`` (a dotted path) and what was expected.
+    """
+    if isinstance(template, dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{entry}: expected a table, got {_kind(value)}")
+        missing = [k for k in template if k not in value]
+        if missing:
+            raise ValueError(f"{entry}: missing entry {missing[0]!r}")
+        extra = [k for k in value if k not in template]
+        if extra and (strict or not template):
+            raise ValueError(f"{entry}: unexpected entry {extra[0]!r}")
+        for k, v in value.items():
+            if k in template:
+                check_like(v, template[k], f"{entry}.{k}", strict)
+        return
+    if isinstance(template, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{entry}: expected a list, got {_kind(value)}")
+        if strict and len(value) != len(template):
+            raise ValueError(f"{entry}: expected {len(template)} items, got {len(value)}")
+        for i, v in enumerate(value):
+            if template:
+                check_like(v, template[min(i, len(template) - 1)], f"{entry}[{i}]", strict)
+        return
+    if isinstance(template, torch.Tensor):
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{entry}: expected {_kind(template)}, got {_kind(value)}")
+        same = value.shape == template.shape if strict else value.dim() == template.dim()
+        if value.dtype != template.dtype or not same:
+            raise ValueError(f"{entry}: expected {_kind(template)}, got {_kind(value)}")
+        if value.is_floating_point() and bool(torch.isfinite(template).all()):
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{entry}: holds non-finite values (NaN or Inf)")
+        return
+    if isinstance(template, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{entry}: expected true or false, got {value!r}")
+        return
+    if isinstance(template, (int, float)):
+        numbers = (int, float) if (isinstance(template, float) or not strict) else (int,)
+        if not isinstance(value, numbers) or isinstance(value, bool):
+            raise ValueError(f"{entry}: expected {type(template).__name__}, got {_kind(value)}")
+        if isinstance(value, float) and math.isfinite(template) and not math.isfinite(value):
+            raise ValueError(f"{entry}: expected a finite number, got {value!r}")
+        return
+    if isinstance(template, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{entry}: expected a string, got {_kind(value)}")
+        return
+    if template is None and strict and value is not None:
+        raise ValueError(f"{entry}: expected no value, got {_kind(value)}")
+
+
+def _counter(state: dict, key: str) -> int:
+    v = state[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"minimizer.{key}: expected an int >= 0, got {v!r}")
+    return v
+
+
+def _parameters(state: dict, key: str, template: torch.Tensor) -> None:
+    v = state[key]
+    if not isinstance(v, torch.Tensor):
+        raise ValueError(f"minimizer.{key}: expected {_kind(template)}, got {_kind(v)}")
+    if v.shape != template.shape:
+        raise ValueError(
+            f"minimizer.{key}: expected shape {tuple(template.shape)} (D = {template.numel()} "
+            f"parameters of this run), got {tuple(v.shape)}"
+        )
+    if v.dtype != template.dtype:
+        raise ValueError(f"minimizer.{key}: expected dtype {template.dtype}, got {v.dtype}")
+    if not bool(torch.isfinite(v).all()):
+        bad = int((~torch.isfinite(v)).sum())
+        raise ValueError(
+            f"minimizer.{key}: {bad} non-finite parameter value(s) (NaN or Inf); "
+            "the checkpoint is damaged"
+        )
+
+
+def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
+    if not isinstance(value, dict) or set(value) != {"state", "param_groups"}:
+        raise ValueError(
+            f"minimizer.optimizer: expected a table of state and param_groups, got {_kind(value)}"
+        )
+    if not isinstance(value["state"], dict):
+        raise ValueError(f"minimizer.optimizer.state: expected a table, got {_kind(value)}")
+    check_like(value["param_groups"], template["param_groups"], "minimizer.optimizer.param_groups")
+    expected = template["state"].get(0)
+    for pid, entries in value["state"].items():
+        where = f"minimizer.optimizer.state.{pid}"
+        if pid != 0 or not isinstance(entries, dict):
+            raise ValueError(f"{where}: not the state of this run's one parameter vector")
+        if expected is not None:  # the optimizer's own state after one step: same entries
+            check_like(entries, expected, where)
+            continue
+        for name, t in entries.items():
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t):
+                    continue
+                raise ValueError(f"{where}.{name}: expected a float tensor, got {_kind(t)}")
+            if t.dim() != 0 and t.shape != x.shape:
+                raise ValueError(
+                    f"{where}.{name}: expected shape {tuple(x.shape)}, got {tuple(t.shape)}"
+                )
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{where}.{name}: holds non-finite values (NaN or Inf)")
+
+
+def check_minimizer_state(state: Any, template: dict) -> None:
+    """Check a :meth:`zoopt.Minimizer.state_dict` against ``template``, a fresh one of the run.
+
+    ``template["optimizer"]`` may hold the optimizer's state after one step (its ``state``
+    entry 0): the checkpoint's must then have the same entries, dtypes and shapes.
+
+    The history is checked by the caller (it may be kept outside the checkpoint); the
+    estimator's state is checked here for its structure and by the estimator when loaded.
+
+    Raises:
+        ValueError: naming the entry (``minimizer.x``, ``minimizer.optimizer.state.0...``).
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"minimizer: expected a table, got {_kind(state)}")
+    for key in template:
+        if key not in state:
+            raise ValueError(f"minimizer: missing entry {key!r}")
+    extra = [k for k in state if k not in template]
+    if extra:
+        raise ValueError(f"minimizer: unexpected entry {extra[0]!r}")
+    _parameters(state, "x", template["x"])
+    for key in ("step_count", "evaluations", "seed"):
+        _counter(state, key)
+    best = state["best_loss"]
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
+        raise ValueError(f"minimizer.best_loss: expected a number, got {best!r}")
+    if state["step_count"] > 0 and math.isfinite(best):
+        _parameters(state, "best_x", template["x"])
+    else:
+        check_like(state["best_x"], template["best_x"], "minimizer.best_x")
+    elapsed = state["elapsed"]
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 <= elapsed:
+        raise ValueError(f"minimizer.elapsed: expected seconds >= 0, got {elapsed!r}")
+    if not math.isfinite(elapsed):
+        raise ValueError(f"minimizer.elapsed: expected a finite number, got {elapsed!r}")
+    _optimizer_state(state["optimizer"], template["optimizer"], template["x"])
+    if (template["scheduler"] is None) != (state["scheduler"] is None):
+        raise ValueError(
+            "minimizer.scheduler: "
+            + ("this run has no schedule" if template["scheduler"] is None else "missing")
+        )
+    if template["scheduler"] is not None:
+        check_like(state["scheduler"], template["scheduler"], "minimizer.scheduler")
+    check_like(state["objective"], template["objective"], "minimizer.objective")
+    check_like(state["estimator"], template["estimator"], "minimizer.estimator", strict=False)

@@ -96,10 +96,10 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return check
 
 
-def _int_list(v: Any) -> str | None:
-    if all(isinstance(i, int) and not isinstance(i, bool) for i in v) and v:
+def _seed_list(v: Any) -> str | None:
+    if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v) and v:
         return None
-    return "a non-empty list of ints"
+    return "a non-empty list of ints >= 0"
 
 
 def _positive_int_list(v: Any) -> str | None:
@@ -118,6 +118,22 @@ def _finite_number_or_list(v: Any) -> str | None:
         isinstance(i, (int, float)) and not isinstance(i, bool) and math.isfinite(i) for i in items
     )
     return None if ok else "a finite number or a list of finite numbers"
+
+
+def _device(v: Any) -> str | None:
+    import torch
+
+    try:
+        kind = torch.device(v).type
+    except (RuntimeError, TypeError, ValueError):
+        kind = None
+    return None if kind in ("cpu", "cuda", "mps") else "a device such as 'cpu', 'cuda' or 'cuda:1'"
+
+
+def _finite_or_learned(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None if v == "learned" else "a finite number or 'learned'"
+    return None if math.isfinite(v) else "a finite number or 'learned'"
 
 
 def _schedule(v: Any) -> str | None:
@@ -146,6 +162,41 @@ OPTIMIZER_SCHEMA: dict[str, Field] = {
     "max_step_norm": Field(FLOAT, None, _positive, "clip the norm of each update"),
 }
 
+#: ``[evaluator] options`` a config file may set (Ray evaluator settings that run no code).
+#: Ray's ``runtime_env`` (``py_executable``, ``pip``, ``conda``, set-up hooks, working
+#: directories) and ``ray.init`` arguments start processes or import code on the workers, so
+#: they are accepted from Python only (``RayEvaluator(runtime_env=...)``).
+RAY_OPTIONS_SCHEMA: dict[str, Field] = {
+    "num_cpus_per_worker": Field(FLOAT, None, _positive, "CPUs reserved by each worker"),
+    "num_gpus_per_worker": Field(
+        FLOAT,
+        None,
+        lambda v: None if 0 <= v < math.inf else "a number >= 0",
+        "GPUs reserved by each worker (fractions share a GPU)",
+    ),
+    "chunks_per_worker": Field(INT, None, _at_least(1), "pieces per worker per population"),
+    "max_retries": Field(INT, None, _at_least(0), "re-runs of a chunk whose worker died"),
+    "startup_timeout": Field(FLOAT, None, _positive, "seconds to wait for the workers to start"),
+    "log_to_driver": Field(BOOL, None, None, "forward the workers' output to this process"),
+}
+
+#: evaluator options refused from files because they run code; each with where to set it
+CODE_OPTIONS = {
+    "runtime_env": "RayEvaluator(runtime_env=...)",
+    "ray_init_options": "RayEvaluator(ray_init_options=...)",
+    "py_executable": "RayEvaluator(runtime_env={'py_executable': ...})",
+    "worker_process_setup_hook": "RayEvaluator(runtime_env={'worker_process_setup_hook': ...})",
+    "setup_hook": "RayEvaluator(runtime_env={'worker_process_setup_hook': ...})",
+    "pip": "RayEvaluator(runtime_env={'pip': ...})",
+    "conda": "RayEvaluator(runtime_env={'conda': ...})",
+    "uv": "RayEvaluator(runtime_env={'uv': ...})",
+    "container": "RayEvaluator(runtime_env={'container': ...})",
+    "image_uri": "RayEvaluator(runtime_env={'image_uri': ...})",
+    "working_dir": "RayEvaluator(runtime_env={'working_dir': ...})",
+    "py_modules": "RayEvaluator(runtime_env={'py_modules': ...})",
+    "env_vars": "RayEvaluator(runtime_env={'env_vars': ...})",
+}
+
 #: the schema of a config; nested dicts are tables. ``objective`` and ``estimators`` are
 #: checked by :data:`OBJECTIVE_SCHEMAS` and the estimator registry.
 SCHEMA: dict[str, Any] = {
@@ -161,11 +212,13 @@ SCHEMA: dict[str, Any] = {
     },
     "evaluator": {
         "kind": Field(STR, "local", _one_of("local", "ray"), "where populations are evaluated"),
-        "device": Field(STR, None, None, "device of the local evaluator (cpu, cuda)"),
+        "device": Field(STR, None, _device, "device of the local evaluator (cpu, cuda)"),
         "max_batch": Field(INT, None, _at_least(1), "candidates per objective call (local)"),
         "num_workers": Field(INT, None, _at_least(1), "Ray workers (ray)"),
         "address": Field(STR, None, None, "Ray cluster to join: 'auto' or 'host:port' (ray)"),
-        "options": Field(TABLE, {}, None, "further keyword arguments of the evaluator"),
+        "options": Field(
+            TABLE, {}, None, "further Ray evaluator settings (see RAY_OPTIONS_SCHEMA)"
+        ),
     },
     "output": {
         "dir": Field(STR, "", None, "run directory (default runs/NAME)"),
@@ -187,7 +240,7 @@ SCHEMA: dict[str, Any] = {
     },
     "compare": {
         "estimators": Field(LIST, None, _str_list, "estimators that `zoopt compare` runs"),
-        "seeds": Field(LIST, [0], _int_list, "seeds that `zoopt compare` runs"),
+        "seeds": Field(LIST, [0], _seed_list, "seeds that `zoopt compare` runs"),
     },
 }
 
@@ -242,7 +295,7 @@ GYM_SCHEMA: dict[str, Field] = {
     "log_std": Field(
         (int, float, str),
         -0.5,
-        lambda v: None if not isinstance(v, str) or v == "learned" else "a number or 'learned'",
+        _finite_or_learned,
         "Gaussian log std for Box actions",
     ),
     "action_squash": Field(STR, "clip", _one_of("clip", "tanh"), "how Box actions are bounded"),
@@ -252,7 +305,7 @@ GYM_SCHEMA: dict[str, Field] = {
         _one_of("auto", "native", "sync", "torch"),
         "vector environment: Gymnasium's native or sync one, or zoopt's batched torch one",
     ),
-    "device": Field(STR, None, None, "where 'torch' vectorised rollouts run (cpu, cuda)"),
+    "device": Field(STR, None, _device, "where 'torch' vectorised rollouts run (cpu, cuda)"),
     "observation_clip": Field(FLOAT, 10.0, _positive, "clip normalised observations"),
     "env_kwargs": Field(TABLE, {}, None, "keyword arguments of the environment"),
 }
@@ -280,12 +333,34 @@ OBJECTIVE_SCHEMAS = {k: v[1] for k, v in OBJECTIVE_KINDS.items()}
 
 
 # -- reading ----------------------------------------------------------------------------------
+#: tables and lists nest at most this deep in a config (the schema needs 4)
+MAX_DEPTH = 16
+
+
 def parse_config(text: str, source: str = "<config>") -> dict:
     """Parse TOML text into a raw (unvalidated) config dict."""
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: tables or arrays nested too deeply") from None
+    _check_depth(raw, source)
+    return raw
+
+
+def _check_depth(raw: Any, source: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` (iteratively: no recursion limit)."""
+    stack = [(raw, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            where = f"{source}: {path}" if source else path
+            raise ConfigError(f"{where}: tables or arrays nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            stack += [(v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in node.items()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(node)]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
@@ -295,6 +370,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {e.start}); a config is TOML text"
+        ) from None
     raw = parse_config(text, str(path))
     raw = apply_overrides(raw, overrides or [])
     cfg = validate(raw, source=str(path))
@@ -314,12 +393,21 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, _, text = item.partition("=")
     key, text = key.strip(), text.strip()
     parts = key.split(".")
+    shown = item if len(item) <= 80 else item[:77] + "..."
     if not key or any(not p for p in parts):
-        raise ConfigError(f"--set {item!r}: the key must be a dotted name such as budget.steps")
+        raise ConfigError(f"--set {shown!r}: the key must be a dotted name such as budget.steps")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(
+            f"--set {shown!r}: the key has {len(parts)} parts; config keys nest at most "
+            f"{MAX_DEPTH} deep"
+        )
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    except RecursionError:
+        raise ConfigError(f"--set {shown!r}: the value is nested too deeply") from None
+    _check_depth(value, f"--set {key}")
     return parts, value
 
 
@@ -435,7 +523,7 @@ def _validate_objective(raw: Any) -> dict:
             "objective.kind: required key is missing; one of "
             + ", ".join(repr(k) for k in OBJECTIVE_KINDS)
         )
-    if kind not in OBJECTIVE_KINDS:
+    if not isinstance(kind, str) or kind not in OBJECTIVE_KINDS:
         close = difflib.get_close_matches(str(kind), OBJECTIVE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
@@ -497,6 +585,8 @@ def _validate_estimators(raw: Any) -> dict:
         if not isinstance(options, dict):
             raise ConfigError(f"{path}: must be a table of {name}'s options, got {options!r}")
         est_opts = {k: v for k, v in options.items() if k not in ESTIMATOR_RESERVED}
+        if isinstance(est_opts.get("options"), dict):
+            _check_no_expressions(f"{path}.options", est_opts["options"])
         # a built-in estimator missing from this installation cannot be checked; running
         # it reports that it is not available
         if name in ESTIMATORS:
@@ -518,6 +608,40 @@ def _validate_estimators(raw: Any) -> dict:
             )
         out[name] = entry
     return out
+
+
+def _check_no_expressions(path: str, options: Mapping) -> None:
+    """Refuse strings in options a library evaluates as expressions (pycma's ``"3 * N"``)."""
+    for key, value in options.items():
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, (str, dict, list)) for v in items):
+            raise ConfigError(
+                f"{path}.{key}: must be a number, true/false or a list of numbers (strings are "
+                f"evaluated as expressions by the library, which a config file may not do), "
+                f"got {value!r}"
+            )
+
+
+def _check_optimizer(path: str, opt: Mapping) -> None:
+    """Build the optimizer of ``opt`` on a dummy parameter: its own checks, named by key."""
+    import torch
+
+    name, options = opt.get("name"), opt.get("options") or {}
+    classes = {
+        n.lower(): c
+        for n, c in vars(torch.optim).items()
+        if inspect.isclass(c) and issubclass(c, torch.optim.Optimizer)
+    }
+    if name is None or name.lower() not in classes:
+        return
+    cls = classes[name.lower()]
+    params = _constructor_params(cls)
+    params = {k: v for k, v in params.items() if k not in ("params", "lr")}
+    _check_against(f"{path}.options", options, params)
+    try:
+        cls([torch.zeros(1, requires_grad=True)], lr=opt.get("lr", 1e-3), **options)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{path}.options: {cls.__name__} refuses them: {e}") from None
 
 
 #: the estimators zoopt ships; a comparison may name one its installation lacks (reported)
@@ -547,6 +671,7 @@ def validate(raw: Mapping, source: str = "config") -> dict:
     try:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"must be a table of keys, got {type(raw).__name__}")
+        _check_depth(raw, "")
         schema = {k: v for k, v in SCHEMA.items() if k not in ("objective", "estimators")}
         rest = {k: v for k, v in raw.items() if k not in ("objective", "estimators")}
         for key in rest:
@@ -562,6 +687,10 @@ def validate(raw: Mapping, source: str = "config") -> dict:
             _check_estimator_name(f"compare.estimators[{i}]", name, allow_builtin=True)
         _check_evaluator(cfg["evaluator"])
         _check_json_like("optimizer.options", cfg["optimizer"]["options"])
+        _check_optimizer("optimizer", cfg["optimizer"])
+        for name in cfg["estimators"]:
+            _, opt = estimator_settings(cfg, name)
+            _check_optimizer(f"estimators.{name}.optimizer", opt)
         _check_json_like("evaluator.options", cfg["evaluator"]["options"])
         return {k: cfg[k] for k in SCHEMA}
     except ConfigError as e:
@@ -573,6 +702,20 @@ RAY_ONLY_KEYS = ("num_workers", "address")
 
 
 def _check_evaluator(ev: dict) -> None:
+    options = ev["options"]
+    for key in options:
+        if key in CODE_OPTIONS:
+            raise ConfigError(
+                f"evaluator.options.{key}: refused in a config file, because it makes Ray run "
+                f"code or start processes on the workers; set it from Python with "
+                f"{CODE_OPTIONS[key]}"
+            )
+    if options and ev["kind"] != "ray":
+        raise ConfigError(
+            f"evaluator.options: only for evaluator.kind = 'ray' (evaluator.kind is "
+            f"{ev['kind']!r}; the local evaluator takes device and max_batch), got {options!r}"
+        )
+    ev["options"] = _validate_table(options, RAY_OPTIONS_SCHEMA, "evaluator.options")
     for key in RAY_ONLY_KEYS:
         if ev["kind"] != "ray" and ev.get(key) is not None:
             raise ConfigError(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -28,6 +30,7 @@ from torch import Tensor
 from zoopt.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
+    check_minimizer_state,
     load_checkpoint,
     save_checkpoint,
     save_tensor,
@@ -38,6 +41,7 @@ from zoopt.config import (
     _check_estimator_name,
     dumps_toml,
     estimator_settings,
+    parse_config,
     validate,
 )
 from zoopt.runlog import RunLog, plot_comparison, plot_learning_curves, read_metrics, write_json
@@ -146,6 +150,11 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
         options["env_kwargs"] = dict(options.get("env_kwargs") or {}) or None
         try:
             objective = mod.GymObjective(obj["env"], **options)
+        except ModuleNotFoundError as e:
+            raise ConfigError(
+                f"objective.env = {obj['env']!r}: the part before ':' names a module to "
+                f"import, and module {e.name!r} is not installed"
+            ) from None
         except (ValueError, TypeError) as e:
             raise ConfigError(f"objective: {e}") from None
         return BuiltObjective(objective, objective.initial_parameters(seed).detach().clone())
@@ -153,8 +162,18 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
         mod = _import(kind)
         from zoopt.datasets import load_classification, mlp
 
-        X, y, X_test, y_test = load_classification(obj["dataset"], test_size=obj["test_size"])
+        try:
+            X, y, X_test, y_test = load_classification(obj["dataset"], test_size=obj["test_size"])
+        except ValueError as e:  # scikit-learn: too few examples left on one side
+            raise ConfigError(
+                f"objective.test_size: {obj['test_size']} cannot split {obj['dataset']!r} ({e})"
+            ) from None
         classes = int(max(int(y.max()), int(y_test.max())) + 1)
+        if obj.get("batch_size") is not None and obj["batch_size"] > len(X):
+            raise ConfigError(
+                f"objective.batch_size: must be at most {len(X)} (the training examples of "
+                f"{obj['dataset']!r} with test_size = {obj['test_size']}), got {obj['batch_size']}"
+            )
         model = mlp(X.shape[1], obj["hidden"], classes, obj["activation"], seed=seed)
         objective = mod.SupervisedObjective(
             model, X, y, metric=obj["metric"], batch_size=obj.get("batch_size")
@@ -328,14 +347,92 @@ def _write_config(run_dir: Path, cfg: dict, built: BuiltObjective, estimator: st
 
 
 def _state(m: Any, cfg: dict, target: int, status: str) -> dict:
+    """The run's checkpoint: the minimizer without its history, and where to find that.
+
+    The history is the first ``history.rows`` lines of ``metrics.jsonl`` (appended step by
+    step), so writing a checkpoint costs the same at step 100 and at step 100,000.
+    """
     return {
-        "minimizer": m.state_dict(),
+        "minimizer": m.state_dict(history=False),
+        "history": {"rows": len(m.history["step"]), "columns": list(m.history)},
         "config": cfg,
         "estimator": m.estimator.name,
         "target_steps": int(target),
         "status": status,
         "stop_reason": m.stop_reason,
     }
+
+
+def _history_from_metrics(run_dir: Path, meta: Any, mstate: dict) -> dict[str, list]:
+    """The history of a checkpoint: the first ``meta["rows"]`` rows of ``metrics.jsonl``.
+
+    Non-finite values come back as NaN (``metrics.jsonl`` writes NaN and ±Inf as null).
+
+    Raises:
+        ValueError: naming the entry or the file when they do not match the checkpoint.
+    """
+    from zoopt.result import HISTORY_KEYS
+
+    if not isinstance(meta, dict) or set(meta) != {"rows", "columns"}:
+        raise ValueError(f"history: expected a table of rows and columns, got {meta!r:.80}")
+    n, columns = meta["rows"], meta["columns"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValueError(f"history.columns: expected a list of names, got {columns!r:.80}")
+    if isinstance(n, bool) or not isinstance(n, int) or n != mstate["step_count"]:
+        raise ValueError(f"history.rows: {n} rows for {mstate['step_count']} steps")
+    missing = [k for k in HISTORY_KEYS if k not in columns]
+    if missing:
+        raise ValueError(f"history.columns: missing column {missing[0]!r}")
+    path = run_dir / "metrics.jsonl"
+    rows: list[dict] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if len(rows) == n:
+                    break
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ValueError(
+            f"{path}: line {len(rows) + 1} is missing or not a JSON row; the checkpoint's "
+            f"history is its first {n} rows"
+        ) from None
+    if len(rows) < n:
+        raise ValueError(f"{path}: {len(rows)} rows, the checkpoint's history needs {n}")
+    history = {c: [math.nan if r.get(c) is None else r.get(c) for r in rows] for c in columns}
+    for c, values in history.items():
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError(f"{path}: column {c!r} holds a value that is not a number")
+    if n and (history["step"][-1] != n or history["evaluations"][-1] != mstate["evaluations"]):
+        raise ValueError(
+            f"{path}: row {n} (step {history['step'][-1]}, evaluations "
+            f"{history['evaluations'][-1]}) is not the step the checkpoint was written after "
+            f"(step {n}, evaluations {mstate['evaluations']})"
+        )
+    return history
+
+
+def _history_in_checkpoint(history: Any, mstate: dict) -> dict[str, list]:
+    """The history of a checkpoint that holds it (columns of equal length, one per step)."""
+    from zoopt.result import HISTORY_KEYS
+
+    if not isinstance(history, dict):
+        raise ValueError(f"minimizer.history: expected a table, got {type(history).__name__}")
+    for k in HISTORY_KEYS:
+        if k not in history:
+            raise ValueError(f"minimizer.history: missing column {k!r}")
+    for k, values in history.items():
+        if not isinstance(values, list) or len(values) != mstate["step_count"]:
+            length = len(values) if isinstance(values, list) else type(values).__name__
+            raise ValueError(
+                f"minimizer.history.{k}: expected {mstate['step_count']} values (one per "
+                f"step), got {length}"
+            )
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError(f"minimizer.history.{k}: holds a value that is not a number")
+    return history
 
 
 def _execute(
@@ -445,7 +542,7 @@ def run_experiment(
     if estimator is not None:
         cfg["estimator"] = estimator
     run_dir = Path(run_dir) if run_dir is not None else _default_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _make_run_dir(run_dir)
     with _minimizer_of(cfg) as (built, m):
         _write_config(run_dir, cfg, built, cfg["estimator"])
         _clear_previous_run(run_dir)
@@ -456,6 +553,10 @@ def run_experiment(
 @contextlib.contextmanager
 def _minimizer_of(cfg: dict) -> Iterator[tuple[BuiltObjective, Any]]:
     """The built objective and a minimizer for ``cfg``; evaluator and objective closed after."""
+    from zoopt.resources import check_step_memory
+
+    check_step_memory(cfg)
+    _check_devices(cfg)
     built = build_objective(cfg["objective"], cfg["seed"])
     try:
         evaluator = build_evaluator(cfg)
@@ -466,6 +567,36 @@ def _minimizer_of(cfg: dict) -> Iterator[tuple[BuiltObjective, Any]]:
             evaluator.close()
     finally:
         _close(built.objective)
+
+
+def _check_devices(cfg: dict) -> None:
+    """Refuse a CUDA device index this machine does not have (the config checked the form)."""
+    for key, device in (
+        ("evaluator.device", cfg["evaluator"].get("device")),
+        ("objective.device", cfg["objective"].get("device")),
+    ):
+        if device is None or not torch.cuda.is_available():
+            continue  # without CUDA, a 'cuda' request falls back to the CPU with a warning
+        d = torch.device(device)
+        if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{key}: {device!r} names GPU {d.index}, but this machine has "
+                f"{torch.cuda.device_count()} (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` or refuse it by the key that chose it (``output.dir`` / ``--out``)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"output.dir: cannot use {str(run_dir)!r} as a run directory "
+            f"({e.strerror or type(e).__name__})"
+        ) from None
 
 
 def _clear_previous_run(run_dir: Path) -> None:
@@ -501,14 +632,36 @@ def resume_experiment(
         CheckpointError: the checkpoint is missing or damaged (the message names it).
     """
     run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    ckpt = run_dir / CHECKPOINT
+    state = load_checkpoint(ckpt)
+    cfg = _run_config(run_dir)
     try:
-        cfg = validate(state["config"], source=f"{run_dir / CHECKPOINT} (config)")
+        for key, kind in (
+            ("minimizer", dict),
+            ("config", dict),
+            ("estimator", str),
+            ("status", str),
+            ("stop_reason", str),
+        ):
+            if not isinstance(state.get(key), kind):
+                raise ValueError(f"{key}: expected a {kind.__name__}, got {state.get(key)!r:.80}")
+        if state["status"] not in ("running", "finished", "interrupted"):
+            raise ValueError(
+                f"status: expected running, finished or interrupted, got {state['status']!r:.80}"
+            )
+        _check_embedded_config(state["config"], cfg)
         mstate, estimator = state["minimizer"], state["estimator"]
-        done, evaluations = int(mstate["step_count"]), int(mstate["evaluations"])
-    except KeyError as e:
-        raise CheckpointError(f"{run_dir / CHECKPOINT}: missing entry {e}") from None
-    cfg["estimator"] = estimator
+        if estimator != cfg["estimator"]:
+            raise ValueError(
+                f"estimator: {estimator!r}, but {run_dir / 'config.toml'} runs {cfg['estimator']!r}"
+            )
+        for key in ("step_count", "evaluations"):
+            v = mstate.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"minimizer.{key}: expected an int >= 0, got {v!r}")
+        done, evaluations = mstate["step_count"], mstate["evaluations"]
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt}: damaged checkpoint: {e}") from None
     if max_evaluations is not None:
         cfg["budget"]["max_evaluations"] = max_evaluations
     target = steps if steps is not None else cfg["budget"]["steps"]
@@ -522,9 +675,114 @@ def resume_experiment(
     if done >= target or not budget_left or stopped:
         return None
     with _minimizer_of(cfg) as (built, m):
-        m.load_state_dict(mstate)
+        _restore(ckpt, m, state)
         _write_config(run_dir, cfg, built, estimator)
         return _execute(cfg, run_dir, m, built, target, resumed=True)
+
+
+def _run_config(run_dir: Path) -> dict:
+    """The run directory's ``config.toml``, validated: what a resumed run executes."""
+    path = run_dir / "config.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: cannot read the run's config ({getattr(e, 'strerror', None) or e}); "
+            "resume needs the config.toml the run wrote"
+        ) from None
+    return validate(parse_config(text, str(path)), source=str(path))
+
+
+#: what a config executes: a checkpoint's embedded copy must agree with the run directory's
+def _executed(cfg: Any) -> dict:
+    obj = cfg.get("objective") if isinstance(cfg, dict) else None
+    obj = obj if isinstance(obj, dict) else {}
+    return {
+        "evaluator": cfg.get("evaluator") if isinstance(cfg, dict) else None,
+        "objective.kind": obj.get("kind"),
+        "objective.env": obj.get("env"),
+    }
+
+
+def _check_embedded_config(embedded: Any, cfg: dict) -> None:
+    """Refuse a checkpoint whose embedded config would execute something else than ``cfg``."""
+    theirs, ours = _executed(embedded), _executed(cfg)
+    for key in ours:
+        if theirs[key] != ours[key]:
+            raise ValueError(
+                f"config.{key}: the checkpoint's embedded config says {theirs[key]!r}, the run "
+                f"directory's config.toml {ours[key]!r}; resume runs config.toml only and "
+                "refuses a checkpoint written for something else"
+            )
+
+
+def _restore(ckpt: Path, m: Any, state: dict) -> None:
+    """Check the checkpoint's minimizer state against ``m`` (fresh), then load it into ``m``.
+
+    Raises:
+        CheckpointError: naming ``ckpt`` and the damaged entry.
+    """
+    mstate = dict(state["minimizer"])
+    template = m.state_dict(history=False)
+    template["optimizer"] = _stepped_optimizer_state(m, template["optimizer"])
+    try:
+        history = mstate.pop("history", None)
+        check_minimizer_state(mstate, {k: v for k, v in template.items() if k != "history"})
+        if history is None:
+            history = _history_from_metrics(ckpt.parent, state.get("history"), mstate)
+        else:  # a checkpoint that holds its history
+            history = _history_in_checkpoint(history, mstate)
+        _probe_estimator(m, mstate)
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt}: damaged checkpoint: {e}") from None
+    try:
+        m.load_state_dict({**mstate, "history": history})
+    except Exception as e:  # the checks above should leave nothing for torch to refuse
+        raise CheckpointError(
+            f"{ckpt}: damaged checkpoint: minimizer: cannot be restored "
+            f"({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+
+
+def _stepped_optimizer_state(m: Any, fresh: dict) -> dict:
+    """The state a copy of ``m``'s optimizer holds after one step (its own entries)."""
+    p = m.x.detach().clone().requires_grad_(True)
+    try:
+        opt = type(m.optimizer)([p], **m.optimizer.defaults)
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    except Exception:  # an optimizer that needs a closure (L-BFGS): shapes are checked only
+        return fresh
+    state = opt.state_dict()
+    return {"state": state["state"], "param_groups": fresh["param_groups"]}
+
+
+def _probe_estimator(m: Any, mstate: dict) -> None:
+    """Load the estimator's state into a copy and draw one population from it.
+
+    The estimator's own ``load_state_dict`` and ``ask`` are its expectations of the state:
+    a state they refuse, or one whose population has another D, is damaged.
+    """
+    if not mstate["estimator"]:
+        return
+    est = copy.deepcopy(m.estimator)
+    try:
+        est.load_state_dict(mstate["estimator"])
+        ask = getattr(est, "ask", None)
+        if ask is None:
+            return
+        population = ask(mstate["x"].clone(), int(mstate["seed"]))
+        rows = population.rows(0, min(2, len(population)))
+    except Exception as e:
+        raise ValueError(
+            f"minimizer.estimator: {m.estimator.name!r} cannot continue from this state "
+            f"({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+    if rows.dim() != 2 or rows.shape[1] != m.x.numel() or not bool(torch.isfinite(rows).all()):
+        raise ValueError(
+            f"minimizer.estimator: {m.estimator.name!r} draws candidates of shape "
+            f"{tuple(rows.shape)} from this state, not finite rows of D = {m.x.numel()}"
+        )
 
 
 # -- comparison -----------------------------------------------------------------------------
@@ -577,11 +835,14 @@ def compare(
     from zoopt.estimators import available_estimators
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
     for name in estimators:
         _check_estimator_name("--estimators", name, allow_builtin=True)
     seeds = list(seeds if seeds is not None else cfg["compare"]["seeds"])
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"--seeds: every seed must be an int >= 0, got {seed!r}")
+    _make_run_dir(out_dir)
     say = echo or (lambda s: None)
     if cfg["budget"].get("max_evaluations") is None:
         say(

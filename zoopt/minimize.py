@@ -577,10 +577,12 @@ class Minimizer:
         )
 
     # -- state for checkpoints ----------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self, history: bool = True) -> dict:
         """Everything needed to resume exactly (tensors and plain values only).
 
         A deep copy: torch's optimizer state_dict shares tensors with the live optimizer.
+        With ``history=False`` the history is left out (``None``), so that the cost does not
+        grow with the steps taken; the caller restores it before :meth:`load_state_dict`.
         """
         return copy.deepcopy(
             {
@@ -594,7 +596,7 @@ class Minimizer:
                 "evaluations": self.evaluations,
                 "best_loss": self.best_loss,
                 "best_x": self._best.clone(),
-                "history": {k: list(v) for k, v in self.history.items()},
+                "history": {k: list(v) for k, v in self.history.items()} if history else None,
                 "elapsed": self.elapsed,
                 "seed": self.seed,
             }

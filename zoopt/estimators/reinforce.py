@@ -236,6 +236,9 @@ class Reinforce(Estimator):
                     f"{name}: entropy must be a differentiable tensor of shape "
                     f"({log_probs.shape[0]},), got {tuple(entropy.shape)}"
                 )
+        if losses.dtype == torch.bool or losses.is_complex():
+            # a mask or a complex value is not a loss; coercing it would hide the mistake
+            raise TypeError(f"{name}: losses must be real numbers, got dtype {losses.dtype}")
         if not losses.is_floating_point():
             losses = losses.to(log_probs.dtype)
         return log_probs, losses.detach(), entropy
