@@ -4,13 +4,15 @@ A run directory holds
 
 * ``config.toml`` — the resolved config (defaults filled in), ``resolved.json`` — the same
   plus versions and the objective's size;
-* ``metrics.jsonl`` — one JSON object per step (the columns of :data:`zoopt.HISTORY_KEYS`
+* ``metrics.jsonl`` — one JSON object per step (the columns of :data:`zoopt.result.HISTORY_KEYS`
   and any estimator extras; NaN is written as ``null``);
 * ``events.out.tfevents.*`` under ``tensorboard/`` when TensorBoard is installed;
 * ``checkpoint.pt`` (see :mod:`zoopt.checkpoint`), ``best.pt`` and ``last.pt`` (plain
   parameter tensors ``(D,)``), ``summary.json`` and ``curve.png`` at the end.
 
-Plots use matplotlib's Agg canvas directly (no display, no global pyplot state).
+Plots use matplotlib's Agg canvas directly (no display, no global pyplot state). matplotlib
+is optional (the ``viz`` extra): without it a run skips its plots and says so once
+(:func:`draw_or_skip`). Lines are labelled by what tells the runs apart (:func:`run_labels`).
 """
 
 from __future__ import annotations
