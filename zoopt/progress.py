@@ -21,7 +21,7 @@ __all__ = ["Progress", "LineProgress", "make_progress", "fit_fields", "row_field
 FIELD_ORDER = ("metric", "best", "ev/s", "α", "ess")
 
 #: the fewest characters left to the bar itself
-MIN_BAR = 10
+MIN_BAR = 8
 
 BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}"
 _NO_BAR = BAR_FORMAT.replace("{bar}", "")
@@ -83,6 +83,7 @@ class Progress:
         from tqdm.auto import tqdm
 
         self.metric_name, self.metric, self.fixed_ncols = metric_name, metric, ncols
+        self._fitted = -math.inf
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -100,14 +101,22 @@ class Progress:
         return shutil.get_terminal_size((80, 24)).columns
 
     def update(self, row: dict) -> None:
-        """Advance one step and show ``row``'s fields."""
+        """Advance one step; ``row``'s fields are refitted at most every ``mininterval`` s."""
         bar = self.bar
         bar.update(1)
+        now = time.monotonic()
+        if now - self._fitted < bar.mininterval and bar.n < bar.total:
+            return  # fitting costs more than a step of a fast objective
+        self._fitted = now
         d = bar.format_dict
-        # everything but the bar and the fields, measured with the bar at zero width
-        bare = bar.format_meter(**{**d, "bar_format": _NO_BAR, "ncols": None, "postfix": None})
+        # everything but the bar and the fields, measured with the bar at zero width and
+        # the widest step count
+        bare = bar.format_meter(
+            **{**d, "n": d["total"], "bar_format": _NO_BAR, "ncols": None, "postfix": None}
+        )
         room = self._width() - len(bare) - MIN_BAR - 2  # 2: the ", " before the fields
-        bar.set_postfix_str(fit_fields(row_fields(row, self.metric_name, self.metric), room))
+        fields = fit_fields(row_fields(row, self.metric_name, self.metric), room)
+        bar.set_postfix_str(fields, refresh=False)
 
     def line(self) -> str:
         """The bar as it is drawn now."""
