@@ -109,3 +109,15 @@ def test_require_names_the_extra_and_keeps_other_import_errors():
     for module, (extra, package) in EXTRAS.items():
         e = MissingExtraError(module, "drawing")
         assert f"zoopt-torch[{extra}]" in str(e) and package in str(e) and e.name == module
+
+
+def test_without_sacrebleu_bleu_names_the_metrics_extra(monkeypatch):
+    from zoopt import metrics
+
+    metrics._bleu.cache_clear()  # a BLEU object made earlier would hide the missing package
+    monkeypatch.setitem(sys.modules, "sacrebleu", None)
+    try:
+        with pytest.raises(MissingExtraError, match=r"zoopt-torch\[metrics\]"):
+            metrics.corpus_bleu(["a cat"], ["a cat"])
+    finally:
+        metrics._bleu.cache_clear()
