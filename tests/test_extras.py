@@ -94,6 +94,13 @@ def test_without_matplotlib_a_run_finishes_and_says_once_the_plot_was_skipped(tm
 
 
 def test_without_scikit_learn_a_classification_config_names_the_metrics_extra(tmp_path):
+    out = zoopt_without(OPTIONAL, "list", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    kinds = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("  ")}
+    assert kinds["classification"].endswith("(needs zoopt-torch[metrics])")
+    assert kinds["translation"].endswith("(needs zoopt-torch[metrics])")
+    assert "needs" not in kinds["function"] and "needs" not in kinds["gym"]
+
     (tmp_path / "digits.toml").write_text(CLASSIFICATION)
     out = zoopt_without(OPTIONAL, "run", "digits.toml", "--out", "r", cwd=tmp_path)
     assert out.returncode == 2, out.stderr

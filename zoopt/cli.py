@@ -303,11 +303,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+#: objective kind → the optional package it cannot run without
+KIND_NEEDS = {"classification": "sklearn", "translation": "sacrebleu"}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """``zoopt list``."""
+    import importlib.util
+
     import zoopt
     from zoopt.config import OBJECTIVE_KINDS
     from zoopt.estimators import ESTIMATORS
+    from zoopt.extras import EXTRAS
     from zoopt.optim import SCHEDULES, available_optimizers
 
     print("estimators:")
@@ -322,6 +329,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             status = ""
         except ImportError:
             status = " (not available in this installation)"
+        needs = KIND_NEEDS.get(kind)
+        if not status and needs and importlib.util.find_spec(needs) is None:
+            status = f" (needs zoopt-torch[{EXTRAS[needs][0]}])"
         print(f"  {kind:<15} {keys}{status}")
     try:
         from zoopt_envs import ENV_IDS
