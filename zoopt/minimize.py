@@ -24,7 +24,6 @@ from zoopt.evaluators import make_evaluator
 from zoopt.objectives.base import Objective, as_objective
 from zoopt.optim import make_optimizer, make_scheduler
 from zoopt.population import ExplicitPopulation
-from zoopt.progress import make_progress
 from zoopt.result import HISTORY_KEYS, Result
 from zoopt.weights import NonFiniteLossError
 
@@ -236,6 +235,8 @@ class Minimizer:
         """Run until ``steps`` in total (default: the configured number) and return the result."""
         target = self.steps if steps is None else steps
         self.stop_reason = ""  # a new call runs on, whatever ended the previous one
+        from zoopt.progress import make_progress
+
         bar = make_progress(self, target)
         try:
             while self.step_count < target:
