@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from zoopt.checkpoint import load_checkpoint
-from zoopt.cli import main
+from zoopt.cli import build_parser, main
 
 FUNCTION_CONFIG = """
 name = "tiny"
@@ -185,6 +185,12 @@ def test_compare_reports_estimators_that_cannot_apply(tmp_path):
     assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "cmp" / "comparison.md").is_file()
     assert (tmp_path / "cmp" / "sampling" / "seed1" / "metrics.jsonl").is_file()
+    for seed in (0, 1):  # every run of a comparison draws its own curve
+        assert (tmp_path / "cmp" / "sampling" / f"seed{seed}" / "curve.png").is_file()
+    # the reason is a footnote under the table, not a column as wide as the reason
+    row = next(line for line in table.splitlines() if line.startswith("| gradient"))
+    assert row.split("|")[-2].strip() == "[1]" and "differentiable" not in row
+    assert any(line.startswith("[1] gradient: not applicable") for line in table.splitlines())
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_completes(tmp_path):
@@ -279,3 +285,100 @@ def test_compare_reports_an_objective_that_cannot_sample(tmp_path, capsys):
     rows = {r["estimator"]: r for r in json.loads((out / "comparison.json").read_text())["rows"]}
     assert rows["es"]["runs"] == 1 and rows["reinforce"]["runs"] == 0
     assert "sample_outputs" in rows["reinforce"]["reasons"][0]
+
+
+def test_run_and_compare_refuse_a_directory_with_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.toml").write_text(FUNCTION_CONFIG.replace('progress = "lines"', 'progress = "none"'))
+    fast = ["--set", "output.tensorboard=false", "--set", "output.plot=false"]
+    assert main(["run", "tiny.toml", *fast]) == 0
+    run = tmp_path / "runs" / "tiny"  # the default directory, runs/NAME
+    resolved = json.loads((run / "resolved.json").read_text())
+    assert resolved["config"]["output"]["dir"] == str(Path("runs") / "tiny")
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+    assert main(["run", "tiny.toml", *fast, "--set", "budget.steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds results" in err and "--force" in err
+    assert f"zoopt resume {Path('runs') / 'tiny'}" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # compare's default directory is the same runs/NAME: refused as well
+    assert main(["compare", "tiny.toml", "--estimators", "es", *fast]) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert not (run / "es").exists()
+
+    assert main(["run", "tiny.toml", *fast, "--set", "budget.steps=2", "--force"]) == 0
+    assert [r["step"] for r in lines(run / "metrics.jsonl")] == [1, 2]
+    # a comparison's runs count as results too
+    assert main(["compare", "tiny.toml", "--estimators", "es", "--out", "c", *fast]) == 0
+    (tmp_path / "c" / "comparison.json").unlink()
+    assert main(["compare", "tiny.toml", "--estimators", "es", "--out", "c", *fast]) == 2
+    assert "es/seed0/checkpoint.pt" in capsys.readouterr().err
+
+
+def test_init_writes_example_configs_that_run(tmp_path, capsys, monkeypatch):
+    from zoopt.config import load_config
+    from zoopt.example_configs import example_configs
+
+    monkeypatch.chdir(tmp_path)
+    names = list(example_configs())
+    assert "quickstart" in names
+    assert main(["init"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in names)
+    for name in names:
+        assert main(["init", name]) == 0
+        assert load_config(tmp_path / f"{name}.toml")["name"]  # each one validates
+    assert main(["init", "quickstart"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["init", "quickstart", "--force"]) == 0
+    assert main(["init", "nope"]) == 2
+    assert "choose one of: " + ", ".join(names) in capsys.readouterr().err
+    assert "zoopt init" in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+
+
+def test_version(capsys):
+    import zoopt
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"zoopt {zoopt.__version__}"
+
+
+def test_plot_labels_runs_by_what_tells_them_apart(tmp_path, capsys):
+    from zoopt.runlog import _figure, _set_yscale, run_labels
+
+    (tmp_path / "tiny.toml").write_text(
+        FUNCTION_CONFIG.replace('progress = "lines"', 'progress = "none"')
+    )
+    fast = ["--set", "output.tensorboard=false", "--set", "budget.steps=3"]
+    for est, seed, out in (("sampling", 1, "a"), ("es", 1, "b"), ("es", 2, "c")):
+        cfg = [str(tmp_path / "tiny.toml"), "--estimator", est, "--set", f"seed={seed}"]
+        assert main(["run", *cfg, "--out", str(tmp_path / out), *fast]) == 0
+    a, b, c = (tmp_path / d for d in "abc")
+    assert run_labels([a, b]) == ["sampling", "es"]
+    assert run_labels([b, c]) == ["seed 1", "seed 2"]
+    assert run_labels([a, b, c]) == ["sampling seed 1", "es seed 1", "es seed 2"]
+    assert run_labels([a]) == ["tiny sampling seed 1"]
+    assert run_labels([a, a]) == [str(a), str(a)]  # nothing tells them apart: the paths
+    capsys.readouterr()
+
+    png = tmp_path / "ab.png"
+    args = ["plot", str(a), str(b), "--out", str(png), "--yscale", "log"]
+    assert main([*args, "--label", "mine", "--label", "theirs"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main([*args, "--label", "only one"]) == 2
+    assert "one label per run directory (2), got 1" in capsys.readouterr().err
+
+    fig, (ax,) = _figure(1)
+    ax.plot([0, 1, 2], [-1.0, 10.0, 1000.0])
+    _set_yscale(ax, "log")
+    assert ax.get_yscale() == "symlog"  # log of a negative value: symmetric log
+    fig, (ax,) = _figure(1)
+    ax.plot([0, 1, 2], [1.0, 10.0, 1000.0])
+    _set_yscale(ax, "linear")
+    assert ax.get_yscale() == "linear"
+    _set_yscale(ax, "auto")
+    assert ax.get_yscale() == "log"

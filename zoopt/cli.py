@@ -1,12 +1,17 @@
-"""The ``zoopt`` command line: run, compare, resume, plot and list.
+"""The ``zoopt`` command line: init, run, compare, resume, plot and list.
 
 ::
 
-    zoopt run CONFIG.toml [--set key=value ...] [--out DIR]
-    zoopt compare CONFIG.toml [--estimators sampling,es,...] [--seeds 0,1,2] [--out DIR]
+    zoopt init [NAME] [--force]
+    zoopt run CONFIG.toml [--set key=value ...] [--out DIR] [--force]
+    zoopt compare CONFIG.toml [--estimators es,...] [--seeds 0,1,2] [--out DIR] [--force]
     zoopt resume RUN_DIR [--steps N] [--max-evaluations N]
-    zoopt plot RUN_DIR... [--out FILE.png]
+    zoopt plot RUN_DIR... [--out FILE.png] [--label TEXT ...] [--yscale auto|linear|log]
     zoopt list
+    zoopt --version
+
+``run`` and ``compare`` refuse a directory that already holds results unless ``--force``
+is given (then the earlier run's checkpoint and results are replaced).
 
 Exit status: 0 on success, 1 when a run fails, 2 for bad input (config, arguments,
 checkpoint), 130 when a run was interrupted with Ctrl-C (its checkpoint is saved).
@@ -55,10 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zoopt",
         description="Optimise non-differentiable objectives with interchangeable estimators.",
     )
+    p.add_argument("--version", action="version", version=f"zoopt {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    i = sub.add_parser("init", help="write an example config to the current directory")
+    i.add_argument("name", nargs="?", help="the example's name (without a name: list them)")
+    i.add_argument("--force", action="store_true", help="replace an existing file")
+
     def config_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("config", help="a TOML config (see examples/configs/)")
+        sp.add_argument(
+            "config", help="a TOML config (`zoopt init` lists examples and writes one here)"
+        )
         sp.add_argument(
             "--set",
             dest="overrides",
@@ -69,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
             "(VALUE is parsed as TOML; repeatable)",
         )
         sp.add_argument("--out", help="output directory (overrides output.dir)")
+        sp.add_argument(
+            "--force",
+            action="store_true",
+            help="replace the results of an earlier run in the output directory",
+        )
 
     r = sub.add_parser("run", help="run one experiment from a config")
     config_args(r)
@@ -101,9 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="PNG path (default: RUN_DIR/curve.png for one run, "
         "else curves.png in the current directory)",
     )
+    pl.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        metavar="TEXT",
+        help="legend label, once per run in the order given "
+        "(default: the run name, estimator and seed, as far as they differ)",
+    )
+    pl.add_argument(
+        "--yscale",
+        choices=("auto", "linear", "log"),
+        default="auto",
+        help="y-axis scale; auto: log when every value is positive over > 2 decades",
+    )
 
     sub.add_parser("list", help="estimators, objective kinds, environments, optimizers")
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zoopt-torch")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        import zoopt
+
+        return zoopt.__version__
 
 
 def _error(message: str) -> int:
@@ -128,11 +170,41 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)
 
 
+#: files that mark a directory as holding results of ``run`` or ``compare``
+RESULT_FILES = ("checkpoint.pt", "metrics.jsonl", "summary.json", "comparison.json")
+
+
+def _earlier_results(out_dir: Path) -> list[Path]:
+    """Result files in ``out_dir`` and in its ``ESTIMATOR/seedS`` run directories."""
+    found = [out_dir / n for n in RESULT_FILES if (out_dir / n).exists()]
+    for n in RESULT_FILES[:3]:
+        found += sorted(out_dir.glob(f"*/seed*/{n}"))
+    return found
+
+
+def _refuse_earlier(out_dir: Path, force: bool) -> str | None:
+    """The error message when ``out_dir`` holds earlier results and ``--force`` is not given."""
+    found = _earlier_results(out_dir)
+    if not found or force:
+        return None
+    shown = ", ".join(str(p.relative_to(out_dir)) for p in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    resume = out_dir if (out_dir / "checkpoint.pt").exists() else "RUN_DIR"
+    return (
+        f"{out_dir} already holds results ({shown}{more}); pass --force to replace them, "
+        f"--out DIR to write elsewhere, or continue a run with  zoopt resume {resume}"
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``zoopt run``."""
-    from zoopt.experiment import run_experiment
+    from zoopt.experiment import _default_dir, run_experiment
 
-    return _report(run_experiment(_load(args)))
+    cfg = _load(args)
+    refusal = _refuse_earlier(_default_dir(cfg), args.force)
+    if refusal:
+        return _error(refusal)
+    return _report(run_experiment(cfg))
 
 
 def _report(summary) -> int:
@@ -153,7 +225,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from zoopt.experiment import _default_dir, compare, format_table
 
     cfg = _load(args)
-    rows, files = compare(cfg, _default_dir(cfg), args.estimators, args.seeds)
+    out_dir = _default_dir(cfg)
+    refusal = _refuse_earlier(out_dir, args.force)
+    if refusal:
+        return _error(refusal)
+    rows, files = compare(cfg, out_dir, args.estimators, args.seeds)
     data = json.loads(Path(files["json"]).read_text())
     print()
     print(
@@ -197,20 +273,48 @@ def cmd_plot(args: argparse.Namespace) -> int:
     for d in dirs:
         if not (d / "metrics.jsonl").is_file():
             return _error(f"{d}: not a run directory (no metrics.jsonl)")
+    if args.labels is not None and len(args.labels) != len(dirs):
+        return _error(
+            f"--label: give one label per run directory ({len(dirs)}), got {len(args.labels)}"
+        )
     out = (
         Path(args.out)
         if args.out
         else (dirs[0] / "curve.png" if len(dirs) == 1 else Path("curves.png"))
     )
-    print(plot_learning_curves(dirs, out))
+    print(plot_learning_curves(dirs, out, labels=args.labels, yscale=args.yscale))
     return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``zoopt init``."""
+    from zoopt.example_configs import describe_examples, write_example
+
+    if not args.name:
+        print("example configs (zoopt init NAME writes NAME.toml here):")
+        for name, line in describe_examples().items():
+            print(f"  {name:<18} {line}")
+        return 0
+    try:
+        path = write_example(args.name, Path.cwd(), force=args.force)
+    except (KeyError, FileExistsError) as e:
+        return _error(e.args[0])
+    print(f"wrote {path}; run it with:  zoopt run {path.name}")
+    return 0
+
+
+#: objective kind → the optional package it cannot run without
+KIND_NEEDS = {"classification": "sklearn", "translation": "sacrebleu"}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``zoopt list``."""
+    import importlib.util
+
     import zoopt
     from zoopt.config import OBJECTIVE_KINDS
     from zoopt.estimators import ESTIMATORS
+    from zoopt.extras import EXTRAS
     from zoopt.optim import SCHEDULES, available_optimizers
 
     print("estimators:")
@@ -225,6 +329,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             status = ""
         except ImportError:
             status = " (not available in this installation)"
+        needs = KIND_NEEDS.get(kind)
+        if not status and needs and importlib.util.find_spec(needs) is None:
+            status = f" (needs zoopt-torch[{EXTRAS[needs][0]}])"
         print(f"  {kind:<15} {keys}{status}")
     try:
         from zoopt_envs import ENV_IDS
@@ -243,6 +350,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "init": cmd_init,
     "run": cmd_run,
     "compare": cmd_compare,
     "resume": cmd_resume,
@@ -255,11 +363,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zoopt`` console script; returns the exit status."""
     from zoopt.checkpoint import CheckpointError
     from zoopt.config import ConfigError
+    from zoopt.extras import MissingExtraError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, MissingExtraError) as e:
         return _error(str(e))
     except KeyboardInterrupt:
         print("zoopt: aborted", file=sys.stderr)

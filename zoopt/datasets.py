@@ -47,6 +47,9 @@ def load_classification(
         or not (0 < test_size < 1)
     ):
         raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
+    from zoopt.extras import require
+
+    require("sklearn", f"the {name!r} data set")
     import sklearn.datasets
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler

@@ -44,7 +44,14 @@ from zoopt.config import (
     parse_config,
     validate,
 )
-from zoopt.runlog import RunLog, plot_comparison, plot_learning_curves, read_metrics, write_json
+from zoopt.runlog import (
+    RunLog,
+    draw_or_skip,
+    plot_comparison,
+    plot_learning_curves,
+    read_metrics,
+    write_json,
+)
 
 __all__ = [
     "BuiltObjective",
@@ -333,10 +340,12 @@ def _write_config(run_dir: Path, cfg: dict, built: BuiltObjective, estimator: st
         f"Re-run with: zoopt run {run_dir / 'config.toml'}"
     )
     atomic_write_bytes(run_dir / "config.toml", dumps_toml(cfg, header).encode())
+    resolved = copy.deepcopy(cfg)
+    resolved["output"]["dir"] = str(run_dir)  # the default "" resolved to where the run is
     write_json(
         run_dir / "resolved.json",
         {
-            "config": cfg,
+            "config": resolved,
             "estimator": estimator,
             "dim": int(built.x0.numel()),
             "metric_name": built.objective.metric_name,
@@ -494,7 +503,9 @@ def _execute(
             f"{built.held_out_name}_of_best": built.held_out(result.best_x),
         }
     if out["plot"] and m.step_count:
-        files["curve"] = str(plot_learning_curves([run_dir], run_dir / "curve.png"))
+        curve = draw_or_skip(lambda: plot_learning_curves([run_dir], run_dir / "curve.png"))
+        if curve is not None:
+            files["curve"] = str(curve)
     summary = RunSummary(
         run_dir=str(run_dir),
         estimator=m.estimator.name,
@@ -860,7 +871,6 @@ def compare(
             run_cfg = copy.deepcopy(cfg)
             run_cfg["seed"], run_cfg["estimator"] = int(seed), name
             run_cfg["output"]["dir"] = str(run_dir)
-            run_cfg["output"]["plot"] = False
             if name not in available_estimators():
                 notes.append("not available in this installation (not registered)")
                 say(f"[{n}/{total}] {name}: {notes[-1]}")
@@ -910,8 +920,9 @@ def compare(
         rows.append(row)
     files = {}
     title = f"{cfg['name']}: {_describe_objective(cfg['objective'])}"
-    if curves:
-        files["plot"] = str(plot_comparison(curves, out_dir / "comparison.png", metric_name, title))
+    png = out_dir / "comparison.png"
+    if curves and draw_or_skip(lambda: plot_comparison(curves, png, metric_name, title)):
+        files["plot"] = str(png)
     table = format_table(rows, metric_name, held_name)
     files["table"] = str(out_dir / "comparison.md")
     (out_dir / "comparison.md").write_text(f"# {title}\n\n{table}\n", encoding="utf-8")
@@ -952,7 +963,11 @@ def _describe_objective(obj: dict) -> str:
 def format_table(
     rows: Sequence[CompareRow], metric_name: str = "metric", held_name: str = ""
 ) -> str:
-    """A Markdown table of comparison rows (also readable as plain text)."""
+    """A Markdown table of comparison rows (also readable as plain text).
+
+    Notes (why an estimator did not run) are numbered footnotes under the table, so that a
+    long reason does not widen every row.
+    """
 
     def num(x: float, digits: int = 4) -> str:
         return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
@@ -961,7 +976,7 @@ def format_table(
     if held_name:
         head.append(held_name)
     head += ["evaluations", "wall s", "note"]
-    lines = [head]
+    lines, footnotes = [head], []
     for r in rows:
         final = num(r.final_metric) + (
             f" ± {num(r.final_std, 2)}" if math.isfinite(r.final_std) else ""
@@ -969,7 +984,11 @@ def format_table(
         cells = [r.estimator, str(r.runs), final, num(r.best_metric)]
         if held_name:
             cells.append(num(r.held_out))
-        cells += [num(r.evaluations, 6), num(r.seconds, 3), r.note]
+        mark = ""
+        if r.note:
+            footnotes.append(f"[{len(footnotes) + 1}] {r.estimator}: {r.note}")
+            mark = f"[{len(footnotes)}]"
+        cells += [num(r.evaluations, 6), num(r.seconds, 3), mark]
         lines.append(cells)
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
@@ -979,6 +998,8 @@ def format_table(
         )
         if i == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    if footnotes:
+        out += [""] + footnotes
     return "\n".join(out)
 
 

@@ -132,12 +132,11 @@ def macro_f1(predictions: Any, targets: Any, num_classes: int | None = None) -> 
 # ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=2)
 def _bleu(effective_order: bool):
-    try:
-        from sacrebleu.metrics import BLEU
-    except ImportError:
-        raise ImportError(
-            "BLEU needs sacrebleu: pip install sacrebleu (or zoopt-torch[metrics])"
-        ) from None
+    from zoopt.extras import require
+
+    require("sacrebleu", "BLEU")
+    from sacrebleu.metrics import BLEU
+
     return BLEU(effective_order=effective_order)
 
 

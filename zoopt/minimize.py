@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -499,13 +498,14 @@ class Minimizer:
         """Run until ``steps`` in total (default: the configured number) and return the result."""
         target = self.steps if steps is None else steps
         self.stop_reason = ""  # a new call runs on, whatever ended the previous one
-        bar = self._progress_bar(target)
+        from zoopt.progress import make_progress
+
+        bar = make_progress(self, target)
         try:
             while self.step_count < target:
                 row = self.step()
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(self._postfix(row), refresh=False)
+                    bar.update(row)
                 # the callback sees every row, the last one included
                 stop = self.callback is not None and self.callback(row) is True
                 if self.stop_reason:
@@ -522,34 +522,6 @@ class Minimizer:
             if bar is not None:
                 bar.close()
         return self.result()
-
-    def _progress_bar(self, total: int):
-        if self.progress == "lines":
-            return _LineProgress(total, self.step_count, self.estimator.name, self.progress_every)
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=total,
-            initial=self.step_count,
-            desc=self.estimator.name,
-            dynamic_ncols=True,
-            leave=False,
-        )
-
-    def _postfix(self, row: dict) -> dict:
-        out = {
-            self.objective.metric_name: f"{row['metric']:.4g}",
-            "best": f"{self.objective.metric(row['best_loss']):.4g}",
-        }
-        for k in ("alpha", "ess"):
-            if not math.isnan(row[k]):
-                out[k] = f"{row[k]:.3g}"
-        if row["seconds"] > 0:
-            out["evals/s"] = f"{row['evaluations'] / row['seconds']:.0f}"
-        return out
 
     def result(self, evaluate_final: bool = True) -> Result:
         """The :class:`Result` for the current state (evaluates the final parameters once)."""
@@ -628,32 +600,6 @@ class Minimizer:
         """Release the evaluator if this run created it."""
         if self.owns_evaluator:
             self.evaluator.close()
-
-
-class _LineProgress:
-    """Plain progress lines on stderr every ``every`` seconds (logs, CI: no terminal)."""
-
-    def __init__(self, total: int, initial: int, desc: str, every: float = 10.0):
-        self.total, self.n, self.desc, self.every = total, initial, desc, every
-        self.last = -math.inf
-        self.postfix: dict = {}
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_postfix(self, postfix: dict, refresh: bool = False) -> None:
-        self.postfix = postfix
-        now = time.monotonic()
-        if now - self.last >= self.every or self.n >= self.total:
-            self.last = now
-            self._print()
-
-    def _print(self) -> None:
-        fields = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-        print(f"{self.desc} step {self.n}/{self.total} {fields}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        pass
 
 
 def minimize(

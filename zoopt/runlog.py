@@ -4,19 +4,22 @@ A run directory holds
 
 * ``config.toml`` — the resolved config (defaults filled in), ``resolved.json`` — the same
   plus versions and the objective's size;
-* ``metrics.jsonl`` — one JSON object per step (the columns of :data:`zoopt.HISTORY_KEYS`
+* ``metrics.jsonl`` — one JSON object per step (the columns of :data:`zoopt.result.HISTORY_KEYS`
   and any estimator extras; NaN is written as ``null``);
 * ``events.out.tfevents.*`` under ``tensorboard/`` when TensorBoard is installed;
 * ``checkpoint.pt`` (see :mod:`zoopt.checkpoint`), ``best.pt`` and ``last.pt`` (plain
   parameter tensors ``(D,)``), ``summary.json`` and ``curve.png`` at the end.
 
-Plots use matplotlib's Agg canvas directly (no display, no global pyplot state).
+Plots use matplotlib's Agg canvas directly (no display, no global pyplot state). matplotlib
+is optional (the ``viz`` extra): without it a run skips its plots and says so once
+(:func:`draw_or_skip`). Lines are labelled by what tells the runs apart (:func:`run_labels`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from zoopt.checkpoint import atomic_write_bytes
+from zoopt.extras import MissingExtraError, require
 
 __all__ = [
     "RunLog",
@@ -33,7 +37,13 @@ __all__ = [
     "write_json",
     "plot_learning_curves",
     "plot_comparison",
+    "run_labels",
+    "draw_or_skip",
+    "YSCALES",
 ]
+
+#: y-axis scales of the plots: "auto" is log when every value is positive over > 2 decades
+YSCALES = ("auto", "linear", "log")
 
 
 def _plain(value: Any) -> Any:
@@ -155,6 +165,7 @@ def read_summary(run_dir: str | Path) -> dict:
 
 
 def _figure(ncols: int = 1, width: float = 6.0):
+    require("matplotlib", "drawing plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -164,32 +175,103 @@ def _figure(ncols: int = 1, width: float = 6.0):
     return fig, axes
 
 
-def _metric_name(run_dir: Path) -> str:
+def _resolved(run_dir: Path) -> dict:
     try:
-        return json.loads((run_dir / "resolved.json").read_text())["metric_name"]
-    except Exception:
-        return "metric"
+        data = json.loads((run_dir / "resolved.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _metric_name(run_dir: Path) -> str:
+    return str(_resolved(run_dir).get("metric_name", "metric"))
+
+
+def run_labels(run_dirs: Sequence[str | Path]) -> list[str]:
+    """Legend labels of runs: the parts of (run name, estimator, seed) that tell them apart.
+
+    Read from each run's ``resolved.json``; parts equal across all runs are left out, and the
+    directory path is used where the parts are missing or do not tell two runs apart.
+    """
+    dirs = [Path(d) for d in run_dirs]
+    parts = []
+    for d in dirs:
+        info = _resolved(d)
+        cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
+        seed = cfg.get("seed")
+        parts.append(
+            (
+                str(cfg.get("name") or ""),
+                str(info.get("estimator") or ""),
+                "" if seed is None else f"seed {seed}",
+            )
+        )
+    keep = [i for i in range(3) if len({p[i] for p in parts}) > 1]
+    labels = [" ".join(p[i] for i in keep if p[i]) for p in parts]
+    if len(dirs) == 1:
+        labels = [" ".join(x for x in parts[0] if x)]
+    if any(not lab for lab in labels) or len(set(labels)) < len(labels):
+        return [str(d) for d in dirs]
+    return labels
 
 
 def plot_learning_curves(
-    run_dirs: Iterable[str | Path], out: str | Path, labels: Sequence[str] | None = None
+    run_dirs: Iterable[str | Path],
+    out: str | Path,
+    labels: Sequence[str] | None = None,
+    yscale: str = "auto",
 ) -> Path:
-    """Metric (and best so far) against evaluations for one or several runs, in one PNG."""
+    """Metric (and best so far) against evaluations for one or several runs, in one PNG.
+
+    Args:
+        run_dirs: run directories (each holds ``metrics.jsonl``).
+        out: the PNG path.
+        labels: one legend label per run (default: :func:`run_labels`).
+        yscale: one of :data:`YSCALES`.
+    """
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise ValueError("plot_learning_curves needs at least one run directory")
+    if labels is not None and len(labels) != len(dirs):
+        raise ValueError(f"labels: expected {len(dirs)} labels (one per run), got {len(labels)}")
+    _check_yscale(yscale)
+    labels = list(labels) if labels is not None else run_labels(dirs)
     fig, (ax, axb) = _figure(2)
     names = set()
-    for i, d in enumerate(dirs):
+    for d, label in zip(dirs, labels, strict=True):
         m = read_metrics(d)
-        label = labels[i] if labels else (d.name if len(dirs) > 1 else None)
         x = m.get("evaluations", m.get("step"))
         (line,) = ax.plot(x, m["metric"], lw=1.2, label=label)
         best = _best_metric(m)
         axb.plot(x, best, lw=1.5, color=line.get_color(), label=label)
         names.add(_metric_name(d))
     name = names.pop() if len(names) == 1 else "metric"
-    return _finish(fig, (ax, axb), name, "", out, legend=len(dirs) > 1)
+    title = labels[0] if len(dirs) == 1 else ""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, (ax, axb), name, "", out, legend=len(dirs) > 1, yscale=yscale)
+
+
+def _check_yscale(yscale: str) -> None:
+    if yscale not in YSCALES:
+        raise ValueError(f"yscale must be one of {', '.join(YSCALES)}, got {yscale!r}")
+
+
+_skip_noted = False
+
+
+def draw_or_skip(draw: Callable[[], Path]) -> Path | None:
+    """``draw()``, or None without matplotlib: the run goes on, and says so once (stderr)."""
+    global _skip_noted
+    try:
+        return draw()
+    except MissingExtraError as e:
+        if e.name != "matplotlib":
+            raise
+        if not _skip_noted:
+            _skip_noted = True
+            print(f"note: plot skipped: {e}", file=sys.stderr, flush=True)
+        return None
 
 
 def _finish(
@@ -201,6 +283,7 @@ def _finish(
     *,
     legend: bool,
     title_size: float | None = None,
+    yscale: str = "auto",
 ) -> Path:
     """Label the two panels (``name`` now, best ``name`` so far) and write the PNG."""
     titles = (f"{name} at the current parameters", f"best {name} so far")
@@ -210,7 +293,7 @@ def _finish(
         a.set_ylabel(name)
         a.set_title(title + note, **size)
         a.grid(alpha=0.3)
-        _maybe_log_scale(a)
+        _set_yscale(a, yscale)
         if legend:
             a.legend(fontsize=8)
     out = Path(out)
@@ -219,12 +302,16 @@ def _finish(
     return out
 
 
-def _maybe_log_scale(ax: Any) -> None:
-    """A log y-axis when every plotted value is positive and they span over 2 decades."""
+def _set_yscale(ax: Any, yscale: str) -> None:
+    """``"log"`` (symmetric-log when some value is <= 0), ``"linear"``, or ``"auto"``: log
+    when every plotted value is positive and they span over 2 decades."""
     ys = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
     ys = [y[np.isfinite(y)] for y in ys]
     values = np.concatenate(ys) if ys else np.array([])
-    if values.size and values.min() > 0 and values.max() / values.min() > 100:
+    positive = bool(values.size) and values.min() > 0
+    if yscale == "log":
+        ax.set_yscale("log" if positive or not values.size else "symlog")
+    elif yscale == "auto" and positive and values.max() / values.min() > 100:
         ax.set_yscale("log")
 
 
