@@ -261,10 +261,14 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def check_like(value: Any, template: Any, entry: str, strict: bool = True) -> None:
+def check_like(
+    value: Any, template: Any, entry: str, strict: bool = True, _top: bool = True
+) -> None:
     """Check that ``value`` has the structure of ``template`` (a fresh state of the same run).
 
-    Dicts need the same keys (``strict=False``: at least the template's), lists and tuples
+    Dicts need the same keys (``strict=False``: at least the template's, and no entries at
+    the top when the template has none; nested tables may grow, as an inner optimizer's state
+    does after its first step), lists and tuples
     the template's element types, tensors its dtype and shape (``strict=False``: its number
     of dimensions), numbers the same type and finite values where the template's are.
 
@@ -278,11 +282,11 @@ def check_like(value: Any, template: Any, entry: str, strict: bool = True) -> No
         if missing:
             raise ValueError(f"{entry}: missing entry {missing[0]!r}")
         extra = [k for k in value if k not in template]
-        if extra and (strict or not template):
+        if extra and (strict or (not template and _top)):
             raise ValueError(f"{entry}: unexpected entry {extra[0]!r}")
         for k, v in value.items():
             if k in template:
-                check_like(v, template[k], f"{entry}.{k}", strict)
+                check_like(v, template[k], f"{entry}.{k}", strict, _top=False)
         return
     if isinstance(template, (list, tuple)):
         if not isinstance(value, (list, tuple)):
@@ -291,7 +295,9 @@ def check_like(value: Any, template: Any, entry: str, strict: bool = True) -> No
             raise ValueError(f"{entry}: expected {len(template)} items, got {len(value)}")
         for i, v in enumerate(value):
             if template:
-                check_like(v, template[min(i, len(template) - 1)], f"{entry}[{i}]", strict)
+                check_like(
+                    v, template[min(i, len(template) - 1)], f"{entry}[{i}]", strict, _top=False
+                )
         return
     if isinstance(template, torch.Tensor):
         if not isinstance(value, torch.Tensor):

@@ -735,7 +735,9 @@ def _restore(ckpt: Path, m: Any, state: dict) -> None:
     """
     mstate = dict(state["minimizer"])
     template = m.state_dict(history=False)
-    template["optimizer"] = _stepped_optimizer_state(m, template["optimizer"])
+    template["optimizer"], scheduler = _stepped_optimizer_state(m, template["optimizer"])
+    if template["scheduler"] is None:
+        template["scheduler"] = scheduler
     try:
         history = mstate.pop("history", None)
         check_minimizer_state(mstate, {k: v for k, v in template.items() if k != "history"})
@@ -755,17 +757,29 @@ def _restore(ckpt: Path, m: Any, state: dict) -> None:
         ) from None
 
 
-def _stepped_optimizer_state(m: Any, fresh: dict) -> dict:
-    """The state a copy of ``m``'s optimizer holds after one step (its own entries)."""
+def _stepped_optimizer_state(m: Any, fresh: dict) -> tuple[dict, dict | None]:
+    """The state a copy of ``m``'s optimizer holds after one step (its own entries), and the
+    state of the run's learning-rate schedule (None without one).
+
+    The loop builds its scheduler at the first step, when the binding budget is known; a
+    copy built here gives the entries the scheduler adds to the optimizer's groups.
+    """
+    from zoopt.optim import make_scheduler
+
     p = m.x.detach().clone().requires_grad_(True)
     try:
         opt = type(m.optimizer)([p], **m.optimizer.defaults)
+        schedule, warmup_steps = m._schedule
+        sched = make_scheduler(opt, schedule, m.steps, warmup_steps)
         p.grad = torch.zeros_like(p)
         opt.step()
     except Exception:  # an optimizer that needs a closure (L-BFGS): shapes are checked only
-        return fresh
+        return fresh, None
     state = opt.state_dict()
-    return {"state": state["state"], "param_groups": fresh["param_groups"]}
+    groups = fresh["param_groups"] if sched is None else state["param_groups"]
+    return {"state": state["state"], "param_groups": groups}, (
+        None if sched is None else sched.state_dict()
+    )
 
 
 def _probe_estimator(m: Any, mstate: dict) -> None:
