@@ -43,6 +43,18 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         ],
         [],
     ),
+    "imbalanced_f1.py": (
+        ["--seeds", "2", "--ce-steps", "20", "--steps", "4", "--check-every", "2", "--hidden"],
+        [
+            r"task: make_imbalanced\('synthetic'\), 3000/1500/1500 train/valid/test",
+            r"\nseed 1: ce 0\.\d{4}  ce-weighted",
+            r"method\s+macro-F1\s+sd\s+vs ce\s+wall s",
+            rf"\nce\s+{NUMBER}\s+{NUMBER}\s+\+0\.0000",
+            rf"\nes\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\nreinforce\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+        ],
+        [],
+    ),
     "mountaincar.py": (
         ["--steps", "1", "--check-every", "1"],
         [
