@@ -82,14 +82,21 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         [],
     ),
     "translation_bleu.py": (
-        # --mle-target 0: one round of 50 MLE steps; each fine-tuning run stops after a step
-        ["--train-size", "100", "--mle-target", "0", "--seconds", "0.01"],
+        # --patience 1 with --check-every 5: each MLE stage stops after two or more checks; each
+        # fine-tuning run stops after its first step
         [
-            r"MLE step\s+50: valid BLEU",
-            r"held-out corpus BLEU",
-            rf"\nreinforce\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}",
-            rf"\nsampling \(guided\)\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}",
-            rf"\ngradient \(MLE, control\)\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}",
+            *["--train-size", "60", "--check-every", "5", "--patience", "1"],
+            *["--seeds", "2", "--seconds", "0.01"],
+        ],
+        [
+            r"MLE step\s+5 \(lr 0\.02\): valid BLEU",
+            r"MLE stopped at step \d+ \(no gain in 1 checks at lr 0\.002\); best valid BLEU",
+            r"held-out corpus BLEU \(test split, sacrebleu\), mean ± sd over seeds",
+            rf"\nMLE, converged\s+{NUMBER}\s+{NUMBER}\s+\+0\.00",
+            rf"\nreinforce \(alpha=inf\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\nreinforce \(alpha=auto\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\nsampling \(guided\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\ngradient \(MLE, control\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
         ],
         [],
     ),
