@@ -33,7 +33,10 @@ and after each run; with ``--seeds N`` the table gives mean ± sd over seeds (ea
 its own data and initialisation). Step counts, and so results, depend on the machine's load,
 since every run gets the same wall time.
 
-    python examples/translation_bleu.py --seed 0 --seeds 3 --seconds 40
+Measured (README, seeds 0–2, 30 s each): REINFORCE at α = ∞ +0.76 BLEU over the converged
+MLE and +0.56 over the control; α = "auto" +0.22; guided sampling −0.27; the control +0.21.
+
+    python examples/translation_bleu.py --seed 0 --seeds 3 --seconds 30
 """
 
 from __future__ import annotations
@@ -181,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds")
-    parser.add_argument("--seconds", type=float, default=40.0, help="wall time of each run")
+    parser.add_argument("--seconds", type=float, default=30.0, help="wall time of each run")
     parser.add_argument("--check-every", type=int, default=50, help="MLE validation interval")
     parser.add_argument("--patience", type=int, default=3, help="MLE checks without a gain")
     parser.add_argument("--mle-seconds", type=float, default=600.0, help="MLE time limit")

@@ -63,7 +63,7 @@ def test_make_imbalanced_rejects_bad_arguments(kwargs, match):
         make_imbalanced(**kwargs)
 
 
-def test_reported_f1_equals_scikit_learn_and_direct_runs_start_from_ce(example):
+def test_reported_f1_equals_scikit_learns_on_the_same_predictions(example):
     methods = list(example.METHODS)
     scores, preds, y_test, seconds = example.run_seed(
         0, methods, ce_steps=20, steps=4, check_every=2, hidden=[]
