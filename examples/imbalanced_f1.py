@@ -47,7 +47,7 @@ from zoopt.objectives import SupervisedObjective
 from zoopt.objectives.base import OutputSamples
 
 METHODS = ("ce", "ce-weighted", "ce+bias", "es", "sampling", "reinforce")
-#: options of the metric-driven runs (tuned on seed 0's validation split)
+#: options of the metric-driven runs (set by hand once, the same for every seed)
 DIRECT: dict[str, dict] = {
     "es": dict(sigma=0.1, population=32, lr=0.02),
     "sampling": dict(sigma=0.1, population=32, lr=0.02, alpha="auto"),
@@ -75,7 +75,9 @@ class JointLabelF1(SupervisedObjective):
         return OutputSamples(log_probs=log_probs, losses=losses.to(log_probs.dtype))
 
 
-def predict(objective: SupervisedObjective, x: Tensor, inputs: Tensor, bias=None) -> Tensor:
+def predict(
+    objective: SupervisedObjective, x: Tensor, inputs: Tensor, bias: Tensor | None = None
+) -> Tensor:
     """Labels ``(N,)`` of parameters ``x`` ``(D,)``, with optional logit biases ``(C,)``."""
     logits = objective.population_logits(x[None], inputs)[0]
     return (logits if bias is None else logits + bias).argmax(dim=-1)
