@@ -25,6 +25,17 @@ NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
 
 #: script -> (tiny arguments, patterns its output must contain, files it must write)
 CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
+    "binary_digits.py": (
+        ["--widths", "4", "--steps", "2", "--out", "tradeoff.png"],
+        [
+            r"method\s+width\s+binary weights\s+test acc",
+            rf"\nste\s+4\s+296\s+{NUMBER}",
+            rf"\nes\s+4\s+296\s+{NUMBER}",
+            rf"\nsampling\s+4\s+296\s+{NUMBER}",
+            r"trade-off plot saved to tradeoff\.png",
+        ],
+        ["tradeoff.png"],
+    ),
     "cartpole.py": (
         ["--steps", "2", "--seeds", "1", "--estimators", "es", "gradient"],
         [
