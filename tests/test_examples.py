@@ -33,6 +33,17 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         ],
         [],
     ),
+    "binary_digits.py": (
+        ["--widths", "4", "--steps", "2", "--out", "tradeoff.png"],
+        [
+            r"method\s+width\s+binary weights\s+test acc",
+            rf"\nste\s+4\s+296\s+{NUMBER}",
+            rf"\nes\s+4\s+296\s+{NUMBER}",
+            rf"\nsampling\s+4\s+296\s+{NUMBER}",
+            r"trade-off plot saved to tradeoff\.png",
+        ],
+        ["tradeoff.png"],
+    ),
     "cartpole.py": (
         ["--steps", "2", "--seeds", "1", "--estimators", "es", "gradient"],
         [
@@ -48,6 +59,18 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         [
             r"estimator\s+optimises\s+steps\s+evals\s+train acc\s+test acc",
             r"\nes\s+accuracy\s+2\s+131\s+[01]\.\d{4}\s+[01]\.\d{4}\s+[01]\.\d{4}",
+        ],
+        [],
+    ),
+    "imbalanced_f1.py": (
+        ["--seeds", "2", "--ce-steps", "20", "--steps", "4", "--check-every", "2", "--hidden"],
+        [
+            r"task: make_imbalanced\('synthetic'\), 3000/1500/1500 train/valid/test",
+            r"\nseed 1: ce 0\.\d{4}  ce-weighted",
+            r"method\s+macro-F1\s+sd\s+vs ce\s+wall s",
+            rf"\nce\s+{NUMBER}\s+{NUMBER}\s+\+0\.0000",
+            rf"\nes\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\nreinforce\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
         ],
         [],
     ),
@@ -78,14 +101,21 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         [],
     ),
     "translation_bleu.py": (
-        # --mle-target 0: one round of 50 MLE steps; each fine-tuning run stops after a step
-        ["--train-size", "100", "--mle-target", "0", "--seconds", "0.01"],
+        # --patience 1 with --check-every 5: each MLE stage stops after two or more checks; each
+        # fine-tuning run stops after its first step
         [
-            r"MLE step\s+50: valid BLEU",
-            r"held-out corpus BLEU",
-            rf"\nreinforce\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}",
-            rf"\nsampling \(guided\)\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}",
-            rf"\ngradient \(MLE, control\)\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}",
+            *["--train-size", "60", "--check-every", "5", "--patience", "1"],
+            *["--seeds", "2", "--seconds", "0.01"],
+        ],
+        [
+            r"MLE step\s+5 \(lr 0\.02\): valid BLEU",
+            r"MLE stopped at step \d+ \(no gain in 1 checks at lr 0\.002\); best valid BLEU",
+            r"held-out corpus BLEU \(test split, sacrebleu\), mean ± sd over seeds",
+            rf"\nMLE, converged\s+{NUMBER}\s+{NUMBER}\s+\+0\.00",
+            rf"\nreinforce \(alpha=inf\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\nreinforce \(alpha=auto\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\nsampling \(guided\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
+            rf"\ngradient \(MLE, control\)\s+{NUMBER}\s+{NUMBER}\s+[+-]{NUMBER}",
         ],
         [],
     ),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DATASETS", "load_classification", "mlp", "ACTIVATIONS"]
+__all__ = ["DATASETS", "load_classification", "make_imbalanced", "mlp", "ACTIVATIONS"]
 
 #: names accepted by :func:`load_classification` → the scikit-learn loader's name
 DATASETS = {
@@ -125,3 +125,107 @@ def mlp(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+#: sources accepted by :func:`make_imbalanced`
+IMBALANCED_SOURCES = ("digits", "synthetic")
+
+
+def make_imbalanced(
+    source: str = "digits",
+    seed: int = 0,
+    rare_classes: int | None = None,
+    rare_fraction: float = 0.08,
+    splits: tuple[float, float, float] = (0.5, 0.25, 0.25),
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """A classification task with rare classes, split train/validation/test with the
+    imbalance kept (each split is stratified by class).
+
+    ``"digits"``: scikit-learn's 8×8 digits (10 classes, ~180 images each) with
+    ``rare_classes`` classes, chosen from ``seed``, subsampled to ``rare_fraction`` of their
+    images. ``"synthetic"``: ``sklearn.datasets.make_classification`` with 6 classes,
+    2,400 samples, 20 features (8 informative, ``class_sep=1``, 2% flipped labels), with
+    ``rare_classes`` of the 6 classes given ``rare_fraction`` of the weight of a common one.
+    Features are standardised with the training part's statistics. Everything derives from
+    ``seed``: the same seed gives the same tensors.
+
+    Args:
+        source: ``"digits"`` or ``"synthetic"``.
+        seed: draws the rare classes, the subsample, the synthetic data and the split.
+        rare_classes: how many classes are made rare, in ``[1, C − 1]``; None: half of them.
+        rare_fraction: the size of a rare class relative to a common one, in (0, 1].
+        splits: fractions (train, validation, test), positive and summing to 1.
+
+    Returns:
+        ``(X_train (N, F) float32, y_train (N,) int64, X_valid, y_valid, X_test, y_test)``.
+    """
+    if source not in IMBALANCED_SOURCES:
+        raise ValueError(f"source must be one of {IMBALANCED_SOURCES}, got {source!r}")
+    classes = 10 if source == "digits" else 6
+    if rare_classes is None:
+        rare_classes = classes // 2
+    if isinstance(rare_classes, bool) or not isinstance(rare_classes, int):
+        raise ValueError(f"rare_classes must be an int in [1, {classes - 1}], got {rare_classes!r}")
+    if not 1 <= rare_classes <= classes - 1:
+        raise ValueError(f"rare_classes must be an int in [1, {classes - 1}], got {rare_classes!r}")
+    if (
+        not isinstance(rare_fraction, (int, float))
+        or isinstance(rare_fraction, bool)
+        or not 0 < rare_fraction <= 1
+    ):
+        raise ValueError(f"rare_fraction must be a fraction in (0, 1], got {rare_fraction!r}")
+    if (
+        len(splits) != 3
+        or any(not isinstance(s, (int, float)) or s <= 0 for s in splits)
+        or abs(sum(splits) - 1) > 1e-9
+    ):
+        raise ValueError(
+            f"splits must be three positive fractions (train, valid, test) summing to 1, "
+            f"got {splits!r}"
+        )
+    import numpy as np
+    import sklearn.datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    rare = rng.choice(classes, size=rare_classes, replace=False)
+    if source == "digits":
+        X, y = sklearn.datasets.load_digits(return_X_y=True)
+        keep = np.ones(len(y), dtype=bool)
+        for c in rare:
+            idx = np.flatnonzero(y == c)
+            n = max(3, round(rare_fraction * len(idx)))  # ≥ 1 per split
+            drop = rng.choice(idx, size=len(idx) - n, replace=False)
+            keep[drop] = False
+        X, y = X[keep], y[keep]
+    else:
+        weights = np.ones(classes)
+        weights[rare] = rare_fraction
+        X, y = sklearn.datasets.make_classification(
+            n_samples=6000,
+            n_features=10,
+            n_informative=6,
+            n_redundant=2,
+            n_classes=classes,
+            n_clusters_per_class=2,
+            weights=list(weights / weights.sum()),
+            class_sep=1.5,
+            flip_y=0.02,
+            random_state=int(rng.integers(2**31)),
+        )
+    split_seed = int(rng.integers(2**31))
+    X_tr, X_rest, y_tr, y_rest = train_test_split(
+        X, y, train_size=splits[0], random_state=split_seed, stratify=y
+    )
+    X_va, X_te, y_va, y_te = train_test_split(
+        X_rest,
+        y_rest,
+        train_size=splits[1] / (splits[1] + splits[2]),
+        random_state=split_seed,
+        stratify=y_rest,
+    )
+    scaler = StandardScaler().fit(X_tr)
+    xs = [torch.as_tensor(scaler.transform(a), dtype=torch.float32) for a in (X_tr, X_va, X_te)]
+    ys = [torch.as_tensor(a, dtype=torch.int64) for a in (y_tr, y_va, y_te)]
+    return xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]
