@@ -190,6 +190,7 @@ class GymObjective(Objective):
         self._pending_steps = 0
         self._token = uuid.uuid4().hex
         self._slot_envs: dict[int, SlotEnv] = {}
+        self._host_refill: bool | None = None  # False: the accelerator's refill, on the CPU
 
     @property
     def vectorization(self) -> str:
@@ -259,6 +260,7 @@ class GymObjective(Objective):
             squash=policy.squash if stochastic and not policy.discrete else None,
             record=record,
             dtype=params.dtype,
+            host_refill=self._host_refill,
         )
         steps = int(out.lengths.sum())
         self.env_steps += steps
