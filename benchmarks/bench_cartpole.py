@@ -41,9 +41,7 @@ def load_before(rev: str) -> type:
     """``GymObjective`` as of git revision ``rev`` (a module file or a package)."""
     root = Path(__file__).resolve().parents[1]
     show = ["git", "-C", str(root), "show"]
-    src = subprocess.run(
-        [*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True
-    )
+    src = subprocess.run([*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True)
     if src.returncode != 0:
         raise SystemExit(f"--before {rev}: no zoopt/objectives/gym.py there ({src.stderr})")
     module = types.ModuleType("gym_before")
