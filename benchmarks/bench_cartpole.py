@@ -63,6 +63,17 @@ def native_rate(seconds: float) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def single_slot_step_seconds(steps: int = 2000) -> float:
+    """Seconds per step of a 1-env native vector CartPole (no policy): the cheapest step."""
+    env = gym.make_vec("CartPole-v1", num_envs=1, vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    action = np.ones(1, dtype=np.int64)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(action)
+    return (time.perf_counter() - t0) / steps
+
+
 def random_rate(objective, X: torch.Tensor, seconds: float) -> tuple[float, float]:
     """(useful env-steps/s, occupancy) of repeated evaluations of ``X``."""
     objective.evaluate(X, 0)  # warm-up: environment creation
@@ -131,19 +142,26 @@ def main() -> None:
     ap.add_argument("--es-steps", type=int, default=60, help="step cap of the es runs")
     ap.add_argument("--es-runs", type=int, default=1, help="es runs (seeds) per round")
     ap.add_argument("--before", metavar="REV", help="also measure GymObjective of git REV")
-    ap.add_argument("--slots", type=int, default=None, help="zoopt's slot count")
+    ap.add_argument(
+        "--slots",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="zoopt's slot counts (default: its own)",
+    )
     args = ap.parse_args()
     X = torch.randn(N, 10, generator=torch.Generator().manual_seed(0))  # (a) K=256, E=1
-    variants = {f"zoopt (slots={args.slots or 'default'})": GymObjective}
+    variants = {f"zoopt (slots={s or 'default'})": (GymObjective, s) for s in args.slots}
     if args.before:
-        variants = {f"before ({args.before})": load_before(args.before), **variants}
+        variants = {f"before ({args.before})": (load_before(args.before), None), **variants}
 
-    def now(cls, **kw):
-        if cls is GymObjective and args.slots is not None:
-            kw["slots"] = args.slots
+    def now(variant, **kw):
+        cls, slots = variant
+        if slots is not None:
+            kw["slots"] = slots
         return cls("CartPole-v1", **kw)
 
-    objectives = {name: now(cls) for name, cls in variants.items()}
+    objectives = {name: now(variant) for name, variant in variants.items()}
     a: dict[str, list] = {name: [] for name in ["native", *variants]}
     b: dict[str, list] = {name: [] for name in variants}
     # interleaved rounds: a load change on the shared machine hits every method alike
@@ -151,9 +169,10 @@ def main() -> None:
         a["native"].append((native_rate(args.seconds), 1.0))
         for name, obj in objectives.items():
             a[name].append(random_rate(obj, X, args.seconds))
-        for name, cls in variants.items():
+        for name, variant in variants.items():
             for s in range(args.es_runs):
-                b[name].append((es_run(lambda c=cls: now(c, episodes=4), args.es_steps, s), r))
+                run = es_run(lambda v=variant: now(v, episodes=4), args.es_steps, s)
+                b[name].append((run, r))
         for name in variants:  # the reference of the same round, for (b)'s ratio
             for run, rr in b[name]:
                 run.setdefault("ref", a["native"][rr][0])
@@ -173,6 +192,14 @@ def main() -> None:
             f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  "
             f"{np.median(ratios):5.3f}×  occupancy {occ:.2f}"
         )
+    lengths = GymObjective("CartPole-v1").episode_returns(X, seed=1)
+    one = single_slot_step_seconds()
+    bound = float(lengths.sum()) / (float(lengths.max()) * one) / ref
+    print(
+        f"    critical path: the longest episode has {lengths.max():.0f} steps and one step "
+        f"of a 1-env native vector env takes {1e6 * one:.0f} µs, so no schedule of this "
+        f"population exceeds {bound:.2f}×"
+    )
     print("  (b) es run, population 64 × 4 episodes, random start until return ≥ 475:")
     for name in variants:
         runs = [run for run, _ in b[name]]
