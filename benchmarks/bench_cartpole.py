@@ -12,6 +12,9 @@ that idles, or plays past its episode's end, earns nothing). For K×E = 256 epis
   steps / simulated slot-steps over the run; the centre's share of evaluation time is
   printed too.
 
+(c) shows where idle slots do cost: on ``SyncVectorEnv`` each slot is a Python
+``env.step``, so occupancy is speed.
+
 ``--before REV`` loads ``GymObjective`` from git revision REV of this repository and
 measures it interleaved with the working tree's, in the same process.
 
@@ -162,6 +165,12 @@ def main() -> None:
         return cls("CartPole-v1", **kw)
 
     objectives = {name: now(variant) for name, variant in variants.items()}
+    # (c) SyncVectorEnv, where every slot is a Python env.step: idle slots cost real work
+    sync = {"zoopt (slots=default)": GymObjective("CartPole-v1", vectorization="sync")}
+    if args.before:
+        before = variants[f"before ({args.before})"][0]
+        sync = {f"before ({args.before})": before("CartPole-v1", vectorization="sync"), **sync}
+    c: dict[str, list] = {name: [] for name in sync}
     a: dict[str, list] = {name: [] for name in ["native", *variants]}
     b: dict[str, list] = {name: [] for name in variants}
     # interleaved rounds: a load change on the shared machine hits every method alike
@@ -169,6 +178,8 @@ def main() -> None:
         a["native"].append((native_rate(args.seconds), 1.0))
         for name, obj in objectives.items():
             a[name].append(random_rate(obj, X, args.seconds))
+        for name, obj in sync.items():
+            c[name].append(random_rate(obj, X, args.seconds))
         for name, variant in variants.items():
             for s in range(args.es_runs):
                 run = es_run(lambda v=variant: now(v, episodes=4), args.es_steps, s)
@@ -211,6 +222,12 @@ def main() -> None:
             f"{100 * np.median([run['centre_share'] for run in runs]):.0f}% of eval time  "
             f"({runs[0]['steps']} steps, return {runs[0]['return']:.0f})"
         )
+
+    print("  (c) SyncVectorEnv (vectorization='sync'), random policies, 256 episodes:")
+    for name in sync:
+        rates = [x for x, _ in c[name]]
+        occ = float(np.median([o for _, o in c[name]]))
+        print(f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  occupancy {occ:.2f}")
 
 
 if __name__ == "__main__":
