@@ -48,13 +48,15 @@ __all__ = ["GymObjective", "default_slots"]
 #: slot environments kept per objective (one per slot count: centre K=1, population K)
 _MAX_CACHED_ENVS = 4
 
-
 #: per backend, about the slot count at which the per-slot work of a step catches up with
 #: its fixed cost (Python calls, kernel launches). Below it an idle slot costs next to
 #: nothing and more slots mean fewer loop steps; above it idle slots cost real work.
 #: Measured on CartPole: SyncVectorEnv steps each slot in Python (S = 8 played a mixed
 #: population 2× faster than S = 64); Gymnasium's native vector env costs 76 µs per step
-#: at 16 envs and 169 µs at 1,024; the torch envs cost a few dozen kernel calls per step.
+#: at 16 envs and 169 µs at 1,024. The torch envs cost a few dozen kernel calls per step
+#: whatever S: on a CPU they overtake the native env in the thousands of envs
+#: (benchmarks/bench_torch_envs.py); the accelerator's value is a bound on memory, not a
+#: measurement.
 SLOTS_AT_FIXED_COST = {"sync": 8, "native": 1024, "torch": 4096, "torch-accelerator": 1 << 20}
 
 

@@ -9,9 +9,12 @@ starts at once and the loop is the classic one (step all until the longest ends)
 Per step: ONE batched policy forward over the S slots (row s uses the parameters of the
 candidate its episode belongs to), one vector-env step, and tensor bookkeeping. An
 episode's return is summed over its own steps in time order, so it does not depend on
-which slot played it or on S. Refilling is written with masks and cumulative sums only,
-so on a GPU the loop never waits for the device except for a look at "all done?" every
-``check_every`` steps.
+which slot played it or on S.
+
+Refilling: on the CPU, where the host looks at every step anyway, only the slots that ended
+are touched (through numpy views of the tensors); on an accelerator it is written with
+masks and cumulative sums only, so the loop never waits for the device except for a look
+at "all done?" every ``check_every`` steps. Both give the same episodes.
 """
 
 from __future__ import annotations
