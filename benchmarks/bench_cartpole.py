@@ -176,11 +176,14 @@ def main() -> None:
     # interleaved rounds: a load change on the shared machine hits every method alike
     for r in range(args.rounds):
         a["native"].append((native_rate(args.seconds), 1.0))
-        for name, obj in objectives.items():
-            a[name].append(random_rate(obj, X, args.seconds))
-        for name, obj in sync.items():
-            c[name].append(random_rate(obj, X, args.seconds))
-        for name, variant in variants.items():
+        # odd rounds run the variants in reverse order: no variant always goes first
+        order = list(variants)[:: 1 if r % 2 == 0 else -1]
+        for name in order:
+            a[name].append(random_rate(objectives[name], X, args.seconds))
+        for name in list(sync)[:: 1 if r % 2 == 0 else -1]:
+            c[name].append(random_rate(sync[name], X, args.seconds))
+        for name in order:
+            variant = variants[name]
             for s in range(args.es_runs):
                 run = es_run(lambda v=variant: now(v, episodes=4), args.es_steps, s)
                 b[name].append((run, r))
