@@ -12,6 +12,9 @@ that idles, or plays past its episode's end, earns nothing). For K×E = 256 epis
   steps / simulated slot-steps over the run; the centre's share of evaluation time is
   printed too.
 
+(c) shows where idle slots do cost: on ``SyncVectorEnv`` each slot is a Python
+``env.step``, so occupancy is speed.
+
 ``--before REV`` loads ``GymObjective`` from git revision REV of this repository and
 measures it interleaved with the working tree's, in the same process.
 
@@ -41,9 +44,7 @@ def load_before(rev: str) -> type:
     """``GymObjective`` as of git revision ``rev`` (a module file or a package)."""
     root = Path(__file__).resolve().parents[1]
     show = ["git", "-C", str(root), "show"]
-    src = subprocess.run(
-        [*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True
-    )
+    src = subprocess.run([*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True)
     if src.returncode != 0:
         raise SystemExit(f"--before {rev}: no zoopt/objectives/gym.py there ({src.stderr})")
     module = types.ModuleType("gym_before")
@@ -63,6 +64,17 @@ def native_rate(seconds: float) -> float:
             obs, *_ = env.step(logits.argmax(1))  # autoreset keeps every slot live
         steps += 100 * N
     return steps / (time.perf_counter() - t0)
+
+
+def single_slot_step_seconds(steps: int = 2000) -> float:
+    """Seconds per step of a 1-env native vector CartPole (no policy): the cheapest step."""
+    env = gym.make_vec("CartPole-v1", num_envs=1, vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    action = np.ones(1, dtype=np.int64)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(action)
+    return (time.perf_counter() - t0) / steps
 
 
 def random_rate(objective, X: torch.Tensor, seconds: float) -> tuple[float, float]:
@@ -133,29 +145,48 @@ def main() -> None:
     ap.add_argument("--es-steps", type=int, default=60, help="step cap of the es runs")
     ap.add_argument("--es-runs", type=int, default=1, help="es runs (seeds) per round")
     ap.add_argument("--before", metavar="REV", help="also measure GymObjective of git REV")
-    ap.add_argument("--slots", type=int, default=None, help="zoopt's slot count")
+    ap.add_argument(
+        "--slots",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="zoopt's slot counts (default: its own)",
+    )
     args = ap.parse_args()
     X = torch.randn(N, 10, generator=torch.Generator().manual_seed(0))  # (a) K=256, E=1
-    variants = {f"zoopt (slots={args.slots or 'default'})": GymObjective}
+    variants = {f"zoopt (slots={s or 'default'})": (GymObjective, s) for s in args.slots}
     if args.before:
-        variants = {f"before ({args.before})": load_before(args.before), **variants}
+        variants = {f"before ({args.before})": (load_before(args.before), None), **variants}
 
-    def now(cls, **kw):
-        if cls is GymObjective and args.slots is not None:
-            kw["slots"] = args.slots
+    def now(variant, **kw):
+        cls, slots = variant
+        if slots is not None:
+            kw["slots"] = slots
         return cls("CartPole-v1", **kw)
 
-    objectives = {name: now(cls) for name, cls in variants.items()}
+    objectives = {name: now(variant) for name, variant in variants.items()}
+    # (c) SyncVectorEnv, where every slot is a Python env.step: idle slots cost real work
+    sync = {"zoopt (slots=default)": GymObjective("CartPole-v1", vectorization="sync")}
+    if args.before:
+        before = variants[f"before ({args.before})"][0]
+        sync = {f"before ({args.before})": before("CartPole-v1", vectorization="sync"), **sync}
+    c: dict[str, list] = {name: [] for name in sync}
     a: dict[str, list] = {name: [] for name in ["native", *variants]}
     b: dict[str, list] = {name: [] for name in variants}
     # interleaved rounds: a load change on the shared machine hits every method alike
     for r in range(args.rounds):
         a["native"].append((native_rate(args.seconds), 1.0))
-        for name, obj in objectives.items():
-            a[name].append(random_rate(obj, X, args.seconds))
-        for name, cls in variants.items():
+        # odd rounds run the variants in reverse order: no variant always goes first
+        order = list(variants)[:: 1 if r % 2 == 0 else -1]
+        for name in order:
+            a[name].append(random_rate(objectives[name], X, args.seconds))
+        for name in list(sync)[:: 1 if r % 2 == 0 else -1]:
+            c[name].append(random_rate(sync[name], X, args.seconds))
+        for name in order:
+            variant = variants[name]
             for s in range(args.es_runs):
-                b[name].append((es_run(lambda c=cls: now(c, episodes=4), args.es_steps, s), r))
+                run = es_run(lambda v=variant: now(v, episodes=4), args.es_steps, s)
+                b[name].append((run, r))
         for name in variants:  # the reference of the same round, for (b)'s ratio
             for run, rr in b[name]:
                 run.setdefault("ref", a["native"][rr][0])
@@ -175,6 +206,14 @@ def main() -> None:
             f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  "
             f"{np.median(ratios):5.3f}×  occupancy {occ:.2f}"
         )
+    lengths = GymObjective("CartPole-v1").episode_returns(X, seed=1)
+    one = single_slot_step_seconds()
+    bound = float(lengths.sum()) / (float(lengths.max()) * one) / ref
+    print(
+        f"    critical path: the longest episode has {lengths.max():.0f} steps and one step "
+        f"of a 1-env native vector env takes {1e6 * one:.0f} µs, so no schedule of this "
+        f"population exceeds {bound:.2f}×"
+    )
     print("  (b) es run, population 64 × 4 episodes, random start until return ≥ 475:")
     for name in variants:
         runs = [run for run, _ in b[name]]
@@ -186,6 +225,12 @@ def main() -> None:
             f"{100 * np.median([run['centre_share'] for run in runs]):.0f}% of eval time  "
             f"({runs[0]['steps']} steps, return {runs[0]['return']:.0f})"
         )
+
+    print("  (c) SyncVectorEnv (vectorization='sync'), random policies, 256 episodes:")
+    for name in sync:
+        rates = [x for x, _ in c[name]]
+        occ = float(np.median([o for _, o in c[name]]))
+        print(f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  occupancy {occ:.2f}")
 
 
 if __name__ == "__main__":

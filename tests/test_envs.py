@@ -23,7 +23,17 @@ torch.set_num_threads(1)
 # a linear controller that balances CartPole-v1 for 500 steps from every start state tried
 BALANCE = np.array([0.1, 0.5, 10.0, 2.0])
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# the CUDA cases carry the `cuda` marker, so that `pytest -m cuda` (scripts/gpu-check) runs them
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ],
+    ),
+]
 
 
 def balance(obs: np.ndarray) -> np.ndarray:

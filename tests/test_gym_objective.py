@@ -85,6 +85,7 @@ def test_torch_environments_equal_gymnasium(env_id):
         GymObjective("CartPole-v1", device="cuda")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_torch_environments_on_cuda_equal_cpu():
     cpu = GymObjective("CartPole-v1", episodes=2, vectorization="torch")

@@ -141,6 +141,8 @@ class SyncSlots(SlotEnv):
 
     def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
         m = mask.numpy()
+        if not m.any():
+            return obs
         seeds = [self.seeds[i] if r else None for i, r in zip(seed_index.tolist(), m, strict=True)]
         new, _ = self.venv.reset(seed=seeds, options={"reset_mask": m.copy()})
         return self._obs(new)

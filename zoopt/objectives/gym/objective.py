@@ -48,10 +48,28 @@ __all__ = ["GymObjective", "default_slots"]
 #: slot environments kept per objective (one per slot count: centre K=1, population K)
 _MAX_CACHED_ENVS = 4
 
+#: per backend, about the slot count at which the per-slot work of a step catches up with
+#: its fixed cost (Python calls, kernel launches). Below it an idle slot costs next to
+#: nothing and more slots mean fewer loop steps; above it idle slots cost real work.
+#: Measured on CartPole: SyncVectorEnv steps each slot in Python (S = 8 played a mixed
+#: population 2× faster than S = 64); Gymnasium's native vector env costs 76 µs per step
+#: at 16 envs and 169 µs at 1,024. The torch envs cost a few dozen kernel calls per step
+#: whatever S: on a CPU they overtake the native env in the thousands of envs
+#: (benchmarks/bench_torch_envs.py); the accelerator's value is a bound on memory, not a
+#: measurement.
+SLOTS_AT_FIXED_COST = {"sync": 8, "native": 1024, "torch": 4096, "torch-accelerator": 1 << 20}
 
-def default_slots(episodes: int, backend: str) -> int:
-    """The default slot count S for ``episodes`` = K×E episodes on ``backend``."""
-    return episodes
+
+def default_slots(episodes: int, backend: str, device: torch.device | None = None) -> int:
+    """The default slot count S for ``episodes`` = K×E episodes on ``backend``.
+
+    ``min(K×E, SLOTS_AT_FIXED_COST[backend])``: slots are free up to the point where a
+    step's per-slot work matches its fixed cost, and past it idle slots waste work.
+    """
+    key = backend
+    if backend == "torch" and device is not None and torch.device(device).type != "cpu":
+        key = "torch-accelerator"
+    return max(1, min(episodes, SLOTS_AT_FIXED_COST[key]))
 
 
 def _check_slots(slots: Any) -> int | None:
@@ -89,8 +107,9 @@ class GymObjective(Objective):
         observation_clip: normalised observations are clipped to ±this.
         env_kwargs: keyword arguments for the environment constructor.
         slots: S, the env slots that play an evaluation's K×E greedy episodes; a slot
-            whose episode ends takes the next pending episode at once. Default
-            (``None``): :func:`default_slots`. Results do not depend on S.
+            whose episode ends takes the next pending episode at once, so only the last
+            S episodes leave slots idle. Default (``None``): :func:`default_slots`, which
+            depends on the backend. Results do not depend on S.
 
     Attributes:
         dim: number of policy parameters P.
@@ -190,6 +209,7 @@ class GymObjective(Objective):
         self._pending_steps = 0
         self._token = uuid.uuid4().hex
         self._slot_envs: dict[int, SlotEnv] = {}
+        self._host_refill: bool | None = None  # False: the accelerator's refill, on the CPU
 
     @property
     def vectorization(self) -> str:
@@ -198,7 +218,9 @@ class GymObjective(Objective):
 
     def num_slots(self, episodes: int) -> int:
         """S, the env slots that play ``episodes`` episodes of one evaluation."""
-        s = default_slots(episodes, self.spec.backend) if self.slots is None else self.slots
+        if self.slots is None:
+            return default_slots(episodes, self.spec.backend, self.device)
+        s = self.slots
         return max(1, min(s, episodes))
 
     def _slot_env(self, s: int) -> SlotEnv:
@@ -259,6 +281,7 @@ class GymObjective(Objective):
             squash=policy.squash if stochastic and not policy.discrete else None,
             record=record,
             dtype=params.dtype,
+            host_refill=self._host_refill,
         )
         steps = int(out.lengths.sum())
         self.env_steps += steps
