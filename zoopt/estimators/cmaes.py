@@ -227,7 +227,6 @@ class CMAES(PopulationEstimator):
         (evaluated defaults such as ``maxiter`` included) with λ = λ₀·incpopsize^restart,
         λ₀ the first run's evaluated ``popsize`` option (4 + 3 ln D, unrounded, by default).
         """
-        import cma
 
         sigma = self.sigma
         if restart == 0:
