@@ -38,6 +38,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy is imported: one BLAS thread
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
@@ -165,9 +166,13 @@ def default_popsize(d: int) -> int:
 
 
 # -- methods: each returns (solved, evaluations, final f or nan) -----------------------------
+#: extra estimator options for the zoopt methods (``--zoopt-options``; defaults otherwise)
+ZOOPT_OPTIONS: dict = {}
+
+
 def run_zoopt(name: str, task: Task, seed: int, obj: Counted) -> tuple:
     x0 = torch.full((task.dim,), task.x0, dtype=torch.float64)
-    opts = {"sigma": task.sigma}
+    opts = {"sigma": task.sigma, **ZOOPT_OPTIONS}
     if task.kind == "final" and name == "cmaes":
         opts["restarts"] = 9
     m = zoopt.Minimizer(obj, x0, estimator=name, steps=10**9, seed=seed, **opts)
@@ -320,7 +325,13 @@ def main() -> None:
         action="store_true",
         help="2 seeds, budgets cut to a third, Rastrigin-20 at 30k: a few minutes",
     )
+    ap.add_argument(
+        "--zoopt-options",
+        default="{}",
+        help='JSON options for every zoopt estimator, e.g. \'{"eta_sigma": 1.0}\'',
+    )
     args = ap.parse_args()
+    ZOOPT_OPTIONS.update(json.loads(args.zoopt_options))
     seeds = 2 if args.quick and args.seeds == 5 else args.seeds
     tasks = [TASKS[t] for t in args.tasks.split(",")]
     if args.quick:
