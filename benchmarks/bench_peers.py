@@ -328,7 +328,7 @@ def main() -> None:
     ap.add_argument(
         "--zoopt-options",
         default="{}",
-        help='JSON options for every zoopt estimator, e.g. \'{"eta_sigma": 1.0}\'',
+        help="JSON options for every zoopt estimator, e.g. '{\"eta_sigma\": 1.0}'",
     )
     args = ap.parse_args()
     ZOOPT_OPTIONS.update(json.loads(args.zoopt_options))
