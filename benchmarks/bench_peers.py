@@ -373,7 +373,9 @@ def print_table(tasks: list, methods: list, results: dict, seeds: int) -> None:
         f"\n{seeds} seeds; solved/seeds, median evaluations of the solved seeds "
         "(Rastrigin: median final f), ratio = zoopt / best peer\n"
     )
-    head = "| method | " + " | ".join(f"{t.name} ({unit.get(t.name, 'evals')})" for t in tasks)
+    head = "| method | " + " | ".join(
+        f"{t.name} ({'final f' if t.kind == 'final' else unit.get(t.name, 'evals')})" for t in tasks
+    )
     print(head + " |")
     print("|---" * (len(tasks) + 1) + "|")
     best_peer: dict = {}
