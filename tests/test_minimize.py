@@ -178,8 +178,8 @@ def test_bad_x0(x0, error, match):
 @pytest.mark.parametrize(
     ("fn", "error", "match"),
     [
-        # the population (32 rows) and θ go in one call
-        (lambda X: X, ValueError, r"shape \(33,\) .*got shape \(33, 3\).*batched=False"),
+        # the population (the default K = 8 rows at D = 3) and θ go in one call
+        (lambda X: X, ValueError, r"shape \(9,\) .*got shape \(9, 3\).*batched=False"),
         (lambda X: X.sum(), ValueError, r"got shape \(\)"),
         (lambda X: [0.0] * len(X), TypeError, "must return a Tensor"),
         (lambda X: (X > 0).all(-1), TypeError, "floating-point"),
