@@ -181,20 +181,23 @@ def test_population_split_into_chunks_equals_whole(evaluator, k, antithetic):
     assert torch.equal(evaluator.evaluate(objective, explicit, seed=5), expected)
 
 
-def test_chunks_keep_antithetic_pairs_and_cover_rows_once():
+def test_chunks_cover_rows_once_about_one_per_worker_whatever_k():
     ev = RayEvaluator(num_workers=3, chunks_per_worker=2)
     ev.num_workers = 3  # bounds only; no Ray needed
-    for k in (2, 6, 10, 26, 100):
+    for k in (2, 6, 10, 26, 100, 10_000):
         bounds = ev._bounds(GaussianPopulation(torch.zeros(2), 1.0, 0, k, antithetic=True))
         assert [a for a, _ in bounds] + [k] == [0] + [b for _, b in bounds]
-        assert all(a % 2 == 0 for a, _ in bounds)
-        assert len(bounds) == min(k // 2, 6)
+        assert len(bounds) == min(k, 6)
+        sizes = [b - a for a, b in bounds]
+        assert max(sizes) - min(sizes) <= 1  # balanced to the row, pairs may be split
     bounds = ev._bounds(ExplicitPopulation(torch.zeros(7, 2)))
     assert len(bounds) == 6 and bounds[-1][1] == 7
+    # the reduction: about √K tasks, at most one per evaluation task
+    pop = GaussianPopulation(torch.zeros(2), 1.0, 0, 16)
+    assert len(ev._reduce_bounds(pop)) == 4
     ev.max_batch = 5  # a memory bound: more, smaller tasks
     bounds = ev._bounds(GaussianPopulation(torch.zeros(2), 1.0, 0, 100, antithetic=True))
-    assert max(b - a for a, b in bounds) <= 4 and bounds[-1][1] == 100
-    assert all(a % 2 == 0 for a, _ in bounds)
+    assert max(b - a for a, b in bounds) <= 5 and bounds[-1][1] == 100
 
 
 # ---------------------------------------------------------------------------------------
