@@ -25,10 +25,11 @@ from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 
 __all__ = ["RayEvaluator", "REDUCE_THRESHOLD"]
 
-#: K·D above which the estimator's sums over the population run on the workers (where the
-#: noise is regenerated anyway) instead of regenerating the K×D noise on the driver; below
-#: it the extra round trip costs more. Measured by ``benchmarks/bench_ray_scale.py``.
-REDUCE_THRESHOLD = 2_000_000
+#: K·D from which the estimator's sums over the population run on the workers instead of
+#: regenerating the K×D noise on the driver; below it the extra round trip (~2 ms) costs
+#: more. ``benchmarks/bench_ray_scale.py`` measured the break-even at 0.36 M with many
+#: workers and 0.83 M with two.
+REDUCE_THRESHOLD = 1_000_000
 
 
 class RayEvaluator:
