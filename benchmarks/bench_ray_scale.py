@@ -25,8 +25,8 @@ t_episode chosen so that the ideal step on 1,440 workers is 6.9 s) and CartPole-
 D = 1,000, 5 ms episodes).
 
 ``--gcs-seconds S`` also runs S seconds of small steps twice, with the task-event cap of a
-private instance and with Ray's default, and prints the GCS server's memory at the start and
-end of each (flat means within ±10%).
+private instance and with a cap of 100,000 tasks, and prints the GCS server's memory after
+warm-up and at the end of each (flat means within ±10%).
 
 Run: ``python benchmarks/bench_ray_scale.py [--repeats 3] [--gcs-seconds 60]``
 """
@@ -256,7 +256,7 @@ def main() -> None:
         print(f"\nGCS memory over {args.gcs_seconds:g} s of small steps (MB after warm-up -> end):")
         for label, cfg in (
             ("capped (private instance)", None),
-            ("Ray default", {k: 100_000 for k in TASK_EVENT_LIMITS}),
+            ("cap 100,000", {k: 100_000 for k in TASK_EVENT_LIMITS}),
         ):
             a, b, tasks = gcs_memory(args.gcs_seconds, cfg)
             print(
