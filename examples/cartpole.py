@@ -30,6 +30,10 @@ SETTINGS = {
     "es": dict(sigma=0.1, population=32, lr=0.05),
     "sampling": dict(sigma=0.1, population=32, lr=0.05),
     "cmaes": dict(sigma=0.5),
+    "snes": dict(sigma=0.5),
+    "xnes": dict(sigma=0.5),
+    "pgpe": dict(sigma=0.5),
+    "ars": dict(sigma=0.5),
     "reinforce": dict(samples=16, lr=0.05),
     "gradient": dict(lr=0.05),
 }
@@ -68,7 +72,7 @@ def solve(estimator: str, seed: int, steps: int) -> dict:
         seed=seed,
         callback=check,
         progress=False,
-        **SETTINGS[estimator],
+        **SETTINGS.get(estimator, {}),
     )
     minimizer.run()
     minimizer.close()

@@ -265,3 +265,48 @@ def test_state_dict_holds_only_plain_values() -> None:
 def test_bad_input_is_named(options: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         zoopt.get_estimator("cmaes", **options)
+
+
+def test_with_restarts_the_result_is_the_best_runs() -> None:
+    """Result.x (and the final loss) is never a worse last run's mean."""
+    est = CMAES(sigma=2.0, restarts=4)
+    x0 = 3.0 * torch.ones(10, dtype=torch.float64)
+    r = zoopt.minimize(rastrigin, x0, estimator=est, steps=3000, seed=1)
+    assert r.history["restarts"][-1] >= 2  # several runs finished
+    finished_best = est._best_f  # the best loss of the runs that ended
+    current = est.strategy.best.f
+    assert r.loss == pytest.approx(float(rastrigin(r.x[None])[0]))
+    if current is None or finished_best < current:
+        assert r.loss == finished_best  # the earlier run's solution is reported
+    assert r.loss <= finished_best + 1e-9
+
+
+def test_bipop_interleaves_small_runs_and_resumes_exactly() -> None:
+    kw = dict(estimator="cmaes", steps=1500, seed=0, sigma=2.0, restarts=6, bipop=True)
+    x0 = 3.0 * torch.ones(6, dtype=torch.float64)
+    r = zoopt.minimize(rastrigin, x0, **kw)
+    sizes = r.history["popsize"]
+    largest = [max(sizes[: i + 1]) for i in range(len(sizes))]
+    assert max(sizes) > sizes[0]  # a large run happened
+    assert any(s < m for s, m in zip(sizes, largest, strict=True))  # then a smaller one
+    a = zoopt.Minimizer(rastrigin, x0, **kw)
+    while not a.history.get("restarts") or a.history["restarts"][-1] < 2:
+        a.step()
+    b = zoopt.Minimizer(rastrigin, x0, **kw)
+    b.load_state_dict(a.state_dict())
+    for _ in range(30):
+        a.step()
+        b.step()
+    assert torch.equal(a.x, b.x)
+    with pytest.raises(TypeError, match="bipop"):
+        CMAES(bipop="yes")
+
+
+def test_a_plateau_does_not_end_the_run() -> None:
+    """All λ losses equal (a quantised metric far from its next level): no early stop."""
+
+    def accuracy_like(X: torch.Tensor) -> torch.Tensor:
+        return torch.floor(10 * torch.tanh((X - 3).norm(dim=1))) / 10
+
+    r = zoopt.minimize(accuracy_like, torch.zeros(5), estimator="cmaes", sigma=0.1, steps=60)
+    assert r.stop_reason == "steps" and r.steps == 60

@@ -144,8 +144,10 @@ def test_bad_alpha_and_shapes(losses):
     for bad in (0.0, -1.0, float("nan"), "hot"):
         with pytest.raises(ValueError, match="alpha"):
             zoopt.tilt_weights(losses, bad)
+    with pytest.raises(ValueError, match=r"\(\.\.\., K\)"):
+        zoopt.tilt_weights(torch.tensor(1.0), 1.0)
     with pytest.raises(ValueError, match=r"\(K,\)"):
-        zoopt.tilt_weights(losses.reshape(8, 8), 1.0)
+        zoopt.centered_ranks(losses.reshape(8, 8))
 
 
 def test_linear_limit_with_importance_ratios(losses):
@@ -156,3 +158,29 @@ def test_linear_limit_with_importance_ratios(losses):
     lin = zoopt.linear_weights(losses, alpha, lr)
     assert torch.allclose(centred, lin, rtol=1e-4, atol=1e-12)
     assert abs(float(lin.sum())) < 1e-15
+
+
+def test_weights_over_rows_equal_the_weights_row_by_row():
+    g = torch.Generator().manual_seed(0)
+    losses = torch.randn(5, 12, generator=g, dtype=torch.float64) * torch.tensor(
+        [[0.01], [1.0], [10.0], [1e3], [2.0]], dtype=torch.float64
+    )
+    losses[1, 3] = float("nan")
+    losses[4, ::3] = float("inf")
+    lr = torch.randn(5, 12, generator=g, dtype=torch.float64)
+    for ratio in (None, lr):
+        alphas = zoopt.solve_alpha(losses, 0.3, ratio)
+        w = zoopt.tilt_weights(losses, alphas, ratio)
+        lin = zoopt.linear_weights(losses, 2.0, ratio)
+        for n in range(5):
+            rn = None if ratio is None else ratio[n]
+            assert float(alphas[n]) == pytest.approx(
+                zoopt.solve_alpha(losses[n], 0.3, rn), rel=1e-6
+            )
+            assert torch.allclose(w[n], zoopt.tilt_weights(losses[n], float(alphas[n]), rn))
+            assert torch.allclose(lin[n], zoopt.linear_weights(losses[n], 2.0, rn))
+    # a row without a finite loss gets zero weights and α = 1
+    losses[2] = float("nan")
+    assert torch.equal(zoopt.tilt_weights(losses, 1.0)[2], torch.zeros(12))
+    assert torch.equal(zoopt.linear_weights(losses, 1.0)[2], torch.zeros(12))
+    assert float(zoopt.solve_alpha(losses, 0.5)[2]) == 1.0

@@ -14,10 +14,15 @@ For losses L₁..L_K (lower is better) these functions say how much each draw co
 * :func:`solve_alpha` — the temperature at which the effective sample size
   :func:`effective_sample_size` is a given fraction of K (``alpha="auto"``).
 
+:func:`tilt_weights`, :func:`linear_weights` and :func:`solve_alpha` also take losses
+``(..., K)``: one population per row (REINFORCE's M draws per input), weighted along the
+last dimension at once.
+
 Non-finite losses (NaN, ±Inf) mark failed candidates. Rule: the tilt *drops* them (weight 0,
 the rest renormalised); ranks and the linear limit treat them as *worst* (they rank last, or
 take the largest finite loss). A population with no finite loss raises
-:class:`NonFiniteLossError`.
+:class:`NonFiniteLossError`; in a batch of rows, a row without any finite loss gets all-zero
+weights (the batch raises only when no loss at all is finite).
 """
 
 from __future__ import annotations
@@ -47,12 +52,17 @@ class NonFiniteLossError(FloatingPointError):
     """Raised when no loss of a population is finite."""
 
 
-def _as_losses(losses: Tensor) -> Tensor:
+def _as_losses(losses: Tensor, rows: bool = True) -> Tensor:
+    """Losses as a floating tensor: ``(..., K)`` with ``rows``, else ``(K,)`` only."""
     if not isinstance(losses, Tensor):
         losses = torch.as_tensor(losses)
-    if losses.ndim != 1 or losses.numel() == 0:
+    if not rows and losses.ndim != 1:
         raise ValueError(
             f"losses must be a non-empty 1-D tensor (K,), got shape {tuple(losses.shape)}"
+        )
+    if losses.ndim == 0 or losses.numel() == 0:
+        raise ValueError(
+            f"losses must be a non-empty tensor (K,) or (..., K), got shape {tuple(losses.shape)}"
         )
     if not losses.is_floating_point():
         losses = losses.to(torch.get_default_dtype())
@@ -83,25 +93,34 @@ def check_ess_fraction(ess_fraction: float) -> float:
     return float(ess_fraction)
 
 
-def tilt_weights(losses: Tensor, alpha: float, log_ratio: Tensor | None = None) -> Tensor:
-    """Self-normalised tilt weights w = softmax(−L/α + log π − log q).
+def tilt_weights(losses: Tensor, alpha: float | Tensor, log_ratio: Tensor | None = None) -> Tensor:
+    """Self-normalised tilt weights w = softmax(−L/α + log π − log q) along the last dim.
 
     Args:
-        losses: ``(K,)`` losses; non-finite entries get weight 0.
-        alpha: temperature α > 0 (``inf`` gives uniform weights over finite losses).
-        log_ratio: optional ``(K,)`` log π(ε_i) − log q(ε_i) for draws from a proposal q ≠ π.
+        losses: ``(K,)`` or ``(..., K)`` losses; non-finite entries get weight 0.
+        alpha: temperature α > 0 (``inf`` gives uniform weights over finite losses), or a
+            tensor ``(...,)`` of one temperature per row.
+        log_ratio: optional log π(ε_i) − log q(ε_i), the shape of ``losses``, for draws from
+            a proposal q ≠ π.
 
     Returns:
-        ``(K,)`` non-negative weights summing to 1. Invariant to adding a constant to the
-        losses; stable for losses of 1e6 and α of 1e-8 (the max is subtracted before exp).
+        non-negative weights, the shape of ``losses``, each row summing to 1 (0 for a row
+        without a finite loss). Invariant to adding a constant to the losses; stable for
+        losses of 1e6 and α of 1e-8 (each row's best loss is subtracted before exp).
     """
     losses = _as_losses(losses)
-    alpha = _check_alpha(alpha)
     mask = _finite_mask(losses)
-    safe = torch.where(mask, losses, torch.zeros_like(losses))
-    # shift by the best finite loss first so that −L/α never overflows, whatever the scale
-    shifted = safe - safe[mask].min()
-    logits = -shifted / alpha if math.isfinite(alpha) else torch.zeros_like(shifted)
+    # shift by each row's best finite loss first so that −L/α never overflows
+    row_min = torch.where(mask, losses, math.inf).amin(dim=-1, keepdim=True)
+    shifted = torch.where(mask, losses - row_min, 0.0)
+    if isinstance(alpha, Tensor):
+        alpha = alpha.to(losses).unsqueeze(-1)
+        if bool((~(alpha > 0)).any()):
+            raise ValueError("alpha must hold positive numbers (or inf)")
+        logits = torch.where(torch.isinf(alpha), 0.0, -shifted / alpha)
+    else:
+        alpha = _check_alpha(alpha)
+        logits = -shifted / alpha if math.isfinite(alpha) else torch.zeros_like(shifted)
     if log_ratio is not None:
         log_ratio = torch.as_tensor(log_ratio, dtype=losses.dtype, device=losses.device)
         if log_ratio.shape != losses.shape:
@@ -110,8 +129,8 @@ def tilt_weights(losses: Tensor, alpha: float, log_ratio: Tensor | None = None) 
                 f"got {tuple(log_ratio.shape)}"
             )
         logits = logits + log_ratio
-    logits = logits.masked_fill(~mask, -math.inf)
-    return torch.softmax(logits, dim=0)
+    w = torch.softmax(logits.masked_fill(~mask, -math.inf), dim=-1)
+    return torch.where(mask, w, 0.0)  # rows of -inf only: softmax gives NaN → 0
 
 
 def effective_sample_size(weights: Tensor) -> float:
@@ -141,10 +160,14 @@ def solve_alpha(
         log_ratio: optional ``(K,)`` importance log-ratios, as in :func:`tilt_weights`.
 
     Returns:
-        α > 0 with ESS/K within ``rtol`` of the target (relative), where reachable.
+        α > 0 with ESS/K within ``rtol`` of the target (relative), where reachable: a float
+        for ``(K,)`` losses, a tensor ``(...,)`` of one α per row for ``(..., K)`` (1.0 for a
+        row without a finite loss), from the same root search run on all rows at once.
     """
     losses = _as_losses(losses)
     check_ess_fraction(ess_fraction)
+    if losses.ndim > 1:
+        return _solve_alpha_rows(losses, ess_fraction, log_ratio, rtol, max_iter)
     # a scalar root search over K numbers: numpy's per-call cost is a fraction of torch's
     values = losses.detach().cpu().double().numpy()
     mask = np.isfinite(values)
@@ -214,6 +237,89 @@ def solve_alpha(
     return math.exp(mid)
 
 
+def _solve_alpha_rows(
+    losses: Tensor, ess_fraction: float, log_ratio: Tensor | None, rtol: float, max_iter: int
+) -> Tensor:
+    """:func:`solve_alpha` on every row of ``(..., K)`` losses at once (same iteration)."""
+    shape = losses.shape[:-1]
+    values = losses.detach().cpu().double().reshape(-1, losses.shape[-1]).numpy()
+    mask = np.isfinite(values)
+    if not mask.any():
+        raise NonFiniteLossError(f"all {values.size} losses are NaN or Inf")
+    n, k = values.shape
+    count = mask.sum(1)
+    row_min = np.where(mask, values, np.inf).min(1)
+    spread = np.where(mask, values, -np.inf).max(1) - row_min
+    with np.errstate(invalid="ignore"):
+        active = (count > 0) & (spread > 0) & np.isfinite(spread)
+    out = np.ones(n)
+    if not active.any():
+        return torch.as_tensor(out, dtype=losses.dtype, device=losses.device).reshape(shape)
+    values, mask, spread = values[active], mask[active], spread[active]
+    base = np.where(mask, values - row_min[active, None], 0.0)
+    lr = None
+    if log_ratio is not None:
+        lr = torch.as_tensor(log_ratio).detach().cpu().double().reshape(n, k).numpy()[active]
+    target = ess_fraction * k
+
+    def excess(log_alpha: np.ndarray) -> np.ndarray:
+        logits = base * -np.exp(-log_alpha)[:, None]
+        if lr is not None:
+            logits = logits + lr
+        logits = np.where(mask, logits, -np.inf)
+        w = np.exp(logits - logits.max(1, keepdims=True))
+        s1 = w.sum(1)
+        return s1 * s1 / (w * w).sum(1) - target
+
+    # the scalar search of solve_alpha, row-wise: bracket around the losses' scale, then
+    # regula falsi with the Illinois modification; converged rows stay frozen
+    cnt = mask.sum(1)
+    mean = base.sum(1) / cnt
+    std = np.sqrt((np.where(mask, base - mean[:, None], 0.0) ** 2).sum(1) / cnt)
+    center = np.log(np.maximum(std, 1e-300))
+    floor, ceil = np.log(spread) - 40.0, np.log(spread) + 40.0
+    lo, hi = np.maximum(center - 2.0, floor), np.minimum(center + 2.0, ceil)
+    f_lo, f_hi = excess(lo), excess(hi)
+    while True:
+        move = (f_lo > 0) & (lo > floor)
+        if not move.any():
+            break
+        hi, f_hi = np.where(move, lo, hi), np.where(move, f_lo, f_hi)
+        lo = np.where(move, np.maximum(lo - 4.0, floor), lo)
+        f_lo = np.where(move, excess(lo), f_lo)
+    while True:
+        move = (f_hi < 0) & (hi < ceil)
+        if not move.any():
+            break
+        lo, f_lo = np.where(move, hi, lo), np.where(move, f_hi, f_lo)
+        hi = np.where(move, np.minimum(hi + 4.0, ceil), hi)
+        f_hi = np.where(move, excess(hi), f_hi)
+    result = np.where(f_hi < 0, hi, np.where(f_lo > 0, lo, np.nan))
+    done = ~np.isnan(result)
+    tol = rtol * target
+    mid, side = 0.5 * (lo + hi), np.zeros(len(lo), dtype=int)
+    for _ in range(max_iter):
+        if done.all():
+            break
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mid = np.where(f_hi != f_lo, (lo * f_hi - hi * f_lo) / (f_hi - f_lo), 0.5 * (lo + hi))
+        mid = np.where((lo < mid) & (mid < hi), mid, 0.5 * (lo + hi))
+        f_mid = excess(mid)
+        hit = ~done & (np.abs(f_mid) <= tol)
+        result = np.where(hit, mid, result)
+        done = done | hit
+        left = ~done & (f_mid < 0)
+        right = ~done & (f_mid >= 0)
+        f_hi = np.where(left & (side == -1), 0.5 * f_hi, f_hi)
+        f_lo = np.where(right & (side == 1), 0.5 * f_lo, f_lo)
+        lo, f_lo = np.where(left, mid, lo), np.where(left, f_mid, f_lo)
+        hi, f_hi = np.where(right, mid, hi), np.where(right, f_mid, f_hi)
+        side = np.where(left, -1, np.where(right, 1, side))
+    result = np.where(done, result, mid)
+    out[active] = np.exp(result)
+    return torch.as_tensor(out, dtype=losses.dtype, device=losses.device).reshape(shape)
+
+
 def fill_worst(losses: Tensor, mask: Tensor | None = None) -> Tensor:
     """``(K,)`` losses with every non-finite entry replaced by the largest finite loss.
 
@@ -223,15 +329,21 @@ def fill_worst(losses: Tensor, mask: Tensor | None = None) -> Tensor:
     """
     if mask is None:
         mask = _finite_mask(losses)
-    return torch.where(mask, losses, losses[mask].max())
+    if losses.ndim == 1:
+        return torch.where(mask, losses, losses[mask].max())
+    # per row; a row without a finite loss becomes 0 (its weights are 0)
+    row_max = torch.where(mask, losses, -math.inf).amax(dim=-1, keepdim=True)
+    ok = mask.any(dim=-1, keepdim=True)
+    return torch.where(mask, losses, torch.where(ok, row_max, 0.0))
 
 
 def importance_weights(log_ratio: Tensor, mask: Tensor) -> Tensor:
     """v = softmax(log π − log q) over the draws where ``mask`` is True (others get 0).
 
-    The self-normalised importance weights of π alone: ``(K,)`` from ``(K,)`` log-ratios.
+    The self-normalised importance weights of π alone, along the last dimension: ``(..., K)``
+    from ``(..., K)`` log-ratios.
     """
-    return torch.softmax(log_ratio.masked_fill(~mask, -math.inf), dim=0)
+    return torch.softmax(log_ratio.masked_fill(~mask, -math.inf), dim=-1)
 
 
 def linear_weights(losses: Tensor, alpha: float, log_ratio: Tensor | None = None) -> Tensor:
@@ -240,16 +352,21 @@ def linear_weights(losses: Tensor, alpha: float, log_ratio: Tensor | None = None
     With draws from π (``log_ratio=None``): wᵢ − 1/K ≈ −(Lᵢ − L̄)/(Kα). With importance
     log-ratios log π − log q: wᵢ − vᵢ ≈ −vᵢ(Lᵢ − Σⱼ vⱼLⱼ)/α, v = :func:`importance_weights`.
     Non-finite losses take the largest finite loss (worst) and, with log-ratios, weight 0.
-    Returns ``(K,)``, summing to 0.
+    Takes ``(K,)`` or ``(..., K)`` (one population per row; a row without a finite loss gets
+    zeros) and returns the same shape, each row summing to 0.
     """
     losses = _as_losses(losses)
     alpha = _check_alpha(alpha)
     mask = _finite_mask(losses)
     filled = fill_worst(losses, mask)
+    k = losses.shape[-1]
     if log_ratio is None:
-        return -(filled - filled.mean()) / (losses.numel() * alpha)
+        out = -(filled - filled.mean(dim=-1, keepdim=True)) / (k * alpha)
+        return out if losses.ndim == 1 else torch.where(mask.any(-1, keepdim=True), out, 0.0)
     v = importance_weights(torch.as_tensor(log_ratio, dtype=losses.dtype), mask)
-    return -v * (filled - v @ filled) / alpha
+    if losses.ndim == 1:
+        return -v * (filled - v @ filled) / alpha
+    return -v * (filled - (v * filled).sum(dim=-1, keepdim=True)) / alpha
 
 
 def centered_ranks(losses: Tensor) -> Tensor:
@@ -258,7 +375,7 @@ def centered_ranks(losses: Tensor) -> Tensor:
     Used in place of L − L̄ (it plays the role of a loss, not a weight). Ties share their mean
     rank; non-finite losses rank last (worst). Returns ``(K,)`` summing to 0.
     """
-    losses = _as_losses(losses)
+    losses = _as_losses(losses, rows=False)
     k = losses.numel()
     if k < 2:
         return torch.zeros_like(losses)
@@ -300,7 +417,7 @@ def nes_utilities(losses: Tensor) -> Tensor:
     invariant to monotone transforms of the losses. Ties share the mean utility of their
     ranks, so equal losses give all-zero weights; non-finite losses rank last.
     """
-    losses = _as_losses(losses)
+    losses = _as_losses(losses, rows=False)
     k = losses.numel()
     table = torch.clamp(
         math.log(k / 2 + 1) - torch.log(torch.arange(1, k + 1, dtype=losses.dtype)), min=0
@@ -331,7 +448,7 @@ def top_pair_weights(losses: Tensor, top: int) -> Tensor:
     losses; the others get 0. Then Σᵢ cᵢ zᵢ = Σ_top (r⁺ − r⁻) δ/(b σ_R) with r = −L, ARS's
     step direction. Non-finite losses take the largest finite loss. Returns ``(K,)``.
     """
-    losses = _as_losses(losses)
+    losses = _as_losses(losses, rows=False)
     if losses.numel() % 2:
         raise ValueError(f"losses must come in antithetic pairs (even K), got {losses.numel()}")
     pairs = fill_worst(losses).reshape(-1, 2)

@@ -16,7 +16,17 @@ module adds what zoopt needs around it:
 * the diagonal variant sep-CMA-ES (Ros & Hansen, 2008; pycma's ``CMA_diagonal``), O(D) per
   draw instead of O(D²), chosen automatically above :data:`DIAGONAL_ABOVE` parameters;
 * IPOP restarts (Auger & Hansen, 2005): when pycma's termination criteria fire, start a
-  fresh strategy from x0 with the population multiplied by ``incpopsize``;
+  fresh strategy from x0 with the population multiplied by ``incpopsize``; or BIPOP
+  (Hansen, 2009, ``bipop=True``), pycma's ``fmin`` regime rule interleaving runs with small
+  populations and a smaller σ₀ while their budget is below the large runs';
+* with restarts the reported parameters are the best run's: the current run's mean while
+  its best loss is the lowest found, otherwise the best solution of the earlier run that
+  found lower (``cma.fmin2``'s ``xbest``), so ``Result.x`` and its final loss are never a
+  worse last run's mean;
+* plateaus never end a run: a generation whose λ losses are all equal (a minibatch
+  accuracy, a sparse return) does not trigger the flat-fitness criteria ``tolfun``,
+  ``tolfunhist``, ``tolflatfitness`` (pycma widens σ on such a generation and searches on);
+  the run's ``steps`` or ``max_evaluations`` bound it instead;
 * its own seeded random generator (pycma's ``randn`` option), so runs do not depend on, or
   disturb, numpy's global random state;
 * silence: pycma prints nothing and writes no ``outcmaes/`` files; σ, the condition number
@@ -77,6 +87,9 @@ _STATE_OBJECTS = (
     "sigma_vec",
     "_stoptolxstagnation",
 )
+#: pycma's criteria that also fire on a plateau (all losses equal) — ignored on one
+_FLAT_CRITERIA = frozenset({"tolfun", "tolfunhist", "tolflatfitness", "tolfunrel"})
+
 #: attributes of the strategy rebuilt from the options, never copied
 _SKIP_ATTRIBUTES = frozenset({"opts", "inopts", "inputargs", "sp", "sp0", "const", "timer"})
 
@@ -103,6 +116,8 @@ class CMAES(PopulationEstimator):
             ``stop_reason``. ``ftarget`` and ``maxfevals`` end the run at once, as in
             ``cma.fmin2``.
         incpopsize: population growth factor per restart (≥ 1; IPOP uses 2).
+        bipop: restart as BIPOP-CMA-ES (needs ``restarts`` > 0): small-population runs with
+            σ₀·0.01^U are interleaved while their evaluations are below the large runs'.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
             arguments above, the random generator and the verbosity are refused here.
@@ -121,6 +136,7 @@ class CMAES(PopulationEstimator):
         restarts: int = 0,
         incpopsize: float = 2,
         options: dict | None = None,
+        bipop: bool = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -131,6 +147,9 @@ class CMAES(PopulationEstimator):
         self.diagonal = diagonal
         self.restarts = check_positive("restarts", restarts, integer=True, inclusive=True)
         self.incpopsize = float(check_positive("incpopsize", incpopsize, minimum=1, inclusive=True))
+        if not isinstance(bipop, bool):
+            raise TypeError(f"bipop must be True or False, got {bipop!r}")
+        self.bipop = bipop
         if options is None:
             options = {}
         if not isinstance(options, dict):
@@ -160,6 +179,12 @@ class CMAES(PopulationEstimator):
         self._popsize0 = 0.0  # the first run's evaluated popsize option (λ₀)
         self._restarts_done = 0
         self._asked: list | None = None
+        # the best solution of the finished runs, and BIPOP's budget accounting
+        self._best_f = math.inf
+        self._best_x: np.ndarray | None = None
+        self._maxiter0 = 0.0
+        self._budget = {"small": 0.0, "large": 0.0, "small_runs": 0}
+        self._run = {"popsize": 0.0, "maxiter": 0.0, "sigma": 0.0, "kind": "small"}
 
     # -- pycma -----------------------------------------------------------------------------
     def setup(self, objective: Objective, x0: Tensor) -> None:
@@ -185,6 +210,8 @@ class CMAES(PopulationEstimator):
             signals_filename=None,
             CMA_diagonal=self.uses_diagonal(dim),
         )
+        # plateaus are handled in tell() (flat generations never end a run)
+        opts.setdefault("tolflatfitness", math.inf)
         if self.population is not None:
             opts["popsize"] = self.population
         return opts
@@ -200,19 +227,43 @@ class CMAES(PopulationEstimator):
         (evaluated defaults such as ``maxiter`` included) with λ = λ₀·incpopsize^restart,
         λ₀ the first run's evaluated ``popsize`` option (4 + 3 ln D, unrounded, by default).
         """
-        import cma
 
+        sigma = self.sigma
         if restart == 0:
             opts = self.pycma_options(len(self._x0))
         else:
             opts = dict(self._es.opts)
-            opts["popsize"] = self._popsize0 * self.incpopsize**restart
+            large = restart - self._budget["small_runs"]
+            opts["popsize"] = self._popsize0 * self.incpopsize**large
+            if self.bipop:
+                b = self._budget
+                if b["small"] < max(1.0, b["large"]):  # pycma's fmin: a small run
+                    b["small_runs"] += 1
+                    large = restart - b["small_runs"]
+                    u1, u2 = self._rng.uniform(size=2)
+                    sigma = self.sigma * 0.01**u1
+                    opts["popsize"] = int(self._popsize0 * (self.incpopsize**large) ** (u2**2))
+                    opts["maxiter"] = min(self._maxiter0, 0.5 * b["large"] / opts["popsize"])
+                    self._run["kind"] = "small"
+                else:
+                    opts["maxiter"] = self._maxiter0
+                    self._run["kind"] = "large"
+        return self._strategy(opts, sigma, first=restart == 0)
+
+    def _strategy(self, opts: dict, sigma: float, first: bool = False) -> Any:
+        import cma
+
+        opts = dict(opts)
         opts["randn"] = self._randn
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pycma's notes on option handling
-            es = cma.CMAEvolutionStrategy(self._x0, self.sigma, opts)
-        if restart == 0:
+            es = cma.CMAEvolutionStrategy(self._x0, sigma, opts)
+        if first:
             self._popsize0 = float(es.opts["popsize"])
+            self._maxiter0 = float(es.opts["maxiter"])
+        self._run.update(
+            popsize=float(es.opts["popsize"]), maxiter=float(es.opts["maxiter"]), sigma=sigma
+        )
         return es
 
     def _start(self, x: Tensor, seed: int) -> None:
@@ -244,7 +295,8 @@ class CMAES(PopulationEstimator):
         if self._asked is None or len(self._asked) != len(losses):
             raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
         es = self._es
-        es.tell(self._asked, _fill_failed(losses))
+        values = _fill_failed(losses)
+        es.tell(self._asked, values)
         self._asked = None
         extra = {
             "sigma": float(es.sigma),
@@ -253,14 +305,23 @@ class CMAES(PopulationEstimator):
             "restarts": float(self._restarts_done),
         }
         stop = {k: _plain_reason(v) for k, v in es.stop().items()}
+        if stop and min(values) == max(values) and _FLAT_CRITERIA.issuperset(stop):
+            stop = {}  # a plateau: pycma widens σ on flat fitness; search on
         if stop:
             final = "ftarget" in stop or "maxfevals" in stop  # as in cma.fmin2
             if self._restarts_done < self.restarts and not final:
+                self._budget[self._run["kind"]] += es.countevals  # BIPOP's accounting
+                if es.best.f is not None and es.best.f < self._best_f:
+                    self._best_f, self._best_x = float(es.best.f), np.array(es.best.x, float)
                 self._restarts_done += 1
                 self._es = self._new_strategy(self._restarts_done)
                 stop = {}
-        mean = np.array(self._es.mean, dtype=np.float64)
-        return Estimate(x=torch.from_numpy(mean), stop=stop, extra=extra)
+        current = self._es.best.f
+        if self._best_x is not None and (current is None or self._best_f < current):
+            x = self._best_x.copy()  # an earlier run found better: report its solution
+        else:
+            x = np.array(self._es.mean, dtype=np.float64)
+        return Estimate(x=torch.from_numpy(x), stop=stop, extra=extra)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -280,6 +341,12 @@ class CMAES(PopulationEstimator):
             "x0": torch.from_numpy(self._x0.copy()),
             "seed": self._seed,
             "restarts_done": self._restarts_done,
+            "best_f": self._best_f,
+            "best_x": None if self._best_x is None else torch.from_numpy(self._best_x.copy()),
+            "budget": dict(self._budget),
+            "run": dict(self._run),
+            "popsize0": self._popsize0,
+            "maxiter0": self._maxiter0,
             "rng": {
                 "state": str(bitgen["state"]["state"]),  # 128-bit ints as decimal strings
                 "inc": str(bitgen["state"]["inc"]),
@@ -298,9 +365,19 @@ class CMAES(PopulationEstimator):
         self._dim = len(self._x0)
         self._seed = int(state["seed"])
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
-        # the chain of runs up to the current one, as the restarts built it
-        for run in range(int(state["restarts_done"]) + 1):
-            self._es = self._new_strategy(run)
+        # the first run's options, then the current run's popsize, maxiter and σ₀
+        first = self._strategy(self.pycma_options(self._dim), self.sigma, first=True)
+        run = state["run"]
+        opts = dict(first.opts)
+        if int(state["restarts_done"]) > 0:
+            opts.update(popsize=run["popsize"], maxiter=run["maxiter"])
+        self._es = self._strategy(opts, float(run["sigma"]))
+        self._run = dict(run)
+        self._budget = dict(state["budget"])
+        self._popsize0, self._maxiter0 = float(state["popsize0"]), float(state["maxiter0"])
+        self._best_f = float(state["best_f"])
+        best = state["best_x"]
+        self._best_x = None if best is None else best.numpy().astype(np.float64).copy()
         self._restarts_done = int(state["restarts_done"])
         _load_strategy(self._es, state["pycma"])
         rng = state["rng"]

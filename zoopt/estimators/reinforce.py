@@ -42,7 +42,13 @@ from torch import Tensor
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, Estimator, check_positive
 from zoopt.objectives.base import Objective, OutputSamples
-from zoopt.weights import NonFiniteLossError, check_ess_fraction, solve_alpha
+from zoopt.weights import (
+    NonFiniteLossError,
+    check_ess_fraction,
+    linear_weights,
+    solve_alpha,
+    tilt_weights,
+)
 
 __all__ = ["Reinforce", "row_tilt_weights"]
 
@@ -50,26 +56,16 @@ BASELINES = ("mean", "leave_one_out")
 
 
 def row_tilt_weights(losses: Tensor, alpha: Tensor | float) -> Tensor:
-    """:func:`zoopt.weights.tilt_weights` applied to each row of ``(N, M)`` losses at once.
+    """:func:`zoopt.weights.tilt_weights` over the rows of ``(N, M)`` losses.
 
-    w_nj = softmax_j(−(ℓ_nj − min_k ℓ_nk)/α_n) over the finite losses of row n; non-finite
-    losses get weight 0 and a row without any finite loss gets all zeros.
-
-    Args:
-        losses: ``(N, M)``.
-        alpha: a temperature > 0 for all rows, or ``(N,)`` one per row (``inf``: uniform).
-
-    Returns:
-        ``(N, M)`` weights, each row summing to 1 (or 0 for a row with no finite loss).
+    ``alpha``: one temperature for all rows or ``(N,)``; a row without a finite loss gets
+    all zeros (so does a batch without any).
     """
-    mask = torch.isfinite(losses)
-    alpha = torch.as_tensor(alpha, dtype=losses.dtype, device=losses.device).reshape(-1, 1)
-    # shift each row by its best finite loss so that −ℓ/α never overflows, whatever the scale
-    row_min = torch.where(mask, losses, math.inf).amin(dim=1, keepdim=True)
-    shifted = torch.where(mask, losses - row_min, 0.0)
-    logits = torch.where(torch.isinf(alpha), 0.0, -shifted / alpha)
-    w = torch.softmax(logits.masked_fill(~mask, -math.inf), dim=1)
-    return torch.where(mask, w, 0.0)  # rows of -inf only: softmax gives NaN → 0
+    if not bool(torch.isfinite(losses).any()):
+        return torch.zeros_like(losses)
+    if not isinstance(alpha, Tensor):
+        alpha = torch.full(losses.shape[:1], float(alpha), dtype=losses.dtype)
+    return tilt_weights(losses, alpha.reshape(-1))
 
 
 @register("reinforce")
@@ -136,26 +132,18 @@ class Reinforce(Estimator):
         n, m = losses.shape
         rows_ok = mask.any(dim=1, keepdim=True)
         if self.alpha != "auto" and math.isinf(self.alpha):
-            # the linear limit, exactly; failed draws take their row's largest finite loss
-            row_max = torch.where(mask, losses, -math.inf).amax(dim=1, keepdim=True)
-            filled = torch.where(mask, losses, torch.where(rows_ok, row_max, 0.0))
-            a = (filled - filled.mean(dim=1, keepdim=True)) / m
+            # the linear limit, exactly: a = −linear_weights at α = 1, i.e. (ℓ − ℓ̄)/M with
+            # failed draws at their row's largest finite loss (rows without any: 0)
+            a = -linear_weights(losses, 1.0)
             if self.baseline == "leave_one_out":
                 a = a * (m / (m - 1))
             ess = float(mask.sum(dim=1).to(losses.dtype).mean())
-            return torch.where(rows_ok, a, 0.0), math.inf, ess
+            return a, math.inf, ess
         if self.alpha == "auto":
-            alphas = torch.tensor(
-                [
-                    solve_alpha(row, self.ess_fraction) if bool(torch.isfinite(row).any()) else 1.0
-                    for row in losses
-                ],
-                dtype=losses.dtype,
-                device=losses.device,
-            )
+            alphas = solve_alpha(losses, self.ess_fraction)  # (N,), one root search for all
         else:
             alphas = torch.full((n,), float(self.alpha), dtype=losses.dtype, device=losses.device)
-        w = row_tilt_weights(losses, alphas)
+        w = tilt_weights(losses, alphas)
         count = mask.sum(dim=1, keepdim=True).to(losses.dtype)
         v = mask.to(losses.dtype) / count.clamp(min=1)  # 1/M over the finite draws
         a = -alphas.reshape(-1, 1) * (w - v)
