@@ -181,20 +181,96 @@ def test_population_split_into_chunks_equals_whole(evaluator, k, antithetic):
     assert torch.equal(evaluator.evaluate(objective, explicit, seed=5), expected)
 
 
-def test_chunks_keep_antithetic_pairs_and_cover_rows_once():
+def test_chunks_cover_rows_once_about_one_per_worker_whatever_k():
     ev = RayEvaluator(num_workers=3, chunks_per_worker=2)
     ev.num_workers = 3  # bounds only; no Ray needed
-    for k in (2, 6, 10, 26, 100):
+    for k in (2, 6, 10, 26, 100, 10_000):
         bounds = ev._bounds(GaussianPopulation(torch.zeros(2), 1.0, 0, k, antithetic=True))
         assert [a for a, _ in bounds] + [k] == [0] + [b for _, b in bounds]
-        assert all(a % 2 == 0 for a, _ in bounds)
-        assert len(bounds) == min(k // 2, 6)
+        assert len(bounds) == min(k, 6)
+        sizes = [b - a for a, b in bounds]
+        assert max(sizes) - min(sizes) <= 1  # balanced to the row, pairs may be split
     bounds = ev._bounds(ExplicitPopulation(torch.zeros(7, 2)))
     assert len(bounds) == 6 and bounds[-1][1] == 7
+    # the reduction: about √K tasks, at most one per evaluation task
+    pop = GaussianPopulation(torch.zeros(2), 1.0, 0, 16)
+    assert len(ev._reduce_bounds(pop)) == 4
     ev.max_batch = 5  # a memory bound: more, smaller tasks
     bounds = ev._bounds(GaussianPopulation(torch.zeros(2), 1.0, 0, 100, antithetic=True))
-    assert max(b - a for a, b in bounds) <= 4 and bounds[-1][1] == 100
-    assert all(a % 2 == 0 for a, _ in bounds)
+    assert max(b - a for a, b in bounds) <= 5 and bounds[-1][1] == 100
+
+
+# ---------------------------------------------------------------------------------------
+# the reduction over the population, on the workers
+# ---------------------------------------------------------------------------------------
+#: float32 unit roundoff. The workers' float64 partial sums, added in row order, differ from
+#: the local float32 sum over all K rows by the local sum's rounding: a few units relative
+#: to Σ|cᵢ||zᵢ| (and Σ|cᵢ|(zᵢ² + 1) for the second moment)
+U32 = 2.0**-24
+
+
+@pytest.mark.parametrize("scale", ["none", "diagonal", "full"])
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_reduce_on_workers_equals_local_to_float_tolerance(evaluator, scale, antithetic):
+    d, k = 30, 42
+    g = torch.Generator().manual_seed(4)
+    shape = {
+        "none": None,
+        "diagonal": torch.rand(d, generator=g) + 0.5,
+        "full": torch.eye(d) + 0.05 * torch.randn(d, d, generator=g),
+    }[scale]
+    pop = GaussianPopulation(torch.randn(d, generator=g), 0.3, 17, k, antithetic, scale=shape)
+    c = torch.randn(k, generator=g)
+    first, second = pop.reduce(c, square=True)
+    r_first, r_second = evaluator.reduce(pop, c, square=True)
+    z = pop.perturbations()
+    assert r_first.shape == first.shape and r_second.shape == second.shape
+    assert r_first.dtype == first.dtype
+    assert bool(((r_first - first).abs() <= 16 * U32 * (c.abs() @ z.abs())).all())
+    if shape is not None and shape.ndim == 2:
+        bound = (z.T * c.abs()) @ z.abs() + c.abs().sum()
+    else:
+        bound = c.abs() @ (z * z + 1)
+    assert bool(((r_second - second).abs() <= 16 * U32 * bound).all())
+    assert evaluator.reduce(pop, c)[1] is None
+    # whichever worker sums which rows, the driver adds the parts in row order: exact repeat
+    assert torch.equal(evaluator.reduce(pop, c, square=True)[0], r_first)
+    with pytest.raises(ValueError, match=r"coeffs must have shape \(42,\)"):
+        evaluator.reduce(pop, c[:5])
+
+
+def test_reducer_switched_on_above_the_threshold(evaluator):
+    objective = as_objective(rastrigin)
+    small = GaussianPopulation(torch.zeros(8), 0.1, 1, 10)
+    evaluator.evaluate(objective, small, seed=1)
+    assert small.reducer is None  # K·D = 80 < reduce_threshold: the driver regenerates z
+    old = evaluator.reduce_threshold
+    try:
+        evaluator.reduce_threshold = 80
+        evaluator.evaluate(objective, small, seed=1)
+        assert small.reducer == evaluator.reduce
+        # an estimate through the workers' reduction: the same step to float tolerance
+        x0 = torch.linspace(-1.0, 1.5, 8)
+        kw = dict(estimator="es", steps=3, seed=2, population=12, shaping="centered_ranks")
+        local = zoopt.minimize(rastrigin, x0, **kw)
+        remote = zoopt.minimize(rastrigin, x0, evaluator=evaluator, **kw)
+        assert torch.allclose(remote.x, local.x, rtol=0, atol=1e-5)
+        assert not torch.equal(remote.x, x0)
+    finally:
+        evaluator.reduce_threshold = old
+
+
+def test_options_safe_from_files_exclude_code_running_ones():
+    from zoopt.evaluators.ray import FILE_SAFE_OPTIONS, OPTIONS
+
+    assert set(FILE_SAFE_OPTIONS) < set(OPTIONS)
+    assert "runtime_env" not in FILE_SAFE_OPTIONS
+    assert "ray_init_options" not in FILE_SAFE_OPTIONS
+    assert {"num_workers", "address", "replace_timeout"} <= set(FILE_SAFE_OPTIONS)
+    # what a config file may set is a subset of them
+    from zoopt.config import RAY_OPTIONS_SCHEMA
+
+    assert set(RAY_OPTIONS_SCHEMA) <= set(FILE_SAFE_OPTIONS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,6 +403,8 @@ def test_unknown_options_are_named():
         ("address", "", "address must be None"),
         ("max_batch", 0, "max_batch must be a positive int"),
         ("device", "gpu:x", "device must be a torch device"),
+        ("replace_timeout", 0, "replace_timeout must be a number > 0"),
+        ("reduce_threshold", float("nan"), "reduce_threshold must be a number >= 0"),
     ],
 )
 def test_bad_options(option, value, match):

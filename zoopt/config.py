@@ -178,6 +178,12 @@ RAY_OPTIONS_SCHEMA: dict[str, Field] = {
     "max_retries": Field(INT, None, _at_least(0), "re-runs of a chunk whose worker died"),
     "startup_timeout": Field(FLOAT, None, _positive, "seconds to wait for the workers to start"),
     "log_to_driver": Field(BOOL, None, None, "forward the workers' output to this process"),
+    "replace_timeout": Field(
+        FLOAT, None, _positive, "seconds to wait for a lost worker's replacement"
+    ),
+    "reduce_threshold": Field(
+        INT, None, _at_least(1), "K·D from which the estimator's sums run on the workers"
+    ),
 }
 
 #: evaluator options refused from files because they run code; each with where to set it

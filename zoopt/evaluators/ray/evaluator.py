@@ -30,10 +30,11 @@ from zoopt.population import (
 
 __all__ = ["RayEvaluator", "REDUCE_THRESHOLD"]
 
-#: K·D above which the estimator's sums over the population run on the workers (where the
-#: noise is regenerated anyway) instead of regenerating the K×D noise on the driver; below
-#: it the extra round trip costs more. Measured by ``benchmarks/bench_ray_scale.py``.
-REDUCE_THRESHOLD = 2_000_000
+#: K·D from which the estimator's sums over the population run on the workers instead of
+#: regenerating the K×D noise on the driver; below it the extra round trip (~2 ms) costs
+#: more. ``benchmarks/bench_ray_scale.py`` measured the break-even at 0.36 M with many
+#: workers and 0.83 M with two.
+REDUCE_THRESHOLD = 1_000_000
 
 
 class RayEvaluator:
@@ -237,20 +238,32 @@ class RayEvaluator:
             self._token += 1
         return [self._token, self._objective_ref]
 
-    def _bounds(self, population: Population) -> list[tuple[int, int]]:
-        """Row ranges, about ``num_workers × chunks_per_worker`` whatever K; whole
-        antithetic pairs stay together."""
+    def _bounds(self, population: Population, pieces: int | None = None) -> list[tuple[int, int]]:
+        """About ``pieces`` (default ``num_workers × chunks_per_worker``) equal row ranges,
+        whatever K; none larger than ``max_batch``.
+
+        Ranges may split an antithetic pair (the worker regenerates its noise row for
+        either half): with K/W small, whole pairs would leave some workers a pair more than
+        others, up to 15% of the step at K = 10,000 rows on 1,440 workers.
+        """
         k = len(population)
-        inner = population.population if isinstance(population, CenteredPopulation) else population
-        unit = 2 if isinstance(inner, GaussianPopulation) and inner.antithetic else 1
-        units = math.ceil(k / unit)
-        pieces = self.num_workers * self.chunks_per_worker
+        if pieces is None:
+            pieces = self.num_workers * self.chunks_per_worker
         if self.max_batch is not None:  # no task larger than max_batch rows
-            pieces = max(pieces, math.ceil(units / max(1, self.max_batch // unit)))
-        pieces = max(1, min(units, pieces))
-        cuts = [round(i * units / pieces) * unit for i in range(pieces + 1)]
-        cuts[-1] = k
+            pieces = max(pieces, math.ceil(k / self.max_batch))
+        pieces = max(1, min(k, pieces))
+        cuts = [round(i * k / pieces) for i in range(pieces + 1)]
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+    def _reduce_bounds(self, population: GaussianPopulation) -> list[tuple[int, int]]:
+        """Row ranges of the reduction: about √K of them, at most one per evaluation task.
+
+        Each task costs (K/R)·D noise regenerations on a worker and sends D floats to the
+        driver; R ≈ √K balances the two on a 10 Gb/s network (see
+        ``benchmarks/bench_ray_scale.py``), e.g. 100 tasks for K = 10,000.
+        """
+        pieces = self.num_workers * self.chunks_per_worker
+        return self._bounds(population, min(pieces, math.ceil(math.sqrt(len(population)))))
 
     def _payload(self, objective: Objective | None, population: Population, seed: int) -> Any:
         """The step's shared payload, put into the object store once."""
@@ -359,7 +372,7 @@ class RayEvaluator:
             part = coeffs[start:stop].numpy().copy()
             return actor.reduce.remote((self._box(actor, payload), start, stop, part, square))
 
-        bounds = self._bounds(population)
+        bounds = self._reduce_bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)
         first, second = torch.zeros(population.dim, dtype=torch.float64), None
         for a, _ in bounds:
