@@ -100,6 +100,37 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, estimator):
     assert not torch.equal(x_full, torch.full_like(x_full, -0.5))
 
 
+def test_a_failing_step_leaves_a_checkpoint_to_resume_from(tmp_path, monkeypatch):
+    """A fault inside a step (here: every Ray worker lost, injected into the evaluator) ends
+    the run with its error and a checkpoint of the last whole step; resuming it gives the
+    uninterrupted run."""
+    from zoopt.evaluators.local import LocalEvaluator
+    from zoopt.evaluators.ray import WorkersLostError
+
+    cfg = function_config("es")
+    full = run_experiment(cfg, tmp_path / "full")
+    real = LocalEvaluator.evaluate
+    calls = {"n": 0}
+
+    def evaluate(self, objective, population, seed):
+        calls["n"] += 1
+        if calls["n"] == N + 1:  # the (N+1)-th step's call
+            raise WorkersLostError("all 2 workers lost; none could be placed in 60 s")
+        return real(self, objective, population, seed)
+
+    monkeypatch.setattr(LocalEvaluator, "evaluate", evaluate)
+    with pytest.raises(WorkersLostError):
+        run_experiment(cfg, tmp_path / "cut")
+    monkeypatch.setattr(LocalEvaluator, "evaluate", real)
+    state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert state["status"] == "failed" and state["minimizer"]["step_count"] == N
+    resumed = resume_experiment(tmp_path / "cut", steps=2 * N)
+    assert resumed is not None and resumed.steps == full.steps
+    assert torch.equal(
+        load_tensor(tmp_path / "full" / "last.pt"), load_tensor(tmp_path / "cut" / "last.pt")
+    )
+
+
 def test_resume_of_a_complete_run_does_nothing(tmp_path):
     cfg = function_config("es")
     run_experiment(cfg, tmp_path / "r")

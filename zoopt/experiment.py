@@ -487,6 +487,12 @@ def _execute(
         m.callback = callback
         try:
             result = m.run(target)
+        except Exception:
+            # a fault inside a step (every Ray worker lost, NaN parameters) leaves the state
+            # of the last whole step; keep it, so that `zoopt resume` continues from there
+            if m.step_count:
+                save_checkpoint(ckpt, _state(m, cfg, target, "failed"))
+            raise
         finally:
             m.callback = None
             log.close()
@@ -656,9 +662,10 @@ def resume_experiment(
         ):
             if not isinstance(state.get(key), kind):
                 raise ValueError(f"{key}: expected a {kind.__name__}, got {state.get(key)!r:.80}")
-        if state["status"] not in ("running", "finished", "interrupted"):
+        if state["status"] not in ("running", "finished", "interrupted", "failed"):
             raise ValueError(
-                f"status: expected running, finished or interrupted, got {state['status']!r:.80}"
+                "status: expected running, finished, interrupted or failed, "
+                f"got {state['status']!r:.80}"
             )
         _check_embedded_config(state["config"], cfg)
         mstate, estimator = state["minimizer"], state["estimator"]
