@@ -379,19 +379,7 @@ def centered_ranks(losses: Tensor) -> Tensor:
     k = losses.numel()
     if k < 2:
         return torch.zeros_like(losses)
-    mask = _finite_mask(losses)
-    filled = torch.where(mask, losses, torch.full_like(losses, math.inf))
-    order = torch.argsort(filled, stable=True)
-    ranks = torch.empty(k, dtype=losses.dtype, device=losses.device)
-    ranks[order] = torch.arange(k, dtype=losses.dtype, device=losses.device)
-    # average the ranks of ties so that equal losses get equal shaped values
-    uniq, inverse = torch.unique(filled, return_inverse=True)
-    if uniq.numel() < k:
-        # zeros_like(uniq): the losses' dtype and device (CUDA populations included)
-        sums = torch.zeros_like(uniq).index_add_(0, inverse, ranks)
-        counts = torch.zeros_like(uniq).index_add_(0, inverse, torch.ones_like(ranks))
-        ranks = (sums / counts)[inverse]
-    return ranks / (k - 1) - 0.5
+    return _tied_ranks(losses) / (k - 1) - 0.5
 
 
 def _tied_ranks(losses: Tensor) -> Tensor:
@@ -402,8 +390,10 @@ def _tied_ranks(losses: Tensor) -> Tensor:
     order = torch.argsort(filled, stable=True)
     ranks = torch.empty(k, dtype=losses.dtype, device=losses.device)
     ranks[order] = torch.arange(k, dtype=losses.dtype, device=losses.device)
+    # average the ranks of ties so that equal losses get equal shaped values
     uniq, inverse = torch.unique(filled, return_inverse=True)
     if uniq.numel() < k:
+        # zeros_like(uniq): the losses' dtype and device (CUDA populations included)
         sums = torch.zeros_like(uniq).index_add_(0, inverse, ranks)
         counts = torch.zeros_like(uniq).index_add_(0, inverse, torch.ones_like(ranks))
         ranks = (sums / counts)[inverse]
