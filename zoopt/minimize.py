@@ -55,6 +55,11 @@ def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None, bool]:
             raise ValueError("x0: the module has no parameters to optimise")
         return nn.utils.parameters_to_vector(params).detach().clone(), x0, False
     as_numpy = isinstance(x0, (np.ndarray, list, tuple))
+    if isinstance(x0, (list, tuple)):
+        try:  # numbers in a list are float64, as numpy makes them
+            x0 = np.asarray(x0, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass  # the error below names the expected forms
     if isinstance(x0, np.ndarray) and x0.dtype.kind in "fiub":
         x0 = torch.from_numpy(np.ascontiguousarray(x0))
     if not isinstance(x0, Tensor):
