@@ -8,10 +8,11 @@ ask/tell. At every step the same rows are evaluated three ways, in rotating orde
 * ``same batch``: the K candidates and θ in one call (how the loop evaluates it now).
 
 The centre's share is ``separate / (population + separate)`` for its own call and
-``(same batch − population) / same batch`` for the extra row. θ's return is the same both
+``(same batch − population) / same batch`` for the extra row; with ``evaluate_center=n``
+(θ every n-th step) the steps without θ cost ``population``. θ's return is the same both
 ways (the episodes derive from the step's seed), which the script checks.
 
-    python benchmarks/bench_center.py --steps 40
+    python benchmarks/bench_center.py --steps 40 --every 5
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=32)
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--every", type=int, default=5, help="evaluate_center=n to report too")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -44,6 +46,7 @@ def main() -> None:
     )  # fmt: skip
     totals = {"population": 0.0, "separate": 0.0, "same batch": 0.0}
     best = -float("inf")
+    periodic = {"centre": 0.0, "total": 0.0}  # evaluate_center=every, from the same timings
     for t in range(args.steps):
         X = m.ask()  # K candidates, then θ
         seed = zoopt.step_seed(args.seed, t)
@@ -58,7 +61,13 @@ def main() -> None:
         for name in order:
             t0 = time.perf_counter()
             out[name] = evaluator.evaluate(objective, calls[name], seed)
-            totals[name] += time.perf_counter() - t0
+            out[name + " s"] = time.perf_counter() - t0
+            totals[name] += out[name + " s"]
+        if t % args.every == 0:
+            periodic["centre"] += max(0.0, out["same batch s"] - out["population s"])
+            periodic["total"] += out["same batch s"]
+        else:
+            periodic["total"] += out["population s"]
         if float(out["separate"][0]) != float(out["same batch"][-1]):
             raise AssertionError(f"step {t}: θ's loss differs between its own call and the batch")
         m.tell(out["same batch"])
@@ -73,6 +82,10 @@ def main() -> None:
         print(f"{name:<34}{value:>10.3f}")
     print(f"centre's share, its own call:     {sep / (pop + sep):>9.1%}")
     print(f"centre's share, one more row:     {max(0.0, same - pop) / same:>9.1%}")
+    print(
+        f"centre's share, evaluate_center={args.every}: "
+        f"{periodic['centre'] / periodic['total']:>8.1%}"
+    )
     print(f"episodes of the centre:           {1 / (args.population + 1):>9.1%}")
     print(f"evaluation time, same batch / (population + separate): {same / (pop + sep):.2f}")
 

@@ -194,6 +194,12 @@ def test_scalar_functions_on_ray(ray_address):
                 assert np.array_equal(np.asarray(local.x), np.asarray(remote.x)), name
                 assert _same(local.history["loss"], remote.history["loss"]), name
                 assert local.best_loss == remote.best_loss < fn(x0), name
+        # bounds around a factory: the workers build both, the box still holds
+        factory = zoopt.ObjectiveFactory(zoopt.FunctionObjective, strict_box)
+        kw = dict(estimator="es", bounds=(LOWER, UPPER), steps=3, seed=1, sigma=0.5, population=6)
+        local = zoopt.minimize(factory, torch.zeros(3, dtype=torch.float64), **kw)
+        remote = zoopt.minimize(factory, torch.zeros(3, dtype=torch.float64), evaluator=ev, **kw)
+        assert torch.equal(local.x, remote.x) and local.best_loss == remote.best_loss
 
 
 def test_batched_call_failure_explains_batched_false():

@@ -54,6 +54,11 @@ def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None, bool]:
             raise ValueError("x0: the module has no parameters to optimise")
         return nn.utils.parameters_to_vector(params).detach().clone(), x0, False
     as_numpy = isinstance(x0, (np.ndarray, list, tuple))
+    if isinstance(x0, (list, tuple)):
+        try:  # numbers in a list are float64, as numpy makes them
+            x0 = np.asarray(x0, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass  # the error below names the expected forms
     if isinstance(x0, np.ndarray) and x0.dtype.kind in "fiub":
         x0 = torch.from_numpy(np.ascontiguousarray(x0))
     if not isinstance(x0, Tensor):
@@ -302,15 +307,15 @@ class Minimizer:
             )
         k = len(self._asked.evaluated)
         try:
-            values = torch.as_tensor(np.asarray(losses, dtype=np.float64))
-        except (TypeError, ValueError):
             if isinstance(losses, Tensor):
                 values = losses.detach().to("cpu", torch.float64)
             else:
-                raise TypeError(
-                    f"tell(losses): expected {k} real numbers (a sequence, numpy array or "
-                    f"tensor), got {type(losses).__name__}"
-                ) from None
+                values = torch.as_tensor(np.asarray(losses, dtype=np.float64))
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"tell(losses): expected {k} real numbers (a sequence, numpy array or "
+                f"tensor), got {type(losses).__name__}"
+            ) from None
         if values.shape != (k,):
             raise ValueError(
                 f"tell(losses): expected {k} losses, one per row of ask(), got shape "
@@ -349,7 +354,7 @@ class Minimizer:
         est = self.estimator.tell(self.theta, asked.population, pop)
         est.losses, est.population = pop, asked.population
         est.evaluations = est.evaluations or k
-        return self._apply(est, center_loss, self._t_ask)
+        return self._apply(est, center_loss, self._t_ask, asked.with_center)
 
     def step(self) -> dict:
         """Take one step (ask → evaluate → tell); returns the step's history row."""
@@ -366,14 +371,15 @@ class Minimizer:
         t0 = time.perf_counter()
         seed = step_seed(self.seed, self.step_count)
         center_loss = math.nan
-        if self._center_due():
+        centered = self._center_due()
+        if centered:
             center_loss = self._evaluate_center(seed)
             self._consider(center_loss, self._repair(self.theta))
         try:
             est = self.estimator.estimate(self.objective, self.theta, self.evaluator, seed)
         except NonFiniteLossError as e:
             self._fail(f"step {self.step_count + 1}: {e}")
-        return self._apply(est, center_loss, t0)
+        return self._apply(est, center_loss, t0, centered)
 
     # -- the step's bookkeeping, whichever way the losses came -------------------------------
     def _center_due(self) -> bool:
@@ -394,11 +400,11 @@ class Minimizer:
             self.best_loss = loss
             self._best = x.detach().clone()
 
-    def _apply(self, est: Estimate, center_loss: float, t0: float) -> dict:
+    def _apply(self, est: Estimate, center_loss: float, t0: float, centered: bool) -> dict:
         """Best-so-far, the update of θ, the schedule and the history row of one step."""
         t = self.step_count
         est_name = self.estimator.name or type(self.estimator).__name__
-        spent = est.evaluations + (0 if math.isnan(center_loss) else 1)
+        spent = est.evaluations + int(centered)
         self.evaluations += est.evaluations
         pop_loss = math.nan
         if est.losses is not None and est.losses.numel() and est.population is not None:
@@ -551,6 +557,8 @@ class Minimizer:
     # -- state for checkpoints ----------------------------------------------------------------
     def state_dict(self, history: bool = True) -> dict:
         """Everything needed to resume exactly (tensors and plain values only).
+
+        Take it between :meth:`tell` and the next :meth:`ask`: a pending ask is not saved.
 
         A deep copy: torch's optimizer state_dict shares tensors with the live optimizer.
         With ``history=False`` the history is left out (``None``), so that the cost does not

@@ -11,7 +11,7 @@ __all__ = ["Result", "HISTORY_KEYS"]
 #: per-step history columns
 HISTORY_KEYS = (
     "step",  # 1-based step index
-    "loss",  # loss at the parameters before the step (the step's seed)
+    "loss",  # loss at the parameters before the step (the step's seed; NaN when not evaluated)
     "best_loss",  # best loss seen so far (centres and candidates)
     "population_loss",  # mean finite loss of the step's population
     "metric",  # the objective's reported metric for `loss`, with its own sign
@@ -30,9 +30,10 @@ class Result:
     """What a run produced.
 
     Attributes:
-        x: ``(D,)`` final parameters.
+        x: ``(D,)`` final parameters (a numpy array when ``x0`` was a numpy array or a
+            list, else a tensor).
         loss: loss at ``x``.
-        best_x: ``(D,)`` best parameters evaluated during the run.
+        best_x: ``(D,)`` best parameters evaluated during the run, in the same type.
         best_loss: their loss (under the seed of the step that found them).
         evaluations: objective evaluations used.
         steps: steps taken.

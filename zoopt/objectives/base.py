@@ -340,8 +340,25 @@ class BoxObjective(Objective):
     def load_state_dict(self, state: dict) -> None:
         self.objective.load_state_dict(state)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        from zoopt.evaluators.factory import ObjectiveFactory
+
+        if isinstance(self.objective, ObjectiveFactory):
+            # travel as a factory too, so that a Ray worker builds the wrapped objective the
+            # way it builds any factory: after seeding its global RNGs
+            args = (self.objective, self.lower, self.upper, self.integer)
+            return (ObjectiveFactory, (_built_box, *args))
+        return super().__reduce_ex__(protocol)
+
     def __repr__(self) -> str:
         return f"BoxObjective({self.objective!r})"
+
+
+def _built_box(objective: Any, lower: Tensor, upper: Tensor, integer: Tensor) -> BoxObjective:
+    """A :class:`BoxObjective` around ``objective``, built now if it is a factory."""
+    if hasattr(objective, "build"):
+        objective = objective.build()
+    return BoxObjective(objective, lower, upper, integer)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
