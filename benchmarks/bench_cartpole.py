@@ -24,7 +24,10 @@ Run: ``python benchmarks/bench_cartpole.py [--before REV] [--rounds 3]``
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
+import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -41,15 +44,39 @@ N = 256  # K×E episodes per evaluation
 
 
 def load_before(rev: str) -> type:
-    """``GymObjective`` as of git revision ``rev`` (a module file or a package)."""
+    """``GymObjective`` as of git revision ``rev`` (a module file or a package).
+
+    A package's modules are written to a temporary directory under another name (its
+    absolute imports renamed alike), so that both versions live in one process.
+    """
     root = Path(__file__).resolve().parents[1]
     show = ["git", "-C", str(root), "show"]
+    name = f"gym_before_{rev.replace('-', '_').replace('.', '_')}"
     src = subprocess.run([*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True)
-    if src.returncode != 0:
-        raise SystemExit(f"--before {rev}: no zoopt/objectives/gym.py there ({src.stderr})")
-    module = types.ModuleType("gym_before")
-    exec(compile(src.stdout, f"{rev}:zoopt/objectives/gym.py", "exec"), module.__dict__)
-    return module.GymObjective
+    if src.returncode == 0:
+        module = types.ModuleType(name)
+        exec(compile(src.stdout, f"{rev}:zoopt/objectives/gym.py", "exec"), module.__dict__)
+        return module.GymObjective
+    ls = subprocess.run(
+        ["git", "-C", str(root), "ls-tree", "--name-only", f"{rev}:zoopt/objectives/gym"],
+        capture_output=True,
+        text=True,
+    )
+    if ls.returncode != 0:
+        raise SystemExit(f"--before {rev}: no zoopt/objectives/gym(.py) there ({ls.stderr})")
+    package = Path(tempfile.mkdtemp()) / name
+    package.mkdir()
+    for file in ls.stdout.split():
+        if file.endswith(".py"):
+            text = subprocess.run(
+                [*show, f"{rev}:zoopt/objectives/gym/{file}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            (package / file).write_text(text.replace("zoopt.objectives.gym", name))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module(name).GymObjective
 
 
 def native_rate(seconds: float) -> float:

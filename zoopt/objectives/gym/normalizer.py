@@ -101,10 +101,15 @@ class ObservationSums:
         self.s1 = torch.zeros_like(self.shift)
         self.s2 = torch.zeros_like(self.shift)
 
-    def add(self, obs: Tensor, live: Tensor) -> None:
-        """Count the rows of ``obs`` ``(S, obs_dim)`` where ``live`` ``(S,)`` is true."""
-        d = (obs.to(torch.float64) - self.shift) * live[:, None]
-        self.n += live.sum()
+    def add(self, obs: Tensor, live: Tensor | None) -> None:
+        """Count the rows of ``obs`` ``(S, obs_dim)`` where ``live`` ``(S,)`` is true
+        (every row when ``live`` is None: no mask to build or multiply by)."""
+        d = obs.to(torch.float64) - self.shift
+        if live is None:
+            self.n += d.shape[0]
+        else:
+            d = d * live[:, None]
+            self.n += live.sum()
         self.s1 += d.sum(0)
         self.s2 += (d * d).sum(0)
 
