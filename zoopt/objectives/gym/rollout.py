@@ -129,7 +129,7 @@ def play_episodes(
                 mean, inv_std, clip = normalizer
                 o = ((o - mean) * inv_std).clamp_(-clip, clip)
             a = actor(o.view(s, 1, -1))  # ONE batched forward pass for all slots
-            a = a.view(s, *a.shape[2:])
+            a = a.reshape(s, *a.shape[2:])
             if record:
                 rec_obs.append(o)
                 rec_act.append(a)
