@@ -5,7 +5,8 @@ a batched linear policy written here in numpy (full occupancy: the physical limi
 machine for 256 environments). zoopt's rate counts only steps of live episodes (a slot
 that idles, or plays past its episode's end, earns nothing). For K×E = 256 episodes:
 
-* (a) random linear policies (episodes of very different lengths), one evaluation;
+* (a) random linear policies (episodes of very different lengths), one evaluation, and
+  the time of one loop step (policy forward, vector-env step and bookkeeping);
 * (b) a whole ``es`` run (population 64 × 4 episodes) from a random start until the
   centre's return reaches 475, aggregated over the run: every env step of the run (the
   population's and the centre's) over the time spent evaluating. Occupancy = useful
@@ -24,7 +25,10 @@ Run: ``python benchmarks/bench_cartpole.py [--before REV] [--rounds 3]``
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
+import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -41,15 +45,39 @@ N = 256  # K×E episodes per evaluation
 
 
 def load_before(rev: str) -> type:
-    """``GymObjective`` as of git revision ``rev`` (a module file or a package)."""
+    """``GymObjective`` as of git revision ``rev`` (a module file or a package).
+
+    A package's modules are written to a temporary directory under another name (its
+    absolute imports renamed alike), so that both versions live in one process.
+    """
     root = Path(__file__).resolve().parents[1]
     show = ["git", "-C", str(root), "show"]
+    name = f"gym_before_{rev.replace('-', '_').replace('.', '_')}"
     src = subprocess.run([*show, f"{rev}:zoopt/objectives/gym.py"], capture_output=True, text=True)
-    if src.returncode != 0:
-        raise SystemExit(f"--before {rev}: no zoopt/objectives/gym.py there ({src.stderr})")
-    module = types.ModuleType("gym_before")
-    exec(compile(src.stdout, f"{rev}:zoopt/objectives/gym.py", "exec"), module.__dict__)
-    return module.GymObjective
+    if src.returncode == 0:
+        module = types.ModuleType(name)
+        exec(compile(src.stdout, f"{rev}:zoopt/objectives/gym.py", "exec"), module.__dict__)
+        return module.GymObjective
+    ls = subprocess.run(
+        ["git", "-C", str(root), "ls-tree", "--name-only", f"{rev}:zoopt/objectives/gym"],
+        capture_output=True,
+        text=True,
+    )
+    if ls.returncode != 0:
+        raise SystemExit(f"--before {rev}: no zoopt/objectives/gym(.py) there ({ls.stderr})")
+    package = Path(tempfile.mkdtemp()) / name
+    package.mkdir()
+    for file in ls.stdout.split():
+        if file.endswith(".py"):
+            text = subprocess.run(
+                [*show, f"{rev}:zoopt/objectives/gym/{file}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            (package / file).write_text(text.replace("zoopt.objectives.gym", name))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module(name).GymObjective
 
 
 def native_rate(seconds: float) -> float:
@@ -77,8 +105,9 @@ def single_slot_step_seconds(steps: int = 2000) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def random_rate(objective, X: torch.Tensor, seconds: float) -> tuple[float, float]:
-    """(useful env-steps/s, occupancy) of repeated evaluations of ``X``."""
+def random_rate(objective, X: torch.Tensor, seconds: float) -> tuple[float, float, float]:
+    """(useful env-steps/s, occupancy, seconds per loop step) of repeated evaluations of
+    ``X`` (a loop step: one policy forward, one vector-env step and the bookkeeping)."""
     objective.evaluate(X, 0)  # warm-up: environment creation
     steps0, slots0 = objective.env_steps, getattr(objective, "slot_steps", 0)
     seed, t0 = 1, time.perf_counter()
@@ -88,7 +117,9 @@ def random_rate(objective, X: torch.Tensor, seconds: float) -> tuple[float, floa
     dt = time.perf_counter() - t0
     steps = objective.env_steps - steps0
     slots = getattr(objective, "slot_steps", 0) - slots0
-    return steps / dt, (steps / slots if slots else float("nan"))
+    if not slots:
+        return steps / dt, float("nan"), float("nan")
+    return steps / dt, steps / slots, dt / (slots / objective.num_slots(X.shape[0]))
 
 
 class Timed:
@@ -175,7 +206,7 @@ def main() -> None:
     b: dict[str, list] = {name: [] for name in variants}
     # interleaved rounds: a load change on the shared machine hits every method alike
     for r in range(args.rounds):
-        a["native"].append((native_rate(args.seconds), 1.0))
+        a["native"].append((native_rate(args.seconds), 1.0, float("nan")))
         # odd rounds run the variants in reverse order: no variant always goes first
         order = list(variants)[:: 1 if r % 2 == 0 else -1]
         for name in order:
@@ -191,20 +222,24 @@ def main() -> None:
             for run, rr in b[name]:
                 run.setdefault("ref", a["native"][rr][0])
 
-    ref = float(np.median([x for x, _ in a["native"]]))
+    ref = float(np.median([x for x, _, _ in a["native"]]))
     print(
         f"CartPole-v1, K×E = {N} episodes, one thread, median of {args.rounds} interleaved "
         "rounds; ratios against the native vector env at full occupancy of the same round"
     )
-    print(f"  native CartPoleVectorEnv + numpy linear policy, all slots live: {ref:,.0f} /s")
+    print(
+        f"  native CartPoleVectorEnv + numpy linear policy, all slots live: {ref:,.0f} /s "
+        f"({1e6 * N / ref:.0f} µs per step of the {N} envs)"
+    )
     print("  (a) random policies, one evaluation of 256 episodes:")
     for name in variants:
-        rates = [x for x, _ in a[name]]
-        ratios = [x / y for (x, _), (y, _) in zip(a[name], a["native"], strict=True)]
-        occ = float(np.median([o for _, o in a[name]]))
+        rates = [x for x, _, _ in a[name]]
+        ratios = [x / y for (x, _, _), (y, _, _) in zip(a[name], a["native"], strict=True)]
+        occ = float(np.median([o for _, o, _ in a[name]]))
+        loop = 1e6 * float(np.median([t for _, _, t in a[name]]))
         print(
             f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  "
-            f"{np.median(ratios):5.3f}×  occupancy {occ:.2f}"
+            f"{np.median(ratios):5.3f}×  occupancy {occ:.2f}  {loop:4.0f} µs per loop step"
         )
     lengths = GymObjective("CartPole-v1").episode_returns(X, seed=1)
     one = single_slot_step_seconds()
@@ -228,8 +263,8 @@ def main() -> None:
 
     print("  (c) SyncVectorEnv (vectorization='sync'), random policies, 256 episodes:")
     for name in sync:
-        rates = [x for x, _ in c[name]]
-        occ = float(np.median([o for _, o in c[name]]))
+        rates = [x for x, _, _ in c[name]]
+        occ = float(np.median([o for _, o, _ in c[name]]))
         print(f"    {name:28s} {np.median(rates):11,.0f} useful env-steps/s  occupancy {occ:.2f}")
 
 

@@ -85,12 +85,13 @@ class NativeCartPoleSlots(SlotEnv):
         )
 
     def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
-        idx = mask.nonzero().squeeze(1).numpy()
+        # numpy throughout: the mask, seeds and observations are host memory
+        idx = np.flatnonzero(mask.numpy())
         start = self.starts[seed_index.numpy()[idx]]  # (m, 4)
         self.core.state[:, idx] = start.T
         self.core.steps[idx] = 0
         self.core.prev_done[idx] = False  # no autoreset on the next call
-        obs[idx] = torch.from_numpy(start.astype(np.float32))
+        obs.numpy()[idx] = start  # cast to float32 on assignment, as the env's own obs
         return obs
 
     def close(self) -> None:

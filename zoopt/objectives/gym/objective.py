@@ -53,10 +53,13 @@ _MAX_CACHED_ENVS = 4
 #: nothing and more slots mean fewer loop steps; above it idle slots cost real work.
 #: Measured on CartPole: SyncVectorEnv steps each slot in Python (S = 8 played a mixed
 #: population 2× faster than S = 64); Gymnasium's native vector env costs 76 µs per step
-#: at 16 envs and 169 µs at 1,024. The torch envs cost a few dozen kernel calls per step
-#: whatever S: on a CPU they overtake the native env in the thousands of envs
-#: (benchmarks/bench_torch_envs.py); the accelerator's value is a bound on memory, not a
-#: measurement.
+#: at 16 envs and 169 µs at 1,024, and with the rollout loop's own cost per step down to
+#: one policy forward and numpy bookkeeping, the env step is most of a loop step: on 256
+#: CartPole episodes 256 slots beat 64, 32, 16 and 8 in an es run although occupancy rises
+#: from 0.25 to 0.96 (benchmarks/bench_cartpole.py --slots). The torch envs cost a few
+#: dozen kernel calls per step whatever S: on a CPU they overtake the native env in the
+#: thousands of envs (benchmarks/bench_torch_envs.py); the accelerator's value is a bound
+#: on memory, not a measurement.
 SLOTS_AT_FIXED_COST = {"sync": 8, "native": 1024, "torch": 4096, "torch-accelerator": 1 << 20}
 
 

@@ -104,11 +104,19 @@ def play_episodes(
     ret = torch.zeros(s, dtype=torch.float64, device=dev)  # running return of each slot
     started = torch.zeros(s, dtype=torch.int64, device=dev)  # loop step of the slot's start
     live = torch.ones(s, dtype=torch.bool, device=dev)
-    all_live = True  # until the queue runs dry, every slot is live: no mask to apply
+    # until the queue runs dry every slot is live: no mask to apply (tracked on the host only)
+    all_live = host
+    if normalizer is not None:
+        mean, inv_std, clip = normalizer
+        if host:
+            mean_h, inv_std_h = mean.numpy(), inv_std.numpy()
     if host:  # numpy views sharing the tensors' memory
+        seed_index, candidate = episode % e, episode // e
+        mask = torch.zeros(s, dtype=torch.bool)  # the slots to restart (reused)
         episode_h, ret_h, started_h, live_h, returns_h, lengths_h = (
             t.numpy() for t in (episode, ret, started, live, returns, lengths)
         )
+        seed_h, candidate_h, mask_h = seed_index.numpy(), candidate.numpy(), mask.numpy()
     obs = env.reset(episode % e)
     actor = actor_for(episode // e)
     rec_obs, rec_act, rec_mask = [], [], []
@@ -119,11 +127,13 @@ def play_episodes(
     with torch.no_grad():
         while steps < max_loop_steps:
             if sums is not None:
-                sums.add(obs, live)
+                sums.add(obs, None if all_live else live)
             o = obs if obs.dtype == dtype else obs.to(dtype)
             if normalizer is not None:
-                mean, inv_std, clip = normalizer
-                o = ((o - mean) * inv_std).clamp_(-clip, clip)
+                if host:  # the same float ops in numpy, at a fraction of torch's call cost
+                    o = torch.from_numpy(np.clip((o.numpy() - mean_h) * inv_std_h, -clip, clip))
+                else:
+                    o = ((o - mean) * inv_std).clamp_(-clip, clip)
             a = actor(o.view(s, 1, -1))  # ONE batched forward pass for all slots
             a = a.reshape(s, *a.shape[2:])
             if record:
@@ -132,10 +142,11 @@ def play_episodes(
                 rec_mask.append(live.clone())
             obs, reward, done = env.step(squash(a) if squash is not None else a)
             steps += 1
-            ret += reward
             if host:
-                # the host looks at every step anyway: touch only the slots that ended,
-                # through numpy views of the same memory (a tenth of torch's per-call cost)
+                # the host looks at every step anyway: numpy on views of the same memory
+                # costs a tenth of torch's per-call overhead on these small vectors, and only
+                # the slots that ended are touched
+                ret_h += reward.numpy()
                 done_h = done.numpy()
                 ended_h = done_h if all_live else done_h & live_h
                 if not ended_h.any():
@@ -147,20 +158,24 @@ def play_episodes(
                 take = min(len(slots), n - next_episode)
                 if take:  # the first ended slots take the next pending episodes
                     refill = slots[:take]
-                    episode_h[refill] = np.arange(next_episode, next_episode + take)
+                    fresh = np.arange(next_episode, next_episode + take)
+                    episode_h[refill] = fresh
                     next_episode += take
                     ret_h[refill] = 0.0
                     started_h[refill] = steps
-                    mask = np.zeros(s, dtype=bool)
-                    mask[refill] = True
-                    obs = env.restart(torch.from_numpy(mask), episode % e, obs)
-                    actor = actor_for(episode // e)
+                    seed_h[refill] = fresh % e
+                    candidate_h[refill] = fresh // e
+                    mask_h[:] = False
+                    mask_h[refill] = True
+                    obs = env.restart(mask, seed_index, obs)
+                    actor = actor_for(candidate)
                 if take < len(slots):  # the queue is dry: the others idle
                     live_h[slots[take:]] = False
                     all_live = False
                     if not live_h.any():
                         break
                 continue
+            ret += reward
             ended = done & live
             # on an accelerator, the same with masks and cumulative sums: no look at the
             # device. Ended episodes are written out (the others go to write-off slot n)
