@@ -31,18 +31,19 @@ def example_configs() -> dict[str, Traversable]:
 
 
 def _summary(text: str) -> str:
-    """The first comment line of a config, its one-line description."""
+    """The first sentence of a config's first comment line, its one-line description."""
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("#") and line.lstrip("# ").strip():
-            return line.lstrip("# ").strip()
+            first, dot, _ = line.lstrip("# ").strip().partition(". ")
+            return first + dot.strip()
         if line and not line.startswith("#"):
             break
     return ""
 
 
 def describe_examples() -> dict[str, str]:
-    """Example name → the first comment line of its file."""
+    """Example name → the first sentence of its file's first comment line."""
     return {name: _summary(f.read_text(encoding="utf-8")) for name, f in example_configs().items()}
 
 

@@ -629,8 +629,9 @@ def minimize(
             rows under ``batched=False`` and the result's ``x``/``best_x`` are numpy) — or
             an ``nn.Module`` whose parameters are optimised through a flat view and written
             back in place at the end (:func:`zoopt.batched_forward` runs it on the rows).
-        estimator: a registered name (``"sampling"``, ``"es"``, ``"cmaes"``,
-            ``"reinforce"``, ``"gradient"``) or an estimator object.
+        estimator: a registered name (default ``"snes"``; ``"xnes"``, ``"pgpe"``, ``"ars"``,
+            ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``, ``"gradient"``) or an
+            estimator object.
         steps: number of steps.
         seed: everything random in the run derives from it; same seed → same result.
         batched: False for ``f(x) -> float`` on one vector: rows are evaluated one at a

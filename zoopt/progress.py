@@ -123,6 +123,7 @@ class Progress:
         return str(self.bar)
 
     def close(self) -> None:
+        """Finish the bar."""
         self.bar.close()
 
 
@@ -143,6 +144,7 @@ class LineProgress:
         self.last = -math.inf
 
     def update(self, row: dict) -> None:
+        """Count one step; print a line when ``every`` seconds have passed or at the end."""
         self.n += 1
         now = time.monotonic()
         if now - self.last >= self.every or self.n >= self.total:
@@ -151,7 +153,7 @@ class LineProgress:
             print(f"{self.desc} step {self.n}/{self.total} {fields}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        pass
+        """Nothing to finish: every line is complete when printed."""
 
 
 def startup_note(evaluator: Any) -> str | None:

@@ -18,7 +18,9 @@ __all__ = ["ARS"]
 
 @register("ars")
 class ARS(ES):
-    """ARS. Args: ``sigma`` (ν), ``population`` (K = 2N, None: from D), ``top`` (b, None:
+    """Augmented random search (V1-t): the best b antithetic directions, a fixed σ.
+
+    Args: ``sigma`` (ν), ``population`` (K = 2N, None: from D), ``top`` (b, None:
     half of the pairs), ``eta_mean`` (α/ν, 1)."""
 
     def __init__(

@@ -30,7 +30,9 @@ __all__ = ["PGPE"]
 
 @register("pgpe")
 class PGPE(ES):
-    """PGPE with ClipUp. Args: ``sigma`` (σ0), ``population`` (None: from D), ``eta_sigma``
+    """PGPE: centred ranks, a per-coordinate σ, the mean moved by ClipUp.
+
+    Args: ``sigma`` (σ0), ``population`` (None: from D), ``eta_sigma``
     (0.2), ``max_speed`` (None: σ√D/15), ``momentum`` (0.9)."""
 
     def __init__(

@@ -20,7 +20,9 @@ __all__ = ["SNES"]
 
 @register("snes")
 class SNES(ES):
-    """SNES. Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
+    """Separable NES: a per-coordinate σ and the mean, both by the natural gradient.
+
+    Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma`` (None: from D), ``eta_mean`` (η_μ, 1)."""
 
     def __init__(

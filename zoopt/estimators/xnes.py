@@ -21,7 +21,9 @@ __all__ = ["XNES"]
 
 @register("xnes")
 class XNES(ES):
-    """xNES. Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
+    """Exponential NES: a full covariance factor A (D ≤ 1,000) by the natural gradient.
+
+    Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma``/``eta_cov`` (η_σ/η_B, None: from D), ``eta_mean`` (η_μ, 1)."""
 
     def __init__(

@@ -121,9 +121,11 @@ class WorkerPool:
                 )
 
     def next_deadline(self) -> float | None:
+        """The earliest start deadline of a replacement still starting, None if none is."""
         return min((d for _, d in self.starting.values()), default=None)
 
     def close(self) -> None:
+        """Kill every worker, ready or starting."""
         for actor in [*self.ready, *(a for a, _ in self.starting.values())]:
             _kill(actor)
         self.ready, self.nodes, self.starting = [], {}, {}

@@ -35,19 +35,23 @@ class SlotEnv:
     device: torch.device = torch.device("cpu")
 
     def prepare(self, seeds: list[int]) -> None:
+        """Take the episode seeds ``(E,)`` of the evaluation about to start."""
         self.seeds = seeds
 
     def reset(self, seed_index: Tensor) -> Tensor:
+        """Start every slot on the seed ``seeds[seed_index[s]]``; the observations ``(S, obs)``."""
         raise NotImplementedError
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Step every slot: observations ``(S, obs)``, rewards ``(S,)``, episode ends ``(S,)``."""
         raise NotImplementedError
 
     def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
+        """Start the slots of ``mask`` ``(S,)`` on new seeds; ``obs`` with their rows replaced."""
         raise NotImplementedError
 
     def close(self) -> None:
-        pass
+        """Release the environments."""
 
 
 class NativeCartPoleSlots(SlotEnv):

@@ -76,6 +76,7 @@ class EnvSpec:
 
     @property
     def probe(self) -> gym.Env:
+        """One environment of the spec, made on first use, for its spaces and metadata."""
         if self._probe is None:  # dropped when pickled
             self._probe = self.single_env()
         return self._probe
