@@ -3,8 +3,9 @@
 ::
 
     zoopt init [NAME] [--force]
-    zoopt run CONFIG.toml [--set key=value ...] [--out DIR] [--force]
-    zoopt compare CONFIG.toml [--estimators es,...] [--seeds 0,1,2] [--out DIR] [--force]
+    zoopt run CONFIG.toml [--set key=value ...] [--out DIR] [--estimator NAME] [--force]
+    zoopt compare CONFIG.toml [--set key=value ...] [--estimators es,...] [--seeds 0,1,2]
+                  [--out DIR] [--force]
     zoopt resume RUN_DIR [--steps N] [--max-evaluations N]
     zoopt plot RUN_DIR... [--out FILE.png] [--label TEXT ...] [--yscale auto|linear|log]
     zoopt list
