@@ -167,3 +167,33 @@ def test_validating_a_config_imports_no_kinds_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_evaluator_kinds_declare_their_keys_by_signature():
+    from zoopt.config import RAY_OPTIONS_SCHEMA, evaluator_recipes
+
+    recipes = evaluator_recipes()
+    assert list(recipes) == ["local", "ray"]
+    assert list(recipes["local"].schema) == ["device", "max_batch"]
+    assert {"num_workers", "address"} <= set(recipes["ray"].schema)
+    # the Ray options a file may set stay the explicit allow-list; code-running ones are not
+    assert recipes["ray"].options is RAY_OPTIONS_SCHEMA and recipes["local"].options is None
+    assert not {"runtime_env", "ray_init_options"} & set(recipes["ray"].schema)
+    ev = validate({"objective": {"kind": "function"}, "evaluator": {"max_batch": 4}})["evaluator"]
+    assert ev == {"kind": "local", "max_batch": 4, "options": {}}
+    with pytest.raises(ConfigError, match=r"evaluator.max_batch: must be an int >= 1, got 0"):
+        validate({"objective": {"kind": "function"}, "evaluator": {"max_batch": 0}})
+    with pytest.raises(ConfigError, match=r"evaluator.num_worker: unknown key.*'num_workers'"):
+        validate({"objective": {"kind": "function"}, "evaluator": {"num_worker": 2}})
+    raw = {"objective": {"kind": "function"}, "evaluator": {"kind": "ray", "runtime_env": {}}}
+    with pytest.raises(ConfigError, match=r"evaluator.runtime_env: unknown key"):
+        validate(raw)
+
+
+def test_the_local_evaluator_is_built_from_its_table():
+    from zoopt.evaluators import LocalEvaluator
+    from zoopt.experiment import build_evaluator
+
+    cfg = validate({"objective": {"kind": "function"}, "evaluator": {"max_batch": 3}})
+    evaluator = build_evaluator(cfg)
+    assert isinstance(evaluator, LocalEvaluator) and evaluator.max_batch == 3

@@ -228,16 +228,9 @@ SCHEMA: dict[str, Any] = {
         "steps": Field(INT, 100, _at_least(1), "number of steps"),
         "max_evaluations": Field(INT, None, _at_least(1), "stop once this many evaluations"),
     },
-    "evaluator": {
-        "kind": Field(STR, "local", _one_of("local", "ray"), "where populations are evaluated"),
-        "device": Field(STR, None, _device, "device of the local evaluator (cpu, cuda)"),
-        "max_batch": Field(INT, None, _at_least(1), "candidates per objective call (local)"),
-        "num_workers": Field(INT, None, _at_least(1), "Ray workers (ray)"),
-        "address": Field(STR, None, None, "Ray cluster to join: 'auto' or 'host:port' (ray)"),
-        "options": Field(
-            TABLE, {}, None, "further Ray evaluator settings (see RAY_OPTIONS_SCHEMA)"
-        ),
-    },
+    "evaluator": Field(
+        TABLE, {}, None, "where populations are evaluated: kind and the keys of that kind"
+    ),
     "output": {
         "dir": Field(STR, "", None, "run directory (default runs/NAME)"),
         "checkpoint_every": Field(INT, 0, _at_least(0), "steps between checkpoints (0: end)"),
@@ -394,7 +387,13 @@ def _all_of(checks: list) -> Callable[[Any], str | None] | None:
 
 def signature_schema(build: Callable) -> dict[str, Field]:
     """The table schema of a builder: one :class:`Field` per parameter after ``/``."""
-    hints = typing.get_type_hints(build, include_extras=True)
+    # the return hint may name a type imported for type checkers only: it is not resolved
+    params = {k: v for k, v in getattr(build, "__annotations__", {}).items() if k != "return"}
+    hints = typing.get_type_hints(
+        types.SimpleNamespace(__annotations__=params),
+        globalns=getattr(inspect.unwrap(build), "__globals__", {}),
+        include_extras=True,
+    )
     docs = _arg_docs(build.__doc__ or "")
     schema: dict[str, Field] = {}
     for name, p in inspect.signature(build).parameters.items():
@@ -457,7 +456,7 @@ def register_evaluator(
     return _register(EVALUATOR_RECIPES, kind, needs, "", None, options)
 
 
-_BUILTIN_KINDS = ("zoopt.objectives.recipes",)
+_BUILTIN_KINDS = ("zoopt.objectives.recipes", "zoopt.evaluators.recipes")
 
 
 def objective_recipes() -> dict[str, Recipe]:
@@ -833,12 +832,14 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"must be a table of keys, got {type(raw).__name__}")
         _check_depth(raw, "")
-        schema = {k: v for k, v in SCHEMA.items() if k not in ("objective", "estimators")}
-        rest = {k: v for k, v in raw.items() if k not in ("objective", "estimators")}
+        kinds = ("objective", "estimators", "evaluator")  # checked against the code below
+        schema = {k: v for k, v in SCHEMA.items() if k not in kinds}
+        rest = {k: v for k, v in raw.items() if k not in kinds}
         for key in rest:
             if key not in SCHEMA:
                 raise _unknown("", key, list(SCHEMA))
         cfg = _validate_table(rest, schema, "")
+        cfg["evaluator"] = _validate_evaluator(raw.get("evaluator", {}))
         if "objective" not in raw:
             raise ConfigError("objective: required table [objective] is missing")
         cfg["objective"] = _validate_objective(raw["objective"])
@@ -846,7 +847,6 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         _check_estimator_name("estimator", cfg["estimator"])
         for i, name in enumerate(cfg["compare"].get("estimators") or []):
             _check_estimator_name(f"compare.estimators[{i}]", name, allow_builtin=True)
-        _check_evaluator(cfg["evaluator"])
         _check_json_like("optimizer.options", cfg["optimizer"]["options"])
         _check_optimizer("optimizer", cfg["optimizer"])
         for name in cfg["estimators"]:
@@ -858,12 +858,30 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         raise ConfigError(f"{source}: {e}") from None
 
 
-#: ``[evaluator]`` keys that only the Ray evaluator takes
-RAY_ONLY_KEYS = ("num_workers", "address")
-
-
-def _check_evaluator(ev: dict) -> None:
-    options = ev["options"]
+def _validate_evaluator(raw: Any) -> dict:
+    """``[evaluator]``: ``kind``, the keys of that kind's builder, its ``options`` allow-list."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"evaluator: must be a table ([evaluator]), got {raw!r}")
+    recipes = evaluator_recipes()
+    keys = [k for r in recipes.values() for k in r.schema]
+    allowed = list(dict.fromkeys(["kind", *keys, "options"]))
+    for key in raw:
+        if key not in allowed:
+            raise _unknown("evaluator", key, allowed)
+    kind = _check_value(
+        "evaluator.kind", raw.get("kind", "local"), Field(STR, "local", _one_of(*recipes))
+    )
+    recipe = recipes[kind]
+    for key, value in raw.items():
+        if key not in ("kind", "options") and key not in recipe.schema:
+            owners = " or ".join(repr(k) for k, r in recipes.items() if key in r.schema)
+            raise ConfigError(
+                f"evaluator.{key}: only for evaluator.kind = {owners} "
+                f"(evaluator.kind is {kind!r}), got {value!r}"
+            )
+    own = {k: v for k, v in raw.items() if k in recipe.schema}
+    ev = {"kind": kind, **_validate_table(own, recipe.schema, "evaluator")}
+    options = _check_value("evaluator.options", raw.get("options", {}), Field(TABLE))
     for key in options:
         if key in CODE_OPTIONS:
             raise ConfigError(
@@ -871,18 +889,15 @@ def _check_evaluator(ev: dict) -> None:
                 f"code or start processes on the workers; set it from Python with "
                 f"{CODE_OPTIONS[key]}"
             )
-    if options and ev["kind"] != "ray":
+    if options and recipe.options is None:
+        takes = " and ".join(recipe.schema) or "no keys"
+        owners = " or ".join(repr(k) for k, r in recipes.items() if r.options is not None)
         raise ConfigError(
-            f"evaluator.options: only for evaluator.kind = 'ray' (evaluator.kind is "
-            f"{ev['kind']!r}; the local evaluator takes device and max_batch), got {options!r}"
+            f"evaluator.options: only for evaluator.kind = {owners} (evaluator.kind is "
+            f"{kind!r}; the {kind} evaluator takes {takes}), got {options!r}"
         )
-    ev["options"] = _validate_table(options, RAY_OPTIONS_SCHEMA, "evaluator.options")
-    for key in RAY_ONLY_KEYS:
-        if ev["kind"] != "ray" and ev.get(key) is not None:
-            raise ConfigError(
-                f"evaluator.{key}: only for evaluator.kind = 'ray' "
-                f"(evaluator.kind is {ev['kind']!r}), got {ev[key]!r}"
-            )
+    ev["options"] = _validate_table(options, recipe.options or {}, "evaluator.options")
+    return ev
 
 
 def _check_json_like(path: str, value: Any) -> None:

@@ -39,6 +39,7 @@ from zoopt.config import (
     _check_estimator_name,
     dumps_toml,
     estimator_settings,
+    evaluator_recipes,
     objective_recipes,
     parse_config,
     validate,
@@ -124,18 +125,17 @@ def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
 
 
 def build_evaluator(cfg: dict) -> Any:
-    """The evaluator of a validated config's ``[evaluator]`` table."""
-    from zoopt.evaluators import make_evaluator
+    """The evaluator of a validated config's ``[evaluator]`` table.
 
+    Calls the builder registered for ``[evaluator] kind`` (:mod:`zoopt.evaluators.recipes`)
+    with the table's keys and ``[evaluator.options]``.
+    """
     ev = cfg["evaluator"]
-    options = dict(ev.get("options") or {})
-    for key in ("device", "max_batch", "num_workers", "address"):
-        if ev.get(key) is not None:
-            options[key] = ev[key]
-    if ev["kind"] == "ray":
-        options.setdefault("seed", cfg["seed"])
+    recipe = evaluator_recipes()[ev["kind"]]
+    options = {k: v for k, v in ev.items() if k in recipe.schema}
+    options.update(ev.get("options") or {})
     try:
-        return make_evaluator(ev["kind"], **options)
+        return recipe.build(cfg["seed"], **options)
     except ImportError as e:
         raise ConfigError(
             f"evaluator.kind = {ev['kind']!r} is not available in this installation ({e})"
