@@ -7,10 +7,13 @@ scalars), then validated by :func:`validate`, which fills in defaults and return
 *resolved* config. Every problem is reported as one :class:`ConfigError` naming the dotted
 key and what is allowed, with a "did you mean" suggestion for misspelt keys.
 
-The schema is written in code below (:data:`SCHEMA`). Two parts are open-ended and checked
+The schema is written in code below (:data:`SCHEMA`). Three parts are open-ended and checked
 against the code they configure: ``[estimators.NAME]`` tables against the constructor of the
-registered estimator ``NAME``; the ``[objective]`` table against the schema of its ``kind``
-(:data:`OBJECTIVE_KINDS`).
+registered estimator ``NAME``; the ``[objective]`` and ``[evaluator]`` tables against the
+signature of the builder registered for their ``kind`` (:func:`register_objective`,
+:func:`register_evaluator`; the built-in ones are in :mod:`zoopt.objectives.recipes` and
+:mod:`zoopt.evaluators.recipes`), so a kind's types, choices, defaults and docs have one
+source. ``[evaluator.options]`` is the explicit allow-list :data:`RAY_OPTIONS_SCHEMA`.
 """
 
 from __future__ import annotations
