@@ -313,7 +313,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     import importlib.util
 
     import zoopt
-    from zoopt.config import OBJECTIVE_KINDS
+    from zoopt.config import objective_recipes
     from zoopt.estimators import ESTIMATORS
     from zoopt.extras import EXTRAS
     from zoopt.optim import SCHEDULES, available_optimizers
@@ -323,17 +323,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (ESTIMATORS[name].__doc__ or "").strip().splitlines()
         print(f"  {name:<12} {doc[0] if doc else ''}")
     print("objective kinds ([objective] kind = ...):")
-    for kind, (module, schema) in OBJECTIVE_KINDS.items():
-        keys = ", ".join(k for k in schema if k != "kind")
+    for kind, recipe in objective_recipes().items():
+        keys = ", ".join(recipe.schema)
         try:
-            __import__(module)
+            __import__(recipe.needs or recipe.build.__module__)
             status = ""
         except ImportError:
             status = " (not available in this installation)"
         needs = KIND_NEEDS.get(kind)
         if not status and needs and importlib.util.find_spec(needs) is None:
             status = f" (needs zoopt-torch[{EXTRAS[needs][0]}])"
-        print(f"  {kind:<15} {keys}{status}")
+        print(f"  {kind:<15} {recipe.doc}{status}")
+        print(f"  {'':<15} keys: {keys}")
     try:
         from zoopt_envs import ENV_IDS
 

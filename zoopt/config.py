@@ -7,21 +7,28 @@ scalars), then validated by :func:`validate`, which fills in defaults and return
 *resolved* config. Every problem is reported as one :class:`ConfigError` naming the dotted
 key and what is allowed, with a "did you mean" suggestion for misspelt keys.
 
-The schema is written in code below (:data:`SCHEMA`). Two parts are open-ended and checked
+The schema is written in code below (:data:`SCHEMA`). Three parts are open-ended and checked
 against the code they configure: ``[estimators.NAME]`` tables against the constructor of the
-registered estimator ``NAME``; the ``[objective]`` table against the schema of its ``kind``
-(:data:`OBJECTIVE_KINDS`).
+registered estimator ``NAME``; the ``[objective]`` and ``[evaluator]`` tables against the
+signature of the builder registered for their ``kind`` (:func:`register_objective`,
+:func:`register_evaluator`; the built-in ones are in :mod:`zoopt.objectives.recipes` and
+:mod:`zoopt.evaluators.recipes`), so a kind's types, choices, defaults and docs have one
+source. ``[evaluator.options]`` is the explicit allow-list :data:`RAY_OPTIONS_SCHEMA`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 import inspect
 import json
 import math
+import re
 import sys
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,14 @@ __all__ = [
     "SCHEMA",
     "OBJECTIVE_SCHEMAS",
     "OBJECTIVE_KINDS",
+    "OBJECTIVE_RECIPES",
+    "EVALUATOR_RECIPES",
+    "Recipe",
+    "register_objective",
+    "register_evaluator",
+    "objective_recipes",
+    "evaluator_recipes",
+    "signature_schema",
     "load_config",
     "parse_config",
     "apply_overrides",
@@ -216,16 +231,9 @@ SCHEMA: dict[str, Any] = {
         "steps": Field(INT, 100, _at_least(1), "number of steps"),
         "max_evaluations": Field(INT, None, _at_least(1), "stop once this many evaluations"),
     },
-    "evaluator": {
-        "kind": Field(STR, "local", _one_of("local", "ray"), "where populations are evaluated"),
-        "device": Field(STR, None, _device, "device of the local evaluator (cpu, cuda)"),
-        "max_batch": Field(INT, None, _at_least(1), "candidates per objective call (local)"),
-        "num_workers": Field(INT, None, _at_least(1), "Ray workers (ray)"),
-        "address": Field(STR, None, None, "Ray cluster to join: 'auto' or 'host:port' (ray)"),
-        "options": Field(
-            TABLE, {}, None, "further Ray evaluator settings (see RAY_OPTIONS_SCHEMA)"
-        ),
-    },
+    "evaluator": Field(
+        TABLE, {}, None, "where populations are evaluated: kind and the keys of that kind"
+    ),
     "output": {
         "dir": Field(STR, "", None, "run directory (default runs/NAME)"),
         "checkpoint_every": Field(INT, 0, _at_least(0), "steps between checkpoints (0: end)"),
@@ -250,92 +258,250 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-FUNCTION_SCHEMA: dict[str, Field] = {
-    "kind": Field(STR, _REQUIRED),
-    "function": Field(
-        STR, "rosenbrock", _one_of("sphere", "rosenbrock", "rastrigin"), "the test function"
-    ),
-    "dim": Field(INT, 10, _at_least(1), "number of parameters D"),
-    "x0": Field(
-        (int, float, list),
-        None,
-        _finite_number_or_list,
-        "start: one number for every coordinate, or a list of D numbers",
-    ),
-}
+# -- kinds declared by their builders ----------------------------------------------------------
+# An objective or evaluator kind is a builder registered under its name. The builder's
+# keyword parameters ARE the schema of its table: the type hint gives the accepted types,
+# ``Literal[...]`` the choices, ``Annotated[T, check]`` further checks, the default the value
+# filled in (no default: required) and the docstring's ``Args:`` the one-line docs. Parameters
+# before ``/`` are supplied by the runner (the seed), never by a file.
 
-CLASSIFICATION_SCHEMA: dict[str, Field] = {
-    "kind": Field(STR, _REQUIRED),
-    "dataset": Field(
-        STR,
-        "digits",
-        _one_of("digits", "breast_cancer", "wine", "iris"),
-        "a scikit-learn bundled data set",
-    ),
-    "hidden": Field(LIST, [32], _positive_int_list, "hidden layer sizes of the MLP"),
-    "activation": Field(
-        STR,
-        "tanh",
-        _one_of("relu", "tanh", "sigmoid", "gelu", "silu", "elu", "leaky_relu"),
-        "the MLP's non-linearity",
-    ),
-    "metric": Field(STR, "accuracy", _one_of("accuracy", "f1"), "the optimised metric"),
-    "batch_size": Field(INT, None, _at_least(1), "examples per step (default: all)"),
-    "test_size": Field(
-        FLOAT,
-        0.25,
-        lambda v: None if 0 < v < 1 else "a fraction in (0, 1)",
-        "held-out fraction, scored at the end",
-    ),
-}
+#: the checks builders put in ``Annotated[...]``: each returns None or what is allowed
+positive = _positive
+at_least = _at_least
+device_name = _device
+finite_or_learned = _finite_or_learned
+positive_int_list = _positive_int_list
+finite_number_or_list = _finite_number_or_list
 
-GYM_SCHEMA: dict[str, Field] = {
-    "kind": Field(STR, _REQUIRED),
-    "env": Field(STR, _REQUIRED, None, "a Gymnasium id (CartPole-v1, zoopt/DeepSea-v0, ...)"),
-    "policy": Field(STR, "linear", _one_of("linear", "mlp"), "the policy network"),
-    "episodes": Field(INT, 1, _at_least(1), "episodes per candidate and step"),
-    "max_episode_steps": Field(INT, None, _at_least(1), "step cap per episode"),
-    "normalize_observations": Field(BOOL, False, None, "running observation normalisation"),
-    "hidden": Field(LIST, [32, 32], _positive_int_list, "hidden sizes of the mlp policy"),
-    "activation": Field(STR, "tanh", None, "non-linearity of the mlp policy"),
-    "log_std": Field(
-        (int, float, str),
-        -0.5,
-        _finite_or_learned,
-        "Gaussian log std for Box actions",
-    ),
-    "action_squash": Field(STR, "clip", _one_of("clip", "tanh"), "how Box actions are bounded"),
-    "vectorization": Field(
-        STR,
-        "auto",
-        _one_of("auto", "native", "sync", "torch"),
-        "vector environment: Gymnasium's native or sync one, or zoopt's batched torch one",
-    ),
-    "device": Field(STR, None, _device, "where 'torch' vectorised rollouts run (cpu, cuda)"),
-    "observation_clip": Field(FLOAT, 10.0, _positive, "clip normalised observations"),
-    "env_kwargs": Field(TABLE, {}, None, "keyword arguments of the environment"),
-}
 
-TRANSLATION_SCHEMA: dict[str, Field] = {
-    "kind": Field(STR, _REQUIRED),
-    "size": Field(INT, 500, _at_least(1), "training sentence pairs"),
-    "data_seed": Field(INT, 0, _at_least(0), "seed of the generated sentences"),
-    "language_seed": Field(INT, 0, _at_least(0), "seed of the target lexicon"),
-    "max_clauses": Field(INT, 2, _at_least(1), "clauses per sentence, at most"),
-    "embed_dim": Field(INT, 32, _at_least(1), "embedding width of the seq2seq model"),
-    "hidden_dim": Field(INT, 64, _at_least(1), "GRU width of the seq2seq model"),
-    "batch_size": Field(INT, 32, _at_least(1), "sentences per step"),
-    "max_len": Field(INT, None, _at_least(1), "longest decoded output"),
-}
+def fraction(v: Any) -> str | None:
+    """A number strictly between 0 and 1."""
+    return None if 0 < v < 1 else "a fraction in (0, 1)"
 
-#: objective kind → (module providing it, schema of its table)
-OBJECTIVE_KINDS: dict[str, tuple[str, dict[str, Field]]] = {
-    "function": ("zoopt.objectives.functions", FUNCTION_SCHEMA),
-    "gym": ("zoopt.objectives.gym", GYM_SCHEMA),
-    "classification": ("zoopt.objectives.supervised", CLASSIFICATION_SCHEMA),
-    "translation": ("zoopt.objectives.translation", TRANSLATION_SCHEMA),
-}
-OBJECTIVE_SCHEMAS = {k: v[1] for k, v in OBJECTIVE_KINDS.items()}
+
+@dataclass(frozen=True)
+class Recipe:
+    """A registered kind: the builder, its schema and how to present it.
+
+    Attributes:
+        kind: the name a config gives as ``kind = ...``.
+        build: the builder; called as ``build(*context, **table)``.
+        schema: key → :class:`Field`, read from ``build``'s signature.
+        doc: the first line of ``build``'s docstring (``zoopt list``).
+        needs: a module the kind cannot run without ("" for none).
+        label: ``str.format`` template over the resolved table naming a run ("" for the kind).
+        check: cross-key checks of the resolved table, raising :class:`ConfigError`.
+        options: for evaluators: the allow-list of ``[evaluator.options]`` (None: none taken).
+    """
+
+    kind: str
+    build: Callable
+    schema: dict[str, Field]
+    doc: str = ""
+    needs: str = ""
+    label: str = ""
+    check: Callable[[dict], None] | None = None
+    options: dict[str, Field] | None = None
+
+    def describe(self, table: Mapping) -> str:
+        """A short title of a resolved table (``rosenbrock (D=10)``)."""
+        if not self.label:
+            return self.kind
+        return self.label.format_map({k: table.get(k) for k in self.schema})
+
+
+OBJECTIVE_RECIPES: dict[str, Recipe] = {}
+EVALUATOR_RECIPES: dict[str, Recipe] = {}
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """``name → text`` of a Google-style ``Args:`` section (continuation lines joined)."""
+    out: dict[str, str] = {}
+    lines = inspect.cleandoc(doc).splitlines()
+    if "Args:" not in [line.strip() for line in lines]:
+        return out
+    indent, name = None, None
+    for line in lines[[line.strip() for line in lines].index("Args:") + 1 :]:
+        if line and not line[0].isspace():
+            break  # the next section
+        depth = len(line) - len(line.lstrip())
+        match = re.match(r"(\w+)(?: \(.*?\))?:\s*(.*)", line.strip())
+        if match and (indent is None or depth <= indent):
+            indent, name = depth, match.group(1)
+            out[name] = match.group(2)
+        elif name and line.strip():
+            out[name] += " " + line.strip()
+    return out
+
+
+_TYPES = {bool: BOOL, int: INT, float: FLOAT, str: STR, list: LIST, tuple: LIST, dict: TABLE}
+
+
+def _members(hint: Any, checks: list) -> list:
+    """The types of a hint, ``Annotated`` and unions unwrapped (their checks into ``checks``)."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint, *meta = typing.get_args(hint)
+        checks += [m for m in meta if callable(m)]
+        return _members(hint, checks)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [m for h in typing.get_args(hint) for m in _members(h, checks)]
+    return [] if hint is type(None) else [hint]
+
+
+def _field_of(hint: Any, where: str) -> tuple[tuple, Callable[[Any], str | None] | None]:
+    """(accepted types, check) of a parameter's type hint."""
+    checks: list[Callable[[Any], str | None]] = []
+    accepted: list[type] = []
+    for member in _members(hint, checks):
+        origin = typing.get_origin(member) or member
+        if origin is typing.Literal:
+            choices = typing.get_args(member)
+            kinds = tuple({type(c) for c in choices})
+            accepted += [t for k in kinds for t in _TYPES[k]]
+            checks.append(_choice(choices, kinds))
+        elif origin in _TYPES or origin in (Sequence, Mapping):
+            origin = {Sequence: list, Mapping: dict}.get(origin, origin)
+            accepted += _TYPES[origin]
+        else:
+            raise TypeError(f"{where}: the type hint {member!r} is not a config type")
+    return tuple(dict.fromkeys(accepted)), _all_of(checks)
+
+
+def _choice(choices: tuple, kinds: tuple) -> Callable[[Any], str | None]:
+    one_of = _one_of(*choices)
+
+    def check(v: Any) -> str | None:
+        return one_of(v) if isinstance(v, kinds) else None
+
+    return check
+
+
+def _all_of(checks: list) -> Callable[[Any], str | None] | None:
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(v: Any) -> str | None:
+        return next((w for c in checks if (w := c(v)) is not None), None)
+
+    return check
+
+
+def signature_schema(build: Callable) -> dict[str, Field]:
+    """The table schema of a builder: one :class:`Field` per parameter after ``/``."""
+    # the return hint may name a type imported for type checkers only: it is not resolved
+    params = {k: v for k, v in getattr(build, "__annotations__", {}).items() if k != "return"}
+    hints = typing.get_type_hints(
+        types.SimpleNamespace(__annotations__=params),
+        globalns=getattr(inspect.unwrap(build), "__globals__", {}),
+        include_extras=True,
+    )
+    docs = _arg_docs(build.__doc__ or "")
+    schema: dict[str, Field] = {}
+    for name, p in inspect.signature(build).parameters.items():
+        if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        where = f"{build.__module__}.{build.__qualname__}({name})"
+        accepted, check = _field_of(hints.get(name, Any), where)
+        default = _REQUIRED if p.default is p.empty else p.default
+        if isinstance(default, tuple):  # tuples keep signatures immutable; TOML has lists
+            default = list(default)
+        schema[name] = Field(accepted, default, check, docs.get(name, ""))
+    return schema
+
+
+def _register(
+    registry: dict[str, Recipe],
+    kind: str,
+    needs: str,
+    label: str,
+    check: Callable[[dict], None] | None,
+    options: dict[str, Field] | None,
+) -> Callable[[Callable], Callable]:
+    def decorate(build: Callable) -> Callable:
+        doc = (build.__doc__ or "").strip().splitlines()
+        schema = signature_schema(build)
+        if "kind" in schema:
+            raise TypeError(f"{build.__qualname__}: 'kind' is the table's selector, not a key")
+        registry[kind] = Recipe(
+            kind, build, schema, doc[0] if doc else "", needs, label, check, options
+        )
+        return build
+
+    return decorate
+
+
+def register_objective(
+    kind: str,
+    *,
+    needs: str = "",
+    label: str = "",
+    check: Callable[[dict], None] | None = None,
+) -> Callable[[Callable], Callable]:
+    """Register ``build(seed, /, **table)`` as ``[objective] kind = KIND`` (a decorator).
+
+    The builder returns a :class:`zoopt.objectives.recipes.BuiltObjective`; its keyword
+    parameters are the table's keys (see :func:`signature_schema`). Keep heavy imports inside
+    its body: validating a config only reads the signature.
+    """
+    return _register(OBJECTIVE_RECIPES, kind, needs, label, check, None)
+
+
+def register_evaluator(
+    kind: str, *, needs: str = "", options: dict[str, Field] | None = None
+) -> Callable[[Callable], Callable]:
+    """Register ``build(seed, /, **table)`` as ``[evaluator] kind = KIND`` (a decorator).
+
+    ``options``: the allow-list of ``[evaluator.options]`` keys a file may set for this kind;
+    they reach the builder as further keyword arguments.
+    """
+    return _register(EVALUATOR_RECIPES, kind, needs, "", None, options)
+
+
+_BUILTIN_KINDS = ("zoopt.objectives.recipes", "zoopt.evaluators.recipes")
+
+
+def objective_recipes() -> dict[str, Recipe]:
+    """The registered objective kinds (the built-in ones loaded on first use)."""
+    for module in _BUILTIN_KINDS:
+        if module not in sys.modules:
+            importlib.import_module(module)
+    return OBJECTIVE_RECIPES
+
+
+def evaluator_recipes() -> dict[str, Recipe]:
+    """The registered evaluator kinds (the built-in ones loaded on first use)."""
+    objective_recipes()
+    return EVALUATOR_RECIPES
+
+
+class _KindsView(Mapping):
+    """A live read-only view of the registry (kinds registered later appear)."""
+
+    def __init__(self, value: Callable[[Recipe], Any]) -> None:
+        self._value = value
+
+    def __getitem__(self, kind: str) -> Any:
+        return self._value(objective_recipes()[kind])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(objective_recipes())
+
+    def __len__(self) -> int:
+        return len(objective_recipes())
+
+
+def _objective_schema(recipe: Recipe) -> dict[str, Field]:
+    return {"kind": Field(STR, _REQUIRED), **recipe.schema}
+
+
+#: objective kind → schema of its table (read from the registered builders)
+OBJECTIVE_SCHEMAS: Mapping[str, dict[str, Field]] = _KindsView(_objective_schema)
+#: objective kind → (module it needs, schema of its table)
+OBJECTIVE_KINDS: Mapping[str, tuple[str, dict[str, Field]]] = _KindsView(
+    lambda r: (r.needs or r.build.__module__, _objective_schema(r))
+)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -523,24 +689,25 @@ def _check_against(
 def _validate_objective(raw: Any) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"objective: must be a table ([objective]), got {raw!r}")
+    recipes = objective_recipes()
     kind = raw.get("kind")
     if kind is None:
         raise ConfigError(
-            "objective.kind: required key is missing; one of "
-            + ", ".join(repr(k) for k in OBJECTIVE_KINDS)
+            "objective.kind: required key is missing; one of " + ", ".join(repr(k) for k in recipes)
         )
-    if not isinstance(kind, str) or kind not in OBJECTIVE_KINDS:
-        close = difflib.get_close_matches(str(kind), OBJECTIVE_KINDS, n=1)
+    if not isinstance(kind, str) or kind not in recipes:
+        close = difflib.get_close_matches(str(kind), recipes, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"objective.kind: must be one of "
-            f"{', '.join(repr(k) for k in OBJECTIVE_KINDS)}, got {kind!r}.{hint}"
+            f"{', '.join(repr(k) for k in recipes)}, got {kind!r}.{hint}"
         )
     # bounds apply to every kind (the loop enforces them), so they are checked here
     rest = {k: v for k, v in raw.items() if k != "bounds"}
-    out = _validate_table(rest, OBJECTIVE_SCHEMAS[kind], "objective")
-    if kind == "function":
-        _check_function(out)
+    recipe = recipes[kind]
+    out = _validate_table(rest, _objective_schema(recipe), "objective")
+    if recipe.check is not None:
+        recipe.check(out)
     if "bounds" in raw:
         out["bounds"] = _check_bounds(raw["bounds"])
     return out
@@ -562,16 +729,6 @@ def _check_bounds(bounds: Any) -> list:
         if not (number(side) or (isinstance(side, list) and side and all(map(number, side)))):
             raise ConfigError(f"{form}, got {bounds!r}")
     return [list(map(float, s)) if isinstance(s, list) else float(s) for s in bounds]
-
-
-def _check_function(obj: dict) -> None:
-    if obj["function"] == "rosenbrock" and obj["dim"] < 2:
-        raise ConfigError(f"objective.dim: rosenbrock needs an int >= 2, got {obj['dim']}")
-    x0 = obj.get("x0")
-    if isinstance(x0, list) and len(x0) != obj["dim"]:
-        raise ConfigError(
-            f"objective.x0: a list must have dim = {obj['dim']} numbers, got {len(x0)}"
-        )
 
 
 #: keys of an ``[estimators.NAME]`` table that configure the loop, not the estimator
@@ -678,12 +835,14 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"must be a table of keys, got {type(raw).__name__}")
         _check_depth(raw, "")
-        schema = {k: v for k, v in SCHEMA.items() if k not in ("objective", "estimators")}
-        rest = {k: v for k, v in raw.items() if k not in ("objective", "estimators")}
+        kinds = ("objective", "estimators", "evaluator")  # checked against the code below
+        schema = {k: v for k, v in SCHEMA.items() if k not in kinds}
+        rest = {k: v for k, v in raw.items() if k not in kinds}
         for key in rest:
             if key not in SCHEMA:
                 raise _unknown("", key, list(SCHEMA))
         cfg = _validate_table(rest, schema, "")
+        cfg["evaluator"] = _validate_evaluator(raw.get("evaluator", {}))
         if "objective" not in raw:
             raise ConfigError("objective: required table [objective] is missing")
         cfg["objective"] = _validate_objective(raw["objective"])
@@ -691,7 +850,6 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         _check_estimator_name("estimator", cfg["estimator"])
         for i, name in enumerate(cfg["compare"].get("estimators") or []):
             _check_estimator_name(f"compare.estimators[{i}]", name, allow_builtin=True)
-        _check_evaluator(cfg["evaluator"])
         _check_json_like("optimizer.options", cfg["optimizer"]["options"])
         _check_optimizer("optimizer", cfg["optimizer"])
         for name in cfg["estimators"]:
@@ -703,12 +861,30 @@ def validate(raw: Mapping, source: str = "config") -> dict:
         raise ConfigError(f"{source}: {e}") from None
 
 
-#: ``[evaluator]`` keys that only the Ray evaluator takes
-RAY_ONLY_KEYS = ("num_workers", "address")
-
-
-def _check_evaluator(ev: dict) -> None:
-    options = ev["options"]
+def _validate_evaluator(raw: Any) -> dict:
+    """``[evaluator]``: ``kind``, the keys of that kind's builder, its ``options`` allow-list."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"evaluator: must be a table ([evaluator]), got {raw!r}")
+    recipes = evaluator_recipes()
+    keys = [k for r in recipes.values() for k in r.schema]
+    allowed = list(dict.fromkeys(["kind", *keys, "options"]))
+    for key in raw:
+        if key not in allowed:
+            raise _unknown("evaluator", key, allowed)
+    kind = _check_value(
+        "evaluator.kind", raw.get("kind", "local"), Field(STR, "local", _one_of(*recipes))
+    )
+    recipe = recipes[kind]
+    for key, value in raw.items():
+        if key not in ("kind", "options") and key not in recipe.schema:
+            owners = " or ".join(repr(k) for k, r in recipes.items() if key in r.schema)
+            raise ConfigError(
+                f"evaluator.{key}: only for evaluator.kind = {owners} "
+                f"(evaluator.kind is {kind!r}), got {value!r}"
+            )
+    own = {k: v for k, v in raw.items() if k in recipe.schema}
+    ev = {"kind": kind, **_validate_table(own, recipe.schema, "evaluator")}
+    options = _check_value("evaluator.options", raw.get("options", {}), Field(TABLE))
     for key in options:
         if key in CODE_OPTIONS:
             raise ConfigError(
@@ -716,18 +892,15 @@ def _check_evaluator(ev: dict) -> None:
                 f"code or start processes on the workers; set it from Python with "
                 f"{CODE_OPTIONS[key]}"
             )
-    if options and ev["kind"] != "ray":
+    if options and recipe.options is None:
+        takes = " and ".join(recipe.schema) or "no keys"
+        owners = " or ".join(repr(k) for k, r in recipes.items() if r.options is not None)
         raise ConfigError(
-            f"evaluator.options: only for evaluator.kind = 'ray' (evaluator.kind is "
-            f"{ev['kind']!r}; the local evaluator takes device and max_batch), got {options!r}"
+            f"evaluator.options: only for evaluator.kind = {owners} (evaluator.kind is "
+            f"{kind!r}; the {kind} evaluator takes {takes}), got {options!r}"
         )
-    ev["options"] = _validate_table(options, RAY_OPTIONS_SCHEMA, "evaluator.options")
-    for key in RAY_ONLY_KEYS:
-        if ev["kind"] != "ray" and ev.get(key) is not None:
-            raise ConfigError(
-                f"evaluator.{key}: only for evaluator.kind = 'ray' "
-                f"(evaluator.kind is {ev['kind']!r}), got {ev[key]!r}"
-            )
+    ev["options"] = _validate_table(options, recipe.options or {}, "evaluator.options")
+    return ev
 
 
 def _check_json_like(path: str, value: Any) -> None:

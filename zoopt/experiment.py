@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from zoopt.checkpoint import (
     CheckpointError,
@@ -36,14 +35,16 @@ from zoopt.checkpoint import (
     save_tensor,
 )
 from zoopt.config import (
-    OBJECTIVE_KINDS,
     ConfigError,
     _check_estimator_name,
     dumps_toml,
     estimator_settings,
+    evaluator_recipes,
+    objective_recipes,
     parse_config,
     validate,
 )
+from zoopt.objectives.recipes import BuiltObjective
 from zoopt.runlog import (
     RunLog,
     draw_or_skip,
@@ -76,23 +77,6 @@ class NotApplicable(RuntimeError):
 
 
 @dataclass
-class BuiltObjective:
-    """An objective built from a config.
-
-    Attributes:
-        objective: the :class:`zoopt.Objective`.
-        x0: ``(D,)`` start.
-        held_out: ``f(x) -> float``, the metric of ``x`` on held-out data (None if none).
-        held_out_name: its name (``"test_accuracy"``, ``"test_bleu"``, ...).
-    """
-
-    objective: Any
-    x0: Tensor
-    held_out: Callable[[Tensor], float] | None = None
-    held_out_name: str = ""
-
-
-@dataclass
 class RunSummary:
     """What :func:`run_experiment` reports (also written to ``summary.json``)."""
 
@@ -113,13 +97,15 @@ class RunSummary:
 
 def objective_kinds() -> list[str]:
     """Objective kinds a config can name."""
-    return list(OBJECTIVE_KINDS)
+    return list(objective_recipes())
 
 
-def _import(kind: str):
-    module = OBJECTIVE_KINDS[kind][0]
+def _import(kind: str) -> None:
+    module = objective_recipes()[kind].needs
+    if not module:
+        return
     try:
-        return __import__(module, fromlist=["_"])
+        __import__(module, fromlist=["_"])
     except ImportError as e:
         raise ConfigError(
             f"objective.kind = {kind!r} needs {module}, which cannot be imported in this "
@@ -127,118 +113,29 @@ def _import(kind: str):
         ) from None
 
 
-def _seeded_init(seed: int, build: Callable[[], Any]) -> Any:
-    """Build a model with PyTorch's default initialisation seeded, leaving the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 def build_objective(obj: dict, seed: int = 0) -> BuiltObjective:
-    """The objective and start of a validated ``[objective]`` table (``seed``: model init)."""
-    kind = obj["kind"]
-    if kind == "function":
-        mod = _import(kind)
-        from zoopt.objectives.base import FunctionObjective
+    """The objective and start of a validated ``[objective]`` table (``seed``: model init).
 
-        fn = mod.FUNCTIONS[obj["function"]]
-        dim = obj["dim"]
-        x0 = obj.get("x0", {"sphere": 1.0, "rosenbrock": -1.0, "rastrigin": 2.5}[obj["function"]])
-        start = (
-            torch.tensor(x0, dtype=torch.float64)
-            if isinstance(x0, list)
-            else torch.full((dim,), float(x0), dtype=torch.float64)
-        )
-        return BuiltObjective(FunctionObjective(fn, dim=dim, name=obj["function"]), start)
-    if kind == "gym":
-        mod = _import(kind)
-        options = {k: v for k, v in obj.items() if k not in ("kind", "env", "bounds")}
-        options["hidden"] = tuple(options.get("hidden", (32, 32)))
-        options["env_kwargs"] = dict(options.get("env_kwargs") or {}) or None
-        try:
-            objective = mod.GymObjective(obj["env"], **options)
-        except ModuleNotFoundError as e:
-            raise ConfigError(
-                f"objective.env = {obj['env']!r}: the part before ':' names a module to "
-                f"import, and module {e.name!r} is not installed"
-            ) from None
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"objective: {e}") from None
-        return BuiltObjective(objective, objective.initial_parameters(seed).detach().clone())
-    if kind == "classification":
-        mod = _import(kind)
-        from zoopt.datasets import load_classification, mlp
-
-        try:
-            X, y, X_test, y_test = load_classification(obj["dataset"], test_size=obj["test_size"])
-        except ValueError as e:  # scikit-learn: too few examples left on one side
-            raise ConfigError(
-                f"objective.test_size: {obj['test_size']} cannot split {obj['dataset']!r} ({e})"
-            ) from None
-        classes = int(max(int(y.max()), int(y_test.max())) + 1)
-        if obj.get("batch_size") is not None and obj["batch_size"] > len(X):
-            raise ConfigError(
-                f"objective.batch_size: must be at most {len(X)} (the training examples of "
-                f"{obj['dataset']!r} with test_size = {obj['test_size']}), got {obj['batch_size']}"
-            )
-        model = mlp(X.shape[1], obj["hidden"], classes, obj["activation"], seed=seed)
-        objective = mod.SupervisedObjective(
-            model, X, y, metric=obj["metric"], batch_size=obj.get("batch_size")
-        )
-        test = mod.SupervisedObjective(model, X_test, y_test, metric=obj["metric"])
-
-        def held_out(x: Tensor) -> float:
-            return float(test.metric(float(test.evaluate(x[None].to(torch.float32))[0])))
-
-        x0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
-        return BuiltObjective(objective, x0, held_out, f"test_{objective.metric_name}")
-    if kind == "translation":
-        mod = _import(kind)
-        from zoopt.tasks import Seq2Seq, make_translation_task
-
-        task = make_translation_task(
-            obj["size"],
-            obj["data_seed"],
-            max_clauses=obj["max_clauses"],
-            language_seed=obj["language_seed"],
-        )
-        model = _seeded_init(
-            seed,
-            lambda: Seq2Seq(
-                len(task.src_vocab),
-                len(task.tgt_vocab),
-                obj["embed_dim"],
-                obj["hidden_dim"],
-                task.tgt_vocab.pad_id,
-                task.tgt_vocab.bos_id,
-                task.tgt_vocab.eos_id,
-            ),
-        )
-        objective = mod.TranslationObjective(
-            model, task, batch_size=obj["batch_size"], max_len=obj.get("max_len")
-        )
-
-        def held_out_bleu(x: Tensor) -> float:
-            return float(objective.bleu(x, split="test"))
-
-        x0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
-        return BuiltObjective(objective, x0, held_out_bleu, "test_bleu")
-    raise ConfigError(f"objective.kind: unknown kind {kind!r}")  # validate() prevents this
+    Calls the builder registered for ``obj["kind"]`` (:mod:`zoopt.objectives.recipes`) with
+    the table's keys.
+    """
+    recipe = objective_recipes()[obj["kind"]]
+    _import(obj["kind"])
+    return recipe.build(seed, **{k: v for k, v in obj.items() if k in recipe.schema})
 
 
 def build_evaluator(cfg: dict) -> Any:
-    """The evaluator of a validated config's ``[evaluator]`` table."""
-    from zoopt.evaluators import make_evaluator
+    """The evaluator of a validated config's ``[evaluator]`` table.
 
+    Calls the builder registered for ``[evaluator] kind`` (:mod:`zoopt.evaluators.recipes`)
+    with the table's keys and ``[evaluator.options]``.
+    """
     ev = cfg["evaluator"]
-    options = dict(ev.get("options") or {})
-    for key in ("device", "max_batch", "num_workers", "address"):
-        if ev.get(key) is not None:
-            options[key] = ev[key]
-    if ev["kind"] == "ray":
-        options.setdefault("seed", cfg["seed"])
+    recipe = evaluator_recipes()[ev["kind"]]
+    options = {k: v for k, v in ev.items() if k in recipe.schema}
+    options.update(ev.get("options") or {})
     try:
-        return make_evaluator(ev["kind"], **options)
+        return recipe.build(cfg["seed"], **options)
     except ImportError as e:
         raise ConfigError(
             f"evaluator.kind = {ev['kind']!r} is not available in this installation ({e})"
@@ -972,13 +869,7 @@ def _first_sentence(text: str) -> str:
 
 
 def _describe_objective(obj: dict) -> str:
-    if obj["kind"] == "function":
-        return f"{obj['function']} (D={obj['dim']})"
-    if obj["kind"] == "gym":
-        return f"{obj['env']} ({obj['policy']} policy, {obj['episodes']} episode(s))"
-    if obj["kind"] == "classification":
-        return f"{obj['dataset']} {obj['metric']} (MLP {obj['hidden']})"
-    return f"synthetic translation BLEU ({obj['size']} pairs)"
+    return objective_recipes()[obj["kind"]].describe(obj)
 
 
 def format_table(
