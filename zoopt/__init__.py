@@ -8,8 +8,9 @@ sit side by side behind :func:`minimize`.
 import zoopt_envs  # noqa: F401  (registers the zoopt/ Gymnasium environments)
 from zoopt.estimators import available_estimators, get_estimator, register
 from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
-from zoopt.minimize import Minimizer, NonFiniteError, minimize, step_seed
+from zoopt.minimize import Minimizer, NonFiniteError, StalledSearchWarning, minimize, step_seed
 from zoopt.modules import batched_forward
+from zoopt.novelty import Novelty
 from zoopt.objectives import FunctionObjective, Objective, OutputSamples
 from zoopt.population import ExplicitPopulation, GaussianPopulation
 from zoopt.result import Result
@@ -31,6 +32,8 @@ __all__ = [
     "Result",
     "NonFiniteError",
     "NonFiniteLossError",
+    "StalledSearchWarning",
+    "Novelty",
     "step_seed",
     "tilt_weights",
     "effective_sample_size",

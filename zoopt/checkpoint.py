@@ -383,6 +383,10 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
                 raise ValueError(f"{where}.{name}: holds non-finite values (NaN or Inf)")
 
 
+#: entries a checkpoint written before they existed may lack (their defaults apply)
+OPTIONAL_ENTRIES = ("novelty", "flat_steps", "seen_signal", "notes")
+
+
 def check_minimizer_state(state: Any, template: dict) -> None:
     """Check a :meth:`zoopt.Minimizer.state_dict` against ``template``, a fresh one of the run.
 
@@ -398,7 +402,7 @@ def check_minimizer_state(state: Any, template: dict) -> None:
     if not isinstance(state, dict):
         raise ValueError(f"minimizer: expected a table, got {_kind(state)}")
     for key in template:
-        if key not in state:
+        if key not in state and key not in OPTIONAL_ENTRIES:
             raise ValueError(f"minimizer: missing entry {key!r}")
     extra = [k for k in state if k not in template]
     if extra:
@@ -427,4 +431,18 @@ def check_minimizer_state(state: Any, template: dict) -> None:
     if template["scheduler"] is not None:
         check_like(state["scheduler"], template["scheduler"], "minimizer.scheduler")
     check_like(state["objective"], template["objective"], "minimizer.objective")
+    if "flat_steps" in state:
+        _counter(state, "flat_steps")
+    if not isinstance(state.get("seen_signal", False), bool):
+        raise ValueError(
+            f"minimizer.seen_signal: expected true or false, got {_kind(state['seen_signal'])}"
+        )
+    notes = state.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ValueError(f"minimizer.notes: expected a list of strings, got {_kind(notes)}")
+    if (template.get("novelty") is None) != (state.get("novelty") is None):
+        raise ValueError(
+            "minimizer.novelty: "
+            + ("this run searches no novelty" if template.get("novelty") is None else "missing")
+        )
     check_like(state["estimator"], template["estimator"], "minimizer.estimator", strict=False)

@@ -151,6 +151,17 @@ def _finite_or_learned(v: Any) -> str | None:
     return None if math.isfinite(v) else "a finite number or 'learned'"
 
 
+def _novelty_weight(v: Any) -> str | None:
+    allowed = "a number in [0, 1] (0: off) or 'adaptive'"
+    if isinstance(v, str):
+        return None if v == "adaptive" else allowed
+    return None if 0 <= v <= 1 else allowed
+
+
+def _unit(v: Any) -> str | None:
+    return None if 0 <= v <= 1 else "a number in [0, 1]"
+
+
 def _schedule(v: Any) -> str | None:
     from zoopt.optim import SCHEDULES
 
@@ -251,6 +262,19 @@ SCHEMA: dict[str, Any] = {
             lambda v: None if 0 <= v < math.inf else "a number >= 0",
             "seconds between progress lines",
         ),
+    },
+    "novelty": {
+        "weight": Field(
+            (int, float, str),
+            0.0,
+            _novelty_weight,
+            "novelty search: λ of (1−λ)·loss − λ·novelty (ranks); 0 off, 'adaptive' NSRA-ES",
+        ),
+        "k": Field(INT, 10, _at_least(1), "nearest archived behaviours averaged"),
+        "archive_size": Field(INT, 10_000, _at_least(1), "behaviours the archive keeps"),
+        "initial_weight": Field(FLOAT, 0.5, _unit, "λ at the start with 'adaptive'"),
+        "weight_step": Field(FLOAT, 0.05, _unit, "how far 'adaptive' moves λ at a time"),
+        "patience": Field(INT, 10, _at_least(1), "steps without improvement before λ rises"),
     },
     "compare": {
         "estimators": Field(LIST, None, _str_list, "estimators that `zoopt compare` runs"),

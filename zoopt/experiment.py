@@ -93,6 +93,7 @@ class RunSummary:
     stop_reason: str = ""
     seconds: float = 0.0
     files: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # what the run noticed (a stalled search)
 
 
 def objective_kinds() -> list[str]:
@@ -150,6 +151,14 @@ def _progress_mode(setting: str) -> bool | str:
     return {"bar": True, "lines": "lines", "none": False}[setting]
 
 
+def novelty_option(table: dict) -> dict | None:
+    """The Minimizer's ``novelty`` argument from a config's ``[novelty]`` table (None: off)."""
+    weight = table.get("weight", 0.0)
+    if weight == 0:
+        return None
+    return {"weight": weight, **{k: v for k, v in table.items() if k != "weight"}}
+
+
 def make_minimizer(
     cfg: dict,
     built: BuiltObjective,
@@ -184,6 +193,7 @@ def make_minimizer(
             max_step_norm=opt.get("max_step_norm"),
             max_evaluations=cfg["budget"].get("max_evaluations"),
             bounds=cfg["objective"].get("bounds"),
+            novelty=novelty_option(cfg.get("novelty") or {}),
             evaluator=evaluator,
             progress=progress,
             **est_options,
@@ -423,6 +433,7 @@ def _execute(
         stop_reason=result.stop_reason,
         seconds=time.perf_counter() - t0,
         files=files,
+        notes=list(result.notes),
     )
     write_json(run_dir / "summary.json", summary.__dict__)
     return summary
@@ -650,6 +661,8 @@ def _restore(ckpt: Path, m: Any, state: dict) -> None:
         else:  # a checkpoint that holds its history
             history = _history_in_checkpoint(history, mstate)
         _probe_estimator(m, mstate)
+        if m.novelty is not None:  # the archive's own checks, on a copy
+            copy.deepcopy(m.novelty).load_state_dict(mstate["novelty"])
     except ValueError as e:
         raise CheckpointError(f"{ckpt}: damaged checkpoint: {e}") from None
     try:
@@ -926,6 +939,7 @@ def describe(summary: RunSummary) -> str:
     ]
     for k, v in summary.held_out.items():
         lines.append(f"  {k} = {v:.6g}")
+    lines += [f"  note: {n}" for n in summary.notes]
     lines.append(f"  run directory: {summary.run_dir}")
     for k in ("curve", "checkpoint"):
         if k in summary.files:

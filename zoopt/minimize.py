@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +24,22 @@ from torch import Tensor, nn
 from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estimator
 from zoopt.estimators.base import sanitize_losses
 from zoopt.evaluators import make_evaluator
+from zoopt.novelty import BehaviourTap, make_novelty
 from zoopt.objectives.base import BoxObjective, Objective, as_objective
 from zoopt.optim import SCHEDULES, make_optimizer, make_scheduler
 from zoopt.population import CenteredPopulation, ExplicitPopulation
 from zoopt.result import HISTORY_KEYS, Result
 from zoopt.weights import NonFiniteLossError
 
-__all__ = ["minimize", "Minimizer", "NonFiniteError", "step_seed"]
+__all__ = ["minimize", "Minimizer", "NonFiniteError", "StalledSearchWarning", "step_seed"]
+
+
+#: how the stalled-search note starts (it is said once per run)
+_STALL = "stalled search"
+
+
+class StalledSearchWarning(UserWarning):
+    """Every loss of the population has been equal for ``Minimizer.stall_steps`` steps."""
 
 
 class NonFiniteError(FloatingPointError):
@@ -177,6 +187,8 @@ class Minimizer:
 
     #: seconds between plain progress lines (``progress="lines"``)
     progress_every: float = 10.0
+    #: steps with every population loss equal (a zero estimate) before the run says so
+    stall_steps: int = 10
 
     def __init__(
         self,
@@ -198,6 +210,7 @@ class Minimizer:
         max_grad_norm: float | None = None,
         max_step_norm: float | None = None,
         max_evaluations: int | None = None,
+        novelty: Any = None,
         evaluator: Any = None,
         device: str | None = None,
         callback: Callable[[dict], Any] | None = None,
@@ -240,6 +253,10 @@ class Minimizer:
         self.estimator = get_estimator(estimator, **estimator_options)
         if not self.has_objective and not isinstance(self.estimator, PopulationEstimator):
             raise TypeError(_needs_objective(self.estimator))
+        self.novelty = make_novelty(novelty)
+        self._tap: BehaviourTap | None = None
+        if self.novelty is not None:
+            self._tap = self._novelty_tap()
         self.evaluate_center = self.has_objective if evaluate_center is None else evaluate_center
         self.steps, self.seed = steps, seed
         self.max_grad_norm, self.max_step_norm = max_grad_norm, max_step_norm
@@ -264,8 +281,33 @@ class Minimizer:
         self.history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
         self.elapsed = 0.0
         self.stop_reason = ""
+        #: what the run noticed and said (a stalled search); also in :class:`Result`
+        self.notes: list[str] = []
+        self._flat_steps = 0
+        self._seen_signal = False  # whether any population's losses have differed
+        self._display: Any = None
         self._asked: _Asked | None = None
         self._t_ask = 0.0
+
+    def _novelty_tap(self) -> BehaviourTap | None:
+        """Check that novelty search applies; the objective seen through a tap, or None
+        for ask/tell (behaviours come with :meth:`tell`)."""
+        if not isinstance(self.estimator, PopulationEstimator):
+            raise ValueError(
+                f"novelty: estimator {self.estimator.name!r} does not weight a population's "
+                "draws; novelty search works through population estimators (snes, es, "
+                "sampling, cmaes, ...)"
+            )
+        if not self.has_objective:
+            return None
+        if not self.objective.has_behaviour:
+            raise ValueError(
+                f"novelty: {getattr(self.objective, 'name', type(self.objective).__name__)} "
+                "returns no behaviours; novelty search needs an objective implementing "
+                "evaluate_with_behaviour(X, seed) -> (losses (K,), behaviours (K, B)), as "
+                "GymObjective does"
+            )
+        return BehaviourTap(self.objective)
 
     # -- parameters in the type of x0 ---------------------------------------------------------
     @property
@@ -297,9 +339,11 @@ class Minimizer:
         rows = self._repair(self._ask().evaluated.materialize())
         return rows.to("cpu").numpy().copy() if self.as_numpy else rows.clone()
 
-    def tell(self, losses: Any) -> dict:
+    def tell(self, losses: Any, behaviours: Any = None) -> dict:
         """Apply the step from the losses of :meth:`ask`'s rows (sequence, numpy or tensor,
-        lower is better, NaN/Inf for failed rows). Returns the step's history row."""
+        lower is better, NaN/Inf for failed rows). Returns the step's history row.
+
+        With ``novelty``, ``behaviours`` ``(rows, B)`` gives each row's behaviour."""
         if self._asked is None:
             raise RuntimeError(
                 "tell() needs a pending ask(): call ask(), evaluate its rows, then tell() "
@@ -321,7 +365,21 @@ class Minimizer:
                 f"tell(losses): expected {k} losses, one per row of ask(), got shape "
                 f"{tuple(values.shape)}"
             )
-        return self._tell(values)
+        if self.novelty is None:
+            if behaviours is not None:
+                raise ValueError("tell(behaviours=...) needs a Minimizer built with novelty")
+            return self._tell(values)
+        try:
+            b = torch.as_tensor(np.asarray(behaviours, dtype=np.float64))
+        except (TypeError, ValueError, RuntimeError):
+            b = None
+        if b is None or b.ndim != 2 or b.shape[0] != k:
+            raise ValueError(
+                f"tell(losses, behaviours): with novelty, behaviours must be ({k}, B) numbers, "
+                f"one row per row of ask(); got {type(behaviours).__name__}"
+                + (f" of shape {tuple(b.shape)}" if b is not None else "")
+            )
+        return self._tell(values, b)
 
     def _ask(self) -> _Asked:
         if self._asked is None:
@@ -337,7 +395,7 @@ class Minimizer:
             self._asked = _Asked(seed, population, evaluated, with_center)
         return self._asked
 
-    def _tell(self, losses: Tensor) -> dict:
+    def _tell(self, losses: Tensor, behaviours: Tensor | None = None) -> dict:
         asked, self._asked = self._asked, None
         k = len(asked.population)
         center_loss = float(losses[k]) if asked.with_center else math.nan
@@ -351,10 +409,46 @@ class Minimizer:
                 sanitize_losses(pop, self.estimator.name)
             except NonFiniteLossError as e:
                 self._fail(f"step {self.step_count + 1}: {e}")
-        est = self.estimator.tell(self.theta, asked.population, pop)
-        est.losses, est.population = pop, asked.population
+        seen, extra = pop, {"signal_fraction": _signal_fraction(pop)}
+        self._seen_signal = self._seen_signal or extra["signal_fraction"] > 0
+        if self.novelty is not None:
+            center = behaviours[k] if asked.with_center else None
+            seen, info = self.novelty.combine(pop, behaviours[:k], center)
+            extra.update(info)
+        est = self.estimator.tell(self.theta, asked.population, seen)
+        est.losses, est.population = pop, asked.population  # the raw losses: best, history
         est.evaluations = est.evaluations or k
+        est.extra.update(extra)
+        self._watch_stall(seen, pop)
         return self._apply(est, center_loss, self._t_ask, asked.with_center)
+
+    def _watch_stall(self, losses: Tensor, raw: Tensor) -> None:
+        """Say once when every loss the estimator saw (``losses``; ``raw`` before novelty)
+        has been equal for ``stall_steps`` steps, unless all reach the best loss seen."""
+        finite = losses[torch.isfinite(losses)]
+        flat = finite.numel() > 0 and bool((finite == finite[0]).all())
+        self._flat_steps = self._flat_steps + 1 if flat else 0
+        if self._flat_steps != self.stall_steps or any(n.startswith(_STALL) for n in self.notes):
+            return
+        raw = raw[torch.isfinite(raw)]
+        if self._seen_signal and bool((raw == raw[0]).all()) and float(raw[0]) <= self.best_loss:
+            return  # converged: the whole population reaches the best loss seen
+        note = (
+            f"{_STALL} at step {self.step_count + 1}: every loss of the population has been "
+            f"equal for {self.stall_steps} steps, so the estimate is zero and the search "
+            "sees nothing to follow. Try "
+            + (
+                "novelty search (novelty=0.5; [novelty] weight = 0.5 in a config), "
+                if self.novelty is None
+                else "a larger novelty weight, "
+            )
+            + "a wider sigma, or more episodes per candidate."
+        )
+        self.notes.append(note)
+        if self._display is not None and hasattr(self._display, "note"):
+            self._display.note(note)
+        else:
+            warnings.warn(note, StalledSearchWarning, stacklevel=4)
 
     def step(self) -> dict:
         """Take one step (ask → evaluate → tell); returns the step's history row."""
@@ -365,8 +459,11 @@ class Minimizer:
             )
         if isinstance(self.estimator, PopulationEstimator):
             asked = self._ask()
-            losses = self.evaluator.evaluate(self.objective, asked.evaluated, asked.seed)
-            return self._tell(losses)
+            if self._tap is None:
+                losses = self.evaluator.evaluate(self.objective, asked.evaluated, asked.seed)
+                return self._tell(losses)
+            losses = self.evaluator.evaluate(self._tap, asked.evaluated, asked.seed)
+            return self._tell(losses, self._tap.take(len(asked.evaluated)))
         # estimators that query the objective themselves (gradient, reinforce)
         t0 = time.perf_counter()
         seed = step_seed(self.seed, self.step_count)
@@ -506,7 +603,7 @@ class Minimizer:
         self.stop_reason = ""  # a new call runs on, whatever ended the previous one
         from zoopt.progress import make_progress
 
-        bar = make_progress(self, target)
+        bar = self._display = make_progress(self, target)
         try:
             while self.step_count < target:
                 row = self.step()
@@ -525,6 +622,7 @@ class Minimizer:
             else:
                 self.stop_reason = "steps"
         finally:
+            self._display = None
             if bar is not None:
                 bar.close()
         return self.result()
@@ -552,6 +650,7 @@ class Minimizer:
             stop_reason=self.stop_reason or "steps",
             estimator=self.estimator.name,
             seconds=self.elapsed,
+            notes=list(self.notes),
         )
 
     # -- state for checkpoints ----------------------------------------------------------------
@@ -579,6 +678,10 @@ class Minimizer:
                 "history": {k: list(v) for k, v in self.history.items()} if history else None,
                 "elapsed": self.elapsed,
                 "seed": self.seed,
+                "novelty": None if self.novelty is None else self.novelty.state_dict(),
+                "flat_steps": self._flat_steps,
+                "seen_signal": self._seen_signal,
+                "notes": list(self.notes),
             }
         )
 
@@ -603,11 +706,29 @@ class Minimizer:
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.elapsed = float(state["elapsed"])
         self.seed = int(state["seed"])
+        if self.novelty is not None:
+            if state.get("novelty") is None:
+                raise ValueError("minimizer.novelty: this run searches novelty; the state has none")
+            self.novelty.load_state_dict(state["novelty"])
+        self._flat_steps = int(state.get("flat_steps", 0))
+        self._seen_signal = bool(state.get("seen_signal", False))
+        self.notes = list(state.get("notes", []))
 
     def close(self) -> None:
         """Release the evaluator if this run created it."""
         if self.owns_evaluator:
             self.evaluator.close()
+
+
+def _signal_fraction(losses: Tensor) -> float:
+    """The share of finite losses that differ from the most common one (0: the population
+    sees a plateau, so the estimate is zero; e.g. no draw found a sparse reward)."""
+    values = losses.detach().to("cpu", torch.float64).numpy()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan
+    levels, counts = np.unique(values, return_counts=True)
+    return float(np.mean(values != levels[np.argmax(counts)]))
 
 
 def minimize(
@@ -646,6 +767,12 @@ def minimize(
         evaluate_center: evaluate θ every step (True, the default), never (False; the
             history's ``loss`` is then NaN), or every n-th step (an int). θ travels as one
             more row of the population's evaluator call, so it costs one candidate.
+        novelty: novelty search as part of the loss (:mod:`zoopt.novelty`): a weight λ in
+            (0, 1] of (1 − λ)·loss − λ·novelty, ``"adaptive"`` (NSRA-ES), True (λ = 0.5),
+            a dict of :class:`zoopt.novelty.Novelty`'s arguments or a ``Novelty``. Needs a
+            population estimator and an objective returning behaviours
+            (``GymObjective`` does); the history gains ``novelty_weight``,
+            ``mean_novelty`` and ``archive_size``, and the archive is checkpointed.
         **options: the estimator's options (``sigma``, ``population``, ``alpha``, …) and the
             loop's: ``optimizer`` (name or ``torch.optim`` class, default ``"adam"``), ``lr``
             (0.02), ``optimizer_options``, ``schedule`` (``"constant"``, ``"cosine"``,

@@ -118,6 +118,10 @@ class Progress:
         fields = fit_fields(row_fields(row, self.metric_name, self.metric), room)
         bar.set_postfix_str(fields, refresh=False)
 
+    def note(self, text: str) -> None:
+        """Print ``text`` above the bar (which is redrawn below it)."""
+        self.bar.write(text, file=self.bar.fp)
+
     def line(self) -> str:
         """The bar as it is drawn now."""
         return str(self.bar)
@@ -151,6 +155,10 @@ class LineProgress:
             self.last = now
             fields = " ".join(f"{k}={v}" for k, v in row_fields(row, self.metric_name, self.metric))
             print(f"{self.desc} step {self.n}/{self.total} {fields}", file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """Print ``text`` as a line of its own."""
+        print(f"{self.desc}: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Nothing to finish: every line is complete when printed."""

@@ -44,6 +44,7 @@ class Result:
             the estimator's own reasons, ``"interrupted"``).
         estimator: the estimator's name.
         seconds: wall time of the run.
+        notes: what the run noticed and said (a stalled search), in order.
     """
 
     x: Tensor
@@ -59,6 +60,7 @@ class Result:
     stop_reason: str = "steps"
     estimator: str = ""
     seconds: float = 0.0
+    notes: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         metric = "" if self.metric_name == "loss" else f"{self.metric_name}={self.metric:.6g}, "

@@ -138,6 +138,15 @@ class ObjectiveFactory(Objective):
         """The built objective's output samples at ``x`` ``(D,)``."""
         return self.build().sample_outputs(x, num_samples, generator, seed)
 
+    @property
+    def has_behaviour(self) -> bool:
+        """Whether the built objective returns behaviours (novelty search)."""
+        return self.build().has_behaviour
+
+    def evaluate_with_behaviour(self, X: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """Losses ``(K,)`` and behaviours ``(K, B)`` under the built objective."""
+        return self.build().evaluate_with_behaviour(X, seed)
+
     def metric(self, loss: float) -> float:
         """The reported metric for a loss value."""
         return self.build().metric(loss)

@@ -11,6 +11,8 @@ Optional capabilities, each discovered by the estimators that need them:
   and by the guided proposal of ``"sampling"``.
 * ``sample_outputs(x, num_samples, generator)`` — the output-sampling protocol of
   ``"reinforce"`` (see :class:`OutputSamples`).
+* ``evaluate_with_behaviour(X, seed)`` — the losses and a behaviour characterisation
+  ``(K, B)`` of each candidate, for novelty search (:mod:`zoopt.novelty`).
 * Statistics hooks for objectives that learn from their own evaluations (an observation
   normaliser): ``pop_stats``/``absorb_stats`` move statistics from evaluation copies (Ray
   workers) to the driver, ``shared_state``/``load_shared_state`` move the frozen state the
@@ -131,6 +133,32 @@ class Objective:
         raise NotImplementedError(
             f"{type(self).__name__} cannot sample outputs; 'reinforce' needs an objective "
             "implementing sample_outputs (a policy, a classifier or a sequence model)"
+        )
+
+    @property
+    def has_behaviour(self) -> bool:
+        """Whether :meth:`evaluate_with_behaviour` is available."""
+        return type(self).evaluate_with_behaviour is not Objective.evaluate_with_behaviour
+
+    def evaluate_with_behaviour(self, X: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """Losses and behaviour characterisations of a population, from one evaluation.
+
+        Used by novelty search (:class:`zoopt.novelty.Novelty`). A behaviour is what the
+        candidate did, as a vector whose Euclidean distances mean "behaved differently"
+        (where an episode ended, the cells it visited); overriding this method is all it
+        takes (:attr:`has_behaviour` then reports True).
+
+        Args:
+            X: ``(K, D)`` candidate parameter vectors.
+            seed: the step's seed, as in :meth:`evaluate`.
+
+        Returns:
+            ``(losses (K,), behaviours (K, B))``; the losses equal :meth:`evaluate`'s.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} returns no behaviours; novelty search needs an objective "
+            "implementing evaluate_with_behaviour(X, seed) -> (losses (K,), behaviours (K, B)), "
+            "as GymObjective does"
         )
 
     def metric(self, loss: float) -> float:
@@ -318,6 +346,13 @@ class BoxObjective(Objective):
 
     def sample_outputs(self, x, num_samples, generator, seed=0) -> OutputSamples:
         return self.objective.sample_outputs(self.repair(x), num_samples, generator, seed)
+
+    @property
+    def has_behaviour(self) -> bool:
+        return self.objective.has_behaviour
+
+    def evaluate_with_behaviour(self, X: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+        return self.objective.evaluate_with_behaviour(self.repair(X), seed)
 
     def metric(self, loss: float) -> float:
         return self.objective.metric(loss)

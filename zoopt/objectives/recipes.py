@@ -138,6 +138,7 @@ def gym(
     observation_clip: Annotated[float, positive] = 10.0,
     env_kwargs: dict | None = None,
     slots: Annotated[int, at_least(1)] | None = None,
+    behaviour: Literal["auto", "final", "visited"] = "auto",
 ) -> BuiltObjective:
     """Gymnasium episodes played by a policy network; the loss is minus the mean return.
 
@@ -158,6 +159,8 @@ def gym(
         env_kwargs: keyword arguments of the environment.
         slots: env slots playing an evaluation's episodes (default: chosen per backend;
             results do not depend on it).
+        behaviour: what novelty search compares: the final observation, the cells
+            visited, or auto (visited for one-hot and grid observations).
     """
     from zoopt.objectives.gym import GymObjective
 
@@ -177,6 +180,7 @@ def gym(
             observation_clip=observation_clip,
             env_kwargs=dict(env_kwargs or {}) or None,
             slots=slots,
+            behaviour=behaviour,
         )
     except ModuleNotFoundError as e:
         raise ConfigError(

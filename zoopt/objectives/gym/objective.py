@@ -40,7 +40,7 @@ from zoopt.objectives.gym.envs import (
     make_env_spec,
 )
 from zoopt.objectives.gym.normalizer import ObservationStatistics, ObservationSums
-from zoopt.objectives.gym.rollout import Rollout, play_episodes
+from zoopt.objectives.gym.rollout import BEHAVIOURS, Rollout, play_episodes
 from zoopt.policies import Policy, make_policy
 
 __all__ = ["GymObjective", "default_slots"]
@@ -73,6 +73,18 @@ def default_slots(episodes: int, backend: str, device: torch.device | None = Non
     if backend == "torch" and device is not None and torch.device(device).type != "cpu":
         key = "torch-accelerator"
     return max(1, min(episodes, SLOTS_AT_FIXED_COST[key]))
+
+
+def _default_behaviour(space: Any) -> str:
+    """``"visited"`` for one-hot (``Discrete``) and grid (``Box`` within [0, 1])
+    observations, where the last one says little (DeepSea's is empty); else ``"final"``."""
+    if isinstance(space, gym.spaces.Discrete):
+        return "visited"
+    if isinstance(space, gym.spaces.Box):
+        low, high = np.asarray(space.low), np.asarray(space.high)
+        if bool((low == 0).all()) and bool((high == 1).all()):
+            return "visited"
+    return "final"
 
 
 def _check_slots(slots: Any) -> int | None:
@@ -113,6 +125,12 @@ class GymObjective(Objective):
             whose episode ends takes the next pending episode at once, so only the last
             S episodes leave slots idle. Default (``None``): :func:`default_slots`, which
             depends on the backend. Results do not depend on S.
+        behaviour: what characterises a candidate's behaviour for novelty search
+            (:meth:`evaluate_with_behaviour`), averaged over its episodes: ``"final"``, the
+            raw observation each episode ended in; ``"visited"``, the element-wise maximum
+            of its raw observations (the set of cells visited, for one-hot or grid
+            observations); ``"auto"``: ``"visited"`` for ``Discrete`` observations and
+            ``Box`` observations within [0, 1] (grids), else ``"final"``.
 
     Attributes:
         dim: number of policy parameters P.
@@ -144,7 +162,10 @@ class GymObjective(Objective):
         observation_clip: float = 10.0,
         env_kwargs: dict | None = None,
         slots: int | None = None,
+        behaviour: str = "auto",
     ):
+        if behaviour not in ("auto", *BEHAVIOURS):
+            raise ValueError(f"behaviour must be 'auto', 'final' or 'visited', got {behaviour!r}")
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
         if max_episode_steps is not None and (
@@ -185,6 +206,9 @@ class GymObjective(Objective):
         self.observation_space = self.spec.observation_space
         self.action_space = self.spec.action_space
         self.observation_dim = self.spec.observation_dim
+        self.behaviour = (
+            _default_behaviour(self.observation_space) if behaviour == "auto" else behaviour
+        )
         self.policy = make_policy(
             policy,
             self.observation_dim,
@@ -245,6 +269,7 @@ class GymObjective(Objective):
         generator: torch.Generator | None = None,
         record: bool = False,
         update_stats: bool = True,
+        behaviour: str | None = None,
     ) -> Rollout:
         """Play ``len(seeds)`` episodes for each of the K rows of ``params`` ``(K, P)``.
 
@@ -285,6 +310,7 @@ class GymObjective(Objective):
             record=record,
             dtype=params.dtype,
             host_refill=self._host_refill,
+            behaviour=behaviour,
         )
         steps = int(out.lengths.sum())
         self.env_steps += steps
@@ -330,6 +356,14 @@ class GymObjective(Objective):
         X = self._check_params(X)
         returns = self._rollout(X, episode_seeds(seed, self.episodes)).returns
         return torch.from_numpy(-returns.numpy().mean(1)).to(X.dtype)
+
+    def evaluate_with_behaviour(self, X: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """:meth:`evaluate`'s losses ``(K,)`` and behaviours ``(K, obs_dim)``: each
+        candidate's per-episode behaviour (see ``behaviour``) averaged over its episodes."""
+        X = self._check_params(X)
+        out = self._rollout(X, episode_seeds(seed, self.episodes), behaviour=self.behaviour)
+        losses = torch.from_numpy(-out.returns.numpy().mean(1)).to(X.dtype)
+        return losses, out.behaviours.mean(1)
 
     def episode_returns(
         self,

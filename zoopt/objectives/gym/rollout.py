@@ -46,6 +46,9 @@ class Rollout:
         slot_steps: slots × loop steps simulated (useful steps / slot_steps = occupancy).
         obs, actions, mask: with ``record``, per-step normalised observations
             ``(T, K·E, obs_dim)``, actions ``(T, K·E, …)`` and live masks ``(T, K·E)``.
+        behaviours: with ``behaviour``, ``(K, E, obs_dim)`` float64 raw observations: the
+            last one of each episode (``"final"``) or their element-wise maximum over the
+            episode (``"visited"``: the cells visited, for one-hot observations).
     """
 
     returns: Tensor
@@ -54,6 +57,11 @@ class Rollout:
     obs: Tensor | None = None
     actions: Tensor | None = None
     mask: Tensor | None = None
+    behaviours: Tensor | None = None
+
+
+#: what :func:`play_episodes` can keep of each episode as its behaviour
+BEHAVIOURS = ("final", "visited")
 
 
 def play_episodes(
@@ -69,6 +77,7 @@ def play_episodes(
     record: bool = False,
     dtype: torch.dtype = torch.float32,
     host_refill: bool | None = None,
+    behaviour: str | None = None,
 ) -> Rollout:
     """Play E = ``len(seeds)`` episodes for each of K candidates on ``env``'s S slots.
 
@@ -85,7 +94,11 @@ def play_episodes(
         dtype: the policy's dtype.
         host_refill: refill ended slots on the host, looking at every step (default on
             the CPU), or with masks only, never waiting for the device (default elsewhere).
+        behaviour: keep each episode's ``"final"`` raw observation or the maximum over its
+            ``"visited"`` ones (see :attr:`Rollout.behaviours`); None keeps nothing.
     """
+    if behaviour not in (None, *BEHAVIOURS):
+        raise ValueError(f"behaviour must be None or one of {BEHAVIOURS}, got {behaviour!r}")
     k, e = num_candidates, len(seeds)
     n, s, dev = k * e, env.num_slots, env.device
     if record and s != n:
@@ -119,6 +132,11 @@ def play_episodes(
         seed_h, candidate_h, mask_h = seed_index.numpy(), candidate.numpy(), mask.numpy()
     obs = env.reset(episode % e)
     actor = actor_for(episode // e)
+    # row n of the behaviours is a write-off row, as for the returns
+    seen = None if behaviour is None else torch.zeros(n + 1, obs.shape[1], device=dev)
+    visited = behaviour == "visited"
+    if seen is not None and host:
+        seen_h = seen.numpy()
     rec_obs, rec_act, rec_mask = [], [], []
     # every window of max_episode_steps ends an episode in each live slot (the adapters
     # truncate at max_episode_steps)
@@ -140,6 +158,8 @@ def play_episodes(
                 rec_obs.append(o)
                 rec_act.append(a)
                 rec_mask.append(live.clone())
+            if visited:  # the observation the slot acts on (its episode's first included)
+                _keep_max(seen, obs, episode if all_live else torch.where(live, episode, n))
             obs, reward, done = env.step(squash(a) if squash is not None else a)
             steps += 1
             if host:
@@ -153,6 +173,9 @@ def play_episodes(
                     continue
                 slots = np.flatnonzero(ended_h)
                 finished = episode_h[slots]
+                if seen is not None:  # the observation the episode ended in
+                    last = obs.numpy()[slots]
+                    seen_h[finished] = np.maximum(seen_h[finished], last) if visited else last
                 returns_h[finished] = ret_h[slots]
                 lengths_h[finished] = steps - started_h[slots]
                 take = min(len(slots), n - next_episode)
@@ -182,6 +205,11 @@ def play_episodes(
             index = torch.where(ended, episode, n)
             returns.scatter_(0, index, ret)
             lengths.scatter_(0, index, steps - started)
+            if seen is not None:
+                if visited:
+                    _keep_max(seen, obs, index)
+                else:
+                    seen.index_copy_(0, index, obs.to(seen.dtype))
             # the ended slots take the next pending episodes, in queue order
             fresh = pending + ended.cumsum(0) - 1
             refill = ended & (fresh < n)
@@ -199,6 +227,8 @@ def play_episodes(
         lengths=lengths[:n].reshape(k, e).cpu(),
         slot_steps=steps * s,
     )
+    if seen is not None:
+        out.behaviours = seen[:n].reshape(k, e, -1).to("cpu", torch.float64)
     if record:
         out.obs, out.actions, out.mask = (
             torch.stack(rec_obs),
@@ -206,3 +236,10 @@ def play_episodes(
             torch.stack(rec_mask),
         )
     return out
+
+
+def _keep_max(seen: Tensor, obs: Tensor, index: Tensor) -> None:
+    """``seen[index[s]] = max(seen[index[s]], obs[s])`` for each slot s (distinct episodes;
+    repeated indices only at the write-off row)."""
+    obs = obs.to(seen.dtype)
+    seen.scatter_reduce_(0, index[:, None].expand_as(obs), obs, "amax")
