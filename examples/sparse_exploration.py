@@ -77,12 +77,14 @@ TASKS: dict[str, dict] = {
 
 #: estimator → its options (the same with and without novelty)
 SETTINGS: dict[str, dict] = {
-    "sampling": dict(sigma=0.5, population=32, lr=0.1),
-    "es": dict(sigma=0.5, population=32, lr=0.1),
-    "snes": dict(sigma=0.5),
-    "es16": dict(sigma=0.5, population=16, lr=0.3),
-    "sampling16": dict(sigma=0.5, population=16, lr=0.3),
-    "cmaes": dict(sigma=0.5),
+    "sampling": dict(estimator="sampling", sigma=0.5, population=16, lr=0.3),
+    "es": dict(estimator="es", sigma=0.5, population=16, lr=0.3),
+    "sampling32": dict(estimator="sampling", sigma=0.5, population=32, lr=0.1),
+    "es32": dict(estimator="es", sigma=0.5, population=32, lr=0.1),
+    "sampling-wide": dict(estimator="sampling", sigma=1.0, population=32, lr=0.3),
+    "es-wide": dict(estimator="es", sigma=1.0, population=32, lr=0.3),
+    "snes": dict(estimator="snes", sigma=0.5),
+    "cmaes": dict(estimator="cmaes", sigma=0.5),
 }
 #: novelty weight λ of "ESTIMATOR+novelty" ("ESTIMATOR+0.3" or "+adaptive" pick another)
 NOVELTY_WEIGHT = 0.25
@@ -100,7 +102,8 @@ def parse_method(method: str) -> tuple[str, dict, object]:
         novelty = NOVELTY_WEIGHT if weight == "novelty" else weight
         if novelty not in ("adaptive", NOVELTY_WEIGHT):
             novelty = float(weight)
-    return estimator.rstrip("0123456789"), SETTINGS[estimator], novelty
+    options = dict(SETTINGS[estimator])
+    return options.pop("estimator"), options, novelty
 
 
 def solve(task: str, method: str, seed: int) -> dict:

@@ -728,6 +728,8 @@ def _signal_fraction(losses: Tensor) -> float:
     if values.size == 0:
         return math.nan
     levels, counts = np.unique(values, return_counts=True)
+    if counts.max() == 1:  # no two alike: no plateau
+        return 1.0
     return float(np.mean(values != levels[np.argmax(counts)]))
 
 
