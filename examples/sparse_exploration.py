@@ -86,22 +86,22 @@ SETTINGS: dict[str, dict] = {
     "snes": dict(estimator="snes", sigma=0.5),
     "cmaes": dict(estimator="cmaes", sigma=0.5),
 }
-#: novelty weight λ of "ESTIMATOR+novelty" ("ESTIMATOR+0.3" or "+adaptive" pick another)
-NOVELTY_WEIGHT = 0.25
-METHODS = ["sampling", "sampling+novelty", "es", "es+novelty"]
+#: the novelty of "ESTIMATOR+novelty": NSRA-ES's adaptive weight ("ESTIMATOR+0.3" fixes λ)
+NOVELTY = "adaptive"
+METHODS = ["sampling", "sampling+novelty", "es", "es+novelty", "cmaes", "cmaes+novelty"]
 
 
 def parse_method(method: str) -> tuple[str, dict, object]:
-    """``"es"`` → plain es; ``"es+novelty"`` → es with λ = NOVELTY_WEIGHT; ``"es+0.5"``,
+    """``"es"`` → plain es; ``"es+novelty"`` → es with :data:`NOVELTY`; ``"es+0.5"``,
     ``"es+adaptive"`` → that weight."""
     estimator, _, weight = method.partition("+")
     if estimator not in SETTINGS:
         raise SystemExit(f"--methods: unknown estimator {estimator!r}; one of {list(SETTINGS)}")
     novelty: object = None
     if weight:
-        novelty = NOVELTY_WEIGHT if weight == "novelty" else weight
-        if novelty not in ("adaptive", NOVELTY_WEIGHT):
-            novelty = float(weight)
+        novelty = NOVELTY if weight == "novelty" else weight
+        if novelty != "adaptive":
+            novelty = float(novelty)
     options = dict(SETTINGS[estimator])
     return options.pop("estimator"), options, novelty
 
