@@ -26,7 +26,8 @@ import argparse
 import math
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 
@@ -106,9 +107,11 @@ def parse_method(method: str) -> tuple[str, dict, object]:
     return options.pop("estimator"), options, novelty
 
 
-def solve(task: str, method: str, seed: int) -> dict:
+def solve(task: str, method: str, seed: int, budget: int | None = None) -> dict:
     """Train until solved or out of budget; the env steps and wall time it took."""
-    spec = TASKS[task]
+    warnings.simplefilter("ignore", zoopt.StalledSearchWarning)  # kept in m.notes
+    spec = dict(TASKS[task])
+    spec["budget"] = budget or spec["budget"]
     estimator, options, novelty = parse_method(method)
     train = GymObjective(**spec["gym"])
     test = GymObjective(**{**spec["gym"], "episodes": max(1, spec["test_episodes"])})
@@ -149,7 +152,8 @@ def solve(task: str, method: str, seed: int) -> dict:
     if spec["test_episodes"] and "env_steps" not in out:  # how far from the target
         test.load_shared_state(train.shared_state())
         out["held_out"] = float(test.episode_returns(m.x.detach(), seed=10**6 + seed).mean())
-    out["spent"] = train.env_steps
+    out["spent"], out["budget"] = train.env_steps, spec["budget"]
+    out["stalled"] = any(n.startswith("stalled search") for n in m.notes)
     return out
 
 
@@ -167,20 +171,25 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=METHODS, help="ESTIMATOR[+novelty|+λ]")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    ap.add_argument("--budget", type=int, default=None, help="env steps per run (all tasks)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = [(t, m, s) for t in args.tasks for m in args.methods for s in range(args.seeds)]
+    results = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(solve, *zip(*work, strict=True)))
-    for r in results:
-        steps = f"{r['env_steps']:,} ({r['by']})" if "env_steps" in r else "not solved"
-        print(
-            f"{r['task']:16s} {r['method']:17s} seed {r['seed']}: {steps:>11s} env steps "
-            f"(budget {TASKS[r['task']]['budget']:,}; best return {r['best']:.3g}; "
-            + (f"held-out return of θ {r['held_out']:.4g}; " if "held_out" in r else "")
-            + f"{r['seconds']:.0f} s)",
-            flush=True,
-        )
+        futures = [pool.submit(solve, *w, args.budget) for w in work]
+        for future in as_completed(futures):
+            r = future.result()
+            results.append(r)
+            steps = f"{r['env_steps']:,} ({r['by']})" if "env_steps" in r else "not solved"
+            print(
+                f"{r['task']:16s} {r['method']:17s} seed {r['seed']}: {steps:>16s} env steps "
+                f"(budget {r['budget']:,}; best return {r['best']:.3g}; "
+                + (f"held-out return of θ {r['held_out']:.4g}; " if "held_out" in r else "")
+                + ("stalled; " if r["stalled"] else "")
+                + f"{r['seconds']:.0f} s)",
+                flush=True,
+            )
     print()
     print("| task | " + " | ".join(args.methods) + " |")
     print("|---|" + "---|" * len(args.methods))
@@ -190,6 +199,7 @@ def main() -> None:
         ]
         print(f"| {t} | " + " | ".join(cells) + " |")
     print("\nsolved seeds / seeds, median training env steps to solve over the solved ones")
+    print("stalled: every loss of some 10 steps in a row was equal (the run's note)")
 
 
 if __name__ == "__main__":

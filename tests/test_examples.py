@@ -100,6 +100,27 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         ],
         [],
     ),
+    "sparse_exploration.py": (
+        [
+            "--tasks",
+            "deepsea-10",
+            "mountaincar",
+            "--methods",
+            "es",
+            "es+novelty",
+            "--seeds",
+            "1",
+            "--budget",
+            "400",
+        ],
+        [
+            r"(?m)^deepsea-10\s+es\s+seed 0: .*env steps \(budget 400; best return",
+            r"(?m)^mountaincar\s+es\+novelty\s+seed 0: .*held-out return of θ -?\d",
+            r"\| task \| es \| es\+novelty \|",
+            r"\| deepsea-10 \| [01]/1",
+        ],
+        [],
+    ),
     "translation_bleu.py": (
         # --patience 1 with --check-every 5: each MLE stage stops after two or more checks; each
         # fine-tuning run stops after its first step

@@ -837,6 +837,9 @@ def compare(
                     held_name = k
                     helds.append(v)
             curves.setdefault(name, []).append(read_metrics(run_dir))
+            stalled = [n for n in s.notes if n.startswith("stalled search")]
+            if stalled:  # "stalled search at step 10: ..." → the seed's footnote
+                notes.append(f"seed {seed}: {stalled[0].split(': ', 1)[0]} (every loss equal)")
             if s.status == "interrupted":
                 say(
                     f"interrupted: the comparison stops here; resume this run with  "
