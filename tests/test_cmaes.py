@@ -309,5 +309,7 @@ def test_a_plateau_does_not_end_the_run() -> None:
     def accuracy_like(X: torch.Tensor) -> torch.Tensor:
         return torch.floor(10 * torch.tanh((X - 3).norm(dim=1))) / 10
 
-    r = zoopt.minimize(accuracy_like, torch.zeros(5), estimator="cmaes", sigma=0.1, steps=60)
-    assert r.stop_reason == "steps" and r.steps == 60
+    with pytest.warns(zoopt.StalledSearchWarning, match="stalled search at step 10"):
+        r = zoopt.minimize(accuracy_like, torch.zeros(5), estimator="cmaes", sigma=0.1, steps=60)
+    assert r.stop_reason == "steps" and r.steps == 60  # the run says so, and goes on
+    assert len(r.notes) == 1
