@@ -392,3 +392,27 @@ def test_tap_needs_behaviours():
     tap.evaluate(torch.ones(3, 4))
     with pytest.raises(RuntimeError, match="3 behaviours came back for 2 rows"):
         tap.take(2)
+
+
+def test_compare_footnotes_name_the_stalled_seeds(tmp_path):
+    from zoopt.experiment import compare
+
+    cfg = validate(
+        {
+            "seed": 0,
+            "estimator": "es",
+            "objective": {
+                "kind": "gym",
+                "env": "FrozenLake-v1",
+                "env_kwargs": {"map_name": "8x8", "is_slippery": False},
+            },
+            "budget": {"steps": 12},
+            "compare": {"estimators": ["es", "sampling"], "seeds": [0, 1]},
+            "output": {"tensorboard": False, "plot": False, "progress": "none"},
+        }
+    )
+    with pytest.warns(zoopt.StalledSearchWarning):  # no progress display: said as warnings
+        rows, _ = compare(cfg, tmp_path / "cmp")
+    assert [r.runs for r in rows] == [2, 2]  # every estimator ran every seed
+    for r in rows:
+        assert "stalled search (every loss equal for 10 steps) in seed(s) 0, 1" in r.note

@@ -796,6 +796,7 @@ def compare(
     for name in estimators:
         row = CompareRow(estimator=name, runs=0, seeds=[])
         finals, bests, evals, secs, helds, notes = [], [], [], [], [], []
+        stalled: list[int] = []  # seeds whose run said its search stalled
         for seed in seeds:
             n += 1
             run_dir = out_dir / name / f"seed{seed}"
@@ -837,9 +838,8 @@ def compare(
                     held_name = k
                     helds.append(v)
             curves.setdefault(name, []).append(read_metrics(run_dir))
-            stalled = [n for n in s.notes if n.startswith("stalled search")]
-            if stalled:  # "stalled search at step 10: ..." → the seed's footnote
-                notes.append(f"seed {seed}: {stalled[0].split(': ', 1)[0]} (every loss equal)")
+            if any(n.startswith("stalled search") for n in s.notes):
+                stalled.append(seed)
             if s.status == "interrupted":
                 say(
                     f"interrupted: the comparison stops here; resume this run with  "
@@ -849,6 +849,9 @@ def compare(
         row.final_metric, row.final_std = _mean(finals), _std(finals)
         row.best_metric, row.held_out = _mean(bests), _mean(helds)
         row.evaluations, row.seconds = _mean(evals), _mean(secs)
+        if stalled:
+            which = ", ".join(map(str, stalled))
+            notes.append(f"stalled search (every loss equal for 10 steps) in seed(s) {which}")
         row.reasons = list(dict.fromkeys(notes))
         row.note = "; ".join(_first_sentence(n) for n in row.reasons)
         rows.append(row)
