@@ -416,3 +416,14 @@ def test_compare_footnotes_name_the_stalled_seeds(tmp_path):
     assert [r.runs for r in rows] == [2, 2]  # every estimator ran every seed
     for r in rows:
         assert "stalled search (every loss equal for 10 steps) in seed(s) 0, 1" in r.note
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "MountainCar-v0"])
+def test_torch_environments_give_gymnasiums_behaviours(env):
+    ref = GymObjective(env, episodes=2)
+    X = torch.randn(6, ref.dim, generator=torch.Generator().manual_seed(0))
+    l0, b0 = ref.evaluate_with_behaviour(X, seed=1)
+    l1, b1 = GymObjective(env, episodes=2, vectorization="torch", slots=5).evaluate_with_behaviour(
+        X, seed=1
+    )
+    assert torch.equal(l0, l1) and torch.equal(b0, b1)
