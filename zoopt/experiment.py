@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -391,9 +392,15 @@ def _execute(
                 save_checkpoint(ckpt, _state(m, cfg, target, status))
             return interrupt.requested
 
+        from zoopt.minimize import StalledSearchWarning
+
         m.callback = callback
         try:
-            result = m.run(target)
+            with warnings.catch_warnings():
+                # without a progress display the note reaches the run's summary and its
+                # closing lines, not a Python warning with a source line
+                warnings.simplefilter("ignore", StalledSearchWarning)
+                result = m.run(target)
         except Exception:
             # a fault inside a step (every Ray worker lost, NaN parameters) leaves the state
             # of the last whole step; keep it, so that `zoopt resume` continues from there
