@@ -102,3 +102,15 @@ def test_a_line_is_printed_while_ray_starts(capsys):
     finally:
         ev.close()
     assert startup_note(LocalEvaluator()) is None
+
+
+def test_a_note_is_printed_above_the_bar():
+    out = io.StringIO()
+    p = Progress(10, 0, "es", "return", lambda loss: -loss, ncols=80, file=out)
+    p.update(_row(1))
+    p.note("stalled search at step 10: every loss ...")
+    p.update(_row(2))
+    p.close()
+    text = out.getvalue()
+    assert "\rstalled search at step 10: every loss ...\n" in text
+    assert "es 1/10 |" in text.split("stalled search")[1]  # the bar is drawn again below it
