@@ -384,7 +384,7 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
 
 
 #: entries a checkpoint written before they existed may lack (their defaults apply)
-OPTIONAL_ENTRIES = ("novelty", "flat_steps", "seen_signal", "notes")
+OPTIONAL_ENTRIES = ("novelty", "flat_steps", "notes")
 
 
 def check_minimizer_state(state: Any, template: dict) -> None:
@@ -433,10 +433,6 @@ def check_minimizer_state(state: Any, template: dict) -> None:
     check_like(state["objective"], template["objective"], "minimizer.objective")
     if "flat_steps" in state:
         _counter(state, "flat_steps")
-    if not isinstance(state.get("seen_signal", False), bool):
-        raise ValueError(
-            f"minimizer.seen_signal: expected true or false, got {_kind(state['seen_signal'])}"
-        )
     notes = state.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise ValueError(f"minimizer.notes: expected a list of strings, got {_kind(notes)}")

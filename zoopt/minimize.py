@@ -284,7 +284,6 @@ class Minimizer:
         #: what the run noticed and said (a stalled search); also in :class:`Result`
         self.notes: list[str] = []
         self._flat_steps = 0
-        self._seen_signal = False  # whether any population's losses have differed
         self._display: Any = None
         self._asked: _Asked | None = None
         self._t_ask = 0.0
@@ -410,7 +409,6 @@ class Minimizer:
             except NonFiniteLossError as e:
                 self._fail(f"step {self.step_count + 1}: {e}")
         seen, extra = pop, {"signal_fraction": _signal_fraction(pop)}
-        self._seen_signal = self._seen_signal or extra["signal_fraction"] > 0
         if self.novelty is not None:
             center = behaviours[k] if asked.with_center else None
             seen, info = self.novelty.combine(pop, behaviours[:k], center)
@@ -431,7 +429,9 @@ class Minimizer:
         if self._flat_steps != self.stall_steps or any(n.startswith(_STALL) for n in self.notes):
             return
         raw = raw[torch.isfinite(raw)]
-        if self._seen_signal and bool((raw == raw[0]).all()) and float(raw[0]) <= self.best_loss:
+        # some earlier population's losses differed (this step's are all equal)
+        seen_signal = any(f > 0 for f in self.history.get("signal_fraction", []))
+        if seen_signal and bool((raw == raw[0]).all()) and float(raw[0]) <= self.best_loss:
             return  # converged: the whole population reaches the best loss seen
         note = (
             f"{_STALL} at step {self.step_count + 1}: every loss of the population has been "
@@ -680,7 +680,6 @@ class Minimizer:
                 "seed": self.seed,
                 "novelty": None if self.novelty is None else self.novelty.state_dict(),
                 "flat_steps": self._flat_steps,
-                "seen_signal": self._seen_signal,
                 "notes": list(self.notes),
             }
         )
@@ -711,7 +710,6 @@ class Minimizer:
                 raise ValueError("minimizer.novelty: this run searches novelty; the state has none")
             self.novelty.load_state_dict(state["novelty"])
         self._flat_steps = int(state.get("flat_steps", 0))
-        self._seen_signal = bool(state.get("seen_signal", False))
         self.notes = list(state.get("notes", []))
 
     def close(self) -> None:
