@@ -338,6 +338,38 @@ def test_init_writes_example_configs_that_run(tmp_path, capsys, monkeypatch):
     assert "zoopt init" in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
 
 
+def test_init_into_a_directory_it_cannot_write_is_a_clean_error(tmp_path, capsys, monkeypatch):
+    # a removed working directory refuses new files even to root (chmod would not)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["init", "quickstart"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoopt: error: init: cannot write ") and "Traceback" not in err
+    assert "No such file or directory" in err and "directory you can write to" in err
+    if os.geteuid() != 0:  # a read-only directory (root writes there anyway)
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        monkeypatch.chdir(ro)
+        assert main(["init", "quickstart"]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write {ro / 'quickstart.toml'} (Permission denied)" in err
+
+
+def test_run_with_a_table_for_a_misspelt_estimator_suggests_the_name(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[objective]\nkind = 'function'\nfunction = 'sphere'\ndim = 2\n"
+        "[estimators.smapling]\nsigma = 0.1\n",
+        encoding="utf-8",
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "estimators.smapling: unknown key. Did you mean 'sampling'?" in err
+    assert not (tmp_path / "r").exists()  # nothing ran
+
+
 def test_version(capsys):
     import zoopt
 

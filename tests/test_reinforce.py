@@ -219,6 +219,20 @@ def test_malformed_samples_are_named() -> None:
         zoopt.minimize(Transposed(ARMS, rounds=2), X, estimator="reinforce", steps=1, seed=0)
 
 
+@pytest.mark.parametrize("losses", [[[0.0] * 16], None, object()], ids=["list", "None", "object"])
+def test_losses_of_the_wrong_type_name_the_expected_form(losses) -> None:
+    class WrongType(CategoricalBandit):
+        def sample_outputs(self, x, num_samples, generator, seed=0):
+            out = super().sample_outputs(x, num_samples, generator, seed)
+            return OutputSamples(out.log_probs, losses)
+
+    form = r"losses must be a tensor of shape \(N, 16\) \(N inputs, 16 draws each\)"
+    with pytest.raises(TypeError, match=form) as e:
+        zoopt.minimize(WrongType(ARMS), X, estimator="reinforce", steps=1, seed=0)
+    assert f"got {type(losses).__name__}" in str(e.value)
+    assert "0x" not in str(e.value)  # the type, not the printed object
+
+
 @pytest.mark.parametrize(
     "options, error, match",
     [

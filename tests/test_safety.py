@@ -232,6 +232,12 @@ DAMAGE = {
     "seed as a float": (_set("minimizer.seed", 1.5), "minimizer.seed"),
     "elapsed negative": (_set("minimizer.elapsed", -1.0), "minimizer.elapsed"),
     "best_loss NaN": (_set("minimizer.best_loss", math.nan), "minimizer.best_loss"),
+    "step count of 10**18": (_set("minimizer.step_count", 10**18), "minimizer.step_count"),
+    "unknown key in the embedded config": (_set("config.bogus", 1), "config.bogus"),
+    "embedded config of another dimension": (
+        _set("config.objective.dim", 7),
+        "config.objective.dim",
+    ),
 }
 
 

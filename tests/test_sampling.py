@@ -124,6 +124,18 @@ def test_gradient_on_non_differentiable_objective_is_a_clear_error():
         zoopt.minimize(numpy_code, torch.ones(3), estimator="gradient", steps=2)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_gradient_on_a_constant_non_finite_objective_names_the_value(value):
+    """A NaN/Inf without a grad_fn is reported as NaN/Inf, not as a missing gradient."""
+
+    def broken(X):
+        return torch.full((X.shape[0],), value)
+
+    with pytest.raises(zoopt.NonFiniteError, match=rf"step 1: the surrogate is {value}") as e:
+        zoopt.minimize(broken, torch.ones(3), estimator="gradient", steps=2, progress=False)
+    assert "differentiable" not in str(e.value)
+
+
 def test_gradient_nan_surrogate_stops_with_the_step():
     with pytest.raises(zoopt.NonFiniteError, match="step 1"):
         zoopt.minimize(

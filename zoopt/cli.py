@@ -300,6 +300,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         path = write_example(args.name, Path.cwd(), force=args.force)
     except (KeyError, FileExistsError) as e:
         return _error(e.args[0])
+    except OSError as e:  # a directory it cannot write, or one that no longer exists
+        where = e.filename or "the current directory"
+        return _error(
+            f"init: cannot write {where} ({e.strerror or type(e).__name__}); run zoopt init "
+            "from a directory you can write to"
+        )
     print(f"wrote {path}; run it with:  zoopt run {path.name}")
     return 0
 

@@ -593,6 +593,7 @@ def resume_experiment(
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"minimizer.{key}: expected an int >= 0, got {v!r}")
         done, evaluations = mstate["step_count"], mstate["evaluations"]
+        _check_step_count(state, done)
     except ValueError as e:
         raise CheckpointError(f"{ckpt}: damaged checkpoint: {e}") from None
     if max_evaluations is not None:
@@ -638,7 +639,8 @@ def _executed(cfg: Any) -> dict:
 
 
 def _check_embedded_config(embedded: Any, cfg: dict) -> None:
-    """Refuse a checkpoint whose embedded config would execute something else than ``cfg``."""
+    """Refuse a checkpoint whose embedded config would execute something else than ``cfg``,
+    is not a valid config, or describes another objective (the saved θ belongs to it)."""
     theirs, ours = _executed(embedded), _executed(cfg)
     for key in ours:
         if theirs[key] != ours[key]:
@@ -647,6 +649,34 @@ def _check_embedded_config(embedded: Any, cfg: dict) -> None:
                 f"directory's config.toml {ours[key]!r}; resume runs config.toml only and "
                 "refuses a checkpoint written for something else"
             )
+    try:
+        embedded = validate(embedded, source="config")
+    except ConfigError as e:
+        raise ValueError(f"config.{str(e).removeprefix('config: ')}") from None
+    theirs, ours = embedded["objective"], cfg["objective"]
+    for key in sorted(set(theirs) | set(ours)):
+        if theirs.get(key) != ours.get(key):
+            raise ValueError(
+                f"config.objective.{key}: the checkpoint's embedded config says "
+                f"{theirs.get(key)!r}, the run directory's config.toml {ours.get(key)!r}; the "
+                "saved parameters belong to the objective the checkpoint was written for"
+            )
+
+
+def _check_step_count(state: dict, done: int) -> None:
+    """Refuse a step count that its history does not hold (one row per step)."""
+    history, meta = state["minimizer"].get("history"), state.get("history")
+    if isinstance(history, dict) and isinstance(history.get("step"), list):
+        rows, where = len(history["step"]), "minimizer.history.step"
+    elif history is None and isinstance(meta, dict) and isinstance(meta.get("rows"), int):
+        rows, where = meta["rows"], "history.rows"
+    else:
+        return  # a malformed history is named when the state is restored
+    if done != rows:
+        raise ValueError(
+            f"minimizer.step_count: {done} steps, but the checkpoint's history ({where}) "
+            f"holds {rows} rows, one per step"
+        )
 
 
 def _restore(ckpt: Path, m: Any, state: dict) -> None:

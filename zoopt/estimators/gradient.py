@@ -30,6 +30,12 @@ def surrogate_gradient(objective: Objective, x: Tensor, seed: int = 0) -> tuple[
         value = objective.surrogate(xg, seed)
         if not isinstance(value, Tensor) or value.numel() != 1:
             raise TypeError(f"surrogate must return a scalar Tensor, got {value!r}")
+        # a NaN/Inf value is the fault to report, whether or not it carries a gradient
+        if not bool(torch.isfinite(value.detach())):
+            raise NonFiniteLossError(
+                f"the surrogate is {float(value.detach())} at the current parameters "
+                "(the objective returned NaN/Inf)"
+            )
         if not value.requires_grad:
             raise TypeError(
                 "'gradient' needs a differentiable objective: it returned a tensor without a "
@@ -37,10 +43,6 @@ def surrogate_gradient(objective: Objective, x: Tensor, seed: int = 0) -> tuple[
                 "'sampling' or 'cmaes' for non-differentiable objectives."
             )
         (grad,) = torch.autograd.grad(value.reshape(()), xg, allow_unused=True)
-    if not bool(torch.isfinite(value)):
-        raise NonFiniteLossError(
-            f"the surrogate is {float(value.detach())} at the current parameters"
-        )
     if grad is None:
         raise TypeError("'gradient': the objective's value does not depend on its parameters")
     return grad.detach(), value.detach().reshape(())

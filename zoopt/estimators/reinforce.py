@@ -199,6 +199,12 @@ class Reinforce(Estimator):
             )
         log_probs, losses, entropy = out.log_probs, out.losses, out.entropy
         m = self.samples
+        for what, value in (("log_probs", log_probs), ("losses", losses)):
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    f"{name}: {what} must be a tensor of shape (N, {m}) (N inputs, {m} draws "
+                    f"each) of real numbers, got {type(value).__name__}"
+                )
         if not isinstance(log_probs, Tensor) or log_probs.ndim != 2 or log_probs.shape[1] != m:
             shape = tuple(log_probs.shape) if isinstance(log_probs, Tensor) else log_probs
             raise ValueError(f"{name}: log_probs must have shape (N, {m}), got {shape}")
