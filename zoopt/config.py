@@ -760,7 +760,7 @@ ESTIMATOR_RESERVED = ("optimizer",)
 
 
 def _validate_estimators(raw: Any) -> dict:
-    from zoopt.estimators import ESTIMATORS, get_estimator
+    from zoopt.estimators import BUILTIN_ESTIMATORS, ESTIMATORS, get_estimator
 
     if not isinstance(raw, dict):
         raise ConfigError(f"estimators: must be a table of [estimators.NAME] tables, got {raw!r}")
@@ -831,12 +831,8 @@ def _check_optimizer(path: str, opt: Mapping) -> None:
         raise ConfigError(f"{path}.options: {cls.__name__} refuses them: {e}") from None
 
 
-#: the estimators zoopt ships; a comparison may name one its installation lacks (reported)
-BUILTIN_ESTIMATORS = ("sampling", "es", "cmaes", "reinforce", "gradient")
-
-
 def _check_estimator_name(path: str, name: str, allow_builtin: bool = False) -> None:
-    from zoopt.estimators import ESTIMATORS
+    from zoopt.estimators import BUILTIN_ESTIMATORS, ESTIMATORS
 
     if allow_builtin and name in BUILTIN_ESTIMATORS:
         return

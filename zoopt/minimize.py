@@ -25,7 +25,8 @@ from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estim
 from zoopt.estimators.base import sanitize_losses
 from zoopt.evaluators import make_evaluator
 from zoopt.novelty import BehaviourTap, make_novelty
-from zoopt.objectives.base import BoxObjective, Objective, as_objective
+from zoopt.objectives.base import Objective, as_objective
+from zoopt.objectives.box import BoxObjective, box_from_options
 from zoopt.optim import SCHEDULES, make_optimizer, make_scheduler
 from zoopt.population import CenteredPopulation, ExplicitPopulation
 from zoopt.result import HISTORY_KEYS, Result
@@ -86,49 +87,6 @@ def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None, bool]:
     if not bool(torch.isfinite(x0).all()):
         raise ValueError("x0 must be finite; it contains NaN or Inf")
     return x0.detach().clone(), None, as_numpy
-
-
-def _box(bounds: Any, integer: Any, x0: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-    """``(lower, upper, integer indices)`` from the ``bounds``/``integer`` options, or None."""
-    d = x0.numel()
-    if bounds is None and integer is None:
-        return None
-    form = "bounds must be (lower, upper), each a number or a (D,) array (±inf for open sides)"
-    if bounds is None:
-        bounds = (-math.inf, math.inf)
-    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
-        raise ValueError(f"{form}; got {bounds!r}")
-    sides = []
-    for side in bounds:
-        try:
-            t = torch.as_tensor(np.asarray(side, dtype=np.float64)).to(x0.dtype)
-        except (TypeError, ValueError):
-            raise ValueError(f"{form}; got {bounds!r}") from None
-        if t.ndim == 0:
-            t = t.expand(d).clone()
-        if t.shape != (d,):
-            raise ValueError(f"{form} with D = {d}; got a side of shape {tuple(t.shape)}")
-        if bool(torch.isnan(t).any()):
-            raise ValueError(f"{form}; got NaN")
-        sides.append(t.to(x0.device))
-    lo, hi = sides
-    bad = torch.nonzero(lo > hi).flatten().tolist()
-    if bad:
-        raise ValueError(f"bounds: lower > upper at coordinates {bad[:10]}")
-    outside = torch.nonzero((x0 < lo) | (x0 > hi)).flatten().tolist()
-    if outside:
-        raise ValueError(f"x0 lies outside bounds at coordinates {outside[:10]}")
-    if integer is None:
-        integer = []
-    try:
-        idx = [int(i) for i in integer if not isinstance(i, bool) and int(i) == i]
-    except (TypeError, ValueError):
-        idx = None
-    if idx is None or len(idx) != len(list(integer)) or any(not 0 <= i < d for i in idx):
-        raise ValueError(
-            f"integer must be a list of coordinate indices in [0, {d}), got {integer!r}"
-        )
-    return lo, hi, torch.tensor(sorted(set(idx)), dtype=torch.long)
 
 
 def _check_schedule(schedule: Any, warmup_steps: Any) -> None:
@@ -246,7 +204,7 @@ class Minimizer:
         dim = getattr(objective, "dim", None)
         if dim is not None and dim != x.numel():
             raise ValueError(f"x0 has {x.numel()} parameters but the objective expects {dim}")
-        box = _box(bounds, integer, x)
+        box = box_from_options(bounds, integer, x)
         if box is not None:
             objective = BoxObjective(objective, *box)
         self.objective: Objective = objective
@@ -759,7 +717,7 @@ def minimize(
             time (on Ray, in parallel across workers).
         bounds: ``(lower, upper)``, each a number or a ``(D,)`` array (``±inf`` for an open
             side): the objective only ever receives points inside the box (candidates are
-            projected onto it, see :class:`zoopt.objectives.base.BoxObjective` for the
+            projected onto it, see :class:`zoopt.objectives.box.BoxObjective` for the
             effect on the estimate), θ is projected after each update, and ``x``/``best_x``
             lie inside. ``cmaes`` hands the box to pycma's own boundary handling.
         integer: indices of coordinates evaluated at integer values (rounded at evaluation;

@@ -7,6 +7,7 @@ refuses duplicate names.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "get_estimator",
     "available_estimators",
     "ESTIMATORS",
+    "BUILTIN_ESTIMATORS",
 ]
 
 ESTIMATORS: dict[str, Callable[..., Estimator]] = {}
@@ -66,12 +68,25 @@ def get_estimator(name: str | Estimator, **options: Any) -> Estimator:
         raise TypeError(f"estimator {name!r}: {e}. Its options are {params}") from None
 
 
-# import the built-in estimators so that they register themselves
-from zoopt.estimators import ars, es, gradient, pgpe, sampling, snes, xnes  # noqa: E402,F401
+#: the estimators zoopt ships, one module each, in the order they register; a build may lack
+#: the optional ones (a comparison naming one reports it as not available)
+BUILTIN_ESTIMATORS = (
+    "ars",
+    "es",
+    "gradient",
+    "pgpe",
+    "sampling",
+    "snes",
+    "xnes",
+    "cmaes",
+    "reinforce",
+)
+_OPTIONAL = ("cmaes", "reinforce")
 
-for _optional in ("cmaes", "reinforce"):
+# import the built-in estimators so that they register themselves
+for _name in BUILTIN_ESTIMATORS:
     try:
-        __import__(f"zoopt.estimators.{_optional}")
+        importlib.import_module(f"zoopt.estimators.{_name}")
     except ModuleNotFoundError as _e:  # estimator file not present in this build
-        if _e.name != f"zoopt.estimators.{_optional}":
+        if _name not in _OPTIONAL or _e.name != f"zoopt.estimators.{_name}":
             raise

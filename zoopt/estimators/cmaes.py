@@ -52,7 +52,8 @@ from torch import Tensor
 
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
-from zoopt.objectives.base import BoxObjective, Objective
+from zoopt.objectives.base import Objective
+from zoopt.objectives.box import BoxObjective
 from zoopt.population import ExplicitPopulation, Population
 
 __all__ = ["CMAES", "DIAGONAL_ABOVE"]
