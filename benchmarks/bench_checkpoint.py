@@ -51,7 +51,7 @@ def config(steps: int, every: int) -> dict:
 
 def timed_run(steps: int, every: int) -> tuple[float, int, list[float]]:
     """Wall seconds of one run, the size of its last checkpoint, the seconds of each one."""
-    import zoopt.experiment as experiment
+    import zoopt.experiment.run as experiment
 
     spent: list[float] = []
     state, save = experiment._state, experiment.save_checkpoint
