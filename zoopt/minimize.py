@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,23 +23,17 @@ from torch import Tensor, nn
 from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estimator
 from zoopt.estimators.base import sanitize_losses
 from zoopt.evaluators import make_evaluator
-from zoopt.novelty import BehaviourTap, make_novelty
+from zoopt.novelty import BehaviourTap, make_novelty, novelty_tap
 from zoopt.objectives.base import Objective, as_objective
 from zoopt.objectives.box import BoxObjective, box_from_options
-from zoopt.optim import SCHEDULES, make_optimizer, make_scheduler
+from zoopt.optim import check_schedule, make_optimizer, make_scheduler
 from zoopt.population import CenteredPopulation, ExplicitPopulation
 from zoopt.result import HISTORY_KEYS, Result
+from zoopt.stall import StalledSearchWarning, StallWatch, signal_fraction
+from zoopt.start import flat_start
 from zoopt.weights import NonFiniteLossError
 
 __all__ = ["minimize", "Minimizer", "NonFiniteError", "StalledSearchWarning", "step_seed"]
-
-
-#: how the stalled-search note starts (it is said once per run)
-_STALL = "stalled search"
-
-
-class StalledSearchWarning(UserWarning):
-    """Every loss of the population has been equal for ``Minimizer.stall_steps`` steps."""
 
 
 class NonFiniteError(FloatingPointError):
@@ -55,46 +48,6 @@ def step_seed(seed: int, step: int) -> int:
     """The 63-bit seed of step ``step`` of a run seeded ``seed``."""
     ss = np.random.SeedSequence([int(seed) & (2**63 - 1), int(step), 0x5A0])
     return int(ss.generate_state(1, np.uint64)[0] & np.uint64(2**63 - 1))
-
-
-def _flat_start(x0: Any) -> tuple[Tensor, nn.Module | None, bool]:
-    """``(θ₀ (D,), the module or None, whether x0 came as numpy/a list)``."""
-    if isinstance(x0, nn.Module):
-        params = list(x0.parameters())
-        if not params:
-            raise ValueError("x0: the module has no parameters to optimise")
-        return nn.utils.parameters_to_vector(params).detach().clone(), x0, False
-    as_numpy = isinstance(x0, (np.ndarray, list, tuple))
-    if isinstance(x0, (list, tuple)):
-        try:  # numbers in a list are float64, as numpy makes them
-            x0 = np.asarray(x0, dtype=np.float64)
-        except (TypeError, ValueError):
-            pass  # the error below names the expected forms
-    if isinstance(x0, np.ndarray) and x0.dtype.kind in "fiub":
-        x0 = torch.from_numpy(np.ascontiguousarray(x0))
-    if not isinstance(x0, Tensor):
-        try:
-            x0 = torch.as_tensor(x0, dtype=torch.get_default_dtype())
-        except Exception:
-            raise TypeError(
-                f"x0 must be a 1-D tensor (D,), a numpy array, a list of numbers or an "
-                f"nn.Module, got {type(x0).__name__}"
-            ) from None
-    if x0.ndim != 1 or x0.numel() == 0:
-        raise ValueError(f"x0 must be a non-empty 1-D tensor (D,), got shape {tuple(x0.shape)}")
-    if not x0.is_floating_point():
-        x0 = x0.to(torch.get_default_dtype())
-    if not bool(torch.isfinite(x0).all()):
-        raise ValueError("x0 must be finite; it contains NaN or Inf")
-    return x0.detach().clone(), None, as_numpy
-
-
-def _check_schedule(schedule: Any, warmup_steps: Any) -> None:
-    """The ``schedule``/``warmup_steps`` options (the scheduler itself is built later)."""
-    if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
-    if schedule is not None and not callable(schedule) and schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES} or a factory, got {schedule!r}")
 
 
 def _needs_objective(estimator: Estimator) -> str:
@@ -127,7 +80,7 @@ class _Asked:
     with_center: bool
 
 
-class Minimizer:
+class Minimizer(StallWatch):
     """The optimisation loop as a resumable object, with ask/tell. See :func:`minimize`.
 
     :meth:`step` is :meth:`ask` → evaluate → :meth:`tell`; the same two calls drive a loop
@@ -145,8 +98,6 @@ class Minimizer:
 
     #: seconds between plain progress lines (``progress="lines"``)
     progress_every: float = 10.0
-    #: steps with every population loss equal (a zero estimate) before the run says so
-    stall_steps: int = 10
 
     def __init__(
         self,
@@ -196,7 +147,7 @@ class Minimizer:
                 "evaluate_center must be True, False, None or a positive int (every n-th "
                 f"step), got {evaluate_center!r}"
             )
-        x, self.module, self.as_numpy = _flat_start(x0)
+        x, self.module, self.as_numpy = flat_start(x0)
         self.has_objective = objective is not None
         if objective is None:
             objective = _AskTellObjective()
@@ -214,7 +165,7 @@ class Minimizer:
         self.novelty = make_novelty(novelty)
         self._tap: BehaviourTap | None = None
         if self.novelty is not None:
-            self._tap = self._novelty_tap()
+            self._tap = novelty_tap(self.estimator, self.objective, self.has_objective)
         self.evaluate_center = self.has_objective if evaluate_center is None else evaluate_center
         self.steps, self.seed = steps, seed
         self.max_grad_norm, self.max_step_norm = max_grad_norm, max_step_norm
@@ -228,7 +179,7 @@ class Minimizer:
         # built at the first update, once the evaluations per step (and so the binding
         # budget) are known
         self._schedule = (schedule, warmup_steps)
-        _check_schedule(schedule, warmup_steps)
+        check_schedule(schedule, warmup_steps)
         self.scheduler = None
         self.schedule_steps: int | None = None
         self.estimator.setup(self.objective, self.theta)
@@ -245,26 +196,6 @@ class Minimizer:
         self._display: Any = None
         self._asked: _Asked | None = None
         self._t_ask = 0.0
-
-    def _novelty_tap(self) -> BehaviourTap | None:
-        """Check that novelty search applies; the objective seen through a tap, or None
-        for ask/tell (behaviours come with :meth:`tell`)."""
-        if not isinstance(self.estimator, PopulationEstimator):
-            raise ValueError(
-                f"novelty: estimator {self.estimator.name!r} does not weight a population's "
-                "draws; novelty search works through population estimators (snes, es, "
-                "sampling, cmaes, ...)"
-            )
-        if not self.has_objective:
-            return None
-        if not self.objective.has_behaviour:
-            raise ValueError(
-                f"novelty: {getattr(self.objective, 'name', type(self.objective).__name__)} "
-                "returns no behaviours; novelty search needs an objective implementing "
-                "evaluate_with_behaviour(X, seed) -> (losses (K,), behaviours (K, B)), as "
-                "GymObjective does"
-            )
-        return BehaviourTap(self.objective)
 
     # -- parameters in the type of x0 ---------------------------------------------------------
     @property
@@ -366,7 +297,7 @@ class Minimizer:
                 sanitize_losses(pop, self.estimator.name)
             except NonFiniteLossError as e:
                 self._fail(f"step {self.step_count + 1}: {e}")
-        seen, extra = pop, {"signal_fraction": _signal_fraction(pop)}
+        seen, extra = pop, {"signal_fraction": signal_fraction(pop)}
         if self.novelty is not None:
             center = behaviours[k] if asked.with_center else None
             seen, info = self.novelty.combine(pop, behaviours[:k], center)
@@ -377,36 +308,6 @@ class Minimizer:
         est.extra.update(extra)
         self._watch_stall(seen, pop)
         return self._apply(est, center_loss, self._t_ask, asked.with_center)
-
-    def _watch_stall(self, losses: Tensor, raw: Tensor) -> None:
-        """Say once when every loss the estimator saw (``losses``; ``raw`` before novelty)
-        has been equal for ``stall_steps`` steps, unless all reach the best loss seen."""
-        finite = losses[torch.isfinite(losses)]
-        flat = finite.numel() > 0 and bool((finite == finite[0]).all())
-        self._flat_steps = self._flat_steps + 1 if flat else 0
-        if self._flat_steps != self.stall_steps or any(n.startswith(_STALL) for n in self.notes):
-            return
-        raw = raw[torch.isfinite(raw)]
-        # some earlier population's losses differed (this step's are all equal)
-        seen_signal = any(f > 0 for f in self.history.get("signal_fraction", []))
-        if seen_signal and bool((raw == raw[0]).all()) and float(raw[0]) <= self.best_loss:
-            return  # converged: the whole population reaches the best loss seen
-        note = (
-            f"{_STALL} at step {self.step_count + 1}: every loss of the population has been "
-            f"equal for {self.stall_steps} steps, so the estimate is zero and the search "
-            "sees nothing to follow. Try "
-            + (
-                "novelty search (novelty=0.5; [novelty] weight = 0.5 in a config), "
-                if self.novelty is None
-                else "a larger novelty weight, "
-            )
-            + "a wider sigma, or more episodes per candidate."
-        )
-        self.notes.append(note)
-        if self._display is not None and hasattr(self._display, "note"):
-            self._display.note(note)
-        else:
-            warnings.warn(note, StalledSearchWarning, stacklevel=4)
 
     def step(self) -> dict:
         """Take one step (ask → evaluate → tell); returns the step's history row."""
@@ -674,19 +575,6 @@ class Minimizer:
         """Release the evaluator if this run created it."""
         if self.owns_evaluator:
             self.evaluator.close()
-
-
-def _signal_fraction(losses: Tensor) -> float:
-    """The share of finite losses that differ from the most common one (0: the population
-    sees a plateau, so the estimate is zero; e.g. no draw found a sparse reward)."""
-    values = losses.detach().to("cpu", torch.float64).numpy()
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan
-    levels, counts = np.unique(values, return_counts=True)
-    if counts.max() == 1:  # no two alike: no plateau
-        return 1.0
-    return float(np.mean(values != levels[np.argmax(counts)]))
 
 
 def minimize(

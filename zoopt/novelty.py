@@ -37,10 +37,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoopt.estimators.base import PopulationEstimator
 from zoopt.objectives.base import Objective
 from zoopt.weights import centered_ranks
 
-__all__ = ["Novelty", "BehaviourTap", "make_novelty", "knn_novelty"]
+__all__ = ["Novelty", "BehaviourTap", "make_novelty", "novelty_tap", "knn_novelty"]
 
 
 def knn_novelty(behaviours: Tensor, archive: Tensor, k: int, exclude_self: bool = False) -> Tensor:
@@ -334,6 +335,27 @@ class BehaviourTap(Objective):
 
     def __repr__(self) -> str:
         return f"BehaviourTap({self.objective!r})"
+
+
+def novelty_tap(estimator: Any, objective: Objective, has_objective: bool) -> BehaviourTap | None:
+    """Check that novelty search applies to ``estimator`` and ``objective``; the objective
+    seen through a tap, or None for ask/tell (behaviours come with ``tell``)."""
+    if not isinstance(estimator, PopulationEstimator):
+        raise ValueError(
+            f"novelty: estimator {estimator.name!r} does not weight a population's "
+            "draws; novelty search works through population estimators (snes, es, "
+            "sampling, cmaes, ...)"
+        )
+    if not has_objective:
+        return None
+    if not objective.has_behaviour:
+        raise ValueError(
+            f"novelty: {getattr(objective, 'name', type(objective).__name__)} "
+            "returns no behaviours; novelty search needs an objective implementing "
+            "evaluate_with_behaviour(X, seed) -> (losses (K,), behaviours (K, B)), as "
+            "GymObjective does"
+        )
+    return BehaviourTap(objective)
 
 
 def _built_tap(objective: Any) -> BehaviourTap:

@@ -16,7 +16,14 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["ClipUp", "make_optimizer", "make_scheduler", "available_optimizers", "SCHEDULES"]
+__all__ = [
+    "ClipUp",
+    "make_optimizer",
+    "make_scheduler",
+    "check_schedule",
+    "available_optimizers",
+    "SCHEDULES",
+]
 
 
 class ClipUp(Optimizer):
@@ -185,3 +192,11 @@ def make_scheduler(
         optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0, total_iters=warmup_steps
     )
     return lrs.SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])
+
+
+def check_schedule(schedule: Any, warmup_steps: Any) -> None:
+    """The ``schedule``/``warmup_steps`` options (the scheduler itself is built later)."""
+    if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+    if schedule is not None and not callable(schedule) and schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES} or a factory, got {schedule!r}")
