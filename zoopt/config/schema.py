@@ -35,7 +35,7 @@ class Field:
             is, ``bool`` never counts as a number).
         default: the value filled in when the key is absent (``None``: stays unset).
         check: returns None when the value is allowed, else a description of what is.
-        doc: one line for the reference in the README and ``zoopt list``.
+        doc: one line for the reference in docs/configs.md and ``zoopt list``.
     """
 
     types: tuple
