@@ -35,7 +35,7 @@ class Recipe:
         doc: the first line of ``build``'s docstring (``zoopt list``).
         needs: a module the kind cannot run without ("" for none).
         label: ``str.format`` template over the resolved table naming a run ("" for the kind).
-        check: cross-key checks of the resolved table, raising :class:`ConfigError`.
+        check: cross-key checks of the resolved table, raising :class:`zoopt.config.ConfigError`.
         options: for evaluators: the allow-list of ``[evaluator.options]`` (None: none taken).
     """
 

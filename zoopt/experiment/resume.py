@@ -108,7 +108,7 @@ def resume_experiment(
     """Continue a run from ``run_dir/checkpoint.pt``.
 
     Args:
-        run_dir: a run directory written by :func:`run_experiment`.
+        run_dir: a run directory written by :func:`zoopt.experiment.run_experiment`.
         steps: run until this many steps in total (default: the configured budget).
         max_evaluations: a new evaluation budget.
 
