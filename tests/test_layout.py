@@ -33,3 +33,13 @@ def test_the_builtin_estimator_names_are_the_registered_ones():
     assert set(BUILTIN_ESTIMATORS) == set(ESTIMATORS)
     for name in BUILTIN_ESTIMATORS:
         assert (PACKAGE / "estimators" / f"{name}.py").is_file()  # one file each
+
+
+def test_the_wheel_lists_every_package():
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    for init in PACKAGE.rglob("__init__.py"):
+        name = ".".join(init.parent.relative_to(PACKAGE.parent).parts)
+        assert name in listed, f"pyproject.toml [tool.setuptools] packages lacks {name}"
