@@ -385,12 +385,12 @@ def test_module_x0_with_plain_function_keeps_batchnorm_statistics(name):
 
 
 # ---------------------------------------------------------------------------------------
-# the README's first examples run as written
+# the guide's first examples (docs/python.md) run as written
 # ---------------------------------------------------------------------------------------
 def _readme_blocks(section: str) -> list[str]:
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "python.md").read_text()
     body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     return [b.split("```", 1)[0] for b in body.split("```python\n")[1:]]
 
@@ -399,11 +399,11 @@ def test_readme_scalar_and_ask_tell_examples(capsys):
     blocks = _readme_blocks("Your function, your loop")
     assert len(blocks) == 2
     scalar, ask_tell = ({}, {})
-    exec(compile(blocks[0], "README scalar example", "exec"), scalar)
+    exec(compile(blocks[0], "docs/python.md scalar example", "exec"), scalar)
     res = scalar["result"]
     assert isinstance(res.x, np.ndarray) and np.abs(res.x).max() <= 1.0
     assert np.allclose(res.x, 1.0, atol=0.05)  # the optimum in the box is its corner
-    exec(compile(blocks[1], "README ask/tell example", "exec"), ask_tell)
+    exec(compile(blocks[1], "docs/python.md ask/tell example", "exec"), ask_tell)
     m = ask_tell["m"]
     assert m.step_count == 8 and -m.best_loss > 100  # it learned to balance a while
     assert "[" in capsys.readouterr().out
