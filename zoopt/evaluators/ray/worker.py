@@ -102,20 +102,12 @@ def partial_sums(
 
     ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. Returns Σ cᵢ zᵢ ``(D,)`` and,
     with ``square``, Σ cᵢ (zᵢ² − 1) ``(D,)`` or, for a full factor, Σ cᵢ (zᵢzᵢᵀ − I)
-    ``(D, D)``. Accumulated in float64, so that adding the parts in row order on the driver
-    loses nothing measurable against one float32 sum over all K rows.
+    ``(D, D)``: :meth:`GaussianPopulation.partial_reduce`, which folds antithetic pairs and
+    works one noise block at a time. Accumulated in float64, so that adding the parts in row
+    order on the driver loses nothing measurable against one float32 sum over all K rows.
     """
     population = getattr(population, "population", population)  # a centred one: its rows 0:K
-    z = population.perturbations(start, stop).to(torch.float64)
-    c = coeffs.to(torch.float64)
-    first = c @ z
-    if not square:
-        return first, None
-    total = c.sum()
-    scale = population.scale
-    if scale is not None and scale.ndim == 2:
-        return first, (z.T * c) @ z - total * torch.eye(z.shape[1], dtype=torch.float64)
-    return first, c @ (z * z) - total
+    return population.partial_reduce(coeffs, start, stop, square)
 
 
 class EvaluationWorker:
