@@ -319,10 +319,12 @@ class RayEvaluator:
         if gaussian:
             self._step = (inner, payload)
 
-        def submit(actor: Any, start: int, stop: int) -> Any:
+        def submit(actor: Any, ranges: list[tuple[int, int]]) -> Any:
             # clone: pickling a view would ship the whole underlying storage
-            rows = None if gaussian else population.rows(start, stop).detach().to("cpu").clone()
-            return actor.evaluate.remote((self._box(actor, payload), start, stop, rows))
+            rows = None
+            if not gaussian:
+                rows = [population.rows(a, b).detach().to("cpu").clone() for a, b in ranges]
+            return actor.evaluate.remote((self._box(actor, payload), ranges, rows))
 
         bounds = self._bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)
@@ -368,9 +370,9 @@ class RayEvaluator:
             payload = self._payload(None, population, 0)
             self._step = (population, payload)
 
-        def submit(actor: Any, start: int, stop: int) -> Any:
-            part = coeffs[start:stop].numpy().copy()
-            return actor.reduce.remote((self._box(actor, payload), start, stop, part, square))
+        def submit(actor: Any, ranges: list[tuple[int, int]]) -> Any:
+            parts = [coeffs[a:b].numpy().copy() for a, b in ranges]
+            return actor.reduce.remote((self._box(actor, payload), ranges, parts, square))
 
         bounds = self._reduce_bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)

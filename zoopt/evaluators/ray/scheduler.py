@@ -1,8 +1,10 @@
 """The worker pool and the retrying scheduler.
 
-Tasks are row ranges. Each placed worker keeps up to ``depth`` tasks in flight (it starts the
-next while the driver handles the previous result), finished tasks are collected in batches
-(one blocking ``ray.wait`` then one non-blocking sweep), and results are put back by row.
+Tasks are row ranges, sent several to a call: each placed worker gets about ``depth`` calls
+per step and keeps them in flight (it starts the next while the driver handles the previous
+result), so the driver's per-call cost is paid per worker, not per range. Finished calls are
+collected in batches (one blocking ``ray.wait`` then one non-blocking sweep), and results are
+put back by row.
 
 Lost capacity never hangs: a task whose worker died is re-run on a surviving worker while a
 replacement is started; a replacement that is not placed within ``replace_timeout`` seconds
@@ -24,7 +26,7 @@ import ray.exceptions as ray_exceptions
 
 from zoopt.evaluators.ray.worker import ObjectiveError
 
-__all__ = ["WorkerPool", "WorkersLostError", "run_tasks"]
+__all__ = ["WorkerPool", "WorkersLostError", "calls_per_step", "run_tasks"]
 
 # Ray failures that mean "the process running the chunk went away": the chunk is re-run.
 # A RayTaskError (an exception raised inside the task) is deliberately not among them.
@@ -136,37 +138,51 @@ def _kill(actor: Any) -> None:
         ray.kill(actor, no_restart=True)
 
 
+def calls_per_step(tasks: int, workers: int, depth: int = 2) -> int:
+    """Ranges per call so that each worker gets about ``depth`` calls a step (at least 1)."""
+    return max(1, -(-tasks // (max(1, workers) * depth)))
+
+
 def run_tasks(
     pool: WorkerPool,
     tasks: list[tuple[int, int]],
-    submit: Callable[[Any, int, int], Any],
+    submit: Callable[[Any, list[tuple[int, int]]], Any],
     max_retries: int,
     depth: int = 2,
 ) -> dict[int, Any]:
-    """Run every ``(start, stop)`` task; ``{start: result}`` where result is ``out[2:]``.
+    """Run every ``(start, stop)`` row range; ``{start: result}`` per range.
 
-    ``submit(actor, start, stop)`` returns the task's reference; the task returns
-    ``("ok", start, *result)`` or ``("error", start, stop, type, message, traceback)``.
+    Ranges travel in batches: one call carries ``calls_per_step(len(tasks), workers,
+    depth)`` of them, so each worker gets about ``depth`` calls per step whatever the number
+    of ranges, and the driver pays its per-call cost (submit, wait, get) that many times, not
+    once per range. ``submit(actor, ranges)`` returns the call's reference; the call returns
+    ``("ok", [(start, *result), ...])`` with one entry per range, in order, or
+    ``("error", start, stop, type, message, traceback)`` for the range that raised.
+
+    A call whose worker died puts all its ranges back at the front of the queue (each range
+    counts one failure); they are re-run elsewhere, with the same numbers, since a range's
+    randomness depends on its rows alone.
 
     Raises:
         ObjectiveError: a task raised (not retried).
-        RuntimeError: a task's worker died more than ``max_retries`` times.
+        RuntimeError: a range's worker died more than ``max_retries`` times.
         WorkersLostError: no worker left and none could be placed in time.
     """
     pending = deque(tasks)
-    load = {a: 0 for a in pool.ready}  # tasks in flight per worker
-    running: dict[Any, tuple[tuple[int, int], Any]] = {}
+    per_call = calls_per_step(len(tasks), len(pool.ready), depth)
+    load = {a: 0 for a in pool.ready}  # calls in flight per worker
+    running: dict[Any, tuple[list[tuple[int, int]], Any]] = {}
     failures: dict[int, int] = {}
     results: dict[int, Any] = {}
     while pending or running:
-        # fill the pool level by level, so that the first round gives each worker one task
+        # fill the pool level by level, so that the first round gives each worker one call
         for level in range(depth):
             for actor in pool.ready:
                 if not pending:
                     break
                 if load.setdefault(actor, 0) == level:
-                    task = pending.popleft()
-                    running[submit(actor, *task)] = (task, actor)
+                    batch = [pending.popleft() for _ in range(min(per_call, len(pending)))]
+                    running[submit(actor, batch)] = (batch, actor)
                     load[actor] += 1
         pool.expire()
         if not running and not pool.ready and not pool.starting:
@@ -181,7 +197,7 @@ def run_tasks(
         if deadline is not None:
             timeout = max(0.0, min(_POLL_S, deadline - time.monotonic()))
         # collect in batches: whatever finishes within a short window, else the first to
-        # finish and whatever else has by then (each worker has its next task queued, so
+        # finish and whatever else has by then (each worker has its next call queued, so
         # the window costs no idle time)
         done, rest = ray.wait(refs, num_returns=len(refs), timeout=min(BATCH_WINDOW_S, timeout))
         if not done:
@@ -195,26 +211,31 @@ def run_tasks(
                 pool.settle(ref)
         outs = _get_all(finished)
         for ref, out in zip(finished, outs, strict=True):
-            task, actor = running.pop(ref)
+            batch, actor = running.pop(ref)
             load[actor] = load.get(actor, 1) - 1
             if isinstance(out, WORKER_LOST):
-                failures[task[0]] = failures.get(task[0], 0) + 1
-                if failures[task[0]] > max_retries:
-                    raise RuntimeError(
-                        f"RayEvaluator: the worker evaluating rows {task[0]}:{task[1]} died "
-                        f"{failures[task[0]]} times (max_retries={max_retries}); last error: "
-                        f"{out}"
-                    ) from out
+                for start, stop in batch:
+                    failures[start] = failures.get(start, 0) + 1
+                    if failures[start] > max_retries:
+                        raise RuntimeError(
+                            f"RayEvaluator: the worker evaluating rows {start}:{stop} died "
+                            f"{failures[start]} times (max_retries={max_retries}); last "
+                            f"error: {out}"
+                        ) from out
                 pool.lose(actor)  # same rows, same seed elsewhere: the same numbers
                 load.pop(actor, None)
-                pending.appendleft(task)
+                pending.extendleft(reversed(batch))
                 continue
             if isinstance(out, ray_exceptions.RayTaskError):  # failed outside our guard
-                raise ObjectiveError(task, type(out.cause).__name__, str(out.cause), str(out))
+                first, last = batch[0][0], batch[-1][1]
+                raise ObjectiveError(
+                    (first, last), type(out.cause).__name__, str(out.cause), str(out)
+                )
             if out[0] == "error":
                 _, start, stop, etype, message, tb = out
                 raise ObjectiveError((start, stop), etype, message, tb)
-            results[task[0]] = out[2:]
+            for item in out[1]:
+                results[item[0]] = item[1:]
     return results
 
 

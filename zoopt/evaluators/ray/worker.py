@@ -150,35 +150,46 @@ class EvaluationWorker:
         return payload
 
     def evaluate(self, task: tuple) -> tuple:
-        """Losses of ``task = (box, start, stop, rows)``'s rows ``start:stop``:
-        ``("ok", start, losses, stats)`` or an error tuple. One argument: Ray's per-call cost
-        grows with the number of arguments."""
-        box, start, stop, rows = task
+        """Losses of ``task = (box, ranges, rows)``: for each ``(start, stop)`` of ``ranges``
+        in turn, the rows ``start:stop`` (regenerated, or ``rows``' tensor for that range).
+
+        Returns ``("ok", [(start, losses, stats), ...])`` or the error tuple of the range
+        that raised. One argument: Ray's per-call cost grows with the number of arguments.
+        """
+        box, ranges, rows = task
+        start = stop = 0
         try:
             payload = self._load(box)
             if payload.shared_state is not None:
                 self.objective.load_shared_state(payload.shared_state)
-            X = payload.population.rows(start, stop) if rows is None else rows
-            if self.device is not None:
-                X = X.to(self.device)
-            # the chunk's randomness depends on (step seed, rows) only, not on which worker
-            # runs it or what it ran before: a re-run chunk gives the same numbers
-            seed_global_rngs(chunk_seed(payload.seed, start))
             name = getattr(self.objective, "name", type(self.objective).__name__)
-            losses = check_losses(self.objective.evaluate(X, payload.seed), len(X), name)
-            return ("ok", start, to_wire(losses.to("cpu")), self.objective.pop_stats())
+            out = []
+            for i, (start, stop) in enumerate(ranges):
+                X = payload.population.rows(start, stop) if rows is None else rows[i]
+                if self.device is not None:
+                    X = X.to(self.device)
+                # the range's randomness depends on (step seed, rows) only, not on which
+                # worker runs it, what it ran before or which call carried it: a re-run
+                # range gives the same numbers
+                seed_global_rngs(chunk_seed(payload.seed, start))
+                losses = check_losses(self.objective.evaluate(X, payload.seed), len(X), name)
+                out.append((start, to_wire(losses.to("cpu")), self.objective.pop_stats()))
+            return ("ok", out)
         except Exception as exc:  # surfaced on the driver as ObjectiveError, not retried
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
 
     def reduce(self, task: tuple) -> tuple:
-        """Partial sums for ``task = (box, start, stop, coeffs, square)``:
-        ``("ok", start, first, second)`` or an error tuple."""
-        box, start, stop, coeffs, square = task
+        """Partial sums for ``task = (box, ranges, coeffs, square)``, ``coeffs`` one array per
+        range: ``("ok", [(start, first, second), ...])`` or an error tuple."""
+        box, ranges, coeffs, square = task
+        start = stop = 0
         try:
             payload = self._load(box)
-            c = from_wire(coeffs)
-            first, second = partial_sums(payload.population, start, stop, c, square)
-            return ("ok", start, to_wire(first), None if second is None else to_wire(second))
+            out = []
+            for (start, stop), c in zip(ranges, coeffs, strict=True):
+                first, second = partial_sums(payload.population, start, stop, from_wire(c), square)
+                out.append((start, to_wire(first), None if second is None else to_wire(second)))
+            return ("ok", out)
         except Exception as exc:
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
 
