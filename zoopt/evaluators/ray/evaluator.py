@@ -19,7 +19,7 @@ from zoopt.evaluators.ray.session import (
     release_ray,
     workers_inherit_thread_env,
 )
-from zoopt.evaluators.ray.worker import StepPayload, from_wire, remote_worker_class
+from zoopt.evaluators.ray.worker import StepPayload, from_wire, pack_payload, remote_worker_class
 from zoopt.objectives.base import Objective
 from zoopt.population import (
     CenteredPopulation,
@@ -76,10 +76,11 @@ class RayEvaluator:
         ray_init_options: extra ``ray.init`` keyword arguments (used only if this evaluator
             initialises Ray). Python only: never taken from files.
 
-    Per step the driver puts one payload into the object store (θ, σ, seeds, the shared
-    state; D floats and a few hundred bytes) and submits ``num_workers × chunks_per_worker``
-    tasks of a few dozen bytes each, at most two in flight per worker; for explicit
-    populations the K×D candidates travel with their tasks.
+    Per step the driver pickles one payload (θ, σ, seeds, the shared state; D floats and a
+    few hundred bytes), splits the rows into about ``num_workers × chunks_per_worker``
+    ranges and sends them in about two calls per worker, the first of which carries the
+    payload (inline up to 64 KiB, else its object-store reference); for explicit populations
+    the K×D candidates travel with their ranges.
 
     Example::
 
@@ -136,8 +137,10 @@ class RayEvaluator:
         self._objective: Any = None
         self._objective_ref: Any = None
         self._token = 0
-        self._step: tuple[Any, Any] | None = None  # (population, payload ref) of the last step
-        self._sent: dict[Any, Any] = {}  # actor -> the payload ref it last received
+        self._step: tuple[Any, Any] | None = None  # (population, payload) of the last step
+        self._steps = 0  # payloads packed so far
+        self._sent: dict[Any, int] = {}  # actor -> the step whose payload it last received
+        self._built: dict[Any, int] = {}  # actor -> the objective token it last received
 
     # -- life cycle -----------------------------------------------------------------------
     @property
@@ -266,7 +269,8 @@ class RayEvaluator:
         return self._bounds(population, min(pieces, math.ceil(math.sqrt(len(population)))))
 
     def _payload(self, objective: Objective | None, population: Population, seed: int) -> Any:
-        """The step's shared payload, put into the object store once."""
+        """``(step number, packed payload, objective token)``: the step's shared payload,
+        pickled once (see :func:`~zoopt.evaluators.ray.worker.pack_payload`)."""
         shipped = None
         if isinstance(population, CenteredPopulation):
             # θ as row K after a Gaussian population's rows: the workers build both
@@ -275,17 +279,24 @@ class RayEvaluator:
                 shipped = CenteredPopulation(inner, population.center.detach().to("cpu"))
         else:
             shipped = _shippable(population)
-        box = [0, None] if objective is None else self._objective_box(objective)
+        token = None if objective is None else self._objective_box(objective)[0]
         shared = None if objective is None else objective.shared_state()
-        return ray.put(StepPayload(box, shipped, shared, int(seed)))
+        self._steps += 1
+        return self._steps, pack_payload(StepPayload(token, shipped, shared, int(seed))), token
 
-    def _box(self, actor: Any, payload: Any) -> list | None:
-        """``[payload ref]`` for the first task of a step on ``actor``, then ``None``: the
-        reference is pickled once per worker and step, not once per task."""
-        if self._sent.get(actor) is payload:
+    def _box(self, actor: Any, payload: Any) -> tuple | None:
+        """What the first call of a step to ``actor`` carries besides its ranges: the packed
+        payload and, if ``actor`` has not built the step's objective, its reference; ``None``
+        for the next calls of the step (the worker keeps the payload)."""
+        step, packed, token = payload
+        if self._sent.get(actor) == step:
             return None
-        self._sent[actor] = payload
-        return [payload]  # nested: the worker fetches it itself, once
+        self._sent[actor] = step
+        objective_box = None
+        if token is not None and self._built.get(actor) != token:
+            self._built[actor] = token
+            objective_box = (token, [self._objective_ref])  # nested: fetched by the worker
+        return step, packed, objective_box
 
     def evaluate(self, objective: Objective, population: Population, seed: int) -> Tensor:
         """Losses ``(K,)`` of ``population`` under ``objective`` with the step's ``seed``.
@@ -314,6 +325,7 @@ class RayEvaluator:
             return torch.empty(0)
         payload = self._payload(objective, population, seed)
         self._sent = {a: p for a, p in self._sent.items() if a in self._pool.nodes}
+        self._built = {a: t for a, t in self._built.items() if a in self._pool.nodes}
         inner = population.population if isinstance(population, CenteredPopulation) else population
         gaussian = isinstance(inner, GaussianPopulation)
         if gaussian:

@@ -196,10 +196,13 @@ def run_tasks(
         timeout = _POLL_S
         if deadline is not None:
             timeout = max(0.0, min(_POLL_S, deadline - time.monotonic()))
-        # collect in batches: whatever finishes within a short window, else the first to
+        # collect in batches. With nothing left to send, wait for every call at once (a
+        # dead worker's call is ready too, with its error): one wait instead of one per
+        # result. Otherwise whatever finishes within a short window, else the first to
         # finish and whatever else has by then (each worker has its next call queued, so
         # the window costs no idle time)
-        done, rest = ray.wait(refs, num_returns=len(refs), timeout=min(BATCH_WINDOW_S, timeout))
+        window = timeout if not pending else min(BATCH_WINDOW_S, timeout)
+        done, rest = ray.wait(refs, num_returns=len(running) or 1, timeout=window)
         if not done:
             done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
             if done and rest:

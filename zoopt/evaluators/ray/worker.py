@@ -1,11 +1,13 @@
 """What travels to the workers, and the worker actor that evaluates it.
 
-Everything a step's tasks share (the objective's reference, the shared state, the seed and,
-for a Gaussian population, θ, σ and the noise seed) is packed once per step into a
-:class:`StepPayload` and put into the object store; a task carries that reference and a row
-range. Each worker fetches a payload once and regenerates its own slice of noise; an explicit
-population's rows travel with their task. Each chunk's randomness derives from (step seed,
-first row) alone, so a chunk re-run on another worker gives the same numbers.
+Everything a step's tasks share (the shared state, the seed and, for a Gaussian population,
+θ, σ and the noise seed) is packed once per step into a :class:`StepPayload`, pickled once;
+the first call of a step to each worker carries it (or, when large, its object-store
+reference), the objective's reference only when that worker has not built it yet, and every
+call carries a few row ranges. Each worker unpacks a payload once and regenerates its own
+slice of noise; an explicit population's rows travel with their call. Each range's randomness
+derives from (step seed, first row) alone, so a range re-run on another worker gives the same
+numbers.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
 
-__all__ = ["ObjectiveError", "StepPayload", "remote_worker_class"]
+__all__ = [
+    "INLINE_PAYLOAD_BYTES",
+    "ObjectiveError",
+    "StepPayload",
+    "pack_payload",
+    "remote_worker_class",
+]
 
 _MASK63 = 2**63 - 1
 
@@ -55,19 +63,33 @@ class ObjectiveError(RuntimeError):
         return (type(self), (self.rows, self.error_type, self.message, self.worker_traceback))
 
 
+#: a step's payload up to this many pickled bytes travels inside the first call to each
+#: worker; a larger one is put into the object store once and its reference travels instead
+#: (a nested reference costs the driver about as much as a second call per worker and step)
+INLINE_PAYLOAD_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class StepPayload:
-    """What every task of a step shares; put into the object store once per step.
+    """What every task of a step shares; pickled once per step.
 
-    ``objective`` is ``[token, ref]``, nested so that each worker fetches (and builds) the
-    objective once, not once per task. ``population`` is a Gaussian population whose rows
-    the worker regenerates, or ``None`` when rows travel with their task.
+    ``objective`` is the token of the step's objective (None for a reduction alone): the
+    objective itself travels once per worker, in the box of the first call that needs it.
+    ``population`` is a Gaussian population whose rows the worker regenerates, or ``None``
+    when rows travel with their task.
     """
 
-    objective: list
+    objective: int | None
     population: GaussianPopulation | None
     shared_state: Any
     seed: int
+
+
+def pack_payload(payload: StepPayload) -> bytes | list:
+    """The payload as it travels: its pickled bytes, or ``[reference]`` to them when larger
+    than :data:`INLINE_PAYLOAD_BYTES` (nested, so the worker fetches them itself, once)."""
+    blob = ray.cloudpickle.dumps(payload)
+    return blob if len(blob) <= INLINE_PAYLOAD_BYTES else [ray.put(blob)]
 
 
 def to_wire(t: Tensor) -> Any:
@@ -119,7 +141,7 @@ class EvaluationWorker:
         self.device = torch.device(device) if device else None
         self.token: int | None = None
         self.objective: Objective | None = None
-        self.payload: tuple[str, StepPayload] | None = None
+        self.payload: tuple[int, StepPayload] | None = None
         seed_global_rngs(seed)
 
     def ready(self) -> int:
@@ -130,23 +152,29 @@ class EvaluationWorker:
         """``(process id, Ray node id)``."""
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
-    def _load(self, box: list | None) -> StepPayload:
-        # the first task of a step on this worker carries the payload's reference; the
-        # next ones carry None (tasks of one caller run in submission order)
-        if box is not None and (self.payload is None or self.payload[0] != box[0].hex()):
-            self.payload = (box[0].hex(), ray.get(box[0]))
+    def _load(self, box: tuple | None) -> StepPayload:
+        # the first call of a step on this worker carries ``box = (step, packed payload,
+        # objective)``, objective being ``(token, [ref])`` if this worker lacks it, else
+        # None; the next calls carry None (calls of one caller run in submission order)
+        if box is not None:
+            step, packed, objective_box = box
+            if self.payload is None or self.payload[0] != step:
+                blob = packed if isinstance(packed, bytes) else ray.get(packed[0])
+                self.payload = (step, ray.cloudpickle.loads(blob))
+            if objective_box is not None and objective_box[0] != self.token:
+                token, (objective_ref,) = objective_box
+                objective = ray.get(objective_ref)
+                # every worker builds its copy from the same RNG state, so factories that
+                # draw random data or initial weights build identical objectives everywhere
+                seed_global_rngs(self.seed)
+                if isinstance(objective, ObjectiveFactory):
+                    objective.build()
+                self.objective, self.token = objective, token
         if self.payload is None:
             raise RuntimeError("a task arrived before its step's payload")
         payload = self.payload[1]
-        token, objective_ref = payload.objective
-        if objective_ref is not None and token != self.token:  # None: a reduction alone
-            objective = ray.get(objective_ref)
-            # every worker builds its copy from the same RNG state, so factories that draw
-            # random data or initial weights build identical objectives everywhere
-            seed_global_rngs(self.seed)
-            if isinstance(objective, ObjectiveFactory):
-                objective.build()
-            self.objective, self.token = objective, token
+        if payload.objective is not None and payload.objective != self.token:
+            raise RuntimeError("a task arrived before its step's objective")
         return payload
 
     def evaluate(self, task: tuple) -> tuple:
