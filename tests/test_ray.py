@@ -200,6 +200,74 @@ def test_chunks_cover_rows_once_about_one_per_worker_whatever_k():
     assert max(b - a for a, b in bounds) <= 5 and bounds[-1][1] == 100
 
 
+def test_calls_carry_several_ranges_about_two_per_worker():
+    from zoopt.evaluators.ray.scheduler import calls_per_step
+
+    assert calls_per_step(2, 2) == 1  # one range per worker: one call each
+    assert calls_per_step(16, 2) == 4  # 8 ranges per worker: two calls of 4
+    assert calls_per_step(512, 2) == 128
+    assert calls_per_step(5, 0) == 3  # no worker yet: still at least one range a call
+
+
+def test_batched_ranges_give_the_same_losses_order_and_statistics(evaluator, tmp_path):
+    log = tmp_path / "calls.txt"
+    X = torch.randn(30, 3, generator=torch.Generator().manual_seed(1))
+    old = evaluator.chunks_per_worker
+    try:
+        evaluator.chunks_per_worker = 8  # 16 ranges, sent four to a call
+        got = evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X), seed=0)
+        driver = RunningMeanObjective(offset=0.5)
+        pop = GaussianPopulation(torch.ones(4), 0.5, 99, 30)
+        losses = evaluator.evaluate(driver, pop, seed=3)
+    finally:
+        evaluator.chunks_per_worker = old
+    assert torch.equal(got, _simulate(X))  # in row order
+    sizes = sorted(int(line.split()[0]) for line in log.read_text().splitlines())
+    assert sizes == [1] * 2 + [2] * 14  # each range still one objective call of its own rows
+    reference = LocalEvaluator().evaluate(RunningMeanObjective(offset=0.5), pop, seed=3)
+    assert torch.equal(losses, reference)
+    assert driver.count == 30 and torch.allclose(driver.total, pop.materialize().sum(0))
+
+
+def test_worker_killed_while_holding_a_batch_of_ranges_changes_nothing(evaluator):
+    objective = SlowRastrigin(delay=0.15)
+    pop = GaussianPopulation(torch.full((4,), 0.7), 0.2, 5, 12)
+    old = evaluator.chunks_per_worker
+    try:
+        evaluator.chunks_per_worker = 3  # 6 ranges: calls of 2, two per worker
+        undisturbed = evaluator.evaluate(objective, pop, seed=4)
+        victim, restarts = evaluator.workers[0], evaluator.restarts
+        killer = threading.Timer(0.2, ray.kill, (victim,))  # during its first call
+        killer.start()
+        disturbed = evaluator.evaluate(objective, pop, seed=4)
+        killer.join()
+    finally:
+        evaluator.chunks_per_worker = old
+    assert evaluator.restarts == restarts + 1
+    assert victim not in evaluator.workers
+    assert torch.equal(disturbed, undisturbed)
+    assert torch.equal(undisturbed, LocalEvaluator().evaluate(objective, pop, seed=4))
+
+
+def test_payload_travels_inline_or_by_reference_and_the_objective_once(evaluator):
+    from zoopt.evaluators.ray.worker import INLINE_PAYLOAD_BYTES
+
+    objective = zoopt.FunctionObjective(rastrigin)
+    for d in (5, INLINE_PAYLOAD_BYTES // 4 + 100):  # small: inline; large: a reference
+        pop = GaussianPopulation(torch.randn(d), 0.3, 3, 6)
+        payload = evaluator._payload(objective, pop, 1)
+        assert isinstance(payload[1], bytes) == (d == 5)
+        expected = LocalEvaluator().evaluate(objective, pop, seed=1)
+        assert torch.equal(evaluator.evaluate(objective, pop, seed=1), expected)
+    # the workers hold this objective now: the next step's boxes do not carry it again
+    actor = evaluator.workers[0]
+    step, packed, objective_box = evaluator._box(actor, evaluator._payload(objective, pop, 2))
+    assert objective_box is None and step == evaluator._steps
+    other = zoopt.FunctionObjective(rastrigin)
+    assert evaluator._box(actor, evaluator._payload(other, pop, 2))[2][0] == evaluator._token
+    del evaluator._built[actor]  # nothing was sent: the worker does not hold it
+
+
 # ---------------------------------------------------------------------------------------
 # the reduction over the population, on the workers
 # ---------------------------------------------------------------------------------------
