@@ -12,7 +12,7 @@ from torch import Tensor
 
 from zoopt.evaluators.ray.options import OPTIONS, check_options
 from zoopt.evaluators.ray.resources import resolve_resources
-from zoopt.evaluators.ray.scheduler import WorkerPool, run_tasks
+from zoopt.evaluators.ray.scheduler import WorkerPool, relay_plan, run_relayed, run_tasks
 from zoopt.evaluators.ray.session import (
     WORKER_ENV_VARS,
     acquire_ray,
@@ -28,13 +28,18 @@ from zoopt.population import (
     Population,
 )
 
-__all__ = ["RayEvaluator", "REDUCE_THRESHOLD"]
+__all__ = ["RayEvaluator", "REDUCE_THRESHOLD", "RELAY_FROM"]
 
 #: K·D from which the estimator's sums over the population run on the workers instead of
 #: regenerating the K×D noise on the driver; below it the extra round trip (~2 ms) costs
 #: more. ``benchmarks/bench_ray_scale.py`` measured the break-even at 0.36 M with many
 #: workers and 0.83 M with two.
 REDUCE_THRESHOLD = 1_000_000
+
+#: workers from which a Gaussian population's calls are relayed through ⌊√W⌋ head workers
+#: (:func:`~zoopt.evaluators.ray.scheduler.relay_plan`): the driver's serial dispatch falls
+#: from W calls to about 2√W. ``benchmarks/bench_ray_scale.py`` models the gain.
+RELAY_FROM = 16
 
 
 class RayEvaluator:
@@ -69,6 +74,11 @@ class RayEvaluator:
         reduce_threshold: K·D from which the estimator's sums over a Gaussian population
             (Σ cᵢ zᵢ, Σ cᵢ (zᵢ² − 1)) are computed on the workers, each returning D floats
             for its rows; ``None``: never. Default :data:`REDUCE_THRESHOLD`.
+        relay_from: number of workers from which a Gaussian population's step is relayed:
+            the driver calls ⌊√W⌋ head workers, each of which passes the calls of its group
+            on, so that no process makes more than about 2√W calls a step instead of the
+            driver making W; ``None``: never. Default :data:`RELAY_FROM`. Same numbers either
+            way; a dead head's group is re-run like any dead worker's rows.
         log_to_driver: forward the workers' stdout/stderr to this process (when this
             evaluator initialises Ray; off by default, so local runs print nothing).
         runtime_env: a Ray runtime environment for the workers; its ``env_vars`` are merged
@@ -103,6 +113,7 @@ class RayEvaluator:
         startup_timeout: float = 300.0,
         replace_timeout: float = 60.0,
         reduce_threshold: float | None = REDUCE_THRESHOLD,
+        relay_from: int | None = RELAY_FROM,
         log_to_driver: bool = False,
         runtime_env: dict | None = None,
         ray_init_options: dict | None = None,
@@ -127,6 +138,7 @@ class RayEvaluator:
         self.startup_timeout = startup_timeout
         self.replace_timeout = replace_timeout
         self.reduce_threshold = reduce_threshold
+        self.relay_from = relay_from
         self.log_to_driver = log_to_driver
         self.runtime_env = runtime_env
         self.ray_init_options = dict(ray_init_options or {})
@@ -339,7 +351,13 @@ class RayEvaluator:
             return actor.evaluate.remote((self._box(actor, payload), ranges, rows))
 
         bounds = self._bounds(population)
-        results = run_tasks(self._pool, bounds, submit, self.max_retries)
+        if gaussian and self.relay_from is not None and len(self._pool.ready) >= self.relay_from:
+            results, redo = self._relayed(bounds, payload)
+            if redo:  # the ranges of workers that died, re-run with the same numbers
+                failures = {a: 1 for a, _ in redo}
+                results |= run_tasks(self._pool, redo, submit, self.max_retries, failures=failures)
+        else:
+            results = run_tasks(self._pool, bounds, submit, self.max_retries)
         losses = torch.cat([from_wire(results[a][0]) for a, _ in bounds])
         for a, _ in bounds:  # merged in row order, so the driver's statistics are deterministic
             stats = results[a][1]
@@ -348,6 +366,21 @@ class RayEvaluator:
         if gaussian and self._reduces(inner):
             inner.reducer = self.reduce
         return losses
+
+    def _relayed(self, bounds: list[tuple[int, int]], payload: Any) -> tuple[dict, list]:
+        """One step through head workers: ``({start: result}, ranges to re-run)``."""
+        self._pool.poll()  # replacements placed since the last step join the tree
+
+        def submit(head: Any, own: list, children: list) -> Any:
+            sub = [(child, self._box(child, payload), ranges) for child, ranges in children]
+            return head.relay.remote((self._box(head, payload), own, sub))
+
+        plan = relay_plan(list(self._pool.ready), bounds)
+        results, redo, touched = run_relayed(self._pool, plan, submit)
+        for actor in touched:  # whether they received the payload (or objective) is unknown
+            self._sent.pop(actor, None)
+            self._built.pop(actor, None)
+        return results, redo
 
     def _reduces(self, population: GaussianPopulation) -> bool:
         return (

@@ -15,6 +15,7 @@ the step stops with :class:`WorkersLostError`; the caller's checkpoint logic the
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections import deque
@@ -24,19 +25,16 @@ from typing import Any
 import ray
 import ray.exceptions as ray_exceptions
 
-from zoopt.evaluators.ray.worker import ObjectiveError
+from zoopt.evaluators.ray.worker import WORKER_LOST, ObjectiveError
 
-__all__ = ["WorkerPool", "WorkersLostError", "calls_per_step", "run_tasks"]
-
-# Ray failures that mean "the process running the chunk went away": the chunk is re-run.
-# A RayTaskError (an exception raised inside the task) is deliberately not among them.
-WORKER_LOST = (
-    ray_exceptions.RayActorError,
-    ray_exceptions.WorkerCrashedError,
-    ray_exceptions.NodeDiedError,
-    ray_exceptions.ObjectLostError,
-    ray_exceptions.OutOfMemoryError,
-)
+__all__ = [
+    "WorkerPool",
+    "WorkersLostError",
+    "calls_per_step",
+    "relay_plan",
+    "run_relayed",
+    "run_tasks",
+]
 
 #: how long finished tasks may wait to be collected together
 BATCH_WINDOW_S = 0.002
@@ -122,6 +120,14 @@ class WorkerPool:
                     stacklevel=2,
                 )
 
+    def poll(self) -> None:
+        """Let the replacements that have answered join, and give up the late ones."""
+        if self.starting:
+            done, _ = ray.wait(list(self.starting), num_returns=len(self.starting), timeout=0)
+            for ref in done:
+                self.settle(ref)
+            self.expire()
+
     def next_deadline(self) -> float | None:
         """The earliest start deadline of a replacement still starting, None if none is."""
         return min((d for _, d in self.starting.values()), default=None)
@@ -149,6 +155,7 @@ def run_tasks(
     submit: Callable[[Any, list[tuple[int, int]]], Any],
     max_retries: int,
     depth: int = 2,
+    failures: dict[int, int] | None = None,
 ) -> dict[int, Any]:
     """Run every ``(start, stop)`` row range; ``{start: result}`` per range.
 
@@ -172,7 +179,7 @@ def run_tasks(
     per_call = calls_per_step(len(tasks), len(pool.ready), depth)
     load = {a: 0 for a in pool.ready}  # calls in flight per worker
     running: dict[Any, tuple[list[tuple[int, int]], Any]] = {}
-    failures: dict[int, int] = {}
+    failures = dict(failures or {})  # deaths so far per range start (a relayed step's)
     results: dict[int, Any] = {}
     while pending or running:
         # fill the pool level by level, so that the first round gives each worker one call
@@ -240,6 +247,75 @@ def run_tasks(
             for item in out[1]:
                 results[item[0]] = item[1:]
     return results
+
+
+def relay_plan(
+    workers: list[Any], tasks: list[tuple[int, int]]
+) -> list[tuple[Any, list, list[tuple[Any, list]]]]:
+    """A two-level tree for one step: ``[(head, ranges, [(child, ranges), ...]), ...]``.
+
+    The ranges are dealt to n = min(workers, ranges) workers in row order, one call each;
+    the n workers form G = ⌊√n⌋ groups of about n/G, and the first of each group is its head.
+    The driver then makes G calls and each head about n/G − 1: the serial dispatch on any
+    one process falls from n calls to about 2√n.
+    """
+    n = min(len(workers), len(tasks))
+    cut = [round(i * len(tasks) / n) for i in range(n + 1)]
+    shares = [(workers[i], tasks[cut[i] : cut[i + 1]]) for i in range(n)]
+    g = max(1, math.isqrt(n))
+    edges = [round(j * n / g) for j in range(g + 1)]
+    plan = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        (head, own), children = shares[a], shares[a + 1 : b]
+        plan.append((head, own, children))
+    return plan
+
+
+def run_relayed(
+    pool: WorkerPool,
+    plan: list[tuple[Any, list, list[tuple[Any, list]]]],
+    submit: Callable[[Any, list, list], Any],
+) -> tuple[dict[int, Any], list[tuple[int, int]], list[Any]]:
+    """Run one step through a :func:`relay_plan`: ``(results, redo, touched)``.
+
+    ``submit(head, ranges, children)`` returns the head's call reference (see
+    :meth:`~zoopt.evaluators.ray.worker.EvaluationWorker.relay`). ``results`` is
+    ``{start: result}`` for the ranges that came back; ``redo`` the ranges whose worker (a
+    child, or a head with its whole group) died, for :func:`run_tasks` to re-run with the same
+    numbers; ``touched`` the workers of the groups that lost something, whose copy of the
+    step's payload the driver can no longer count on. Dead workers are replaced.
+
+    Raises:
+        ObjectiveError: a range raised, on a head or a child (not retried).
+    """
+    running = {submit(head, own, children): (head, own, children) for head, own, children in plan}
+    results: dict[int, Any] = {}
+    redo: list[tuple[int, int]] = []
+    touched: list[Any] = []
+    while running:
+        done, _ = ray.wait(list(running), num_returns=len(running), timeout=_POLL_S)
+        for ref, out in zip(done, _get_all(done), strict=True):
+            head, own, children = running.pop(ref)
+            if isinstance(out, WORKER_LOST):  # the head died: its group's results with it
+                pool.lose(head)
+                redo += own + [r for _, ranges in children for r in ranges]
+                touched += [head, *(child for child, _ in children)]
+                continue
+            if isinstance(out, ray_exceptions.RayTaskError):
+                rows = (own[0][0], own[-1][1])
+                raise ObjectiveError(rows, type(out.cause).__name__, str(out.cause), str(out))
+            if out[0] == "error":
+                _, start, stop, etype, message, tb = out
+                raise ObjectiveError((start, stop), etype, message, tb)
+            _, items, lost = out
+            for item in items:
+                results[item[0]] = item[1:]
+            for i in lost:
+                child, ranges = children[i]
+                pool.lose(child)
+                redo += ranges
+                touched.append(child)
+    return results, sorted(redo), touched
 
 
 def _get_all(refs: list) -> list:

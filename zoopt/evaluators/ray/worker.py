@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import ray.exceptions
 import torch
 from torch import Tensor
 
@@ -37,6 +38,16 @@ __all__ = [
 ]
 
 _MASK63 = 2**63 - 1
+
+# Ray failures that mean "the process running the call went away": its ranges are re-run.
+# A RayTaskError (an exception raised inside the call) is deliberately not among them.
+WORKER_LOST = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 class ObjectiveError(RuntimeError):
@@ -205,6 +216,44 @@ class EvaluationWorker:
             return ("ok", out)
         except Exception as exc:  # surfaced on the driver as ObjectiveError, not retried
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
+
+    def relay(self, task: tuple) -> tuple:
+        """Pass on each child's part of a step, then evaluate this worker's own.
+
+        ``task = (box, ranges, children)`` with ``children`` a list of ``(actor, box,
+        ranges)``. Each child's :meth:`evaluate` call is submitted first (from here, not from
+        the driver), then this worker's ``ranges`` are evaluated, then the children's results
+        collected. Returns ``("ok", items, lost)``: every range's ``(start, losses, stats)``
+        and the indices of the children that died (the driver re-runs their ranges), or the
+        error tuple of a range that raised, here or on a child.
+        """
+        box, ranges, children = task
+        refs = [actor.evaluate.remote((b, r, None)) for actor, b, r in children]
+        own = self.evaluate((box, ranges, None))
+        if own[0] != "ok":
+            return own
+        items, lost = list(own[1]), []
+        for i, ref in enumerate(refs):
+            try:
+                out = ray.get(ref)
+            except WORKER_LOST:
+                lost.append(i)
+                continue
+            except ray.exceptions.RayTaskError as exc:  # failed outside the child's guard
+                rows = children[i][2]
+                cause = exc.cause
+                return (
+                    "error",
+                    rows[0][0],
+                    rows[-1][1],
+                    type(cause).__name__,
+                    str(cause),
+                    str(exc),
+                )
+            if out[0] != "ok":
+                return out
+            items += out[1]
+        return ("ok", items, lost)
 
     def reduce(self, task: tuple) -> tuple:
         """Partial sums for ``task = (box, ranges, coeffs, square)``, ``coeffs`` one array per
