@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -51,7 +52,8 @@ from zoopt import GaussianPopulation, Objective
 from zoopt.estimators import get_estimator
 from zoopt.evaluators import LocalEvaluator
 from zoopt.evaluators.ray import RayEvaluator, start_local_ray
-from zoopt.evaluators.ray.evaluator import REDUCE_THRESHOLD
+from zoopt.evaluators.ray.evaluator import REDUCE_THRESHOLD, RELAY_FROM
+from zoopt.evaluators.ray.scheduler import relay_plan
 from zoopt.evaluators.ray.worker import StepPayload, pack_payload
 
 torch.set_num_threads(1)
@@ -72,6 +74,20 @@ class Free(Objective):
 
     def evaluate(self, X, seed=0):
         return X[:, 0].clone()
+
+
+class CpuReporter(Free):
+    """:class:`Free` whose statistics are (process id, CPU seconds of that process so far):
+    consecutive steps give each worker's CPU per step, a head's relaying included."""
+
+    def __init__(self):
+        self.seen: list[tuple[int, float]] = []
+
+    def pop_stats(self):
+        return os.getpid(), time.process_time()
+
+    def absorb_stats(self, stats):
+        self.seen.append(stats)
 
 
 def _cpu(fn) -> float:
@@ -102,7 +118,9 @@ def measure(repeats: int, workers: int) -> dict:
     c: dict = {}
     obj = Free()
     share = 2 / workers  # every worker on the instance's 2 CPUs
-    with RayEvaluator(num_workers=workers, num_cpus_per_worker=share, reduce_threshold=None) as ev:
+    with RayEvaluator(
+        num_workers=workers, num_cpus_per_worker=share, reduce_threshold=None, relay_from=None
+    ) as ev:
         one = GaussianPopulation(torch.zeros(8), 0.1, 0, 1)
         full = GaussianPopulation(torch.zeros(8), 0.1, 0, workers)
         many = GaussianPopulation(torch.zeros(8), 0.1, 0, 64 * workers)
@@ -127,6 +145,29 @@ def measure(repeats: int, workers: int) -> dict:
                 / len(ev._bounds(many))
             )
             ev.chunks_per_worker = 1
+        # relayed: ⌊√W⌋ heads pass the calls of their groups on. The driver's CPU per step,
+        # and each head's CPU per child call (its CPU per step beyond a child's)
+        ev.relay_from = 2
+        reporter = CpuReporter()
+        ev.evaluate(reporter, full, 0)
+        relayed = []
+        for _ in range(repeats):
+            relayed.append(
+                statistics.median(_cpu(lambda: ev.evaluate(reporter, full, 1)) for _ in range(20))
+            )
+        plan = relay_plan(ev.workers, ev._bounds(full))
+        heads = {ray.get(h.ready.remote()) for h, _, _ in plan}
+        per_pid: dict[int, list[float]] = {}
+        for pid, t in reporter.seen:
+            per_pid.setdefault(pid, []).append(t)
+        cost = {pid: statistics.median(np.diff(ts)) for pid, ts in per_pid.items()}
+        head_cost = statistics.median(v for pid, v in cost.items() if pid in heads)
+        child_cost = statistics.median(v for pid, v in cost.items() if pid not in heads)
+        children = statistics.median(len(ch) for _, _, ch in plan)
+        c["c_head"] = max(0.0, (head_cost - child_cost) / children)
+        c["relayed_step"] = statistics.median(relayed)
+        c["relay_groups"] = len(plan)
+        ev.relay_from = None
         c["c_call"], c["c_bare"] = statistics.median(calls), statistics.median(bare)
         c["c_step"] = max(0.0, statistics.median(steps) - c["c_call"])
         c["c_range_64"] = statistics.median(per_range)
@@ -200,13 +241,27 @@ def target_case(repeats: int) -> dict[str, list[float]]:
     return out
 
 
-def predict(c: dict, k: int, d: int, t_ep: float, w: int) -> tuple[float, float]:
+def dispatch_seconds(c: dict, n: int, relay: bool) -> float:
+    """The serial dispatch of n calls: n·c_call from the driver, or, relayed, ⌊√n⌋ calls
+    from the driver and then the largest group's children from its head."""
+    if not relay or n < 2:
+        return n * c["c_call"]
+    g = math.isqrt(n)
+    return g * c["c_call"] + (math.ceil(n / g) - 1) * c["c_head"]
+
+
+def predict(
+    c: dict, k: int, d: int, t_ep: float, w: int, relay: bool | None = None
+) -> tuple[float, float]:
     """(predicted step seconds, occupancy) on ``w`` workers: only min(w, k) workers have
-    rows, so only that many calls are made."""
+    rows, so only that many calls are made; relayed from ``RELAY_FROM`` workers on, as the
+    evaluator does (``relay`` forces either)."""
+    if relay is None:
+        relay = min(w, k) >= RELAY_FROM
     n = min(w, k)
     machines = math.ceil(n / CORES_PER_MACHINE)
     t_put = machines * d * 4 / NETWORK_BYTES_PER_S
-    dispatch = n * c["c_call"] + c["c_step"]
+    dispatch = dispatch_seconds(c, n, relay) + c["c_step"]
     compute = math.ceil(k / w) * (t_ep + d * c["c_gen"])
     if k * d >= c["threshold"]:
         r = min(n, math.ceil(math.sqrt(k)))
@@ -223,9 +278,9 @@ def predict(c: dict, k: int, d: int, t_ep: float, w: int) -> tuple[float, float]
 
 
 def call_cost_for(c: dict, k: int, d: int, t_ep: float, w: int, occupancy: float) -> float:
-    """The ``c_call`` at which the model reaches ``occupancy`` at ``w`` workers."""
+    """The ``c_call`` at which the model reaches ``occupancy`` at ``w`` workers, unrelayed."""
     n = min(w, k)
-    step, _ = predict({**c, "c_call": 0.0}, k, d, t_ep, w)
+    step, _ = predict({**c, "c_call": 0.0}, k, d, t_ep, w, relay=False)
     r = min(n, math.ceil(math.sqrt(k))) if k * d >= c["threshold"] else 0
     return max(0.0, ((k * t_ep / w) / occupancy - step) / (n + r))
 
@@ -279,6 +334,13 @@ def main() -> None:
     )
     print(f"  Ray's bare actor call     c_bare  {1e3 * c['c_bare']:.3f} ms ({ms(c['bares'])})")
     print(f"  driver CPU per step       c_step  {1e3 * c['c_step']:.3f} ms (besides its calls)")
+    flat = c["c_step"] + args.workers * c["c_call"]
+    print(
+        f"  relayed step of {args.workers} calls        driver {1e3 * c['relayed_step']:.3f} ms "
+        f"through {c['relay_groups']} heads, against {1e3 * flat:.3f} ms unrelayed "
+        f"({c['relayed_step'] / flat:.2f}x)"
+    )
+    print(f"  head CPU per child call   c_head  {1e3 * c['c_head']:.3f} ms")
     print(
         f"  per range, 64 per worker          {1e3 * c['c_range_64']:.3f} ms "
         f"({c['c_range_64'] / c['c_bare']:.2f}x the bare call)"
@@ -312,22 +374,30 @@ def main() -> None:
     )
     print(
         f"\nmodel: one core per worker, {CORES_PER_MACHINE} per machine, "
-        f"{NETWORK_BYTES_PER_S * 8 / 1e9:g} Gb/s, one call per worker with rows, θ sent to "
-        f"every machine, reduction in min(W, ceil(sqrt K)) tasks"
+        f"{NETWORK_BYTES_PER_S * 8 / 1e9:g} Gb/s, one call per worker with rows (relayed "
+        f"through isqrt(n) heads from {RELAY_FROM} workers), θ sent to every machine, "
+        f"reduction in min(W, ceil(sqrt K)) tasks"
     )
     for name, (k, d, t_ep) in WORKLOADS.items():
         print(f"\n{name}: K={k:,} D={d:,} episode {1e3 * t_ep:.1f} ms")
-        print(f"  {'W':>6} {'ideal s':>9} {'step s':>9} {'occupancy':>10}")
+        print(
+            f"  {'W':>6} {'ideal s':>9} {'step s':>9} {'occupancy':>10} "
+            f"{'unrelayed s':>12} {'occupancy':>10}"
+        )
         for w in WORKERS:
             step, eff = predict(c, k, d, t_ep, w)
-            print(f"  {w:>6} {k * t_ep / w:>9.4f} {step:>9.4f} {100 * eff:>9.1f}%")
+            flat_step, flat_eff = predict(c, k, d, t_ep, w, relay=False)
+            print(
+                f"  {w:>6} {k * t_ep / w:>9.4f} {step:>9.4f} {100 * eff:>9.1f}% "
+                f"{flat_step:>12.4f} {100 * flat_eff:>9.1f}%"
+            )
     k, d, t_ep = WORKLOADS["cartpole"]
     need = call_cost_for(c, k, d, t_ep, 64, 0.70)
     humanoid = predict(c, *WORKLOADS["humanoid"], 1440)[1]
     print(
         f"\ntargets: humanoid W=1440 >= 85% ({100 * humanoid:.1f}%), "
         f"cartpole W=64 >= 70% ({100 * predict(c, k, d, t_ep, 64)[1]:.1f}%; "
-        f"needs c_call <= {1e3 * need:.3f} ms)"
+        f"unrelayed it needs c_call <= {1e3 * need:.3f} ms)"
     )
     print(f"cartpole at W=5,000 (K < W): step {predict(c, k, d, t_ep, 5000)[0]:.4f} s")
     if args.gcs_seconds > 0:
