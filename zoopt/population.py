@@ -213,6 +213,17 @@ class GaussianPopulation:
 
     def rows(self, start: int, stop: int) -> Tensor:
         """Candidates ``start:stop``, shape ``(stop - start, D)``."""
+        whole = start == 0 and stop == self.size
+        if self.antithetic and self._cache is None and not whole and stop > start:
+            # a slice nobody caches (a worker's rows): θ ± σ·S εⱼ written straight into the
+            # interleaved rows, without the signed (rows, D) matrix or its temporaries
+            j0 = start // 2
+            step = self.sigma * self.shaped(self.noise(j0, (stop + 1) // 2))
+            pairs = torch.empty(len(step), 2, self.dim, dtype=step.dtype, device=step.device)
+            torch.add(self.center, step, out=pairs[:, 0])
+            torch.sub(self.center, step, out=pairs[:, 1])
+            first = start - 2 * j0
+            return pairs.view(-1, self.dim)[first : first + stop - start]
         return self.center + self.sigma * self.shaped(self.perturbations(start, stop))
 
     def materialize(self) -> Tensor:
