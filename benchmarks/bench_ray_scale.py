@@ -200,15 +200,17 @@ def measure(repeats: int, workers: int) -> dict:
     n = k * d
     coeffs = torch.randn(k)
     fresh = [GaussianPopulation(torch.zeros(d), 0.1, s, k) for s in range(100, 100 + 4 * repeats)]
-    gen, red, dense, driver = [], [], [], []
+    gen, red, dense, driver, rand = [], [], [], [], []
     for i in range(repeats):
         p1, p2, p3, p4 = fresh[4 * i : 4 * i + 4]
+        rand.append(_cpu(lambda p=p1: p.noise()) / n)  # the K/2 noise rows alone
         gen.append(_cpu(lambda p=p1: p.perturbations()) / n)
         red.append(_cpu(lambda p=p2: p.partial_reduce(coeffs, 0, k)) / n)
         dense.append(_cpu(lambda p=p3: dense_partial_sums(p, 0, k, coeffs)) / n)
         driver.append(_cpu(lambda p=p4: p.reduce(coeffs)) / n)
     c["c_gen"], c["c_red"] = statistics.median(gen), statistics.median(red)
     c["c_dense"], c["c_sum32"] = statistics.median(dense), statistics.median(driver)
+    c["c_rand"] = statistics.median(rand)
     c["reds"], c["denses"] = red, dense
     acc, part = torch.zeros(1_000_000, dtype=torch.float64), torch.ones(1_000_000).double()
     c["c_add"] = statistics.median(_cpu(lambda: acc.add_(part)) for _ in range(20)) / part.numel()
@@ -364,6 +366,7 @@ def main() -> None:
         f"(folded / dense {c['c_red'] / c['c_dense']:.2f}x)"
     )
     print(f"    driver float32 reduce (regenerate + sum) {1e9 * c['c_sum32']:.2f} ns")
+    print(f"    its random numbers alone (K/2 noise rows)   {1e9 * c['c_rand']:.2f} ns")
     print(f"    row regeneration             c_gen   {1e9 * c['c_gen']:.2f} ns")
     print(f"    driver addition              c_add   {1e9 * c['c_add']:.2f} ns")
     print(

@@ -233,6 +233,8 @@ class EvaluationWorker:
         if own[0] != "ok":
             return own
         items, lost = list(own[1]), []
+        if refs:  # block once for all children (each blocking get would notify the raylet)
+            ray.wait(refs, num_returns=len(refs))
         for i, ref in enumerate(refs):
             try:
                 out = ray.get(ref)
