@@ -214,9 +214,12 @@ class GaussianPopulation:
     def rows(self, start: int, stop: int) -> Tensor:
         """Candidates ``start:stop``, shape ``(stop - start, D)``."""
         whole = start == 0 and stop == self.size
-        if self.antithetic and self._cache is None and not whole and stop > start:
+        elementwise = self.scale is None or self.scale.ndim == 1  # a full factor: see below
+        if self.antithetic and self._cache is None and elementwise and not whole and stop > start:
             # a slice nobody caches (a worker's rows): θ ± σ·S εⱼ written straight into the
-            # interleaved rows, without the signed (rows, D) matrix or its temporaries
+            # interleaved rows, without the signed (rows, D) matrix or its temporaries. Not
+            # for a full factor: a matrix product over a different number of rows may round
+            # differently, and the rows must equal the local evaluator's bit for bit
             j0 = start // 2
             step = self.sigma * self.shaped(self.noise(j0, (stop + 1) // 2))
             pairs = torch.empty(len(step), 2, self.dim, dtype=step.dtype, device=step.device)
