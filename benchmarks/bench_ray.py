@@ -7,8 +7,8 @@
     median wall times is printed. A perfect two-worker split gives 2×; the gap is Ray's
     per-step overhead and the load on the machine.
 (b) Bytes sent to the workers per step for a Gaussian population of K = 256, D = 10,000:
-    θ once (``ray.put``) plus the pickled arguments of every task, measured with Ray's own
-    serializer, against shipping the K×D float32 noise matrix.
+    the step's payload (θ, σ, seeds) once per worker plus the pickled arguments of every
+    call, measured with Ray's own serializer, against shipping the K×D float32 noise matrix.
 
 Ray runs its workers at niceness 15 (its system processes come first). So that both
 backends compete for the CPU on equal terms on a shared machine, this script moves itself
@@ -134,6 +134,8 @@ def speedup(ev: RayEvaluator, population: int, episodes: int, repeats: int) -> N
 def bytes_per_step(ev: RayEvaluator, k: int, d: int) -> None:
     import ray
 
+    from zoopt.evaluators.ray.scheduler import calls_per_step
+
     context = ray._private.worker.global_worker.get_serialization_context()
 
     def size(value) -> int:
@@ -141,20 +143,21 @@ def bytes_per_step(ev: RayEvaluator, k: int, d: int) -> None:
 
     objective = ObjectiveFactory(CartPoleEpisodes, 1)
     pop = GaussianPopulation(torch.randn(d), 0.1, seed=3, size=k)
-    box = ev._objective_box(objective)
-    chunks = ev._chunks(pop)  # exactly what evaluate() sends, θ put once into the store
-    theta = size(pop.center.detach())
-    args = sum(size((box, chunk, None, 12345)) for chunk in chunks)
+    step, packed, _ = ev._payload(objective, pop, 12345)  # exactly what evaluate() packs
+    bounds = ev._bounds(pop)
+    per_call = calls_per_step(len(bounds), ev.num_workers)
+    batches = [bounds[i : i + per_call] for i in range(0, len(bounds), per_call)]
+    payload = size(packed) if isinstance(packed, bytes) else size(packed[0])
+    calls = sum(size((None, batch, None)) for batch in batches)
+    sent = ev.num_workers * payload + calls  # each worker's first call carries the payload
     noise = k * d * 4
-    print(f"(b) bytes sent per step, K={k}, D={d:,}, {len(chunks)} tasks")
-    print(f"    θ once (ray.put)            {theta:12,d} B")
-    print(f"    task arguments (all tasks)  {args:12,d} B")
-    print(f"    total                       {theta + args:12,d} B")
-    print(f"    noise matrix K×D×4          {noise:12,d} B")
-    print(
-        f"    ratio noise matrix / sent: {noise / (theta + args):.0f}x "
-        f"(task arguments alone: {noise / args:.0f}x)"
-    )
+    where = "inline" if isinstance(packed, bytes) else "object store"
+    print(f"(b) bytes sent per step, K={k}, D={d:,}, {len(batches)} calls")
+    print(f"    payload ({where}), once per worker {payload:12,d} B x {ev.num_workers}")
+    print(f"    call arguments (all calls)        {calls:12,d} B")
+    print(f"    total                             {sent:12,d} B")
+    print(f"    noise matrix K×D×4                {noise:12,d} B")
+    print(f"    ratio noise matrix / sent: {noise / sent:.0f}x")
 
 
 def main() -> None:

@@ -100,3 +100,52 @@ def test_bad_scale_and_coeffs_are_rejected():
     pop = GaussianPopulation(torch.zeros(3), 1.0, seed=0, size=4)
     with pytest.raises(ValueError, match="coeffs must have shape"):
         pop.reduce(torch.ones(5))
+
+
+def _dense_partial(pop: GaussianPopulation, c: torch.Tensor, start: int, stop: int):
+    """The dense reference: the signed rows start:stop as a float64 matrix, then the sums."""
+    z = pop.perturbations()[start:stop].double()
+    c = c.double()
+    first = c @ z
+    if pop.scale is not None and pop.scale.ndim == 2:
+        return first, (z.T * c) @ z - c.sum() * torch.eye(z.shape[1], dtype=torch.float64)
+    return first, c @ (z * z) - c.sum()
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_folded_partial_reduce_equals_the_dense_reference(which, antithetic):
+    d, k = 9, 3 * NOISE_BLOCK + 6  # several noise blocks, the last one partial
+    pop = GaussianPopulation(
+        torch.randn(d), 0.3, seed=8, size=k, antithetic=antithetic, scale=_scales(d)[which]
+    )
+    c = torch.randn(k, generator=torch.Generator().manual_seed(2))
+    # ranges that cut antithetic pairs at either end, cross block edges, or hold one row
+    for start, stop in [(0, k), (1, k), (0, k - 1), (3, 2 * NOISE_BLOCK + 3), (5, 6), (4, 4)]:
+        fresh = GaussianPopulation(  # nothing cached: the blocks are regenerated
+            pop.center, 0.3, seed=8, size=k, antithetic=antithetic, scale=pop.scale
+        )
+        first, second = fresh.partial_reduce(c[start:stop], start, stop, square=True)
+        assert fresh._cache is None  # no (K, D) matrix was built
+        ref_first, ref_second = _dense_partial(pop, c[start:stop], start, stop)
+        assert first.dtype == second.dtype == torch.float64
+        assert second.shape == ref_second.shape
+        assert torch.allclose(first, ref_first, rtol=1e-12, atol=1e-12), (start, stop)
+        assert torch.allclose(second, ref_second, rtol=1e-12, atol=1e-12), (start, stop)
+        assert fresh.partial_reduce(c[start:stop], start, stop)[1] is None
+    # parts over a partition add up to the whole (what the driver does with the workers' parts)
+    cuts = [0, 7, 8, 25, k]
+    parts = [pop.partial_reduce(c[a:b], a, b)[0] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    assert torch.allclose(sum(parts), pop.partial_reduce(c)[0], rtol=1e-12, atol=1e-12)
+    # and the whole agrees with the float32 reduce to float32 rounding
+    z = pop.perturbations()
+    bound = 16 * 2.0**-24 * (c.abs() @ z.abs())
+    assert bool(((pop.partial_reduce(c)[0] - pop.reduce(c)[0].double()).abs() <= bound).all())
+
+
+def test_partial_reduce_names_the_expected_coefficient_shape():
+    pop = GaussianPopulation(torch.zeros(3), 1.0, seed=0, size=8)
+    with pytest.raises(ValueError, match=r"coeffs must have shape \(stop - start,\) = \(3,\)"):
+        pop.partial_reduce(torch.zeros(4), 2, 5)
+    with pytest.raises(ValueError, match="rows 2:9 of 8"):
+        pop.partial_reduce(torch.zeros(7), 2, 9)

@@ -200,6 +200,160 @@ def test_chunks_cover_rows_once_about_one_per_worker_whatever_k():
     assert max(b - a for a, b in bounds) <= 5 and bounds[-1][1] == 100
 
 
+def test_calls_carry_several_ranges_about_two_per_worker():
+    from zoopt.evaluators.ray.scheduler import calls_per_step
+
+    assert calls_per_step(2, 2) == 1  # one range per worker: one call each
+    assert calls_per_step(16, 2) == 4  # 8 ranges per worker: two calls of 4
+    assert calls_per_step(512, 2) == 128
+    assert calls_per_step(5, 0) == 3  # no worker yet: still at least one range a call
+
+
+def test_batched_ranges_give_the_same_losses_order_and_statistics(evaluator, tmp_path):
+    log = tmp_path / "calls.txt"
+    X = torch.randn(30, 3, generator=torch.Generator().manual_seed(1))
+    old = evaluator.chunks_per_worker
+    try:
+        evaluator.chunks_per_worker = 8  # 16 ranges, sent four to a call
+        got = evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X), seed=0)
+        driver = RunningMeanObjective(offset=0.5)
+        pop = GaussianPopulation(torch.ones(4), 0.5, 99, 30)
+        losses = evaluator.evaluate(driver, pop, seed=3)
+    finally:
+        evaluator.chunks_per_worker = old
+    assert torch.equal(got, _simulate(X))  # in row order
+    sizes = sorted(int(line.split()[0]) for line in log.read_text().splitlines())
+    assert sizes == [1] * 2 + [2] * 14  # each range still one objective call of its own rows
+    reference = LocalEvaluator().evaluate(RunningMeanObjective(offset=0.5), pop, seed=3)
+    assert torch.equal(losses, reference)
+    assert driver.count == 30 and torch.allclose(driver.total, pop.materialize().sum(0))
+
+
+def test_worker_killed_while_holding_a_batch_of_ranges_changes_nothing(evaluator):
+    objective = SlowRastrigin(delay=0.15)
+    pop = GaussianPopulation(torch.full((4,), 0.7), 0.2, 5, 12)
+    old = evaluator.chunks_per_worker
+    try:
+        evaluator.chunks_per_worker = 3  # 6 ranges: calls of 2, two per worker
+        undisturbed = evaluator.evaluate(objective, pop, seed=4)
+        victim, restarts = evaluator.workers[0], evaluator.restarts
+        killer = threading.Timer(0.2, ray.kill, (victim,))  # during its first call
+        killer.start()
+        disturbed = evaluator.evaluate(objective, pop, seed=4)
+        killer.join()
+    finally:
+        evaluator.chunks_per_worker = old
+    assert evaluator.restarts == restarts + 1
+    assert victim not in evaluator.workers
+    assert torch.equal(disturbed, undisturbed)
+    assert torch.equal(undisturbed, LocalEvaluator().evaluate(objective, pop, seed=4))
+
+
+def test_payload_travels_inline_or_by_reference_and_the_objective_once(evaluator):
+    from zoopt.evaluators.ray.worker import INLINE_PAYLOAD_BYTES
+
+    objective = zoopt.FunctionObjective(rastrigin)
+    for d in (5, INLINE_PAYLOAD_BYTES // 4 + 100):  # small: inline; large: a reference
+        pop = GaussianPopulation(torch.randn(d), 0.3, 3, 6)
+        payload = evaluator._payload(objective, pop, 1)
+        assert isinstance(payload[1], bytes) == (d == 5)
+        expected = LocalEvaluator().evaluate(objective, pop, seed=1)
+        assert torch.equal(evaluator.evaluate(objective, pop, seed=1), expected)
+    # the workers hold this objective now: the next step's boxes do not carry it again
+    actor = evaluator.workers[0]
+    step, packed, objective_box = evaluator._box(actor, evaluator._payload(objective, pop, 2))
+    assert objective_box is None and step == evaluator._steps
+    other = zoopt.FunctionObjective(rastrigin)
+    assert evaluator._box(actor, evaluator._payload(other, pop, 2))[2][0] == evaluator._token
+    del evaluator._built[actor]  # nothing was sent: the worker does not hold it
+
+
+def test_relay_plan_gives_every_range_once_in_groups_of_about_sqrt_w():
+    from zoopt.evaluators.ray.scheduler import relay_plan
+
+    for w, k in [(2, 2), (2, 7), (16, 16), (64, 256), (64, 10), (1440, 1440)]:
+        workers = list(range(w))
+        tasks = [(i, i + 1) for i in range(k)]
+        plan = relay_plan(workers, tasks)
+        assert len(plan) == math.isqrt(min(w, k))  # the driver's calls
+        seen = [r for _, own, children in plan for r in own + [x for _, rs in children for x in rs]]
+        assert seen == tasks  # row order, each range once
+        members = [head for head, _, _ in plan] + [c for _, _, ch in plan for c, _ in ch]
+        assert len(set(members)) == len(members) == min(w, k)  # one call per worker
+        assert max(len(ch) for _, _, ch in plan) <= 2 * math.isqrt(min(w, k))
+
+
+def _await_replacements(ev: RayEvaluator, timeout: float = 120.0) -> None:
+    """Wait until the replacements of workers killed by earlier tests have joined."""
+    deadline = time.monotonic() + timeout
+    while ev._pool.starting and time.monotonic() < deadline:
+        ev._pool.poll()
+        time.sleep(0.1)
+    assert len(ev.workers) == ev.num_workers
+
+
+@pytest.fixture
+def relayed(evaluator):
+    """The module's evaluator relaying every Gaussian step through one head worker."""
+    old = evaluator.relay_from
+    evaluator.relay_from = 2
+    yield evaluator
+    evaluator.relay_from = old
+
+
+def test_relayed_steps_equal_local_ones(relayed):
+    x0 = torch.linspace(-1.0, 1.5, 6)
+    kw = dict(estimator="es", steps=3, seed=11, population=10)
+    local = zoopt.minimize(rastrigin, x0, **kw)
+    remote = zoopt.minimize(rastrigin, x0, evaluator=relayed, **kw)
+    assert torch.equal(local.x, remote.x) and not torch.equal(remote.x, x0)
+    assert _same(local.history["population_loss"], remote.history["population_loss"])
+    driver = RunningMeanObjective(offset=1.5)  # statistics merged in row order
+    pop = GaussianPopulation(torch.ones(4), 0.5, 9, 12)
+    assert torch.equal(
+        relayed.evaluate(driver, pop, seed=3), (pop.materialize() ** 2).sum(-1) + 1.5
+    )
+    assert driver.count == 12
+
+
+@pytest.mark.parametrize("victim", ["head", "child"])
+def test_worker_killed_in_a_relayed_step_changes_nothing(relayed, victim):
+    objective = SlowRastrigin(delay=0.3)
+    pop = GaussianPopulation(torch.full((4,), 0.7), 0.2, 5, 8)
+    _await_replacements(relayed)  # an earlier test's kill: both workers in the tree
+    undisturbed = relayed.evaluate(objective, pop, seed=4)
+    head, child = relayed.workers[:2]  # relay_plan: the first worker heads the group
+    target, restarts = (head if victim == "head" else child), relayed.restarts
+    killer = threading.Timer(0.15, ray.kill, (target,))
+    killer.start()
+    disturbed = relayed.evaluate(objective, pop, seed=4)
+    killer.join()
+    assert relayed.restarts == restarts + 1 and target not in relayed.workers
+    assert torch.equal(disturbed, undisturbed)
+    assert torch.equal(undisturbed, LocalEvaluator().evaluate(objective, pop, seed=4))
+    assert torch.equal(relayed.evaluate(objective, pop, seed=4), undisturbed)  # and after
+
+
+class ThreeRowsFail(Objective):
+    """Sphere that raises on any call of exactly three rows."""
+
+    def evaluate(self, X, seed=0):
+        if len(X) == 3:
+            raise ValueError("three rows")
+        return (X * X).sum(-1)
+
+
+def test_objective_error_on_a_relayed_child_names_its_rows(relayed):
+    pop = GaussianPopulation(torch.zeros(3), 1.0, 0, 7)  # head rows 0:4, child rows 4:7
+    restarts = relayed.restarts
+    with pytest.raises(ObjectiveError, match="three rows") as info:
+        relayed.evaluate(ThreeRowsFail(), pop, 0)
+    assert info.value.rows == (4, 7) and "candidates 4..6" in str(info.value)
+    assert relayed.restarts == restarts  # not retried, nobody replaced
+    ok = GaussianPopulation(torch.zeros(3), 1.0, 0, 8)
+    assert torch.equal(relayed.evaluate(ThreeRowsFail(), ok, 0), (ok.materialize() ** 2).sum(-1))
+
+
 # ---------------------------------------------------------------------------------------
 # the reduction over the population, on the workers
 # ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ row range holds whole pairs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -162,19 +162,25 @@ class GaussianPopulation:
     def noise(self, start: int = 0, stop: int | None = None) -> Tensor:
         """Independent noise rows ``start:stop`` of ε, shape ``(stop - start, D)``."""
         stop = self.num_noise if stop is None else stop
-        d = self.center.shape[0]
-        dtype = self.center.dtype
         if stop <= start:
-            return torch.empty(0, d, dtype=dtype, device=self.center.device)
-        b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1
-        g = torch.Generator()
-        blocks = []
-        for b in range(b0, b1):  # a loop over blocks of NOISE_BLOCK rows, not over candidates
-            g.manual_seed(noise_block_seed(self.seed, b))
-            blocks.append(torch.randn(NOISE_BLOCK, d, generator=g, dtype=dtype))
+            return torch.empty(0, self.dim, dtype=self.center.dtype, device=self.center.device)
+        blocks = [eps for _, eps in self.noise_blocks(start, stop)]
         eps = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
-        off = b0 * NOISE_BLOCK
-        return eps[start - off : stop - off].to(self.center.device)
+        return eps.to(self.center.device)
+
+    def noise_blocks(self, start: int, stop: int) -> Iterator[tuple[int, Tensor]]:
+        """Noise rows ``start:stop`` one seeded block at a time, on the CPU.
+
+        Yields ``(first, eps)``: ``eps`` ``(n, D)`` holds rows ``first:first + n``, at most
+        ``NOISE_BLOCK`` of them, so a consumer never holds more than one block.
+        """
+        d, dtype = self.dim, self.center.dtype
+        g = torch.Generator()
+        for b in range(start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1):
+            g.manual_seed(noise_block_seed(self.seed, b))
+            block = torch.randn(NOISE_BLOCK, d, generator=g, dtype=dtype)
+            lo, hi = max(start, b * NOISE_BLOCK), min(stop, (b + 1) * NOISE_BLOCK)
+            yield lo, block[lo - b * NOISE_BLOCK : hi - b * NOISE_BLOCK]
 
     def perturbations(self, start: int = 0, stop: int | None = None) -> Tensor:
         """σ-free perturbation directions for candidate rows ``start:stop`` (signed ε).
@@ -207,6 +213,20 @@ class GaussianPopulation:
 
     def rows(self, start: int, stop: int) -> Tensor:
         """Candidates ``start:stop``, shape ``(stop - start, D)``."""
+        whole = start == 0 and stop == self.size
+        elementwise = self.scale is None or self.scale.ndim == 1  # a full factor: see below
+        if self.antithetic and self._cache is None and elementwise and not whole and stop > start:
+            # a slice nobody caches (a worker's rows): θ ± σ·S εⱼ written straight into the
+            # interleaved rows, without the signed (rows, D) matrix or its temporaries. Not
+            # for a full factor: a matrix product over a different number of rows may round
+            # differently, and the rows must equal the local evaluator's bit for bit
+            j0 = start // 2
+            step = self.sigma * self.shaped(self.noise(j0, (stop + 1) // 2))
+            pairs = torch.empty(len(step), 2, self.dim, dtype=step.dtype, device=step.device)
+            torch.add(self.center, step, out=pairs[:, 0])
+            torch.sub(self.center, step, out=pairs[:, 1])
+            first = start - 2 * j0
+            return pairs.view(-1, self.dim)[first : first + stop - start]
         return self.center + self.sigma * self.shaped(self.perturbations(start, stop))
 
     def materialize(self) -> Tensor:
@@ -241,6 +261,61 @@ class GaussianPopulation:
             eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
             return first, (z.T * c) @ z - total * eye
         return first, c @ (z * z) - total
+
+    def partial_reduce(
+        self, coeffs: Tensor, start: int = 0, stop: int | None = None, square: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """The part of :meth:`reduce` from rows ``start:stop``, in float64, block by block.
+
+        Args:
+            coeffs: ``(stop - start,)`` the rows' coefficients cᵢ.
+            start, stop: a row range (``stop`` excluded; default all K rows).
+            square: also return the second-moment part.
+
+        Returns:
+            ``(Σ cᵢ zᵢ (D,), M)`` over the range, float64 on the CPU; M is None unless
+            ``square``, then Σ cᵢ (zᵢ² − 1) ``(D,)`` or, for a full factor, Σ cᵢ (zᵢzᵢᵀ − I)
+            ``(D, D)``.
+
+        Antithetic rows +εⱼ, −εⱼ share one noise row, so their terms fold:
+        c₊εⱼ + c₋(−εⱼ) = (c₊ − c₋) εⱼ and c₊εⱼ² + c₋εⱼ² = (c₊ + c₋) εⱼ². Each noise row is
+        generated once and multiplied once, and only one block of ``NOISE_BLOCK`` rows
+        exists at a time: no ``(K, D)`` matrix, no signed copy, no float64 copy of it.
+        """
+        stop = self.size if stop is None else stop
+        c = torch.as_tensor(coeffs).detach().to("cpu", torch.float64)
+        if not 0 <= start <= stop <= self.size or c.shape != (stop - start,):
+            raise ValueError(
+                f"coeffs must have shape (stop - start,) = ({stop - start},) for rows "
+                f"{start}:{stop} of {self.size}, got {tuple(c.shape)}"
+            )
+        if self.antithetic:  # fold each pair's coefficients onto its noise row
+            j0, j1 = start // 2, (stop + 1) // 2
+            paired = c.new_zeros(2 * (j1 - j0))
+            paired[start - 2 * j0 : stop - 2 * j0] = c  # a range may cut a pair at either end
+            plus, minus = paired.view(-1, 2).unbind(1)
+            diff, both = plus - minus, plus + minus
+        else:
+            j0, j1, diff, both = start, stop, c, c
+        d = self.dim
+        full = self.scale is not None and self.scale.ndim == 2
+        first = torch.zeros(d, dtype=torch.float64)
+        second = torch.zeros((d, d) if full else d, dtype=torch.float64) if square else None
+        for lo, block in self.noise_blocks(j0, j1) if j1 > j0 else ():
+            eps = block.to(torch.float64)  # one block: NOISE_BLOCK × D, cache-resident
+            rows = slice(lo - j0, lo - j0 + len(eps))
+            first += diff[rows] @ eps
+            if square and full:
+                second += (eps.T * both[rows]) @ eps
+            elif square:
+                second += both[rows] @ (eps * eps)
+        if square:
+            total = c.sum()
+            if full:
+                second.diagonal().sub_(total)
+            else:
+                second -= total
+        return first, second
 
 
 @dataclass

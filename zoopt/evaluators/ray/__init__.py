@@ -48,7 +48,7 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
         "the 'ray' evaluator needs Ray; install it with: pip install 'zoopt-torch[ray]'"
     ) from _err
 
-from zoopt.evaluators.ray.evaluator import REDUCE_THRESHOLD, RayEvaluator
+from zoopt.evaluators.ray.evaluator import REDUCE_THRESHOLD, RELAY_FROM, RayEvaluator
 from zoopt.evaluators.ray.options import FILE_SAFE_OPTIONS, OPTIONS
 from zoopt.evaluators.ray.scheduler import WorkersLostError
 from zoopt.evaluators.ray.session import (
@@ -63,6 +63,7 @@ __all__ = [
     "FILE_SAFE_OPTIONS",
     "OPTIONS",
     "REDUCE_THRESHOLD",
+    "RELAY_FROM",
     "TASK_EVENT_LIMITS",
     "WORKER_ENV_VARS",
     "ObjectiveError",

@@ -12,14 +12,14 @@ from torch import Tensor
 
 from zoopt.evaluators.ray.options import OPTIONS, check_options
 from zoopt.evaluators.ray.resources import resolve_resources
-from zoopt.evaluators.ray.scheduler import WorkerPool, run_tasks
+from zoopt.evaluators.ray.scheduler import WorkerPool, relay_plan, run_relayed, run_tasks
 from zoopt.evaluators.ray.session import (
     WORKER_ENV_VARS,
     acquire_ray,
     release_ray,
     workers_inherit_thread_env,
 )
-from zoopt.evaluators.ray.worker import StepPayload, from_wire, remote_worker_class
+from zoopt.evaluators.ray.worker import StepPayload, from_wire, pack_payload, remote_worker_class
 from zoopt.objectives.base import Objective
 from zoopt.population import (
     CenteredPopulation,
@@ -28,13 +28,18 @@ from zoopt.population import (
     Population,
 )
 
-__all__ = ["RayEvaluator", "REDUCE_THRESHOLD"]
+__all__ = ["RayEvaluator", "REDUCE_THRESHOLD", "RELAY_FROM"]
 
 #: K·D from which the estimator's sums over the population run on the workers instead of
 #: regenerating the K×D noise on the driver; below it the extra round trip (~2 ms) costs
 #: more. ``benchmarks/bench_ray_scale.py`` measured the break-even at 0.36 M with many
 #: workers and 0.83 M with two.
 REDUCE_THRESHOLD = 1_000_000
+
+#: workers from which a Gaussian population's calls are relayed through ⌊√W⌋ head workers
+#: (:func:`~zoopt.evaluators.ray.scheduler.relay_plan`): the driver's serial dispatch falls
+#: from W calls to about 2√W. ``benchmarks/bench_ray_scale.py`` models the gain.
+RELAY_FROM = 16
 
 
 class RayEvaluator:
@@ -69,6 +74,11 @@ class RayEvaluator:
         reduce_threshold: K·D from which the estimator's sums over a Gaussian population
             (Σ cᵢ zᵢ, Σ cᵢ (zᵢ² − 1)) are computed on the workers, each returning D floats
             for its rows; ``None``: never. Default :data:`REDUCE_THRESHOLD`.
+        relay_from: number of workers from which a Gaussian population's step is relayed:
+            the driver calls ⌊√W⌋ head workers, each of which passes the calls of its group
+            on, so that no process makes more than about 2√W calls a step instead of the
+            driver making W; ``None``: never. Default :data:`RELAY_FROM`. Same numbers either
+            way; a dead head's group is re-run like any dead worker's rows.
         log_to_driver: forward the workers' stdout/stderr to this process (when this
             evaluator initialises Ray; off by default, so local runs print nothing).
         runtime_env: a Ray runtime environment for the workers; its ``env_vars`` are merged
@@ -76,10 +86,11 @@ class RayEvaluator:
         ray_init_options: extra ``ray.init`` keyword arguments (used only if this evaluator
             initialises Ray). Python only: never taken from files.
 
-    Per step the driver puts one payload into the object store (θ, σ, seeds, the shared
-    state; D floats and a few hundred bytes) and submits ``num_workers × chunks_per_worker``
-    tasks of a few dozen bytes each, at most two in flight per worker; for explicit
-    populations the K×D candidates travel with their tasks.
+    Per step the driver pickles one payload (θ, σ, seeds, the shared state; D floats and a
+    few hundred bytes), splits the rows into about ``num_workers × chunks_per_worker``
+    ranges and sends them in about two calls per worker, the first of which carries the
+    payload (inline up to 64 KiB, else its object-store reference); for explicit populations
+    the K×D candidates travel with their ranges.
 
     Example::
 
@@ -102,6 +113,7 @@ class RayEvaluator:
         startup_timeout: float = 300.0,
         replace_timeout: float = 60.0,
         reduce_threshold: float | None = REDUCE_THRESHOLD,
+        relay_from: int | None = RELAY_FROM,
         log_to_driver: bool = False,
         runtime_env: dict | None = None,
         ray_init_options: dict | None = None,
@@ -126,6 +138,7 @@ class RayEvaluator:
         self.startup_timeout = startup_timeout
         self.replace_timeout = replace_timeout
         self.reduce_threshold = reduce_threshold
+        self.relay_from = relay_from
         self.log_to_driver = log_to_driver
         self.runtime_env = runtime_env
         self.ray_init_options = dict(ray_init_options or {})
@@ -136,8 +149,10 @@ class RayEvaluator:
         self._objective: Any = None
         self._objective_ref: Any = None
         self._token = 0
-        self._step: tuple[Any, Any] | None = None  # (population, payload ref) of the last step
-        self._sent: dict[Any, Any] = {}  # actor -> the payload ref it last received
+        self._step: tuple[Any, Any] | None = None  # (population, payload) of the last step
+        self._steps = 0  # payloads packed so far
+        self._sent: dict[Any, int] = {}  # actor -> the step whose payload it last received
+        self._built: dict[Any, int] = {}  # actor -> the objective token it last received
 
     # -- life cycle -----------------------------------------------------------------------
     @property
@@ -266,7 +281,8 @@ class RayEvaluator:
         return self._bounds(population, min(pieces, math.ceil(math.sqrt(len(population)))))
 
     def _payload(self, objective: Objective | None, population: Population, seed: int) -> Any:
-        """The step's shared payload, put into the object store once."""
+        """``(step number, packed payload, objective token)``: the step's shared payload,
+        pickled once (see :func:`~zoopt.evaluators.ray.worker.pack_payload`)."""
         shipped = None
         if isinstance(population, CenteredPopulation):
             # θ as row K after a Gaussian population's rows: the workers build both
@@ -275,17 +291,24 @@ class RayEvaluator:
                 shipped = CenteredPopulation(inner, population.center.detach().to("cpu"))
         else:
             shipped = _shippable(population)
-        box = [0, None] if objective is None else self._objective_box(objective)
+        token = None if objective is None else self._objective_box(objective)[0]
         shared = None if objective is None else objective.shared_state()
-        return ray.put(StepPayload(box, shipped, shared, int(seed)))
+        self._steps += 1
+        return self._steps, pack_payload(StepPayload(token, shipped, shared, int(seed))), token
 
-    def _box(self, actor: Any, payload: Any) -> list | None:
-        """``[payload ref]`` for the first task of a step on ``actor``, then ``None``: the
-        reference is pickled once per worker and step, not once per task."""
-        if self._sent.get(actor) is payload:
+    def _box(self, actor: Any, payload: Any) -> tuple | None:
+        """What the first call of a step to ``actor`` carries besides its ranges: the packed
+        payload and, if ``actor`` has not built the step's objective, its reference; ``None``
+        for the next calls of the step (the worker keeps the payload)."""
+        step, packed, token = payload
+        if self._sent.get(actor) == step:
             return None
-        self._sent[actor] = payload
-        return [payload]  # nested: the worker fetches it itself, once
+        self._sent[actor] = step
+        objective_box = None
+        if token is not None and self._built.get(actor) != token:
+            self._built[actor] = token
+            objective_box = (token, [self._objective_ref])  # nested: fetched by the worker
+        return step, packed, objective_box
 
     def evaluate(self, objective: Objective, population: Population, seed: int) -> Tensor:
         """Losses ``(K,)`` of ``population`` under ``objective`` with the step's ``seed``.
@@ -314,18 +337,27 @@ class RayEvaluator:
             return torch.empty(0)
         payload = self._payload(objective, population, seed)
         self._sent = {a: p for a, p in self._sent.items() if a in self._pool.nodes}
+        self._built = {a: t for a, t in self._built.items() if a in self._pool.nodes}
         inner = population.population if isinstance(population, CenteredPopulation) else population
         gaussian = isinstance(inner, GaussianPopulation)
         if gaussian:
             self._step = (inner, payload)
 
-        def submit(actor: Any, start: int, stop: int) -> Any:
+        def submit(actor: Any, ranges: list[tuple[int, int]]) -> Any:
             # clone: pickling a view would ship the whole underlying storage
-            rows = None if gaussian else population.rows(start, stop).detach().to("cpu").clone()
-            return actor.evaluate.remote((self._box(actor, payload), start, stop, rows))
+            rows = None
+            if not gaussian:
+                rows = [population.rows(a, b).detach().to("cpu").clone() for a, b in ranges]
+            return actor.evaluate.remote((self._box(actor, payload), ranges, rows))
 
         bounds = self._bounds(population)
-        results = run_tasks(self._pool, bounds, submit, self.max_retries)
+        if gaussian and self.relay_from is not None and len(self._pool.ready) >= self.relay_from:
+            results, redo = self._relayed(bounds, payload)
+            if redo:  # the ranges of workers that died, re-run with the same numbers
+                failures = {a: 1 for a, _ in redo}
+                results |= run_tasks(self._pool, redo, submit, self.max_retries, failures=failures)
+        else:
+            results = run_tasks(self._pool, bounds, submit, self.max_retries)
         losses = torch.cat([from_wire(results[a][0]) for a, _ in bounds])
         for a, _ in bounds:  # merged in row order, so the driver's statistics are deterministic
             stats = results[a][1]
@@ -334,6 +366,21 @@ class RayEvaluator:
         if gaussian and self._reduces(inner):
             inner.reducer = self.reduce
         return losses
+
+    def _relayed(self, bounds: list[tuple[int, int]], payload: Any) -> tuple[dict, list]:
+        """One step through head workers: ``({start: result}, ranges to re-run)``."""
+        self._pool.poll()  # replacements placed since the last step join the tree
+
+        def submit(head: Any, own: list, children: list) -> Any:
+            sub = [(child, self._box(child, payload), ranges) for child, ranges in children]
+            return head.relay.remote((self._box(head, payload), own, sub))
+
+        plan = relay_plan(list(self._pool.ready), bounds)
+        results, redo, touched = run_relayed(self._pool, plan, submit)
+        for actor in touched:  # whether they received the payload (or objective) is unknown
+            self._sent.pop(actor, None)
+            self._built.pop(actor, None)
+        return results, redo
 
     def _reduces(self, population: GaussianPopulation) -> bool:
         return (
@@ -368,9 +415,9 @@ class RayEvaluator:
             payload = self._payload(None, population, 0)
             self._step = (population, payload)
 
-        def submit(actor: Any, start: int, stop: int) -> Any:
-            part = coeffs[start:stop].numpy().copy()
-            return actor.reduce.remote((self._box(actor, payload), start, stop, part, square))
+        def submit(actor: Any, ranges: list[tuple[int, int]]) -> Any:
+            parts = [coeffs[a:b].numpy().copy() for a, b in ranges]
+            return actor.reduce.remote((self._box(actor, payload), ranges, parts, square))
 
         bounds = self._reduce_bounds(population)
         results = run_tasks(self._pool, bounds, submit, self.max_retries)

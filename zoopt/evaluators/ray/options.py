@@ -28,6 +28,7 @@ OPTIONS = (
     "startup_timeout",
     "replace_timeout",
     "reduce_threshold",
+    "relay_from",
     "log_to_driver",
     "runtime_env",
     "ray_init_options",
@@ -78,6 +79,8 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     check_number("replace_timeout", options["replace_timeout"], positive=True)
     if options["reduce_threshold"] is not None:
         check_number("reduce_threshold", options["reduce_threshold"], positive=False)
+    if options["relay_from"] is not None:
+        check_int("relay_from", options["relay_from"], 2)
     for name in ("runtime_env", "ray_init_options"):
         value = options[name]
         if value is not None and not isinstance(value, dict):

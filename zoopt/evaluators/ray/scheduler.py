@@ -1,8 +1,10 @@
 """The worker pool and the retrying scheduler.
 
-Tasks are row ranges. Each placed worker keeps up to ``depth`` tasks in flight (it starts the
-next while the driver handles the previous result), finished tasks are collected in batches
-(one blocking ``ray.wait`` then one non-blocking sweep), and results are put back by row.
+Tasks are row ranges, sent several to a call: each placed worker gets about ``depth`` calls
+per step and keeps them in flight (it starts the next while the driver handles the previous
+result), so the driver's per-call cost is paid per worker, not per range. Finished calls are
+collected in batches (one blocking ``ray.wait`` then one non-blocking sweep), and results are
+put back by row.
 
 Lost capacity never hangs: a task whose worker died is re-run on a surviving worker while a
 replacement is started; a replacement that is not placed within ``replace_timeout`` seconds
@@ -13,6 +15,7 @@ the step stops with :class:`WorkersLostError`; the caller's checkpoint logic the
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections import deque
@@ -22,19 +25,16 @@ from typing import Any
 import ray
 import ray.exceptions as ray_exceptions
 
-from zoopt.evaluators.ray.worker import ObjectiveError
+from zoopt.evaluators.ray.worker import WORKER_LOST, ObjectiveError
 
-__all__ = ["WorkerPool", "WorkersLostError", "run_tasks"]
-
-# Ray failures that mean "the process running the chunk went away": the chunk is re-run.
-# A RayTaskError (an exception raised inside the task) is deliberately not among them.
-WORKER_LOST = (
-    ray_exceptions.RayActorError,
-    ray_exceptions.WorkerCrashedError,
-    ray_exceptions.NodeDiedError,
-    ray_exceptions.ObjectLostError,
-    ray_exceptions.OutOfMemoryError,
-)
+__all__ = [
+    "WorkerPool",
+    "WorkersLostError",
+    "calls_per_step",
+    "relay_plan",
+    "run_relayed",
+    "run_tasks",
+]
 
 #: how long finished tasks may wait to be collected together
 BATCH_WINDOW_S = 0.002
@@ -120,6 +120,14 @@ class WorkerPool:
                     stacklevel=2,
                 )
 
+    def poll(self) -> None:
+        """Let the replacements that have answered join, and give up the late ones."""
+        if self.starting:
+            done, _ = ray.wait(list(self.starting), num_returns=len(self.starting), timeout=0)
+            for ref in done:
+                self.settle(ref)
+            self.expire()
+
     def next_deadline(self) -> float | None:
         """The earliest start deadline of a replacement still starting, None if none is."""
         return min((d for _, d in self.starting.values()), default=None)
@@ -136,37 +144,52 @@ def _kill(actor: Any) -> None:
         ray.kill(actor, no_restart=True)
 
 
+def calls_per_step(tasks: int, workers: int, depth: int = 2) -> int:
+    """Ranges per call so that each worker gets about ``depth`` calls a step (at least 1)."""
+    return max(1, -(-tasks // (max(1, workers) * depth)))
+
+
 def run_tasks(
     pool: WorkerPool,
     tasks: list[tuple[int, int]],
-    submit: Callable[[Any, int, int], Any],
+    submit: Callable[[Any, list[tuple[int, int]]], Any],
     max_retries: int,
     depth: int = 2,
+    failures: dict[int, int] | None = None,
 ) -> dict[int, Any]:
-    """Run every ``(start, stop)`` task; ``{start: result}`` where result is ``out[2:]``.
+    """Run every ``(start, stop)`` row range; ``{start: result}`` per range.
 
-    ``submit(actor, start, stop)`` returns the task's reference; the task returns
-    ``("ok", start, *result)`` or ``("error", start, stop, type, message, traceback)``.
+    Ranges travel in batches: one call carries ``calls_per_step(len(tasks), workers,
+    depth)`` of them, so each worker gets about ``depth`` calls per step whatever the number
+    of ranges, and the driver pays its per-call cost (submit, wait, get) that many times, not
+    once per range. ``submit(actor, ranges)`` returns the call's reference; the call returns
+    ``("ok", [(start, *result), ...])`` with one entry per range, in order, or
+    ``("error", start, stop, type, message, traceback)`` for the range that raised.
+
+    A call whose worker died puts all its ranges back at the front of the queue (each range
+    counts one failure); they are re-run elsewhere, with the same numbers, since a range's
+    randomness depends on its rows alone.
 
     Raises:
         ObjectiveError: a task raised (not retried).
-        RuntimeError: a task's worker died more than ``max_retries`` times.
+        RuntimeError: a range's worker died more than ``max_retries`` times.
         WorkersLostError: no worker left and none could be placed in time.
     """
     pending = deque(tasks)
-    load = {a: 0 for a in pool.ready}  # tasks in flight per worker
-    running: dict[Any, tuple[tuple[int, int], Any]] = {}
-    failures: dict[int, int] = {}
+    per_call = calls_per_step(len(tasks), len(pool.ready), depth)
+    load = {a: 0 for a in pool.ready}  # calls in flight per worker
+    running: dict[Any, tuple[list[tuple[int, int]], Any]] = {}
+    failures = dict(failures or {})  # deaths so far per range start (a relayed step's)
     results: dict[int, Any] = {}
     while pending or running:
-        # fill the pool level by level, so that the first round gives each worker one task
+        # fill the pool level by level, so that the first round gives each worker one call
         for level in range(depth):
             for actor in pool.ready:
                 if not pending:
                     break
                 if load.setdefault(actor, 0) == level:
-                    task = pending.popleft()
-                    running[submit(actor, *task)] = (task, actor)
+                    batch = [pending.popleft() for _ in range(min(per_call, len(pending)))]
+                    running[submit(actor, batch)] = (batch, actor)
                     load[actor] += 1
         pool.expire()
         if not running and not pool.ready and not pool.starting:
@@ -180,10 +203,13 @@ def run_tasks(
         timeout = _POLL_S
         if deadline is not None:
             timeout = max(0.0, min(_POLL_S, deadline - time.monotonic()))
-        # collect in batches: whatever finishes within a short window, else the first to
-        # finish and whatever else has by then (each worker has its next task queued, so
+        # collect in batches. With nothing left to send, wait for every call at once (a
+        # dead worker's call is ready too, with its error): one wait instead of one per
+        # result. Otherwise whatever finishes within a short window, else the first to
+        # finish and whatever else has by then (each worker has its next call queued, so
         # the window costs no idle time)
-        done, rest = ray.wait(refs, num_returns=len(refs), timeout=min(BATCH_WINDOW_S, timeout))
+        window = timeout if not pending else min(BATCH_WINDOW_S, timeout)
+        done, rest = ray.wait(refs, num_returns=len(running) or 1, timeout=window)
         if not done:
             done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
             if done and rest:
@@ -195,27 +221,101 @@ def run_tasks(
                 pool.settle(ref)
         outs = _get_all(finished)
         for ref, out in zip(finished, outs, strict=True):
-            task, actor = running.pop(ref)
+            batch, actor = running.pop(ref)
             load[actor] = load.get(actor, 1) - 1
             if isinstance(out, WORKER_LOST):
-                failures[task[0]] = failures.get(task[0], 0) + 1
-                if failures[task[0]] > max_retries:
-                    raise RuntimeError(
-                        f"RayEvaluator: the worker evaluating rows {task[0]}:{task[1]} died "
-                        f"{failures[task[0]]} times (max_retries={max_retries}); last error: "
-                        f"{out}"
-                    ) from out
+                for start, stop in batch:
+                    failures[start] = failures.get(start, 0) + 1
+                    if failures[start] > max_retries:
+                        raise RuntimeError(
+                            f"RayEvaluator: the worker evaluating rows {start}:{stop} died "
+                            f"{failures[start]} times (max_retries={max_retries}); last "
+                            f"error: {out}"
+                        ) from out
                 pool.lose(actor)  # same rows, same seed elsewhere: the same numbers
                 load.pop(actor, None)
-                pending.appendleft(task)
+                pending.extendleft(reversed(batch))
                 continue
             if isinstance(out, ray_exceptions.RayTaskError):  # failed outside our guard
-                raise ObjectiveError(task, type(out.cause).__name__, str(out.cause), str(out))
+                first, last = batch[0][0], batch[-1][1]
+                raise ObjectiveError(
+                    (first, last), type(out.cause).__name__, str(out.cause), str(out)
+                )
             if out[0] == "error":
                 _, start, stop, etype, message, tb = out
                 raise ObjectiveError((start, stop), etype, message, tb)
-            results[task[0]] = out[2:]
+            for item in out[1]:
+                results[item[0]] = item[1:]
     return results
+
+
+def relay_plan(
+    workers: list[Any], tasks: list[tuple[int, int]]
+) -> list[tuple[Any, list, list[tuple[Any, list]]]]:
+    """A two-level tree for one step: ``[(head, ranges, [(child, ranges), ...]), ...]``.
+
+    The ranges are dealt to n = min(workers, ranges) workers in row order, one call each;
+    the n workers form G = ⌊√n⌋ groups of about n/G, and the first of each group is its head.
+    The driver then makes G calls and each head about n/G − 1: the serial dispatch on any
+    one process falls from n calls to about 2√n.
+    """
+    n = min(len(workers), len(tasks))
+    cut = [round(i * len(tasks) / n) for i in range(n + 1)]
+    shares = [(workers[i], tasks[cut[i] : cut[i + 1]]) for i in range(n)]
+    g = max(1, math.isqrt(n))
+    edges = [round(j * n / g) for j in range(g + 1)]
+    plan = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        (head, own), children = shares[a], shares[a + 1 : b]
+        plan.append((head, own, children))
+    return plan
+
+
+def run_relayed(
+    pool: WorkerPool,
+    plan: list[tuple[Any, list, list[tuple[Any, list]]]],
+    submit: Callable[[Any, list, list], Any],
+) -> tuple[dict[int, Any], list[tuple[int, int]], list[Any]]:
+    """Run one step through a :func:`relay_plan`: ``(results, redo, touched)``.
+
+    ``submit(head, ranges, children)`` returns the head's call reference (see
+    :meth:`~zoopt.evaluators.ray.worker.EvaluationWorker.relay`). ``results`` is
+    ``{start: result}`` for the ranges that came back; ``redo`` the ranges whose worker (a
+    child, or a head with its whole group) died, for :func:`run_tasks` to re-run with the same
+    numbers; ``touched`` the workers of the groups that lost something, whose copy of the
+    step's payload the driver can no longer count on. Dead workers are replaced.
+
+    Raises:
+        ObjectiveError: a range raised, on a head or a child (not retried).
+    """
+    running = {submit(head, own, children): (head, own, children) for head, own, children in plan}
+    results: dict[int, Any] = {}
+    redo: list[tuple[int, int]] = []
+    touched: list[Any] = []
+    while running:
+        done, _ = ray.wait(list(running), num_returns=len(running), timeout=_POLL_S)
+        for ref, out in zip(done, _get_all(done), strict=True):
+            head, own, children = running.pop(ref)
+            if isinstance(out, WORKER_LOST):  # the head died: its group's results with it
+                pool.lose(head)
+                redo += own + [r for _, ranges in children for r in ranges]
+                touched += [head, *(child for child, _ in children)]
+                continue
+            if isinstance(out, ray_exceptions.RayTaskError):
+                rows = (own[0][0], own[-1][1])
+                raise ObjectiveError(rows, type(out.cause).__name__, str(out.cause), str(out))
+            if out[0] == "error":
+                _, start, stop, etype, message, tb = out
+                raise ObjectiveError((start, stop), etype, message, tb)
+            _, items, lost = out
+            for item in items:
+                results[item[0]] = item[1:]
+            for i in lost:
+                child, ranges = children[i]
+                pool.lose(child)
+                redo += ranges
+                touched.append(child)
+    return results, sorted(redo), touched
 
 
 def _get_all(refs: list) -> list:

@@ -1,11 +1,13 @@
 """What travels to the workers, and the worker actor that evaluates it.
 
-Everything a step's tasks share (the objective's reference, the shared state, the seed and,
-for a Gaussian population, θ, σ and the noise seed) is packed once per step into a
-:class:`StepPayload` and put into the object store; a task carries that reference and a row
-range. Each worker fetches a payload once and regenerates its own slice of noise; an explicit
-population's rows travel with their task. Each chunk's randomness derives from (step seed,
-first row) alone, so a chunk re-run on another worker gives the same numbers.
+Everything a step's tasks share (the shared state, the seed and, for a Gaussian population,
+θ, σ and the noise seed) is packed once per step into a :class:`StepPayload`, pickled once;
+the first call of a step to each worker carries it (or, when large, its object-store
+reference), the objective's reference only when that worker has not built it yet, and every
+call carries a few row ranges. Each worker unpacks a payload once and regenerates its own
+slice of noise; an explicit population's rows travel with their call. Each range's randomness
+derives from (step seed, first row) alone, so a range re-run on another worker gives the same
+numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import ray.exceptions
 import torch
 from torch import Tensor
 
@@ -26,9 +29,25 @@ from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
 
-__all__ = ["ObjectiveError", "StepPayload", "remote_worker_class"]
+__all__ = [
+    "INLINE_PAYLOAD_BYTES",
+    "ObjectiveError",
+    "StepPayload",
+    "pack_payload",
+    "remote_worker_class",
+]
 
 _MASK63 = 2**63 - 1
+
+# Ray failures that mean "the process running the call went away": its ranges are re-run.
+# A RayTaskError (an exception raised inside the call) is deliberately not among them.
+WORKER_LOST = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 class ObjectiveError(RuntimeError):
@@ -55,19 +74,33 @@ class ObjectiveError(RuntimeError):
         return (type(self), (self.rows, self.error_type, self.message, self.worker_traceback))
 
 
+#: a step's payload up to this many pickled bytes travels inside the first call to each
+#: worker; a larger one is put into the object store once and its reference travels instead
+#: (a nested reference costs the driver about as much as a second call per worker and step)
+INLINE_PAYLOAD_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class StepPayload:
-    """What every task of a step shares; put into the object store once per step.
+    """What every task of a step shares; pickled once per step.
 
-    ``objective`` is ``[token, ref]``, nested so that each worker fetches (and builds) the
-    objective once, not once per task. ``population`` is a Gaussian population whose rows
-    the worker regenerates, or ``None`` when rows travel with their task.
+    ``objective`` is the token of the step's objective (None for a reduction alone): the
+    objective itself travels once per worker, in the box of the first call that needs it.
+    ``population`` is a Gaussian population whose rows the worker regenerates, or ``None``
+    when rows travel with their task.
     """
 
-    objective: list
+    objective: int | None
     population: GaussianPopulation | None
     shared_state: Any
     seed: int
+
+
+def pack_payload(payload: StepPayload) -> bytes | list:
+    """The payload as it travels: its pickled bytes, or ``[reference]`` to them when larger
+    than :data:`INLINE_PAYLOAD_BYTES` (nested, so the worker fetches them itself, once)."""
+    blob = ray.cloudpickle.dumps(payload)
+    return blob if len(blob) <= INLINE_PAYLOAD_BYTES else [ray.put(blob)]
 
 
 def to_wire(t: Tensor) -> Any:
@@ -102,20 +135,12 @@ def partial_sums(
 
     ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. Returns Σ cᵢ zᵢ ``(D,)`` and,
     with ``square``, Σ cᵢ (zᵢ² − 1) ``(D,)`` or, for a full factor, Σ cᵢ (zᵢzᵢᵀ − I)
-    ``(D, D)``. Accumulated in float64, so that adding the parts in row order on the driver
-    loses nothing measurable against one float32 sum over all K rows.
+    ``(D, D)``: :meth:`GaussianPopulation.partial_reduce`, which folds antithetic pairs and
+    works one noise block at a time. Accumulated in float64, so that adding the parts in row
+    order on the driver loses nothing measurable against one float32 sum over all K rows.
     """
     population = getattr(population, "population", population)  # a centred one: its rows 0:K
-    z = population.perturbations(start, stop).to(torch.float64)
-    c = coeffs.to(torch.float64)
-    first = c @ z
-    if not square:
-        return first, None
-    total = c.sum()
-    scale = population.scale
-    if scale is not None and scale.ndim == 2:
-        return first, (z.T * c) @ z - total * torch.eye(z.shape[1], dtype=torch.float64)
-    return first, c @ (z * z) - total
+    return population.partial_reduce(coeffs, start, stop, square)
 
 
 class EvaluationWorker:
@@ -127,7 +152,7 @@ class EvaluationWorker:
         self.device = torch.device(device) if device else None
         self.token: int | None = None
         self.objective: Objective | None = None
-        self.payload: tuple[str, StepPayload] | None = None
+        self.payload: tuple[int, StepPayload] | None = None
         seed_global_rngs(seed)
 
     def ready(self) -> int:
@@ -138,55 +163,112 @@ class EvaluationWorker:
         """``(process id, Ray node id)``."""
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
-    def _load(self, box: list | None) -> StepPayload:
-        # the first task of a step on this worker carries the payload's reference; the
-        # next ones carry None (tasks of one caller run in submission order)
-        if box is not None and (self.payload is None or self.payload[0] != box[0].hex()):
-            self.payload = (box[0].hex(), ray.get(box[0]))
+    def _load(self, box: tuple | None) -> StepPayload:
+        # the first call of a step on this worker carries ``box = (step, packed payload,
+        # objective)``, objective being ``(token, [ref])`` if this worker lacks it, else
+        # None; the next calls carry None (calls of one caller run in submission order)
+        if box is not None:
+            step, packed, objective_box = box
+            if self.payload is None or self.payload[0] != step:
+                blob = packed if isinstance(packed, bytes) else ray.get(packed[0])
+                self.payload = (step, ray.cloudpickle.loads(blob))
+            if objective_box is not None and objective_box[0] != self.token:
+                token, (objective_ref,) = objective_box
+                objective = ray.get(objective_ref)
+                # every worker builds its copy from the same RNG state, so factories that
+                # draw random data or initial weights build identical objectives everywhere
+                seed_global_rngs(self.seed)
+                if isinstance(objective, ObjectiveFactory):
+                    objective.build()
+                self.objective, self.token = objective, token
         if self.payload is None:
             raise RuntimeError("a task arrived before its step's payload")
         payload = self.payload[1]
-        token, objective_ref = payload.objective
-        if objective_ref is not None and token != self.token:  # None: a reduction alone
-            objective = ray.get(objective_ref)
-            # every worker builds its copy from the same RNG state, so factories that draw
-            # random data or initial weights build identical objectives everywhere
-            seed_global_rngs(self.seed)
-            if isinstance(objective, ObjectiveFactory):
-                objective.build()
-            self.objective, self.token = objective, token
+        if payload.objective is not None and payload.objective != self.token:
+            raise RuntimeError("a task arrived before its step's objective")
         return payload
 
     def evaluate(self, task: tuple) -> tuple:
-        """Losses of ``task = (box, start, stop, rows)``'s rows ``start:stop``:
-        ``("ok", start, losses, stats)`` or an error tuple. One argument: Ray's per-call cost
-        grows with the number of arguments."""
-        box, start, stop, rows = task
+        """Losses of ``task = (box, ranges, rows)``: for each ``(start, stop)`` of ``ranges``
+        in turn, the rows ``start:stop`` (regenerated, or ``rows``' tensor for that range).
+
+        Returns ``("ok", [(start, losses, stats), ...])`` or the error tuple of the range
+        that raised. One argument: Ray's per-call cost grows with the number of arguments.
+        """
+        box, ranges, rows = task
+        start = stop = 0
         try:
             payload = self._load(box)
             if payload.shared_state is not None:
                 self.objective.load_shared_state(payload.shared_state)
-            X = payload.population.rows(start, stop) if rows is None else rows
-            if self.device is not None:
-                X = X.to(self.device)
-            # the chunk's randomness depends on (step seed, rows) only, not on which worker
-            # runs it or what it ran before: a re-run chunk gives the same numbers
-            seed_global_rngs(chunk_seed(payload.seed, start))
             name = getattr(self.objective, "name", type(self.objective).__name__)
-            losses = check_losses(self.objective.evaluate(X, payload.seed), len(X), name)
-            return ("ok", start, to_wire(losses.to("cpu")), self.objective.pop_stats())
+            out = []
+            for i, (start, stop) in enumerate(ranges):
+                X = payload.population.rows(start, stop) if rows is None else rows[i]
+                if self.device is not None:
+                    X = X.to(self.device)
+                # the range's randomness depends on (step seed, rows) only, not on which
+                # worker runs it, what it ran before or which call carried it: a re-run
+                # range gives the same numbers
+                seed_global_rngs(chunk_seed(payload.seed, start))
+                losses = check_losses(self.objective.evaluate(X, payload.seed), len(X), name)
+                out.append((start, to_wire(losses.to("cpu")), self.objective.pop_stats()))
+            return ("ok", out)
         except Exception as exc:  # surfaced on the driver as ObjectiveError, not retried
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
 
+    def relay(self, task: tuple) -> tuple:
+        """Pass on each child's part of a step, then evaluate this worker's own.
+
+        ``task = (box, ranges, children)`` with ``children`` a list of ``(actor, box,
+        ranges)``. Each child's :meth:`evaluate` call is submitted first (from here, not from
+        the driver), then this worker's ``ranges`` are evaluated, then the children's results
+        collected. Returns ``("ok", items, lost)``: every range's ``(start, losses, stats)``
+        and the indices of the children that died (the driver re-runs their ranges), or the
+        error tuple of a range that raised, here or on a child.
+        """
+        box, ranges, children = task
+        refs = [actor.evaluate.remote((b, r, None)) for actor, b, r in children]
+        own = self.evaluate((box, ranges, None))
+        if own[0] != "ok":
+            return own
+        items, lost = list(own[1]), []
+        if refs:  # block once for all children (each blocking get would notify the raylet)
+            ray.wait(refs, num_returns=len(refs))
+        for i, ref in enumerate(refs):
+            try:
+                out = ray.get(ref)
+            except WORKER_LOST:
+                lost.append(i)
+                continue
+            except ray.exceptions.RayTaskError as exc:  # failed outside the child's guard
+                rows = children[i][2]
+                cause = exc.cause
+                return (
+                    "error",
+                    rows[0][0],
+                    rows[-1][1],
+                    type(cause).__name__,
+                    str(cause),
+                    str(exc),
+                )
+            if out[0] != "ok":
+                return out
+            items += out[1]
+        return ("ok", items, lost)
+
     def reduce(self, task: tuple) -> tuple:
-        """Partial sums for ``task = (box, start, stop, coeffs, square)``:
-        ``("ok", start, first, second)`` or an error tuple."""
-        box, start, stop, coeffs, square = task
+        """Partial sums for ``task = (box, ranges, coeffs, square)``, ``coeffs`` one array per
+        range: ``("ok", [(start, first, second), ...])`` or an error tuple."""
+        box, ranges, coeffs, square = task
+        start = stop = 0
         try:
             payload = self._load(box)
-            c = from_wire(coeffs)
-            first, second = partial_sums(payload.population, start, stop, c, square)
-            return ("ok", start, to_wire(first), None if second is None else to_wire(second))
+            out = []
+            for (start, stop), c in zip(ranges, coeffs, strict=True):
+                first, second = partial_sums(payload.population, start, stop, from_wire(c), square)
+                out.append((start, to_wire(first), None if second is None else to_wire(second)))
+            return ("ok", out)
         except Exception as exc:
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
 
