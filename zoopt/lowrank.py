@@ -43,8 +43,10 @@ __all__ = [
     "LowRankPopulation",
     "LowRankStructure",
     "TensorDraw",
+    "check_lowrank",
     "check_rank",
     "factor_seed",
+    "module_structure",
 ]
 
 #: layers whose weight is drawn as a rank-r matrix
@@ -67,6 +69,40 @@ def check_rank(rank: Any) -> int | None:
             f"matrix's draw), got {rank!r}"
         )
     return rank
+
+
+def check_lowrank(rank: Any, covariance: str = "none") -> int | None:
+    """An estimator's ``rank`` option with its ``covariance``: a full factor cannot be
+    combined with low-rank draws (it would mix every coordinate of a member)."""
+    rank = check_rank(rank)
+    if rank is not None and covariance == "full":
+        raise LowRankError(
+            f"rank={rank} draws per weight matrix; covariance='full' mixes all coordinates "
+            "and is not available with it: use covariance='none' or 'diagonal'"
+        )
+    return rank
+
+
+def module_structure(rank: int, module: Any, objective: Any, dim: int) -> LowRankStructure:
+    """The low-rank structure for an estimator's ``rank``: of ``module`` (the ``nn.Module``
+    x0 came as) or else of the objective's ``model`` (:class:`zoopt.SupervisedObjective`).
+
+    Raises:
+        LowRankError: no module to read the layers from, or its D differs from ``dim``.
+    """
+    if not isinstance(module, nn.Module):
+        module = getattr(objective, "model", None)
+    if not isinstance(module, nn.Module):
+        raise LowRankError(
+            f"rank={rank} draws low-rank perturbations per weight matrix of a module: give "
+            "x0 as the nn.Module (or an objective with a .model, e.g. SupervisedObjective)"
+        )
+    structure = LowRankStructure.from_module(module, rank)
+    if structure.dim != dim:
+        raise LowRankError(
+            f"rank={rank}: the module has D={structure.dim} parameters, x0 has {dim}"
+        )
+    return structure
 
 
 def factor_seed(seed: int, block: int, tensor: int) -> int:

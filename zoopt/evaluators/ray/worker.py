@@ -21,7 +21,7 @@ import ray
 import torch
 from torch import Tensor
 
-from zoopt.evaluators.base import candidate_rows
+from zoopt.evaluators.base import candidate_rows, candidates
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
@@ -166,7 +166,10 @@ class EvaluationWorker:
             payload = self._load(box)
             if payload.shared_state is not None:
                 self.objective.load_shared_state(payload.shared_state)
-            X = payload.population.rows(start, stop) if rows is None else rows
+            if rows is None:  # regenerated here: rows, or a low-rank population's members
+                X = candidates(self.objective, payload.population, start, stop)
+            else:
+                X = rows
             if self.device is not None:
                 X = X.to(self.device)
             # the chunk's randomness depends on (step seed, rows) only, not on which worker
