@@ -48,9 +48,7 @@ def _cnn() -> nn.Module:
 def _population(model, rank=2, size=6, antithetic=True, sigma=0.3, seed=123, scale=None):
     theta = nn.utils.parameters_to_vector(model.parameters()).detach().clone()
     structure = LowRankStructure.from_module(model, rank)
-    return LowRankPopulation(
-        theta, sigma, seed, size, antithetic, scale=scale, structure=structure
-    )
+    return LowRankPopulation(theta, sigma, seed, size, antithetic, scale=scale, structure=structure)
 
 
 def _explicit(model, rows, *inputs):
@@ -139,9 +137,7 @@ def test_population_forward_of_a_cnn_with_an_adapted_scale_and_the_centre():
     centred = CenteredPopulation(pop, pop.center.clone())
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     out = population_forward(model, centred.members(0, 5), x)
-    torch.testing.assert_close(
-        out, _explicit(model, centred.materialize(), x), rtol=0, atol=1e-10
-    )
+    torch.testing.assert_close(out, _explicit(model, centred.materialize(), x), rtol=0, atol=1e-10)
 
 
 def test_population_forward_through_batched_forward_and_a_supervised_objective():
@@ -192,8 +188,9 @@ def test_inplace_evaluation_restores_theta_bit_for_bit():
     assert torch.equal(nn.utils.parameters_to_vector(model.parameters()), pop.center)
     naive = pop.center + pop.sigma * pop.perturbations()[0] - pop.sigma * pop.perturbations()[0]
     assert not torch.equal(naive, pop.center)  # add-then-subtract would not have restored θ
-    torch.testing.assert_close(out, population_forward(model, pop.members(), idx), rtol=1e-3,
-                               atol=1.0)
+    torch.testing.assert_close(
+        out, population_forward(model, pop.members(), idx), rtol=1e-3, atol=1.0
+    )
 
 
 def test_inplace_objective_gives_the_population_forward_losses_and_keeps_theta():
@@ -204,8 +201,17 @@ def test_inplace_objective_gives_the_population_forward_losses_and_keeps_theta()
     def run(inplace):
         m = copy.deepcopy(model)
         obj = SupervisedObjective(m, x, y, inplace=inplace, surrogate=None)
-        return zoopt.minimize(obj, m, estimator="es", rank=2, steps=4, seed=3,
-                              population=8, shaping="centered_ranks", progress=False), m
+        return zoopt.minimize(
+            obj,
+            m,
+            estimator="es",
+            rank=2,
+            steps=4,
+            seed=3,
+            population=8,
+            shaping="centered_ranks",
+            progress=False,
+        ), m
 
     a, ma = run(False)
     b, mb = run(True)
@@ -243,15 +249,27 @@ def test_estimators_with_rank_learn_and_resume_exactly(name):
     second.run()
     assert torch.equal(second.theta, full.theta)
     assert second.history["loss"] == full.history["loss"]
-    assert isinstance(full.estimator._proposal.population(full.theta, 0, 4, True),
-                      LowRankPopulation)
+    assert isinstance(
+        full.estimator._proposal.population(full.theta, 0, 4, True), LowRankPopulation
+    )
 
 
 def test_rank_learns_on_a_small_task():
     model, obj = _digits_like(1)
     before = -float(obj.evaluate(nn.utils.parameters_to_vector(model.parameters())[None])[0])
-    r = zoopt.minimize(obj, copy.deepcopy(model), estimator="es", rank=1, steps=60, seed=0, population=32,
-                       sigma=0.1, shaping="centered_ranks", lr=0.05, progress=False)
+    r = zoopt.minimize(
+        obj,
+        copy.deepcopy(model),
+        estimator="es",
+        rank=1,
+        steps=60,
+        seed=0,
+        population=32,
+        sigma=0.1,
+        shaping="centered_ranks",
+        lr=0.05,
+        progress=False,
+    )
     assert r.metric > before + 0.1
 
 
@@ -302,7 +320,10 @@ def test_a_model_whose_population_of_rows_exceeds_memory_runs(tmp_path):
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
@@ -323,8 +344,11 @@ def test_rank_must_be_a_positive_int(rank):
 
 def test_rank_above_the_smallest_side_of_a_matrix_names_it():
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-    with pytest.raises(LowRankError, match=r"rank=4 exceeds min\(m, n\) = 3 of the weight "
-                                           r"matrix '2.weight' \(3×16\)"):
+    with pytest.raises(
+        LowRankError,
+        match=r"rank=4 exceeds min\(m, n\) = 3 of the weight "
+        r"matrix '2.weight' \(3×16\)",
+    ):
         zoopt.minimize(lambda X: torch.zeros(len(X)), model, estimator="es", rank=4, steps=1)
 
 
@@ -366,3 +390,20 @@ def test_config_key_rank():
     assert cfg["estimators"]["es"]["rank"] == 4
     with pytest.raises(ConfigError, match="rank"):
         validate({**copy.deepcopy(base), "estimators": {"es": {"rank": 0}}})
+
+
+@pytest.mark.cuda
+def test_population_forward_on_a_gpu_equals_the_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    torch.manual_seed(6)
+    model = Tagger()
+    pop = _population(model, rank=2, size=8)
+    idx = torch.randint(0, 20, (4, 7))
+    cpu = population_forward(model, pop.members(), idx)
+    gpu = population_forward(model.cuda(), pop.members().to("cuda"), idx.cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    cpu_step = pop.reduce(torch.linspace(-1, 1, 8))[0]
+    gpu_pop = _population(model, rank=2, size=8)
+    assert gpu_pop.center.is_cuda
+    torch.testing.assert_close(gpu_pop.reduce(torch.linspace(-1, 1, 8))[0].cpu(), cpu_step)

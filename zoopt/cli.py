@@ -315,6 +315,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     import zoopt
     from zoopt.config import objective_recipes
     from zoopt.estimators import ESTIMATORS
+    from zoopt.lowrank import lowrank_estimators
     from zoopt.extras import EXTRAS
     from zoopt.optim import SCHEDULES, available_optimizers
 
@@ -322,6 +323,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in sorted(ESTIMATORS):
         doc = (ESTIMATORS[name].__doc__ or "").strip().splitlines()
         print(f"  {name:<12} {doc[0] if doc else ''}")
+    print(
+        "  low-rank draws for a module's weight matrices ([estimators.NAME] rank = r): "
+        + ", ".join(lowrank_estimators())
+    )
     print("objective kinds ([objective] kind = ...):")
     for kind, recipe in objective_recipes().items():
         keys = ", ".join(recipe.schema)

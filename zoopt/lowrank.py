@@ -46,6 +46,7 @@ __all__ = [
     "check_lowrank",
     "check_rank",
     "factor_seed",
+    "lowrank_estimators",
     "module_structure",
 ]
 
@@ -103,6 +104,15 @@ def module_structure(rank: int, module: Any, objective: Any, dim: int) -> LowRan
             f"rank={rank}: the module has D={structure.dim} parameters, x0 has {dim}"
         )
     return structure
+
+
+def lowrank_estimators() -> list[str]:
+    """The registered estimators that offer low-rank draws (a ``rank`` option)."""
+    import inspect
+
+    from zoopt.estimators import ESTIMATORS
+
+    return sorted(n for n, c in ESTIMATORS.items() if "rank" in inspect.signature(c).parameters)
 
 
 def factor_seed(seed: int, block: int, tensor: int) -> int:
@@ -215,7 +225,9 @@ def _noise(structure: LowRankStructure, seed: int, start: int, stop: int, dtype)
         for b in range(b0, b1):  # blocks of NOISE_BLOCK members, not single members
             g.manual_seed(factor_seed(seed, b, t.index))
             if t.lowrank:
-                blocks.append(torch.randn(NOISE_BLOCK, t.rows + t.cols, r, generator=g, dtype=dtype))
+                blocks.append(
+                    torch.randn(NOISE_BLOCK, t.rows + t.cols, r, generator=g, dtype=dtype)
+                )
             else:
                 blocks.append(torch.randn(NOISE_BLOCK, t.numel, generator=g, dtype=dtype))
         z = (torch.cat(blocks) if len(blocks) > 1 else blocks[0])[start - off : stop - off]
@@ -250,8 +262,9 @@ class LowRankPopulation(GaussianPopulation):
                 f"got D={have}"
             )
         if self.scale is not None and self.scale.ndim != 1:
-            raise LowRankError("low-rank draws take no full (D, D) factor: use covariance "
-                               "'none' or 'diagonal'")
+            raise LowRankError(
+                "low-rank draws take no full (D, D) factor: use covariance 'none' or 'diagonal'"
+            )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LowRankPopulation):

@@ -79,9 +79,7 @@ def _plan(module: nn.Module, structure: LowRankStructure) -> list[tuple[nn.Modul
                 "nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding, nn.LayerNorm and layers "
                 "without parameters); evaluate such a module in place (inplace=True)"
             )
-        if isinstance(layer, tuple(_CONV)) and (
-            layer.groups != 1 or layer.padding_mode != "zeros"
-        ):
+        if isinstance(layer, tuple(_CONV)) and (layer.groups != 1 or layer.padding_mode != "zeros"):
             raise LowRankError(
                 f"population forward: {qual!r} has groups={layer.groups}, padding_mode="
                 f"{layer.padding_mode!r}; only groups=1 with zero padding is supported "
@@ -187,8 +185,10 @@ def _repeat(x: Any, k: int, batch_dim: int) -> Any:
     """``x`` with its batch dimension repeated K times, member-major."""
     if not isinstance(x, Tensor):
         return x
-    return x.unsqueeze(batch_dim).expand(*x.shape[:batch_dim], k, *x.shape[batch_dim:]).flatten(
-        batch_dim, batch_dim + 1
+    return (
+        x.unsqueeze(batch_dim)
+        .expand(*x.shape[:batch_dim], k, *x.shape[batch_dim:])
+        .flatten(batch_dim, batch_dim + 1)
     )
 
 
@@ -269,8 +269,9 @@ def inplace_forward(module: nn.Module, members: LowRankMembers, *args: Any, **kw
                     if t.lowrank:
                         a, b = f
                         # W = θ_W + AᵢBᵢᵀ in one fused product into the parameter's storage
-                        torch.addmm(c.reshape(t.rows, t.cols), a[i], b[i].T,
-                                    out=p.data.view(t.rows, t.cols))
+                        torch.addmm(
+                            c.reshape(t.rows, t.cols), a[i], b[i].T, out=p.data.view(t.rows, t.cols)
+                        )
                     else:
                         torch.add(c, f[i].view(t.shape), out=p.data)
                 outs.append(module(*args, **kwargs))

@@ -125,7 +125,12 @@ class GaussianProposal:
         scale = None if self.scale is None else self.scale.clone()
         if self.structure is not None:
             return LowRankPopulation(
-                x.detach(), self.sigma, seed, size, antithetic, scale=scale,
+                x.detach(),
+                self.sigma,
+                seed,
+                size,
+                antithetic,
+                scale=scale,
                 structure=self.structure,
             )
         return GaussianPopulation(x.detach(), self.sigma, seed, size, antithetic, scale=scale)

@@ -32,6 +32,4 @@ class ARS(ES):
         eta_mean: float = 1.0,
         rank: int | None = None,
     ):
-        super().__init__(
-            sigma, population, shaping="top", eta_mean=eta_mean, top=top, rank=rank
-        )
+        super().__init__(sigma, population, shaping="top", eta_mean=eta_mean, top=top, rank=rank)
