@@ -232,9 +232,9 @@ def part_forward(args: argparse.Namespace) -> None:
         x = x.to(dev)
         inputs = x.unsqueeze(0).expand(k, *x.shape).reshape(-1, *x.shape[1:])
         pops = {r: population(model, k, r).members().to(dev) for r in (1, 4)}
-        fns = {"inference": lambda: (model(inputs), sync())}
+        fns = {"inference": lambda m=model, i=inputs: (m(i), sync())}
         for r, members in pops.items():
-            fns[r] = lambda members=members: (population_forward(model, members, x), sync())
+            fns[r] = lambda m=model, ms=members, x=x: (population_forward(m, ms, x), sync())
         best = {key: math.inf for key in fns}
         with torch.no_grad():
             for f in fns.values():  # warm-up

@@ -8,8 +8,8 @@ sit side by side behind :func:`minimize`.
 import zoopt_envs  # noqa: F401  (registers the zoopt/ Gymnasium environments)
 from zoopt.estimators import available_estimators, get_estimator, register
 from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
-from zoopt.minimize import Minimizer, NonFiniteError, StalledSearchWarning, minimize, step_seed
 from zoopt.lowrank import LowRankError, LowRankMembers, LowRankPopulation
+from zoopt.minimize import Minimizer, NonFiniteError, StalledSearchWarning, minimize, step_seed
 from zoopt.modules import batched_forward
 from zoopt.novelty import Novelty
 from zoopt.objectives import FunctionObjective, Objective, OutputSamples

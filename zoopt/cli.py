@@ -315,8 +315,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     import zoopt
     from zoopt.config import objective_recipes
     from zoopt.estimators import ESTIMATORS
-    from zoopt.lowrank import lowrank_estimators
     from zoopt.extras import EXTRAS
+    from zoopt.lowrank import lowrank_estimators
     from zoopt.optim import SCHEDULES, available_optimizers
 
     print("estimators:")
