@@ -59,8 +59,8 @@ def batched_forward(module: nn.Module, inplace: bool = False) -> Callable[..., T
         a callable taking ``X`` ``(K, D)`` (or one vector ``(D,)``, or K low-rank members)
         and the module's inputs, returning its outputs stacked over the rows ``(K, ...)``
         (or unstacked for one vector). It is differentiable in ``X`` (the ``"gradient"``
-        estimator works through it). The module runs in eval mode: BatchNorm uses its running statistics
-        and does not update them, Dropout is off, whatever estimator calls it.
+        estimator works through it). The module runs in eval mode: BatchNorm uses its running
+        statistics and does not update them, Dropout is off, whatever estimator calls it.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"batched_forward needs an nn.Module, got {type(module).__name__}")
