@@ -143,6 +143,7 @@ def memory_probe(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     model, x = build(args.model)
     k = args.population
+    members = population(model, k, args.rank or 1).members()  # θ's copy: not the forward's
     before = rss()
     reset_peak()
     with torch.no_grad():
@@ -150,7 +151,7 @@ def memory_probe(args: argparse.Namespace) -> None:
             inputs = x.unsqueeze(0).expand(k, *x.shape).reshape(-1, *x.shape[1:])
             model.eval()(inputs)
         elif args.mode == "population":
-            population_forward(model, population(model, k, args.rank).members(), x)
+            population_forward(model, members, x)
         else:  # one ES step of the objective below, full rank or low rank
             es_step(model, x, k, None if args.rank == 0 else args.rank)
     print(json.dumps({"extra": peak() - before}))

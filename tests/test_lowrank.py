@@ -153,19 +153,54 @@ def test_population_forward_through_batched_forward_and_a_supervised_objective()
     torch.testing.assert_close(obj.evaluate(members), obj.evaluate(rows), rtol=0, atol=0.021)
 
 
+class Encoder(nn.Module):
+    """nn.Embedding → nn.TransformerEncoderLayer (nn.MultiheadAttention inside) → nn.Linear."""
+
+    def __init__(self, batch_first: bool = True):
+        super().__init__()
+        self.batch_first = batch_first
+        self.emb = nn.Embedding(30, 16)
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=batch_first)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, idx):
+        pad = idx == 0
+        h = self.emb(idx if self.batch_first else idx.T)
+        h = self.layer(h, src_key_padding_mask=pad)
+        return self.head(h if self.batch_first else h.transpose(0, 1))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_population_forward_of_a_transformer_with_multihead_attention(batch_first):
+    torch.manual_seed(7)
+    model = Encoder(batch_first).double()
+    pop = _population(model, rank=2, size=4)
+    assert any(t.name == "layer.self_attn.in_proj_weight" and t.lowrank
+               for t in pop.structure.tensors)
+    idx = torch.randint(1, 30, (3, 6))
+    idx[0, 4:] = 0  # padding, masked out of the attention
+    out = population_forward(model, pop.members(), idx)
+    torch.testing.assert_close(out, _explicit(model, pop.materialize(), idx), rtol=0, atol=1e-9)
+
+
 def test_population_forward_refuses_layers_it_cannot_perturb():
     class Attn(nn.Module):
         def __init__(self):
             super().__init__()
-            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True)
+            self.rnn = nn.GRU(8, 8, batch_first=True)
             self.head = nn.Linear(8, 2)
 
         def forward(self, x):
-            return self.head(self.attn(x, x, x)[0])
+            return self.head(self.rnn(self.attn(x, x, x)[0])[0])
 
     model = Attn()
     pop = _population(model, rank=1, size=2)
-    with pytest.raises(LowRankError, match="attn.in_proj_weight.*MultiheadAttention"):
+    with pytest.raises(LowRankError, match="'attn'.*add_bias_kv"):
+        population_forward(model, pop.members(), torch.randn(1, 3, 8))
+    model.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+    pop = _population(model, rank=1, size=2)
+    with pytest.raises(LowRankError, match="'rnn.weight_ih_l0' belongs to a GRU"):
         population_forward(model, pop.members(), torch.randn(1, 3, 8))
     # in place, any module runs
     out = inplace_forward(model, pop.members(), torch.randn(1, 3, 8))

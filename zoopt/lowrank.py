@@ -2,8 +2,9 @@
 Strategies at the Hyperscale").
 
 For a module, the draw of member i is a structure rather than a row of D numbers: every weight
-matrix W (m×n) of an ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` (read as out × in·kernel) or
-``nn.Embedding`` (num × dim) gets
+matrix W (m×n) of an ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` (read as out × in·kernel),
+``nn.Embedding`` (num × dim) or ``nn.MultiheadAttention``'s packed input projection (3E × E)
+gets
 
     zᵢ = AᵢBᵢᵀ/√r,   Aᵢ (m×r), Bᵢ (n×r) with N(0, 1) entries,
 
@@ -176,8 +177,12 @@ class LowRankStructure:
             raise LowRankError("rank must be an int >= 1 for a low-rank structure, got None")
         matrices: dict[int, tuple[int, int]] = {}
         for m in module.modules():
-            if isinstance(m, LOWRANK_LAYERS) and isinstance(m.weight, Tensor):
+            w = None
+            if isinstance(m, LOWRANK_LAYERS):
                 w = m.weight
+            elif isinstance(m, nn.MultiheadAttention):
+                w = m.in_proj_weight  # the packed q, k, v projections (3E×E); None if unpacked
+            if isinstance(w, Tensor):
                 matrices[id(w)] = (w.shape[0], w[0].numel())
         if not matrices:
             raise LowRankError(

@@ -12,6 +12,8 @@ its members' terms to the one shared product:
     Conv1d/2d   y = conv(x, W) + b  +  Aᵢ · conv(x, Bᵢ as r filters) + δbᵢ
     Embedding   y = W[idx]  +  Aᵢ[idx] Bᵢᵀ
     LayerNorm   y = norm(x) ⊙ (w + δwᵢ) + (b + δbᵢ)       (full-rank draws)
+    MultiheadAttention   q, k, v from the packed projection as for Linear, then scaled
+                dot-product attention per row and the output projection (an nn.Linear)
 
 so the extra cost per layer is r·(m + n) per row against m·n for the shared product, and the
 extra memory the members' factors, K·r·(m + n) per matrix. The output is ``(K, B, …)``.
@@ -22,17 +24,21 @@ at the end every tensor is copied back from θ, so the parameters equal θ bit f
 subtraction of the noise, which would not restore the bits). Memory: one model and the
 factors of the members asked for; no K-sized activations.
 
-Limits: parameters must belong to supported layers (a layer holding others, e.g.
-``nn.MultiheadAttention``'s packed projection, ``nn.GRU``, ``nn.BatchNorm``, raises
-:class:`~zoopt.lowrank.LowRankError` in :func:`population_forward`; :func:`inplace_forward`
-takes any module); convolutions with ``groups=1`` and zero padding; a parameter read
-directly, outside its layer's call (``F.linear(h, self.emb.weight)``), gets θ without its
-perturbation — tie weights by sharing the parameter between layers instead.
+Limits: parameters must belong to supported layers (others, e.g. ``nn.GRU``,
+``nn.BatchNorm``, a bare ``nn.Parameter``, raise :class:`~zoopt.lowrank.LowRankError` in
+:func:`population_forward`; :func:`inplace_forward` takes any module); convolutions with
+``groups=1`` and zero padding; ``nn.MultiheadAttention`` with one packed projection, no
+``add_bias_kv``, and no attention weights returned (``need_weights`` gives None); a
+parameter read directly, outside its layer's call (``F.linear(h, self.emb.weight)``), gets
+θ without its perturbation — tie weights by sharing the parameter between layers instead.
+PyTorch's fused transformer fast path is switched off while the forward runs (it would
+read the weights directly).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +77,16 @@ def _plan(module: nn.Module, structure: LowRankStructure) -> list[tuple[nn.Modul
         own = dict(layer.named_parameters(recurse=False))
         if not own:
             continue
+        if isinstance(layer, nn.MultiheadAttention):
+            if set(own) - {"in_proj_weight", "in_proj_bias"}:
+                raise LowRankError(
+                    f"population forward: {qual!r} (nn.MultiheadAttention) has "
+                    f"{sorted(set(own) - {'in_proj_weight', 'in_proj_bias'})}; only one packed "
+                    "q/k/v projection without add_bias_kv is supported (evaluate in place "
+                    "with inplace=True)"
+                )
+            plan.append((layer, {name: index[id(p)] for name, p in own.items()}))
+            continue
         supported = isinstance(layer, (*_CONV, nn.Linear, nn.Embedding, nn.LayerNorm))
         if not supported or set(own) - {"weight", "bias"}:
             raise LowRankError(
@@ -106,14 +122,14 @@ def _leading(t: Tensor, k: int) -> Tensor:
 
 def _linear(layer: nn.Linear, k: int, f: dict) -> Any:
     def forward(x: Tensor) -> Tensor:
-        y = F.linear(x, layer.weight, layer.bias)
-        yk = _leading(y, k)
+        y = F.linear(x, layer.weight, layer.bias)  # the shared product, a fresh tensor
+        yk = _leading(y, k)  # a view: the members' terms are added in place
         if "weight" in f:
             a, b = f["weight"]
-            yk = yk.baddbmm(torch.bmm(_leading(x, k), b), a.transpose(1, 2))
+            yk.baddbmm_(torch.bmm(_leading(x, k), b), a.transpose(1, 2))
         if "bias" in f:
-            yk = yk + f["bias"][:, None, :]
-        return yk.view(y.shape)
+            yk.add_(f["bias"][:, None, :])
+        return y
 
     return forward
 
@@ -149,8 +165,8 @@ def _embedding(layer: nn.Embedding, k: int, f: dict) -> Any:
         a, b = f["weight"]  # (K, num, r), (K, dim, r)
         ik = idx.reshape(k, -1)
         rows = torch.arange(k, device=idx.device)[:, None]
-        corr = torch.bmm(a[rows, ik], b.transpose(1, 2))  # (K, N, dim)
-        return (_leading(y, k) + corr).view(y.shape)
+        _leading(y, k).baddbmm_(a[rows, ik], b.transpose(1, 2))  # + Aₖ[idx] Bₖᵀ, (K, N, dim)
+        return y
 
     return forward
 
@@ -171,14 +187,94 @@ def _layer_norm(layer: nn.LayerNorm, k: int, f: dict) -> Any:
     return forward
 
 
-def _wrapper(layer: nn.Module, k: int, f: dict) -> Any:
+def _attention(layer: nn.MultiheadAttention, k: int, f: dict) -> Any:
+    e, heads = layer.embed_dim, layer.num_heads
+
+    def project(x: Tensor, part: int) -> Tensor:
+        rows = slice(part * e, (part + 1) * e)
+        bias = None if layer.in_proj_bias is None else layer.in_proj_bias[rows]
+        y = _leading(F.linear(x, layer.in_proj_weight[rows], bias), k)
+        if "in_proj_weight" in f:
+            a, b = f["in_proj_weight"]
+            y = y.baddbmm(torch.bmm(_leading(x, k), b), a[:, rows].transpose(1, 2))
+        if "in_proj_bias" in f:
+            y = y + f["in_proj_bias"][:, None, rows]
+        return y.view(*x.shape[:-1], e)
+
+    def forward(
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, None]:
+        if not layer.batch_first:  # (L, N, E) → (N, L, E)
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        n, length, _ = query.shape
+
+        def split(t: Tensor) -> Tensor:  # (N, L, E) → (N, heads, L, E/heads)
+            return t.reshape(n, t.shape[1], heads, -1).transpose(1, 2)
+
+        q, kk, v = split(project(query, 0)), split(project(key, 1)), split(project(value, 2))
+        mask = None
+        if attn_mask is not None:
+            mask = ~attn_mask if attn_mask.dtype == torch.bool else attn_mask
+            if mask.ndim == 3:  # (N·heads, L, S)
+                mask = mask.view(n, heads, *mask.shape[1:])
+        if key_padding_mask is not None:
+            pad = key_padding_mask.view(n, 1, 1, -1)
+            pad = ~pad if pad.dtype == torch.bool else pad
+            if mask is None:
+                mask = pad
+            elif mask.dtype == torch.bool and pad.dtype == torch.bool:
+                mask = mask & pad
+            else:
+                to_float = (lambda m: torch.zeros_like(m, dtype=q.dtype).masked_fill(~m, -math.inf)
+                            if m.dtype == torch.bool else m.to(q.dtype))
+                mask = to_float(mask) + to_float(pad)
+        out = F.scaled_dot_product_attention(
+            q, kk, v, attn_mask=mask, is_causal=is_causal and mask is None
+        )
+        out = layer.out_proj(out.transpose(1, 2).reshape(n, length, e))
+        return (out if layer.batch_first else out.transpose(0, 1)), None
+
+    return forward
+
+
+def _rows_first(inner: Any, rows: int, trailing: int) -> Any:
+    """``inner`` (written for inputs whose first axis holds the K·B member-major rows) for
+    an input whose K·B axis is anywhere before its last ``trailing`` axes (a sequence-first
+    layout inside the model): the axis is moved to the front and the output's back."""
+
+    def forward(x: Tensor) -> Tensor:
+        for d in range(x.ndim - trailing):
+            if x.shape[d] == rows:
+                break
+        else:
+            raise LowRankError(
+                f"population forward: a layer's input of shape {tuple(x.shape)} has no axis "
+                f"of the K·B = {rows} rows the module was run on"
+            )
+        if d == 0:
+            return inner(x)
+        return inner(x.movedim(d, 0).contiguous()).movedim(0, d)
+
+    return forward
+
+
+def _wrapper(layer: nn.Module, k: int, f: dict, rows: int) -> Any:
+    if isinstance(layer, nn.MultiheadAttention):
+        return _attention(layer, k, f)
     if isinstance(layer, nn.Linear):
-        return _linear(layer, k, f)
+        return _rows_first(_linear(layer, k, f), rows, 1)
     if isinstance(layer, tuple(_CONV)):
         return _conv(layer, k, f)
     if isinstance(layer, nn.Embedding):
-        return _embedding(layer, k, f)
-    return _layer_norm(layer, k, f)
+        return _rows_first(_embedding(layer, k, f), rows, 0)
+    return _rows_first(_layer_norm(layer, k, f), rows, len(layer.normalized_shape))
 
 
 def _repeat(x: Any, k: int, batch_dim: int) -> Any:
@@ -221,16 +317,23 @@ def population_forward(
     }
     device = center.device
     buffers = {n: b.to(device) for n, b in module.named_buffers()}
+    first = next((a for a in args if isinstance(a, Tensor)), None)
+    if first is None:
+        raise TypeError("population forward: the module's inputs must include a tensor")
+    rows = k * first.shape[batch_dim]
     inputs = [_repeat(a.to(device) if isinstance(a, Tensor) else a, k, batch_dim) for a in args]
     wrapped = []
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         for layer, attrs in plan:
             f = {name: factors[i] for name, i in attrs.items()}
-            layer.forward = _wrapper(layer, k, f)
+            layer.forward = _wrapper(layer, k, f, rows)
             wrapped.append(layer)
+        torch.backends.mha.set_fastpath_enabled(False)  # fused kernels read weights directly
         with _eval_mode(module):
             out = torch.func.functional_call(module, (params, buffers), tuple(inputs), kwargs)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         for layer in wrapped:
             del layer.forward
     if not isinstance(out, Tensor):
