@@ -16,7 +16,10 @@ best of ``--repeats``), every memory a peak resident size measured in a fresh su
     (64-1024-1024-10), low-rank ES against full-rank ES with the same population, steps and
     step size, 3 seeds: accuracy, evaluations and wall time.
 
-    python benchmarks/bench_lowrank.py forward fullrank digits [--threads 1] [--repeats 3]
+(c') ``budget``: low-rank ES run longer (``--budget-steps``), its held-out accuracy every
+    20 steps, to read off the evaluations it needs to match full-rank ES's accuracy of (c).
+
+    python benchmarks/bench_lowrank.py forward fullrank digits budget [--threads 1]
 """
 
 from __future__ import annotations
@@ -343,9 +346,61 @@ def part_digits(args: argparse.Namespace) -> None:
     print(f"wall-time ratio rank 4 / full rank: {low / full:.2f}")
 
 
+def part_budget(args: argparse.Namespace) -> None:
+    """Low-rank ES run longer, with its held-out accuracy every 20 steps: how many
+    evaluations it needs to reach full-rank ES's accuracy of part (c)."""
+    import zoopt
+    from zoopt.datasets import load_classification
+    from zoopt.objectives import SupervisedObjective
+
+    X_tr, y_tr, X_te, y_te = load_classification("digits")
+    k = args.digits_population
+    print(
+        f"\n(c') digits, rank 4 for {args.budget_steps} steps (K = {k}), test accuracy "
+        "every 20 steps"
+    )
+    print(
+        "| seed | "
+        + " | ".join(str(s * k) for s in range(20, args.budget_steps + 1, 20))
+        + " | seconds |"
+    )
+    print("|---" * (args.budget_steps // 20 + 2) + "|")
+    for seed in range(args.seeds):
+        torch.manual_seed(seed)
+        model = mlp([64, 1024, 1024, 10])
+        obj = SupervisedObjective(model, X_tr, y_tr, batch_size=args.batch)
+        curve: list[float] = []
+        m = zoopt.Minimizer(
+            obj,
+            model,
+            estimator="es",
+            rank=4,
+            seed=seed,
+            population=k,
+            sigma=0.02,
+            shaping="centered_ranks",
+            lr=0.01,
+            steps=args.budget_steps,
+            evaluate_center=False,
+            progress=False,
+        )
+        t0 = time.perf_counter()
+        seconds = 0.0
+        while m.step_count < args.budget_steps:
+            m.step()
+            if m.step_count % 20 == 0:
+                seconds += time.perf_counter() - t0
+                curve.append(obj.evaluate_split(m.theta, X_te, y_te)["accuracy"])
+                t0 = time.perf_counter()
+        print(
+            f"| {seed} | " + " | ".join(f"{a:.3f}" for a in curve) + f" | {seconds:.0f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["forward", "fullrank", "digits"])
+    parser.add_argument("parts", nargs="*", default=["forward", "fullrank", "digits", "budget"])
     parser.add_argument("--population", type=int, default=64, help="K for (a) and (b)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -354,6 +409,7 @@ def main() -> None:
     parser.add_argument("--digits-population", type=int, default=32)
     parser.add_argument("--digits-steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=128, help="digits minibatch")
+    parser.add_argument("--budget-steps", type=int, default=240, help="steps of (c')")
     # the memory probe's own options (run in a subprocess)
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--mode", default="inference")
@@ -364,7 +420,13 @@ def main() -> None:
         memory_probe(args)
         return
     for part in args.parts:
-        {"forward": part_forward, "fullrank": part_fullrank, "digits": part_digits}[part](args)
+        parts = {
+            "forward": part_forward,
+            "fullrank": part_fullrank,
+            "digits": part_digits,
+            "budget": part_budget,
+        }
+        parts[part](args)
 
 
 if __name__ == "__main__":
