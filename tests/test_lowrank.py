@@ -165,8 +165,10 @@ class Encoder(nn.Module):
 
     def forward(self, idx):
         pad = idx == 0
+        n = idx.shape[1]
+        causal = torch.ones(n, n, dtype=torch.bool).triu(1)  # True: may not attend
         h = self.emb(idx if self.batch_first else idx.T)
-        h = self.layer(h, src_key_padding_mask=pad)
+        h = self.layer(h, src_mask=causal, src_key_padding_mask=pad)
         return self.head(h if self.batch_first else h.transpose(0, 1))
 
 
@@ -175,8 +177,9 @@ def test_population_forward_of_a_transformer_with_multihead_attention(batch_firs
     torch.manual_seed(7)
     model = Encoder(batch_first).double()
     pop = _population(model, rank=2, size=4)
-    assert any(t.name == "layer.self_attn.in_proj_weight" and t.lowrank
-               for t in pop.structure.tensors)
+    assert any(
+        t.name == "layer.self_attn.in_proj_weight" and t.lowrank for t in pop.structure.tensors
+    )
     idx = torch.randint(1, 30, (3, 6))
     idx[0, 4:] = 0  # padding, masked out of the attention
     out = population_forward(model, pop.members(), idx)
@@ -389,7 +392,9 @@ def test_rank_above_the_smallest_side_of_a_matrix_names_it():
 
 def test_a_module_without_supported_layers_is_refused():
     model = nn.Sequential(nn.LayerNorm(4), nn.GRU(4, 3))
-    with pytest.raises(LowRankError, match="no nn.Linear, nn.Conv1d, nn.Conv2d or nn.Embedding"):
+    with pytest.raises(
+        LowRankError, match="no nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding or nn.Multi"
+    ):
         zoopt.minimize(lambda X: torch.zeros(len(X)), model, estimator="pgpe", rank=1, steps=1)
 
 

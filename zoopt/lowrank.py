@@ -168,7 +168,8 @@ class LowRankStructure:
 
         Raises:
             LowRankError: rank ≤ 0, rank above min(m, n) of a weight matrix, or no
-                ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d``/``nn.Embedding`` in the module.
+                ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d``/``nn.Embedding``/
+                ``nn.MultiheadAttention`` in the module.
         """
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
@@ -186,9 +187,9 @@ class LowRankStructure:
                 matrices[id(w)] = (w.shape[0], w[0].numel())
         if not matrices:
             raise LowRankError(
-                f"rank={rank}: {type(module).__name__} has no nn.Linear, nn.Conv1d, nn.Conv2d "
-                "or nn.Embedding whose weight could be drawn at low rank; use full-rank draws "
-                "(rank=None)"
+                f"rank={rank}: {type(module).__name__} has no nn.Linear, nn.Conv1d, nn.Conv2d, "
+                "nn.Embedding or nn.MultiheadAttention whose weight could be drawn at low rank; "
+                "use full-rank draws (rank=None)"
             )
         tensors, offset = [], 0
         for i, (name, p) in enumerate(module.named_parameters()):
@@ -201,20 +202,6 @@ class LowRankStructure:
             tensors.append(TensorDraw(name, tuple(p.shape), offset, p.numel(), i, m, n))
             offset += p.numel()
         return cls(tuple(tensors), rank, offset)
-
-    @property
-    def factor_numbers(self) -> int:
-        """Numbers per member: r·(m + n) per matrix plus the full-rank tensors' entries."""
-        return sum(self.rank * (t.rows + t.cols) if t.lowrank else t.numel for t in self.tensors)
-
-    def describe(self) -> str:
-        """One line: how many matrices at rank r, how many numbers a member takes."""
-        k = sum(t.lowrank for t in self.tensors)
-        low = sum(t.numel for t in self.tensors if t.lowrank)
-        return (
-            f"rank {self.rank}: {k} weight matrices ({low} of D={self.dim} parameters) drawn "
-            f"as AᵢBᵢᵀ/√r; {self.factor_numbers} numbers per member"
-        )
 
 
 def _noise(structure: LowRankStructure, seed: int, start: int, stop: int, dtype) -> list[Any]:
@@ -317,12 +304,11 @@ class LowRankPopulation(GaussianPopulation):
         return self._perturbations(start, self.size if stop is None else stop)
 
     def noise(self, start: int = 0, stop: int | None = None) -> Tensor:
-        """Dense independent draws ``start:stop`` ``(n, D)``."""
+        """Dense independent draws ``start:stop`` ``(n, D)`` (the + rows of the pairs)."""
         stop = self.num_noise if stop is None else stop
-        rows = range(2 * start, 2 * stop, 2) if self.antithetic else range(start, stop)
-        if not len(rows):
-            return torch.empty(0, self.dim, dtype=self.center.dtype)
-        return torch.stack([self._perturbations(i, i + 1)[0] for i in rows])
+        if not self.antithetic:
+            return self._perturbations(start, stop)
+        return self._perturbations(2 * start, 2 * stop)[0::2]
 
     # -- the structured view ------------------------------------------------------------------
     def members(self, start: int = 0, stop: int | None = None) -> LowRankMembers:

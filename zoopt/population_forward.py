@@ -187,6 +187,13 @@ def _layer_norm(layer: nn.LayerNorm, k: int, f: dict) -> Any:
     return forward
 
 
+def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """An attention mask as additive float: a boolean one (True: may attend) → 0 / −inf."""
+    if mask.dtype != torch.bool:
+        return mask.to(dtype)
+    return torch.zeros_like(mask, dtype=dtype).masked_fill(~mask, -math.inf)
+
+
 def _attention(layer: nn.MultiheadAttention, k: int, f: dict) -> Any:
     e, heads = layer.embed_dim, layer.num_heads
 
@@ -232,9 +239,7 @@ def _attention(layer: nn.MultiheadAttention, k: int, f: dict) -> Any:
             elif mask.dtype == torch.bool and pad.dtype == torch.bool:
                 mask = mask & pad
             else:
-                to_float = (lambda m: torch.zeros_like(m, dtype=q.dtype).masked_fill(~m, -math.inf)
-                            if m.dtype == torch.bool else m.to(q.dtype))
-                mask = to_float(mask) + to_float(pad)
+                mask = _additive(mask, q.dtype) + _additive(pad, q.dtype)
         out = F.scaled_dot_product_attention(
             q, kk, v, attn_mask=mask, is_causal=is_causal and mask is None
         )
