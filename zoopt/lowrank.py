@@ -29,6 +29,7 @@ A full covariance (xnes) would mix every coordinate and is not offered.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,13 +205,15 @@ class LowRankStructure:
         return cls(tuple(tensors), rank, offset)
 
 
-def _noise(structure: LowRankStructure, seed: int, start: int, stop: int, dtype) -> list[Any]:
-    """Unit draws of noise indices ``start:stop`` for every tensor: ``(A (n, m, r), B (n, cols,
-    r))`` for a matrix, ``Z (n, numel)`` otherwise (n = stop − start), on the CPU."""
+def _noise(
+    structure: LowRankStructure, seed: int, start: int, stop: int, dtype: torch.dtype
+) -> Iterator[Any]:
+    """Unit draws of noise indices ``start:stop`` for each tensor in turn (drawn when asked
+    for, so one tensor's draws are held at a time): ``(A (n, m, r), B (n, cols, r))`` for a
+    matrix, ``Z (n, numel)`` otherwise (n = stop − start), on the CPU."""
     b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1
     off = b0 * NOISE_BLOCK
     g = torch.Generator()
-    out: list[Any] = []
     r = structure.rank
     for t in structure.tensors:
         blocks = []
@@ -223,8 +226,7 @@ def _noise(structure: LowRankStructure, seed: int, start: int, stop: int, dtype)
             else:
                 blocks.append(torch.randn(NOISE_BLOCK, t.numel, generator=g, dtype=dtype))
         z = (torch.cat(blocks) if len(blocks) > 1 else blocks[0])[start - off : stop - off]
-        out.append((z[:, : t.rows], z[:, t.rows :]) if t.lowrank else z)
-    return out
+        yield (z[:, : t.rows], z[:, t.rows :]) if t.lowrank else z
 
 
 @dataclass(eq=False)
@@ -266,7 +268,7 @@ class LowRankPopulation(GaussianPopulation):
     __hash__ = None
 
     # -- unit draws ---------------------------------------------------------------------------
-    def unit_noise(self, start: int = 0, stop: int | None = None) -> list[Any]:
+    def unit_noise(self, start: int = 0, stop: int | None = None) -> Iterator[Any]:
         """Independent unit draws ``start:stop`` per tensor (see :func:`_noise`)."""
         stop = self.num_noise if stop is None else stop
         return _noise(self.structure, self.seed, start, stop, self.center.dtype)
@@ -426,27 +428,30 @@ class LowRankMembers:
         scale = pop.scale
         r = pop.structure.rank
         device = self.device or pop.center.device
+        centre = n - max(0, k - self.start)  # rows from K on: θ itself
+
+        def rows(t: Tensor) -> Tensor:  # with the centre's zero rows, on device and dtype
+            if centre:
+                t = torch.cat([t, t.new_zeros(centre, *t.shape[1:])])
+            return t.to(device=device, dtype=dtype)
+
+        if k <= self.start:  # only centre rows
+            return [
+                (rows(pop.center.new_zeros(0, t.rows, r)), rows(pop.center.new_zeros(0, t.cols, r)))
+                if t.lowrank
+                else rows(pop.center.new_zeros(0, t.numel))
+                for t in pop.structure.tensors
+            ]
+        idx, sign, j0 = pop._row_signs(self.start, k)
         out: list[Any] = []
-        if k > self.start:
-            idx, sign, j0 = pop._row_signs(self.start, k)
-            noise = pop.unit_noise(j0, j0 + int(idx.max()) + 1)
-        else:
-            idx = sign = None
-            noise = [None] * len(pop.structure.tensors)
-        for t, z in zip(pop.structure.tensors, noise, strict=True):
+        for t, z in zip(
+            pop.structure.tensors, pop.unit_noise(j0, j0 + int(idx.max()) + 1), strict=True
+        ):
             if t.lowrank:
-                a = torch.zeros(n, t.rows, r, dtype=pop.center.dtype)
-                b = torch.zeros(n, t.cols, r, dtype=pop.center.dtype)
-                if z is not None:
-                    s = 1.0 if scale is None else float(scale[t.offset])
-                    coef = (pop.sigma * s / math.sqrt(r)) * sign
-                    a[: k - self.start] = z[0][idx] * coef[:, None, None].to(a)
-                    b[: k - self.start] = z[1][idx]
-                out.append((a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)))
+                s = 1.0 if scale is None else float(scale[t.offset])
+                coef = ((pop.sigma * s / math.sqrt(r)) * sign)[:, None, None]
+                out.append((rows(z[0][idx] * coef), rows(z[1][idx])))
             else:
-                d = torch.zeros(n, t.numel, dtype=pop.center.dtype)
-                if z is not None:
-                    s = 1.0 if scale is None else scale[t.offset : t.offset + t.numel].cpu()
-                    d[: k - self.start] = z[idx] * (pop.sigma * sign[:, None].to(d)) * s
-                out.append(d.to(device=device, dtype=dtype))
+                s = 1.0 if scale is None else scale[t.offset : t.offset + t.numel].cpu()
+                out.append(rows(z[idx] * (pop.sigma * sign[:, None]) * s))
         return out
