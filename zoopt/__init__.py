@@ -8,11 +8,13 @@ sit side by side behind :func:`minimize`.
 import zoopt_envs  # noqa: F401  (registers the zoopt/ Gymnasium environments)
 from zoopt.estimators import available_estimators, get_estimator, register
 from zoopt.evaluators import LocalEvaluator, ObjectiveFactory, make_evaluator
+from zoopt.lowrank import LowRankError, LowRankMembers, LowRankPopulation
 from zoopt.minimize import Minimizer, NonFiniteError, StalledSearchWarning, minimize, step_seed
 from zoopt.modules import batched_forward
 from zoopt.novelty import Novelty
 from zoopt.objectives import FunctionObjective, Objective, OutputSamples
 from zoopt.population import ExplicitPopulation, GaussianPopulation
+from zoopt.population_forward import inplace_forward, population_forward
 from zoopt.result import Result
 from zoopt.weights import (
     NonFiniteLossError,
@@ -29,6 +31,11 @@ __all__ = [
     "minimize",
     "Minimizer",
     "batched_forward",
+    "population_forward",
+    "inplace_forward",
+    "LowRankError",
+    "LowRankMembers",
+    "LowRankPopulation",
     "Result",
     "NonFiniteError",
     "NonFiniteLossError",

@@ -322,12 +322,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     from zoopt.config import objective_recipes
     from zoopt.estimators import ESTIMATORS
     from zoopt.extras import EXTRAS
+    from zoopt.lowrank import lowrank_estimators
     from zoopt.optim import SCHEDULES, available_optimizers
 
     print("estimators:")
     for name in sorted(ESTIMATORS):
         doc = (ESTIMATORS[name].__doc__ or "").strip().splitlines()
         print(f"  {name:<12} {doc[0] if doc else ''}")
+    print(
+        "  low-rank draws for a module's weight matrices ([estimators.NAME] rank = r): "
+        + ", ".join(lowrank_estimators())
+    )
     print("objective kinds ([objective] kind = ...):")
     for kind, recipe in objective_recipes().items():
         keys = ", ".join(recipe.schema)

@@ -182,6 +182,7 @@ class Minimizer(StallWatch):
         check_schedule(schedule, warmup_steps)
         self.scheduler = None
         self.schedule_steps: int | None = None
+        self.estimator.bind_module(self.module)
         self.estimator.setup(self.objective, self.theta)
         self.step_count = 0
         self.evaluations = 0

@@ -13,6 +13,11 @@ weights untouched::
         return (logits.argmax(-1) != labels).float().mean(-1)
 
     zoopt.minimize(error_rate, model, estimator="es")
+
+With low-rank draws (``rank=r``, :mod:`zoopt.lowrank`) the objective receives
+:class:`~zoopt.lowrank.LowRankMembers` instead of rows, and the same ``forward(X, images)``
+runs the module once for all K members (:func:`zoopt.population_forward.population_forward`),
+or one member after another in the module's own parameters with ``inplace=True``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from zoopt.lowrank import LowRankMembers
+from zoopt.population_forward import inplace_forward, population_forward
 
 __all__ = ["batched_forward"]
 
@@ -38,18 +46,21 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def batched_forward(module: nn.Module) -> Callable[..., Tensor]:
+def batched_forward(module: nn.Module, inplace: bool = False) -> Callable[..., Tensor]:
     """``forward(X, *args, **kwargs)``: the module's outputs for each flat row of ``X``.
 
     Args:
         module: the model whose parameters are ``x0``.
+        inplace: for low-rank members, evaluate them one after another in the module's own
+            parameters (memory of one model; its parameters hold θ afterwards, bit for bit)
+            instead of one population forward.
 
     Returns:
-        a callable taking ``X`` ``(K, D)`` (or one vector ``(D,)``) and the module's
-        inputs, returning its outputs stacked over the rows ``(K, ...)`` (or unstacked for
-        one vector). It is differentiable in ``X`` (the ``"gradient"`` estimator works
-        through it). The module runs in eval mode: BatchNorm uses its running statistics
-        and does not update them, Dropout is off, whatever estimator calls it.
+        a callable taking ``X`` ``(K, D)`` (or one vector ``(D,)``, or K low-rank members)
+        and the module's inputs, returning its outputs stacked over the rows ``(K, ...)``
+        (or unstacked for one vector). It is differentiable in ``X`` (the ``"gradient"``
+        estimator works through it). The module runs in eval mode: BatchNorm uses its running
+        statistics and does not update them, Dropout is off, whatever estimator calls it.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"batched_forward needs an nn.Module, got {type(module).__name__}")
@@ -69,6 +80,10 @@ def batched_forward(module: nn.Module) -> Callable[..., Tensor]:
         return torch.func.functional_call(module, (params, buffers), args, kwargs)
 
     def forward(X: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if isinstance(X, LowRankMembers):
+            if inplace:
+                return inplace_forward(module, X, *args, **kwargs)
+            return population_forward(module, X, *args, **kwargs)
         X = torch.as_tensor(X)
         single = X.ndim == 1
         rows = X[None] if single else X

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -348,6 +349,16 @@ class CenteredPopulation:
     def materialize(self) -> Tensor:
         """All ``K + 1`` rows."""
         return self.rows(0, len(self))
+
+    @property
+    def structured(self) -> bool:
+        """Whether the population offers :meth:`members` (a low-rank one)."""
+        return getattr(self.population, "structured", False)
+
+    def members(self, start: int, stop: int) -> Any:
+        """The structured members ``start:stop`` of a low-rank population, row K being θ
+        (see :meth:`zoopt.lowrank.LowRankPopulation.members`)."""
+        return self.population.members(start, stop)
 
 
 Population = ExplicitPopulation | GaussianPopulation | CenteredPopulation

@@ -180,6 +180,9 @@ def make_progress(minimizer: Any, total: int) -> Progress | LineProgress | None:
     """
     mode, initial = minimizer.progress, minimizer.step_count
     desc, objective = minimizer.estimator.name, minimizer.objective
+    rank = getattr(minimizer.estimator, "rank", None)
+    if rank is not None:  # low-rank draws (zoopt.lowrank)
+        desc = f"{desc} rank {rank}"
     if mode == "lines":
         display: Progress | LineProgress | None = LineProgress(
             total,

@@ -30,6 +30,7 @@ import math
 import torch
 from torch import Tensor
 
+from zoopt.lowrank import LowRankPopulation, LowRankStructure
 from zoopt.population import GaussianPopulation
 
 __all__ = [
@@ -95,6 +96,8 @@ class GaussianProposal:
         self.eta_cov = _check_rate("eta_cov", eta_cov)
         self.scale: Tensor | None = None
         self._rates = (0.0, 0.0)
+        #: a module's low-rank draw structure (:mod:`zoopt.lowrank`), or None for rows
+        self.structure: LowRankStructure | None = None
 
     @property
     def adapts(self) -> bool:
@@ -117,8 +120,19 @@ class GaussianProposal:
             self.scale = torch.eye(d, dtype=x0.dtype, device=x0.device)
 
     def population(self, x: Tensor, seed: int, size: int, antithetic: bool) -> GaussianPopulation:
-        """K = ``size`` candidates θ + σ·S zᵢ around ``x`` ``(D,)``."""
+        """K = ``size`` candidates θ + σ·S zᵢ around ``x`` ``(D,)`` (low-rank draws when a
+        ``structure`` is set)."""
         scale = None if self.scale is None else self.scale.clone()
+        if self.structure is not None:
+            return LowRankPopulation(
+                x.detach(),
+                self.sigma,
+                seed,
+                size,
+                antithetic,
+                scale=scale,
+                structure=self.structure,
+            )
         return GaussianPopulation(x.detach(), self.sigma, seed, size, antithetic, scale=scale)
 
     def step(self, population: GaussianPopulation, coeffs: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ class ARS(ES):
     """Augmented random search (V1-t): the best b antithetic directions, a fixed σ.
 
     Args: ``sigma`` (ν), ``population`` (K = 2N, None: from D), ``top`` (b, None:
-    half of the pairs), ``eta_mean`` (α/ν, 1)."""
+    half of the pairs), ``eta_mean`` (α/ν, 1), ``rank`` (None, or low-rank draws of a
+    module's weight matrices; :mod:`zoopt.lowrank`)."""
 
     def __init__(
         self,
@@ -29,5 +30,6 @@ class ARS(ES):
         population: int | None = None,
         top: int | None = None,
         eta_mean: float = 1.0,
+        rank: int | None = None,
     ):
-        super().__init__(sigma, population, shaping="top", eta_mean=eta_mean, top=top)
+        super().__init__(sigma, population, shaping="top", eta_mean=eta_mean, top=top, rank=rank)

@@ -98,6 +98,11 @@ class Estimator:
     #: True when the estimator returns new parameters instead of a pseudo-gradient
     owns_mean: bool = False
 
+    def bind_module(self, module: Any) -> None:
+        """The ``nn.Module`` that x0 came as (None for a tensor), given before :meth:`setup`:
+        estimators with low-rank draws (``rank``) read its layers."""
+        self._module = module
+
     def setup(self, objective: Objective, x0: Tensor) -> None:
         """Called once before the first step with the objective and the start ``(D,)``."""
         self._nonfinite_warned = False

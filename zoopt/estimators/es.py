@@ -28,6 +28,7 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
+from zoopt.lowrank import check_lowrank, module_structure
 from zoopt.objectives.base import Objective
 from zoopt.population import Population
 from zoopt.proposal import GaussianProposal, default_population
@@ -52,6 +53,9 @@ class ES(PopulationEstimator):
         eta_sigma, eta_cov: learning rates of the shape (None: the NES defaults from D).
         eta_mean: None to report ĝ to the optimizer, or η_μ > 0 to own the mean.
         top: for ``shaping="top"``, the number of pairs kept (None: half of them).
+        rank: None for full-rank draws, or r ≥ 1: when x0 is an ``nn.Module``, the weight
+            matrices of its Linear/Conv1d/Conv2d/Embedding layers are drawn as AᵢBᵢᵀ/√r
+            (:mod:`zoopt.lowrank`), the other tensors full rank.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class ES(PopulationEstimator):
         eta_cov: float | None = None,
         eta_mean: float | None = None,
         top: int | None = None,
+        rank: int | None = None,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -90,6 +95,7 @@ class ES(PopulationEstimator):
         if top is not None:
             check_positive("top", top, integer=True)
         self.top = top
+        self.rank = check_lowrank(rank, covariance)
 
     @property
     def owns_mean(self) -> bool:  # type: ignore[override]
@@ -99,6 +105,9 @@ class ES(PopulationEstimator):
     def setup(self, objective: Objective, x0: Tensor) -> None:
         super().setup(objective, x0)
         self._prepare(x0)
+        if self.rank is not None:
+            module = getattr(self, "_module", None)
+            self._proposal.structure = module_structure(self.rank, module, objective, x0.numel())
 
     def _prepare(self, x0: Tensor) -> None:
         self._proposal.setup(x0)
@@ -109,6 +118,8 @@ class ES(PopulationEstimator):
     def ask(self, x: Tensor, seed: int) -> Population:
         if not hasattr(self, "_size"):  # asked directly, without setup()
             self._prepare(x)
+        if self.rank is not None and self._proposal.structure is None:
+            raise RuntimeError(f"{self.name}(rank={self.rank}): call setup() before ask()")
         return self._proposal.population(x, seed, self._size, self.antithetic)
 
     def coefficients(self, losses: Tensor) -> Tensor:

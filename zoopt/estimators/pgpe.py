@@ -33,7 +33,9 @@ class PGPE(ES):
     """PGPE: centred ranks, a per-coordinate σ, the mean moved by ClipUp.
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``eta_sigma``
-    (0.2), ``max_speed`` (None: σ√D/15), ``momentum`` (0.9)."""
+    (0.2), ``max_speed`` (None: σ√D/15), ``momentum`` (0.9), ``rank`` (None, or low-rank
+    draws of a module's weight matrices, with one adapted σ per matrix;
+    :mod:`zoopt.lowrank`)."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class PGPE(ES):
         eta_sigma: float = 0.2,
         max_speed: float | None = None,
         momentum: float = 0.9,
+        rank: int | None = None,
     ):
         super().__init__(
             sigma,
@@ -50,6 +53,7 @@ class PGPE(ES):
             covariance="diagonal",
             eta_sigma=eta_sigma,
             eta_mean=1.0,
+            rank=rank,
         )
         if max_speed is not None:
             check_positive("max_speed", max_speed)

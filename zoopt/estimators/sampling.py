@@ -30,6 +30,7 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
+from zoopt.lowrank import LowRankError, check_lowrank, module_structure
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.proposal import GaussianProposal, default_population
@@ -63,6 +64,9 @@ class Sampling(PopulationEstimator):
             (needs a finite ``alpha`` or ``"auto"``, and no guide).
         eta_sigma, eta_cov: learning rates of the shape (None: the NES defaults from D).
         eta_mean: None to report g to the optimizer, or η_μ > 0 to own the mean.
+        rank: None for full-rank draws, or r ≥ 1 for low-rank draws of a module's weight
+            matrices (:mod:`zoopt.lowrank`; not with ``guided``, whose shifted draws are
+            full rank).
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Sampling(PopulationEstimator):
         eta_sigma: float | None = None,
         eta_cov: float | None = None,
         eta_mean: float | None = None,
+        rank: int | None = None,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -103,6 +108,12 @@ class Sampling(PopulationEstimator):
         if eta_mean is not None and guided:
             raise ValueError("eta_mean (owning the mean) is not available with guided=True")
         self.eta_mean = eta_mean
+        self.rank = check_lowrank(rank, covariance)
+        if self.rank is not None and guided:
+            raise LowRankError(
+                f"rank={self.rank} is not available with guided=True: the guided draws are "
+                "shifted along a full-rank surrogate gradient"
+            )
         self._objective: Objective | None = None
 
     @property
@@ -119,6 +130,9 @@ class Sampling(PopulationEstimator):
             )
         self._objective = objective
         self._prepare(x0)
+        if self.rank is not None:
+            module = getattr(self, "_module", None)
+            self._proposal.structure = module_structure(self.rank, module, objective, x0.numel())
 
     def _prepare(self, x0: Tensor) -> None:
         self._proposal.setup(x0)
@@ -128,6 +142,8 @@ class Sampling(PopulationEstimator):
     def ask(self, x: Tensor, seed: int) -> Population:
         if not hasattr(self, "_size"):  # asked directly, without setup()
             self._prepare(x)
+        if self.rank is not None and self._proposal.structure is None:
+            raise RuntimeError(f"sampling(rank={self.rank}): call setup() before ask()")
         pop = self._proposal.population(x, seed, self._size, self.antithetic)
         if not self.guided:
             return pop

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from zoopt.evaluators.base import candidate_rows, check_max_batch
+from zoopt.evaluators.base import candidate_rows, candidates, check_max_batch
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import Population
 
@@ -47,7 +47,7 @@ class LocalEvaluator:
         out = []
         for start in range(0, k, step):  # chunks, one batched call each
             stop = min(k, start + step)
-            X = population.rows(start, stop)
+            X = candidates(objective, population, start, stop)
             if self.device is not None:
                 X = X.to(self.device)
             try:

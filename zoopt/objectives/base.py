@@ -191,8 +191,13 @@ class FunctionObjective(Objective):
     """Wraps a plain batched callable ``f(X: Tensor[K, D]) -> Tensor[K]``.
 
     If ``f`` is written in differentiable torch code, it doubles as its own surrogate
-    (``f(x[None])[0]``), which is what ``"gradient"`` uses.
+    (``f(x[None])[0]``), which is what ``"gradient"`` uses. With low-rank draws (an
+    estimator's ``rank``) ``f`` receives :class:`zoopt.lowrank.LowRankMembers` instead of
+    rows: pass them to :func:`zoopt.batched_forward`, or call ``X.materialize()`` for rows.
     """
+
+    #: low-rank members are handed to ``f`` as they are (see zoopt.evaluators.base)
+    accepts_members = True
 
     def __init__(
         self, fn: Callable[[Tensor], Tensor], dim: int | None = None, name: str | None = None
@@ -208,7 +213,14 @@ class FunctionObjective(Objective):
             with torch.no_grad():
                 out = self.fn(X)
         except Exception as e:
-            e.add_note(f"objective {self.name!r}: {BATCHED_HINT}")
+            if hasattr(X, "materialize") and not isinstance(X, Tensor):
+                e.add_note(
+                    f"objective {self.name!r}: with rank=, f receives low-rank members, not "
+                    "rows: run them through zoopt.batched_forward(model)(X, inputs), or use "
+                    "X.materialize() for (K, D) rows"
+                )
+            else:
+                e.add_note(f"objective {self.name!r}: {BATCHED_HINT}")
             raise
         try:
             return check_losses(out, len(X), self.name)

@@ -27,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoopt.lowrank import LowRankMembers
 from zoopt.metrics import accuracy, macro_f1
 from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
+from zoopt.population_forward import inplace_forward, population_forward
 
 __all__ = ["SupervisedObjective", "CLASSIFICATION_METRICS"]
 
@@ -104,6 +106,9 @@ class SupervisedObjective(Objective):
             within about 64 MiB.
         fast_path: allow the batched-matmul path for ``nn.Sequential`` MLPs (same numbers as
             the ``vmap`` path, up to float rounding).
+        inplace: low-rank members (an estimator's ``rank``) are evaluated one after another
+            in the model's own parameters (they hold θ afterwards, bit for bit) instead of
+            one population forward (:mod:`zoopt.population_forward`).
 
     Attributes:
         dim: D. ``metric_name``: the metric's name. ``metric_sign``: −1 (loss = −metric).
@@ -112,6 +117,8 @@ class SupervisedObjective(Objective):
     """
 
     metric_sign = -1.0
+    #: low-rank members are evaluated by a population forward, never as rows
+    accepts_members = True
 
     def __init__(
         self,
@@ -123,6 +130,7 @@ class SupervisedObjective(Objective):
         surrogate: str | Callable[[Tensor, Tensor], Tensor] | None = "cross_entropy",
         chunk_size: int | None = None,
         fast_path: bool = True,
+        inplace: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -186,6 +194,9 @@ class SupervisedObjective(Objective):
         ):
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
         self.chunk_size = chunk_size
+        if not isinstance(inplace, bool):
+            raise TypeError(f"inplace must be True or False, got {inplace!r}")
+        self.inplace = inplace
         self._plan = self._fast_plan() if fast_path else None
         self.uses_fast_path = self._plan is not None
         self.num_classes, self._width = self._probe()
@@ -232,7 +243,11 @@ class SupervisedObjective(Objective):
             inputs = inputs.to(self._dtype)
         return inputs, targets.long()
 
-    def _check_population(self, X: Any) -> Tensor:
+    def _check_population(self, X: Any) -> Tensor | LowRankMembers:
+        if isinstance(X, LowRankMembers):
+            if X.dim != self.dim:
+                raise ValueError(f"X: members of D={X.dim} parameters, the model has {self.dim}")
+            return X
         if not isinstance(X, Tensor):
             raise TypeError(f"X must be a Tensor of shape (K, {self.dim}), got {type(X).__name__}")
         if X.ndim != 2 or X.shape[1] != self.dim:
@@ -406,6 +421,8 @@ class SupervisedObjective(Objective):
         Runs in chunks of candidates (``chunk_size``) and without autograd.
         """
         X = self._check_population(X)
+        if isinstance(X, LowRankMembers):
+            return self._members_logits(X, inputs)
         inputs = inputs.to(X.device)
         if inputs.is_floating_point():
             inputs = inputs.to(self._dtype)
@@ -413,6 +430,23 @@ class SupervisedObjective(Objective):
         step = self._chunk(X.shape[0], inputs.shape[0])
         with torch.no_grad(), self._eval_mode():
             parts = [forward(X[i : i + step], inputs) for i in range(0, X.shape[0], step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _members_logits(self, members: LowRankMembers, inputs: Tensor) -> Tensor:
+        """Logits ``(K, B, C)`` of low-rank members: population forwards over chunks of
+        members, or one member at a time in the model's parameters (``inplace``)."""
+        if self.inplace:
+            device = next(self.model.parameters()).device
+        else:
+            device = members.center.device
+        inputs = inputs.to(device)
+        if inputs.is_floating_point():
+            inputs = inputs.to(self._dtype)
+        if self.inplace:
+            return inplace_forward(self.model, members, inputs)
+        step = self._chunk(len(members), inputs.shape[0])
+        with torch.no_grad():
+            parts = [population_forward(self.model, m, inputs) for m in members.split(step)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def logits(self, x: Tensor, inputs: Tensor) -> Tensor:
@@ -445,7 +479,8 @@ class SupervisedObjective(Objective):
         """Losses ``(K,)`` = −metric of each candidate row of ``X`` ``(K, D)`` on the step's
         minibatch (drawn from ``seed``; the full set when ``batch_size`` is None)."""
         X = self._check_population(X)
-        xb, yb = self.minibatch(seed, X.device)
+        device = X.center.device if isinstance(X, LowRankMembers) else X.device
+        xb, yb = self.minibatch(seed, device)
         logits = self.population_logits(X, xb)
         scores = self._score(logits.argmax(dim=-1), yb, logits.shape[-1])
         losses = -scores.to(dtype=torch.get_default_dtype())

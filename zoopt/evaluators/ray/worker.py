@@ -24,7 +24,7 @@ import ray.exceptions
 import torch
 from torch import Tensor
 
-from zoopt.evaluators.base import candidate_rows
+from zoopt.evaluators.base import candidate_rows, candidates
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
@@ -204,7 +204,12 @@ class EvaluationWorker:
             name = getattr(self.objective, "name", type(self.objective).__name__)
             out = []
             for i, (start, stop) in enumerate(ranges):
-                X = payload.population.rows(start, stop) if rows is None else rows[i]
+                # regenerated here: rows, or a low-rank population's members
+                X = (
+                    candidates(self.objective, payload.population, start, stop)
+                    if rows is None
+                    else rows[i]
+                )
                 if self.device is not None:
                     X = X.to(self.device)
                 # the range's randomness depends on (step seed, rows) only, not on which
