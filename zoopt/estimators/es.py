@@ -28,6 +28,7 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
+from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.population import Population
 from zoopt.proposal import GaussianProposal, default_population
@@ -52,6 +53,9 @@ class ES(PopulationEstimator):
         eta_sigma, eta_cov: learning rates of the shape (None: the NES defaults from D).
         eta_mean: None to report ĝ to the optimizer, or η_μ > 0 to own the mean.
         top: for ``shaping="top"``, the number of pairs kept (None: half of them).
+        importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
+            previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
+            ``antithetic=False``).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class ES(PopulationEstimator):
         eta_cov: float | None = None,
         eta_mean: float | None = None,
         top: int | None = None,
+        importance_mixing: float | None = None,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -90,6 +95,8 @@ class ES(PopulationEstimator):
         if top is not None:
             check_positive("top", top, integer=True)
         self.top = top
+        self.importance_mixing = check_mixing(importance_mixing, antithetic)
+        self._mixing = make_mixing(self.importance_mixing)
 
     @property
     def owns_mean(self) -> bool:  # type: ignore[override]
@@ -103,12 +110,16 @@ class ES(PopulationEstimator):
     def _prepare(self, x0: Tensor) -> None:
         self._proposal.setup(x0)
         self._size = self.population or default_population(x0.numel(), self.antithetic)
+        if self._mixing is not None:
+            self._mixing.load_state_dict(None)
         if self.top is not None and self.top > self._size // 2:
             raise ValueError(f"top must be at most K/2 = {self._size // 2}, got {self.top}")
 
     def ask(self, x: Tensor, seed: int) -> Population:
         if not hasattr(self, "_size"):  # asked directly, without setup()
             self._prepare(x)
+        if self._mixing is not None:
+            return self._mixing.ask(self._proposal, x, seed, self._size)
         return self._proposal.population(x, seed, self._size, self.antithetic)
 
     def coefficients(self, losses: Tensor) -> Tensor:
@@ -124,7 +135,11 @@ class ES(PopulationEstimator):
         return -(s - s.mean()) / k
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
-        direction = self._proposal.step(population, self.coefficients(losses))
+        if self._mixing is not None:
+            z, losses = self._mixing.tell(losses)
+            direction = self._proposal.step_draws(z, self.coefficients(losses))
+        else:
+            direction = self._proposal.step(population, self.coefficients(losses))
         if self.eta_mean is not None:
             return Estimate(x=x.detach() + (self.eta_mean * self.sigma) * direction)
         return Estimate(grad=direction * (-1.0 / self.sigma))
@@ -134,7 +149,8 @@ class ES(PopulationEstimator):
         return (self.coefficients(losses) @ z) * (-1.0 / self.sigma)
 
     def state_dict(self) -> dict:
-        return self._proposal.state_dict()
+        return mixing_state(self._proposal.state_dict(), self._mixing)
 
     def load_state_dict(self, state: dict) -> None:
         self._proposal.load_state_dict(state)
+        load_mixing_state(state, self._mixing)

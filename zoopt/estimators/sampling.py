@@ -30,6 +30,7 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
+from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.proposal import GaussianProposal, default_population
@@ -63,6 +64,9 @@ class Sampling(PopulationEstimator):
             (needs a finite ``alpha`` or ``"auto"``, and no guide).
         eta_sigma, eta_cov: learning rates of the shape (None: the NES defaults from D).
         eta_mean: None to report g to the optimizer, or η_μ > 0 to own the mean.
+        importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
+            previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
+            ``antithetic=False``).
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Sampling(PopulationEstimator):
         eta_sigma: float | None = None,
         eta_cov: float | None = None,
         eta_mean: float | None = None,
+        importance_mixing: float | None = None,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -103,6 +108,10 @@ class Sampling(PopulationEstimator):
         if eta_mean is not None and guided:
             raise ValueError("eta_mean (owning the mean) is not available with guided=True")
         self.eta_mean = eta_mean
+        self.importance_mixing = check_mixing(importance_mixing, antithetic)
+        if self.importance_mixing is not None and guided:
+            raise ValueError("importance_mixing is not available with guided=True")
+        self._mixing = make_mixing(self.importance_mixing)
         self._objective: Objective | None = None
 
     @property
@@ -123,11 +132,15 @@ class Sampling(PopulationEstimator):
     def _prepare(self, x0: Tensor) -> None:
         self._proposal.setup(x0)
         self._size = self.population or default_population(x0.numel(), self.antithetic)
+        if self._mixing is not None:
+            self._mixing.load_state_dict(None)
 
     # ask/tell -----------------------------------------------------------------------------
     def ask(self, x: Tensor, seed: int) -> Population:
         if not hasattr(self, "_size"):  # asked directly, without setup()
             self._prepare(x)
+        if self._mixing is not None:
+            return self._mixing.ask(self._proposal, x, seed, self._size)
         pop = self._proposal.population(x, seed, self._size, self.antithetic)
         if not self.guided:
             return pop
@@ -152,16 +165,24 @@ class Sampling(PopulationEstimator):
         return -(torch.logaddexp(torch.zeros_like(d), d) - math.log(2.0))
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
+        if self._mixing is not None:
+            # the mixed generation: K independent draws of the current proposal
+            z, losses = self._mixing.tell(losses)
+            c, a, est = self.centred(losses)
+            return self._take(x, est, self._proposal.step_draws(z, c), a)
         if isinstance(population, GaussianPopulation):
             # ε = σ·S z: the sums over z go through the population (reduce), σ into the factor
             c, a, est = self.centred(losses)
-            direction = self._proposal.step(population, c)
-            if self.eta_mean is not None:
-                est.x = x.detach() + (self.eta_mean * self.sigma) * direction
-            else:
-                est.grad = direction * (-a / self.sigma)
-            return est
+            return self._take(x, est, self._proposal.step(population, c), a)
         return self.weigh(losses, population.offsets, population.log_ratio)
+
+    def _take(self, x: Tensor, est: Estimate, direction: Tensor, a: float) -> Estimate:
+        """The mean step η_μ·σ·S Σᵢ cᵢ zᵢ, or the pseudo-gradient −(a/σ)·S Σᵢ cᵢ zᵢ."""
+        if self.eta_mean is not None:
+            est.x = x.detach() + (self.eta_mean * self.sigma) * direction
+        else:
+            est.grad = direction * (-a / self.sigma)
+        return est
 
     def weigh(
         self, losses: Tensor, eps: Tensor, log_ratio: Tensor | None = None, unit: float = 1.0
@@ -203,7 +224,8 @@ class Sampling(PopulationEstimator):
         return w - v, alpha, Estimate(alpha=alpha, ess=effective_sample_size(w))
 
     def state_dict(self) -> dict:
-        return self._proposal.state_dict()
+        return mixing_state(self._proposal.state_dict(), self._mixing)
 
     def load_state_dict(self, state: dict) -> None:
         self._proposal.load_state_dict(state)
+        load_mixing_state(state, self._mixing)

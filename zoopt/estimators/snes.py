@@ -23,7 +23,8 @@ class SNES(ES):
     """Separable NES: a per-coordinate σ and the mean, both by the natural gradient.
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
-    ``eta_sigma`` (None: from D), ``eta_mean`` (η_μ, 1)."""
+    ``eta_sigma`` (None: from D), ``eta_mean`` (η_μ, 1),
+    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`)."""
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class SNES(ES):
         antithetic: bool = True,
         eta_sigma: float | None = None,
         eta_mean: float = 1.0,
+        importance_mixing: float | None = None,
     ):
         super().__init__(
             sigma,
@@ -41,4 +43,5 @@ class SNES(ES):
             covariance="diagonal",
             eta_sigma=eta_sigma,
             eta_mean=eta_mean,
+            importance_mixing=importance_mixing,
         )
