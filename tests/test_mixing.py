@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import zoopt
-from zoopt.experiment import resume_experiment, run_experiment
 from zoopt.checkpoint import load_tensor
 from zoopt.config import validate
+from zoopt.experiment import resume_experiment, run_experiment
 from zoopt.mixing import ImportanceMixing
 from zoopt.objectives import rosenbrock, sphere
 from zoopt.proposal import GaussianProposal
