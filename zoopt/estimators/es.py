@@ -28,6 +28,13 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
+from zoopt.metamodel import (
+    load_model_state,
+    make_metamodel,
+    model_state,
+    model_step,
+    with_model_step,
+)
 from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.population import Population
@@ -56,6 +63,9 @@ class ES(PopulationEstimator):
         importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
             previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
             ``antithetic=False``).
+        metamodel: fit a quadratic to the evaluated points and take the mean step to its
+            minimiser while it ranks the new points well (:mod:`zoopt.metamodel`; needs
+            ``eta_mean``).
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class ES(PopulationEstimator):
         eta_mean: float | None = None,
         top: int | None = None,
         importance_mixing: float | None = None,
+        metamodel: bool = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -97,6 +108,8 @@ class ES(PopulationEstimator):
         self.top = top
         self.importance_mixing = check_mixing(importance_mixing, antithetic)
         self._mixing = make_mixing(self.importance_mixing)
+        self._model = make_metamodel(metamodel, eta_mean is not None)
+        self.metamodel = metamodel
 
     @property
     def owns_mean(self) -> bool:  # type: ignore[override]
@@ -112,6 +125,8 @@ class ES(PopulationEstimator):
         self._size = self.population or default_population(x0.numel(), self.antithetic)
         if self._mixing is not None:
             self._mixing.load_state_dict(None)
+        if self._model is not None:
+            self._model.load_state_dict(None)
         if self.top is not None and self.top > self._size // 2:
             raise ValueError(f"top must be at most K/2 = {self._size // 2}, got {self.top}")
 
@@ -135,13 +150,15 @@ class ES(PopulationEstimator):
         return -(s - s.mean()) / k
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
+        step = model_step(self._model, self, x, population, losses)
         if self._mixing is not None:
             z, losses = self._mixing.tell(losses)
             direction = self._proposal.step_draws(z, self.coefficients(losses))
         else:
             direction = self._proposal.step(population, self.coefficients(losses))
         if self.eta_mean is not None:
-            return Estimate(x=x.detach() + (self.eta_mean * self.sigma) * direction)
+            est = Estimate(x=x.detach() + (self.eta_mean * self.sigma) * direction)
+            return with_model_step(self._model, est, x, step)
         return Estimate(grad=direction * (-1.0 / self.sigma))
 
     def gradient(self, losses: Tensor, z: Tensor) -> Tensor:
@@ -149,8 +166,10 @@ class ES(PopulationEstimator):
         return (self.coefficients(losses) @ z) * (-1.0 / self.sigma)
 
     def state_dict(self) -> dict:
-        return mixing_state(self._proposal.state_dict(), self._mixing)
+        state = mixing_state(self._proposal.state_dict(), self._mixing)
+        return model_state(state, self._model)
 
     def load_state_dict(self, state: dict) -> None:
         self._proposal.load_state_dict(state)
         load_mixing_state(state, self._mixing)
+        load_model_state(state, self._model)

@@ -30,6 +30,13 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
+from zoopt.metamodel import (
+    load_model_state,
+    make_metamodel,
+    model_state,
+    model_step,
+    with_model_step,
+)
 from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
@@ -67,6 +74,9 @@ class Sampling(PopulationEstimator):
         importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
             previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
             ``antithetic=False``).
+        metamodel: fit a quadratic to the evaluated points and take the mean step to its
+            minimiser while it ranks the new points well (:mod:`zoopt.metamodel`; needs
+            ``eta_mean``).
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class Sampling(PopulationEstimator):
         eta_cov: float | None = None,
         eta_mean: float | None = None,
         importance_mixing: float | None = None,
+        metamodel: bool = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -112,6 +123,8 @@ class Sampling(PopulationEstimator):
         if self.importance_mixing is not None and guided:
             raise ValueError("importance_mixing is not available with guided=True")
         self._mixing = make_mixing(self.importance_mixing)
+        self._model = make_metamodel(metamodel, eta_mean is not None)
+        self.metamodel = metamodel
         self._objective: Objective | None = None
 
     @property
@@ -134,6 +147,8 @@ class Sampling(PopulationEstimator):
         self._size = self.population or default_population(x0.numel(), self.antithetic)
         if self._mixing is not None:
             self._mixing.load_state_dict(None)
+        if self._model is not None:
+            self._model.load_state_dict(None)
 
     # ask/tell -----------------------------------------------------------------------------
     def ask(self, x: Tensor, seed: int) -> Population:
@@ -165,15 +180,18 @@ class Sampling(PopulationEstimator):
         return -(torch.logaddexp(torch.zeros_like(d), d) - math.log(2.0))
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
+        step = model_step(self._model, self, x, population, losses)
         if self._mixing is not None:
             # the mixed generation: K independent draws of the current proposal
             z, losses = self._mixing.tell(losses)
             c, a, est = self.centred(losses)
-            return self._take(x, est, self._proposal.step_draws(z, c), a)
+            est = self._take(x, est, self._proposal.step_draws(z, c), a)
+            return with_model_step(self._model, est, x, step)
         if isinstance(population, GaussianPopulation):
             # ε = σ·S z: the sums over z go through the population (reduce), σ into the factor
             c, a, est = self.centred(losses)
-            return self._take(x, est, self._proposal.step(population, c), a)
+            est = self._take(x, est, self._proposal.step(population, c), a)
+            return with_model_step(self._model, est, x, step)
         return self.weigh(losses, population.offsets, population.log_ratio)
 
     def _take(self, x: Tensor, est: Estimate, direction: Tensor, a: float) -> Estimate:
@@ -224,8 +242,10 @@ class Sampling(PopulationEstimator):
         return w - v, alpha, Estimate(alpha=alpha, ess=effective_sample_size(w))
 
     def state_dict(self) -> dict:
-        return mixing_state(self._proposal.state_dict(), self._mixing)
+        state = mixing_state(self._proposal.state_dict(), self._mixing)
+        return model_state(state, self._model)
 
     def load_state_dict(self, state: dict) -> None:
         self._proposal.load_state_dict(state)
         load_mixing_state(state, self._mixing)
+        load_model_state(state, self._model)

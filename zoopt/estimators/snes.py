@@ -24,7 +24,8 @@ class SNES(ES):
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma`` (None: from D), ``eta_mean`` (η_μ, 1),
-    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`)."""
+    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`),
+    ``metamodel`` (False, or True: a quadratic model's mean step; :mod:`zoopt.metamodel`)."""
 
     def __init__(
         self,
@@ -34,6 +35,7 @@ class SNES(ES):
         eta_sigma: float | None = None,
         eta_mean: float = 1.0,
         importance_mixing: float | None = None,
+        metamodel: bool = False,
     ):
         super().__init__(
             sigma,
@@ -44,4 +46,5 @@ class SNES(ES):
             eta_sigma=eta_sigma,
             eta_mean=eta_mean,
             importance_mixing=importance_mixing,
+            metamodel=metamodel,
         )

@@ -25,7 +25,8 @@ class XNES(ES):
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma``/``eta_cov`` (η_σ/η_B, None: from D), ``eta_mean`` (η_μ, 1),
-    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`)."""
+    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`),
+    ``metamodel`` (False, or True: a quadratic model's mean step; :mod:`zoopt.metamodel`)."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class XNES(ES):
         eta_cov: float | None = None,
         eta_mean: float = 1.0,
         importance_mixing: float | None = None,
+        metamodel: bool = False,
     ):
         super().__init__(
             sigma,
@@ -47,4 +49,5 @@ class XNES(ES):
             eta_cov=eta_cov,
             eta_mean=eta_mean,
             importance_mixing=importance_mixing,
+            metamodel=metamodel,
         )
