@@ -97,11 +97,10 @@ def test_metamodel_solves_the_sphere_in_few_evaluations():
         seed=0,
         evaluate_center=False,
     )
-    for _ in range(30):
+    while float(sphere(m.theta.detach()[None])[0]) > 1e-8 and m.evaluations < 1000:
         m.step()
-    assert float(sphere(m.theta.detach()[None])[0]) < 1e-8
-    assert m.evaluations <= 300
-    assert max(m.history["metamodel_tau"][-5:]) > 0.85
+    assert m.evaluations <= 300  # snes alone needs ~2,000 (benchmarks/bench_peers.py)
+    assert m.history["metamodel_step"][-1] == 1.0 and m.history["metamodel_tau"][-1] >= 0.85
 
 
 def test_metamodel_falls_back_on_a_rugged_loss():
