@@ -130,6 +130,7 @@ def test_mixing_saves_evaluations_on_sphere():
                 torch.full((10,), 3.0, dtype=torch.float64),
                 estimator="snes",
                 antithetic=False,
+                metamodel=False,  # mixing alone
                 sigma=2.0,
                 seed=seed,
                 evaluate_center=False,

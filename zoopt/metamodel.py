@@ -27,7 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_FULL_DIM", "QuadraticModel", "fit_quadratic", "kendall_tau"]
+__all__ = [
+    "AUTO_MAX_DIM",
+    "MAX_FULL_DIM",
+    "QuadraticModel",
+    "check_metamodel",
+    "fit_quadratic",
+    "kendall_tau",
+    "make_metamodel",
+]
 
 #: largest D for the full quadratic (its (D+1)(D+2)/2 terms need as many points)
 MAX_FULL_DIM = 20
@@ -242,18 +250,28 @@ class QuadraticModel:
         self.archive = {k: state[k].clone() for k in ("rows", "losses", "predicted")}
 
 
-def make_metamodel(metamodel: object, owns_mean: bool) -> QuadraticModel | None:
-    """An estimator's metamodel from its ``metamodel`` option (True/False), checked."""
-    if not isinstance(metamodel, bool):
-        raise TypeError(f"metamodel must be True or False, got {metamodel!r}")
-    if not metamodel:
-        return None
-    if not owns_mean:
+#: largest D at which ``metamodel="auto"`` switches the model on
+AUTO_MAX_DIM = MAX_FULL_DIM
+
+
+def check_metamodel(metamodel: object, owns_mean: bool) -> bool | str:
+    """Validate an estimator's ``metamodel`` option: True, False or ``"auto"``."""
+    if metamodel != "auto" and not isinstance(metamodel, bool):
+        raise TypeError(f"metamodel must be True, False or 'auto', got {metamodel!r}")
+    if metamodel is True and not owns_mean:
         raise ValueError(
             "metamodel=True takes the mean step to the model's minimiser: it needs an "
             "estimator that owns its mean (eta_mean set, as snes and xnes do)"
         )
-    return QuadraticModel()
+    return metamodel
+
+
+def make_metamodel(metamodel: bool | str, owns_mean: bool, dim: int) -> QuadraticModel | None:
+    """The estimator's model for D = ``dim``, or None: ``"auto"`` is on for an estimator
+    that owns its mean and D ≤ :data:`AUTO_MAX_DIM`."""
+    if metamodel == "auto":
+        metamodel = owns_mean and dim <= AUTO_MAX_DIM
+    return QuadraticModel() if metamodel else None
 
 
 def model_step(

@@ -29,6 +29,7 @@ from zoopt.estimators.base import (
     check_positive,
 )
 from zoopt.metamodel import (
+    check_metamodel,
     load_model_state,
     make_metamodel,
     model_state,
@@ -63,9 +64,9 @@ class ES(PopulationEstimator):
         importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
             previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
             ``antithetic=False``).
-        metamodel: fit a quadratic to the evaluated points and take the mean step to its
-            minimiser while it ranks the new points well (:mod:`zoopt.metamodel`; needs
-            ``eta_mean``).
+        metamodel: True to fit a quadratic to the evaluated points and take the mean step
+            to its minimiser while it ranks the new points well (:mod:`zoopt.metamodel`;
+            needs ``eta_mean``), or ``"auto"``: on when ``eta_mean`` is set and D ≤ 20.
     """
 
     def __init__(
@@ -80,7 +81,7 @@ class ES(PopulationEstimator):
         eta_mean: float | None = None,
         top: int | None = None,
         importance_mixing: float | None = None,
-        metamodel: bool = False,
+        metamodel: bool | str = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -108,8 +109,8 @@ class ES(PopulationEstimator):
         self.top = top
         self.importance_mixing = check_mixing(importance_mixing, antithetic)
         self._mixing = make_mixing(self.importance_mixing)
-        self._model = make_metamodel(metamodel, eta_mean is not None)
-        self.metamodel = metamodel
+        self.metamodel = check_metamodel(metamodel, eta_mean is not None)
+        self._model = None
 
     @property
     def owns_mean(self) -> bool:  # type: ignore[override]
@@ -125,8 +126,7 @@ class ES(PopulationEstimator):
         self._size = self.population or default_population(x0.numel(), self.antithetic)
         if self._mixing is not None:
             self._mixing.load_state_dict(None)
-        if self._model is not None:
-            self._model.load_state_dict(None)
+        self._model = make_metamodel(self.metamodel, self.owns_mean, x0.numel())
         if self.top is not None and self.top > self._size // 2:
             raise ValueError(f"top must be at most K/2 = {self._size // 2}, got {self.top}")
 

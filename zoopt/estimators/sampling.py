@@ -31,6 +31,7 @@ from zoopt.estimators.base import (
     check_positive,
 )
 from zoopt.metamodel import (
+    check_metamodel,
     load_model_state,
     make_metamodel,
     model_state,
@@ -74,9 +75,9 @@ class Sampling(PopulationEstimator):
         importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
             previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
             ``antithetic=False``).
-        metamodel: fit a quadratic to the evaluated points and take the mean step to its
-            minimiser while it ranks the new points well (:mod:`zoopt.metamodel`; needs
-            ``eta_mean``).
+        metamodel: True to fit a quadratic to the evaluated points and take the mean step
+            to its minimiser while it ranks the new points well (:mod:`zoopt.metamodel`;
+            needs ``eta_mean``), or ``"auto"``: on when ``eta_mean`` is set and D ≤ 20.
     """
 
     def __init__(
@@ -93,7 +94,7 @@ class Sampling(PopulationEstimator):
         eta_cov: float | None = None,
         eta_mean: float | None = None,
         importance_mixing: float | None = None,
-        metamodel: bool = False,
+        metamodel: bool | str = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -123,8 +124,8 @@ class Sampling(PopulationEstimator):
         if self.importance_mixing is not None and guided:
             raise ValueError("importance_mixing is not available with guided=True")
         self._mixing = make_mixing(self.importance_mixing)
-        self._model = make_metamodel(metamodel, eta_mean is not None)
-        self.metamodel = metamodel
+        self.metamodel = check_metamodel(metamodel, eta_mean is not None)
+        self._model = None
         self._objective: Objective | None = None
 
     @property
@@ -147,8 +148,7 @@ class Sampling(PopulationEstimator):
         self._size = self.population or default_population(x0.numel(), self.antithetic)
         if self._mixing is not None:
             self._mixing.load_state_dict(None)
-        if self._model is not None:
-            self._model.load_state_dict(None)
+        self._model = make_metamodel(self.metamodel, self.owns_mean, x0.numel())
 
     # ask/tell -----------------------------------------------------------------------------
     def ask(self, x: Tensor, seed: int) -> Population:

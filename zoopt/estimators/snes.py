@@ -25,7 +25,8 @@ class SNES(ES):
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma`` (None: from D), ``eta_mean`` (η_μ, 1),
     ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`),
-    ``metamodel`` (False, or True: a quadratic model's mean step; :mod:`zoopt.metamodel`)."""
+    ``metamodel`` (``"auto"``: a quadratic model's mean step for D ≤ 20; True, False;
+    :mod:`zoopt.metamodel`)."""
 
     def __init__(
         self,
@@ -35,7 +36,7 @@ class SNES(ES):
         eta_sigma: float | None = None,
         eta_mean: float = 1.0,
         importance_mixing: float | None = None,
-        metamodel: bool = False,
+        metamodel: bool | str = "auto",
     ):
         super().__init__(
             sigma,

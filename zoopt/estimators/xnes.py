@@ -26,7 +26,8 @@ class XNES(ES):
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma``/``eta_cov`` (η_σ/η_B, None: from D), ``eta_mean`` (η_μ, 1),
     ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`),
-    ``metamodel`` (False, or True: a quadratic model's mean step; :mod:`zoopt.metamodel`)."""
+    ``metamodel`` (``"auto"``: a quadratic model's mean step for D ≤ 20; True, False;
+    :mod:`zoopt.metamodel`)."""
 
     def __init__(
         self,
@@ -37,7 +38,7 @@ class XNES(ES):
         eta_cov: float | None = None,
         eta_mean: float = 1.0,
         importance_mixing: float | None = None,
-        metamodel: bool = False,
+        metamodel: bool | str = "auto",
     ):
         super().__init__(
             sigma,
