@@ -86,6 +86,25 @@ def check_lowrank(rank: Any, covariance: str = "none") -> int | None:
     return rank
 
 
+def check_lowrank_reuse(rank: int | None, importance_mixing: Any, metamodel: Any) -> Any:
+    """Low-rank draws with the reuse options: importance mixing and the quadratic metamodel
+    need the density / coordinates of full-rank Gaussian draws, so ``rank`` refuses them;
+    ``metamodel="auto"`` resolves to False. Returns the ``metamodel`` option to keep."""
+    if rank is None:
+        return metamodel
+    if importance_mixing is not None:
+        raise LowRankError(
+            f"rank={rank} is not available with importance_mixing: the density ratio of "
+            "low-rank draws is not the Gaussian one that importance mixing reweights by"
+        )
+    if metamodel is True:
+        raise LowRankError(
+            f"rank={rank} is not available with metamodel=True: the quadratic model is fitted "
+            "in the coordinates of full-rank draws"
+        )
+    return False if metamodel == "auto" else metamodel
+
+
 def module_structure(rank: int, module: Any, objective: Any, dim: int) -> LowRankStructure:
     """The low-rank structure for an estimator's ``rank``: of ``module`` (the ``nn.Module``
     x0 came as) or else of the objective's ``model`` (:class:`zoopt.SupervisedObjective`).

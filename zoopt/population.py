@@ -34,6 +34,8 @@ __all__ = [
     "GaussianPopulation",
     "Population",
     "noise_block_seed",
+    "shape_rows",
+    "weighted_moments",
 ]
 
 #: noise rows per independently seeded block
@@ -54,6 +56,33 @@ def _splitmix64(z: int) -> int:
 def noise_block_seed(seed: int, block: int) -> int:
     """A 63-bit seed for noise block ``block`` of a step seeded ``seed``."""
     return _splitmix64(_splitmix64(int(seed) & _MASK64) ^ int(block)) >> 1
+
+
+def shape_rows(z: Tensor, scale: Tensor | None) -> Tensor:
+    """S z for rows ``z`` ``(n, D)``: the identity (``scale`` None), s ⊙ z or z Aᵀ."""
+    if scale is None:
+        return z
+    scale = scale.to(z)
+    return z * scale if scale.ndim == 1 else z @ scale.T
+
+
+def weighted_moments(
+    z: Tensor, coeffs: Tensor, square: bool = False, full: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """``(Σᵢ cᵢ zᵢ, M)`` for unit-normal rows ``z`` ``(K, D)`` and coefficients ``(K,)``.
+
+    M is None unless ``square``; then Σᵢ cᵢ (zᵢ² − 1) ``(D,)``, or Σᵢ cᵢ (zᵢzᵢᵀ − I)
+    ``(D, D)`` when ``full``.
+    """
+    c = coeffs.to(z)
+    first = c @ z
+    if not square:
+        return first, None
+    total = c.sum()
+    if full:
+        eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+        return first, (z.T * c) @ z - total * eye
+    return first, c @ (z * z) - total
 
 
 @dataclass
@@ -207,10 +236,7 @@ class GaussianPopulation:
 
     def shaped(self, z: Tensor) -> Tensor:
         """S z for rows ``z`` ``(n, D)``: the identity, s ⊙ z or z Aᵀ."""
-        if self.scale is None:
-            return z
-        scale = self.scale.to(z)
-        return z * scale if scale.ndim == 1 else z @ scale.T
+        return shape_rows(z, self.scale)
 
     def rows(self, start: int, stop: int) -> Tensor:
         """Candidates ``start:stop``, shape ``(stop - start, D)``."""
@@ -252,16 +278,8 @@ class GaussianPopulation:
             )
         if self.reducer is not None:
             return self.reducer(self, coeffs, square)
-        z = self.perturbations()
-        c = coeffs.to(z)
-        first = c @ z
-        if not square:
-            return first, None
-        total = c.sum()
-        if self.scale is not None and self.scale.ndim == 2:
-            eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-            return first, (z.T * c) @ z - total * eye
-        return first, c @ (z * z) - total
+        full = self.scale is not None and self.scale.ndim == 2
+        return weighted_moments(self.perturbations(), coeffs, square, full)
 
     def partial_reduce(
         self, coeffs: Tensor, start: int = 0, stop: int | None = None, square: bool = False

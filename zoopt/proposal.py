@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from zoopt.lowrank import LowRankPopulation, LowRankStructure
-from zoopt.population import GaussianPopulation
+from zoopt.population import GaussianPopulation, shape_rows, weighted_moments
 
 __all__ = [
     "COVARIANCES",
@@ -39,6 +39,8 @@ __all__ = [
     "GaussianProposal",
     "default_population",
     "default_rates",
+    "log_det",
+    "whiten",
 ]
 
 COVARIANCES = ("none", "diagonal", "full")
@@ -60,6 +62,24 @@ def default_rates(dim: int, covariance: str) -> tuple[float, float]:
         eta = 3 * (3 + math.log(d)) / (5 * d * math.sqrt(d))
         return eta, eta
     return (3 + math.log(d)) / (5 * math.sqrt(d)), 0.0
+
+
+def whiten(offsets: Tensor, sigma: float, scale: Tensor | None) -> Tensor:
+    """z = S⁻¹ (x − θ)/σ for offsets x − θ ``(n, D)``: the inverse of σ·S z."""
+    u = offsets / sigma
+    if scale is None:
+        return u
+    scale = scale.to(u)
+    return u / scale if scale.ndim == 1 else torch.linalg.solve(scale, u.T).T
+
+
+def log_det(scale: Tensor | None) -> float:
+    """log |det S|: 0 for the identity, Σ log sᵢ, or log |det A|."""
+    if scale is None:
+        return 0.0
+    if scale.ndim == 1:
+        return float(scale.log().sum())
+    return float(torch.linalg.slogdet(scale)[1])
 
 
 def _check_rate(name: str, value: float | None) -> float | None:
@@ -143,8 +163,21 @@ class GaussianProposal:
         """
         first, second = population.reduce(coeffs, square=self.adapts)
         direction = population.shaped(first[None])[0]
-        if not self.adapts:
-            return direction
+        if self.adapts:
+            self._adapt(second)
+        return direction
+
+    def step_draws(self, z: Tensor, coeffs: Tensor) -> Tensor:
+        """:meth:`step` for draws given as unit-normal rows ``z`` ``(K, D)`` of the current
+        proposal (candidates θ + σ·S zᵢ), as importance mixing assembles them."""
+        full = self.scale is not None and self.scale.ndim == 2
+        first, second = weighted_moments(z, coeffs, self.adapts, full)
+        direction = shape_rows(first[None], self.scale)[0]
+        if self.adapts:
+            self._adapt(second)
+        return direction
+
+    def _adapt(self, second: Tensor) -> None:
         eta_s, eta_b = self._rates
         if self.covariance == "diagonal":
             self.scale = self.scale * torch.exp(0.5 * eta_s * second.to(self.scale))
@@ -153,7 +186,6 @@ class GaussianProposal:
             eye = torch.eye(second.shape[0], dtype=second.dtype, device=second.device)
             m = 0.5 * (eta_s * g * eye + eta_b * (second - g * eye))
             self.scale = self.scale @ torch.linalg.matrix_exp(m.to(self.scale))
-        return direction
 
     def state_dict(self) -> dict:
         """The adapted shape (None when S is fixed)."""

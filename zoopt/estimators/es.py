@@ -28,7 +28,16 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
-from zoopt.lowrank import check_lowrank, module_structure
+from zoopt.lowrank import check_lowrank, check_lowrank_reuse, module_structure
+from zoopt.metamodel import (
+    check_metamodel,
+    load_model_state,
+    make_metamodel,
+    model_state,
+    model_step,
+    with_model_step,
+)
+from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.population import Population
 from zoopt.proposal import GaussianProposal, default_population
@@ -56,6 +65,12 @@ class ES(PopulationEstimator):
         rank: None for full-rank draws, or r ≥ 1: when x0 is an ``nn.Module``, the weight
             matrices of its Linear/Conv1d/Conv2d/Embedding layers are drawn as AᵢBᵢᵀ/√r
             (:mod:`zoopt.lowrank`), the other tensors full rank.
+        importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
+            previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
+            ``antithetic=False``).
+        metamodel: True to fit a quadratic to the evaluated points and take the mean step
+            to its minimiser while it ranks the new points well (:mod:`zoopt.metamodel`;
+            needs ``eta_mean``), or ``"auto"``: on when ``eta_mean`` is set and D ≤ 20.
     """
 
     def __init__(
@@ -70,6 +85,8 @@ class ES(PopulationEstimator):
         eta_mean: float | None = None,
         top: int | None = None,
         rank: int | None = None,
+        importance_mixing: float | None = None,
+        metamodel: bool | str = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -96,6 +113,11 @@ class ES(PopulationEstimator):
             check_positive("top", top, integer=True)
         self.top = top
         self.rank = check_lowrank(rank, covariance)
+        self.importance_mixing = check_mixing(importance_mixing, antithetic)
+        self._mixing = make_mixing(self.importance_mixing)
+        metamodel = check_lowrank_reuse(self.rank, importance_mixing, metamodel)
+        self.metamodel = check_metamodel(metamodel, eta_mean is not None)
+        self._model = None
 
     @property
     def owns_mean(self) -> bool:  # type: ignore[override]
@@ -112,6 +134,9 @@ class ES(PopulationEstimator):
     def _prepare(self, x0: Tensor) -> None:
         self._proposal.setup(x0)
         self._size = self.population or default_population(x0.numel(), self.antithetic)
+        if self._mixing is not None:
+            self._mixing.load_state_dict(None)
+        self._model = make_metamodel(self.metamodel, self.owns_mean, x0.numel())
         if self.top is not None and self.top > self._size // 2:
             raise ValueError(f"top must be at most K/2 = {self._size // 2}, got {self.top}")
 
@@ -120,6 +145,8 @@ class ES(PopulationEstimator):
             self._prepare(x)
         if self.rank is not None and self._proposal.structure is None:
             raise RuntimeError(f"{self.name}(rank={self.rank}): call setup() before ask()")
+        if self._mixing is not None:
+            return self._mixing.ask(self._proposal, x, seed, self._size)
         return self._proposal.population(x, seed, self._size, self.antithetic)
 
     def coefficients(self, losses: Tensor) -> Tensor:
@@ -135,9 +162,15 @@ class ES(PopulationEstimator):
         return -(s - s.mean()) / k
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
-        direction = self._proposal.step(population, self.coefficients(losses))
+        step = model_step(self._model, self, x, population, losses)
+        if self._mixing is not None:
+            z, losses = self._mixing.tell(losses)
+            direction = self._proposal.step_draws(z, self.coefficients(losses))
+        else:
+            direction = self._proposal.step(population, self.coefficients(losses))
         if self.eta_mean is not None:
-            return Estimate(x=x.detach() + (self.eta_mean * self.sigma) * direction)
+            est = Estimate(x=x.detach() + (self.eta_mean * self.sigma) * direction)
+            return with_model_step(self._model, est, x, step)
         return Estimate(grad=direction * (-1.0 / self.sigma))
 
     def gradient(self, losses: Tensor, z: Tensor) -> Tensor:
@@ -145,7 +178,10 @@ class ES(PopulationEstimator):
         return (self.coefficients(losses) @ z) * (-1.0 / self.sigma)
 
     def state_dict(self) -> dict:
-        return self._proposal.state_dict()
+        state = mixing_state(self._proposal.state_dict(), self._mixing)
+        return model_state(state, self._model)
 
     def load_state_dict(self, state: dict) -> None:
         self._proposal.load_state_dict(state)
+        load_mixing_state(state, self._mixing)
+        load_model_state(state, self._model)

@@ -30,7 +30,16 @@ from zoopt.estimators.base import (
     check_population,
     check_positive,
 )
-from zoopt.lowrank import LowRankError, check_lowrank, module_structure
+from zoopt.lowrank import LowRankError, check_lowrank, check_lowrank_reuse, module_structure
+from zoopt.metamodel import (
+    check_metamodel,
+    load_model_state,
+    make_metamodel,
+    model_state,
+    model_step,
+    with_model_step,
+)
+from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.proposal import GaussianProposal, default_population
@@ -67,6 +76,12 @@ class Sampling(PopulationEstimator):
         rank: None for full-rank draws, or r ≥ 1 for low-rank draws of a module's weight
             matrices (:mod:`zoopt.lowrank`; not with ``guided``, whose shifted draws are
             full rank).
+        importance_mixing: None (off) or the minimal refresh rate α₀ ∈ (0, 1): reuse the
+            previous generation's draws by importance mixing (:mod:`zoopt.mixing`; needs
+            ``antithetic=False``).
+        metamodel: True to fit a quadratic to the evaluated points and take the mean step
+            to its minimiser while it ranks the new points well (:mod:`zoopt.metamodel`;
+            needs ``eta_mean``), or ``"auto"``: on when ``eta_mean`` is set and D ≤ 20.
     """
 
     def __init__(
@@ -83,6 +98,8 @@ class Sampling(PopulationEstimator):
         eta_cov: float | None = None,
         eta_mean: float | None = None,
         rank: int | None = None,
+        importance_mixing: float | None = None,
+        metamodel: bool | str = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -114,6 +131,13 @@ class Sampling(PopulationEstimator):
                 f"rank={self.rank} is not available with guided=True: the guided draws are "
                 "shifted along a full-rank surrogate gradient"
             )
+        self.importance_mixing = check_mixing(importance_mixing, antithetic)
+        if self.importance_mixing is not None and guided:
+            raise ValueError("importance_mixing is not available with guided=True")
+        self._mixing = make_mixing(self.importance_mixing)
+        metamodel = check_lowrank_reuse(self.rank, importance_mixing, metamodel)
+        self.metamodel = check_metamodel(metamodel, eta_mean is not None)
+        self._model = None
         self._objective: Objective | None = None
 
     @property
@@ -137,6 +161,9 @@ class Sampling(PopulationEstimator):
     def _prepare(self, x0: Tensor) -> None:
         self._proposal.setup(x0)
         self._size = self.population or default_population(x0.numel(), self.antithetic)
+        if self._mixing is not None:
+            self._mixing.load_state_dict(None)
+        self._model = make_metamodel(self.metamodel, self.owns_mean, x0.numel())
 
     # ask/tell -----------------------------------------------------------------------------
     def ask(self, x: Tensor, seed: int) -> Population:
@@ -144,6 +171,8 @@ class Sampling(PopulationEstimator):
             self._prepare(x)
         if self.rank is not None and self._proposal.structure is None:
             raise RuntimeError(f"sampling(rank={self.rank}): call setup() before ask()")
+        if self._mixing is not None:
+            return self._mixing.ask(self._proposal, x, seed, self._size)
         pop = self._proposal.population(x, seed, self._size, self.antithetic)
         if not self.guided:
             return pop
@@ -168,16 +197,27 @@ class Sampling(PopulationEstimator):
         return -(torch.logaddexp(torch.zeros_like(d), d) - math.log(2.0))
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
+        step = model_step(self._model, self, x, population, losses)
+        if self._mixing is not None:
+            # the mixed generation: K independent draws of the current proposal
+            z, losses = self._mixing.tell(losses)
+            c, a, est = self.centred(losses)
+            est = self._take(x, est, self._proposal.step_draws(z, c), a)
+            return with_model_step(self._model, est, x, step)
         if isinstance(population, GaussianPopulation):
             # ε = σ·S z: the sums over z go through the population (reduce), σ into the factor
             c, a, est = self.centred(losses)
-            direction = self._proposal.step(population, c)
-            if self.eta_mean is not None:
-                est.x = x.detach() + (self.eta_mean * self.sigma) * direction
-            else:
-                est.grad = direction * (-a / self.sigma)
-            return est
+            est = self._take(x, est, self._proposal.step(population, c), a)
+            return with_model_step(self._model, est, x, step)
         return self.weigh(losses, population.offsets, population.log_ratio)
+
+    def _take(self, x: Tensor, est: Estimate, direction: Tensor, a: float) -> Estimate:
+        """The mean step η_μ·σ·S Σᵢ cᵢ zᵢ, or the pseudo-gradient −(a/σ)·S Σᵢ cᵢ zᵢ."""
+        if self.eta_mean is not None:
+            est.x = x.detach() + (self.eta_mean * self.sigma) * direction
+        else:
+            est.grad = direction * (-a / self.sigma)
+        return est
 
     def weigh(
         self, losses: Tensor, eps: Tensor, log_ratio: Tensor | None = None, unit: float = 1.0
@@ -219,7 +259,10 @@ class Sampling(PopulationEstimator):
         return w - v, alpha, Estimate(alpha=alpha, ess=effective_sample_size(w))
 
     def state_dict(self) -> dict:
-        return self._proposal.state_dict()
+        state = mixing_state(self._proposal.state_dict(), self._mixing)
+        return model_state(state, self._model)
 
     def load_state_dict(self, state: dict) -> None:
         self._proposal.load_state_dict(state)
+        load_mixing_state(state, self._mixing)
+        load_model_state(state, self._model)

@@ -24,7 +24,10 @@ class SNES(ES):
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
     ``eta_sigma`` (None: from D), ``eta_mean`` (η_μ, 1), ``rank`` (None, or low-rank draws
-    of a module's weight matrices, with one adapted σ per matrix; :mod:`zoopt.lowrank`)."""
+    of a module's weight matrices, with one adapted σ per matrix; :mod:`zoopt.lowrank`),
+    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`),
+    ``metamodel`` (``"auto"``: a quadratic model's mean step for D ≤ 20; True, False;
+    :mod:`zoopt.metamodel`)."""
 
     def __init__(
         self,
@@ -34,6 +37,8 @@ class SNES(ES):
         eta_sigma: float | None = None,
         eta_mean: float = 1.0,
         rank: int | None = None,
+        importance_mixing: float | None = None,
+        metamodel: bool | str = "auto",
     ):
         super().__init__(
             sigma,
@@ -44,4 +49,6 @@ class SNES(ES):
             eta_sigma=eta_sigma,
             eta_mean=eta_mean,
             rank=rank,
+            importance_mixing=importance_mixing,
+            metamodel=metamodel,
         )

@@ -24,7 +24,10 @@ class XNES(ES):
     """Exponential NES: a full covariance factor A (D ≤ 1,000) by the natural gradient.
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``antithetic``,
-    ``eta_sigma``/``eta_cov`` (η_σ/η_B, None: from D), ``eta_mean`` (η_μ, 1)."""
+    ``eta_sigma``/``eta_cov`` (η_σ/η_B, None: from D), ``eta_mean`` (η_μ, 1),
+    ``importance_mixing`` (None, or α₀: reuse draws; :mod:`zoopt.mixing`),
+    ``metamodel`` (``"auto"``: a quadratic model's mean step for D ≤ 20; True, False;
+    :mod:`zoopt.metamodel`)."""
 
     def __init__(
         self,
@@ -34,6 +37,8 @@ class XNES(ES):
         eta_sigma: float | None = None,
         eta_cov: float | None = None,
         eta_mean: float = 1.0,
+        importance_mixing: float | None = None,
+        metamodel: bool | str = "auto",
     ):
         super().__init__(
             sigma,
@@ -44,4 +49,6 @@ class XNES(ES):
             eta_sigma=eta_sigma,
             eta_cov=eta_cov,
             eta_mean=eta_mean,
+            importance_mixing=importance_mixing,
+            metamodel=metamodel,
         )
