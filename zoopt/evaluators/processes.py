@@ -198,9 +198,7 @@ class ProcessEvaluator:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
         if start_method not in ("spawn", "forkserver"):
-            raise ValueError(
-                f"start_method must be 'spawn' or 'forkserver', got {start_method!r}"
-            )
+            raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
         if not (isinstance(startup_timeout, (int, float)) and startup_timeout > 0):
             raise ValueError(f"startup_timeout must be a positive number, got {startup_timeout!r}")
         self.num_workers = num_workers
