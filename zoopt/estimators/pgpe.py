@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from zoopt.estimators import register
-from zoopt.estimators.base import Estimate, check_positive
+from zoopt.estimators.base import CENTER_EVERY, Estimate, check_positive
 from zoopt.estimators.es import ES
 from zoopt.optim import ClipUp
 from zoopt.population import Population
@@ -34,6 +34,9 @@ class PGPE(ES):
 
     Args: ``sigma`` (σ0), ``population`` (None: from D), ``eta_sigma``
     (0.2), ``max_speed`` (None: σ√D/15), ``momentum`` (0.9)."""
+
+    #: the loop evaluates θ every n-th step by default: the step never reads its loss
+    center_every = CENTER_EVERY
 
     def __init__(
         self,
