@@ -85,10 +85,10 @@ def test_same_losses_and_parameters_as_local(evaluator):
     assert not torch.equal(remote.x, x0)  # the run moved, so equality means something
 
 
-def test_gym_run_with_normaliser_equals_local(evaluator):
+def test_gym_run_with_normaliser_and_episode_cap_equals_local(evaluator):
     def run(ev):
-        objective = GymObjective("CartPole-v1", normalize_observations=True)
-        kw = dict(estimator="ars", steps=3, seed=2, population=6, sigma=0.5, evaluate_center=True)
+        objective = GymObjective("CartPole-v1", normalize_observations=True, episode_cap=2.0)
+        kw = dict(estimator="ars", steps=4, seed=2, population=6, sigma=0.5, evaluate_center=True)
         r = zoopt.minimize(objective, torch.zeros(objective.dim), evaluator=ev, **kw)
         return r, objective
 
@@ -96,6 +96,8 @@ def test_gym_run_with_normaliser_equals_local(evaluator):
     remote, ro = run(evaluator)
     assert torch.equal(local.x, remote.x)
     assert _same(local.history["loss"], remote.history["loss"])
+    # the straggler cap: set on the driver from the workers' lengths, as in one process
+    assert local.history["episode_cap"] == remote.history["episode_cap"]
     assert lo.env_steps == ro.env_steps and lo.episodes_played == ro.episodes_played
     # the workers' normaliser increments came back (merged by chunk: float rounding only)
     assert ro.observation_statistics.count == lo.observation_statistics.count > 0
