@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Result", "HISTORY_KEYS", "step_counts"]
+__all__ = ["Result", "HISTORY_KEYS", "evaluation_counts", "step_counts"]
 
 #: per-step history columns
 HISTORY_KEYS = (
@@ -75,16 +75,27 @@ class Result:
         )
 
 
-def step_counts(objective: Any, evaluations: int, center_evaluations: int) -> dict:
-    """The history's counting columns after a step (cumulative): ``center_evaluations``;
-    for an episodic objective (an int ``episodes`` E per evaluation, as ``GymObjective``)
-    ``training_episodes`` and ``center_episodes`` (evaluations × E); and the objective's
-    own per-step numbers (``history_info()``, e.g. the straggler cap in force)."""
-    out: dict = {"center_evaluations": center_evaluations}
+def evaluation_counts(objective: Any, evaluations: int, center_evaluations: int) -> dict:
+    """Training and centre work apart (cumulative): ``training_evaluations``,
+    ``center_evaluations`` and, for an episodic objective (an int ``episodes`` E per
+    evaluation, as ``GymObjective``), ``training_episodes`` and ``center_episodes``."""
+    out: dict = {
+        "training_evaluations": evaluations - center_evaluations,
+        "center_evaluations": center_evaluations,
+    }
     per = getattr(objective, "episodes", None)
     if isinstance(per, int) and not isinstance(per, bool):
         out["training_episodes"] = (evaluations - center_evaluations) * per
         out["center_episodes"] = center_evaluations * per
+    return out
+
+
+def step_counts(objective: Any, evaluations: int, center_evaluations: int) -> dict:
+    """The history's extra columns after a step: :func:`evaluation_counts` but
+    ``training_evaluations`` (``evaluations`` minus ``center_evaluations``), and the
+    objective's own per-step numbers (``history_info()``, e.g. the straggler cap)."""
+    out = evaluation_counts(objective, evaluations, center_evaluations)
+    del out["training_evaluations"]
     info = getattr(objective, "history_info", None)
     if callable(info):
         out.update(info())
