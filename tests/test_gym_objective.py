@@ -474,3 +474,42 @@ def test_episode_cap_is_checked():
             GymObjective("CartPole-v1"), torch.zeros(10), estimator="es", steps=1, population=2
         ).history
     )
+
+
+# ---------------------------------------------------------------------------------------
+# the numpy fast path of small policies
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("space", "hidden", "activation", "squash"),
+    [
+        (spaces.Discrete(3, start=1), (), "tanh", "clip"),
+        (spaces.Discrete(2), (8, 8), "relu", "clip"),
+        (spaces.Box(-1.0, 2.0, (2,), np.float32), (), "tanh", "clip"),
+        (spaces.Box(-1.0, 1.0, (3,), np.float32), (16,), "elu", "tanh"),
+    ],
+    ids=["linear-discrete", "mlp-discrete", "linear-box", "mlp-box-tanh"],
+)
+def test_numpy_policy_equals_torch_policy(space, hidden, activation, squash):
+    policy = MLPPolicy(5, space, hidden=hidden, activation=activation, squash=squash)
+    g = torch.Generator().manual_seed(1)
+    params = torch.randn(6, policy.num_parameters, generator=g)
+    obs = 3 * torch.randn(6, 4, 5, generator=g)
+    ref = policy.actor(params)(obs)
+    fast = torch.from_numpy(np.asarray(policy.numpy_actor(params)(obs.numpy())))
+    assert fast.shape == ref.shape
+    if policy.discrete:
+        assert torch.equal(fast, ref)
+    else:
+        assert_close(fast, ref)
+        assert bool((ref != ref.flatten()[0]).any())  # not all at one bound
+
+
+def test_evaluation_with_numpy_policy_equals_torch_path():
+    def losses(numpy_policy):
+        obj = GymObjective("CartPole-v1", episodes=2, normalize_observations=True)
+        obj.numpy_policy = numpy_policy
+        X = torch.randn(8, obj.dim, generator=torch.Generator().manual_seed(5))
+        return torch.stack([obj.evaluate(X, seed=s) for s in range(3)])
+
+    fast, ref = losses(True), losses(False)
+    assert torch.equal(fast, ref) and bool((ref != ref[0, 0]).any())

@@ -45,7 +45,7 @@ from zoopt.objectives.gym.envs import (
 )
 from zoopt.objectives.gym.normalizer import ObservationStatistics, ObservationSums
 from zoopt.objectives.gym.rollout import BEHAVIOURS, Rollout, play_episodes
-from zoopt.policies import Policy, make_policy
+from zoopt.policies import MLPPolicy, Policy, make_policy
 
 __all__ = ["GymObjective", "default_slots"]
 
@@ -262,6 +262,9 @@ class GymObjective(Objective):
         # step share its seed (also when split into chunks on workers)
         self._generation: list = [None, 0, 0]
         self._pending_generation: dict[int, list[int]] = {}  # seed -> [steps, episodes]
+        #: greedy CPU rollouts of MLP and linear policies run the policy in numpy
+        #: (:meth:`zoopt.policies.MLPPolicy.numpy_actor`); False: in torch
+        self.numpy_policy = True
         self._token = uuid.uuid4().hex
         self._slot_envs: dict[int, SlotEnv] = {}
         self._host_refill: bool | None = None  # False: the accelerator's refill, on the CPU
@@ -318,8 +321,20 @@ class GymObjective(Objective):
         norm = self.normalize_observations
         policy = self.policy
 
+        # greedy CPU rollouts of an MLP (or linear) policy run it in numpy: a fraction of
+        # torch's per-call cost, paid at every time step
+        fast = (
+            self.numpy_policy
+            and isinstance(policy, MLPPolicy)
+            and not stochastic
+            and env.device.type == "cpu"
+        )
+
         def actor_for(candidates: Tensor):
             rows = params.index_select(0, candidates)  # slot s acts with its candidate's row
+            if fast:
+                forward = policy.numpy_actor(rows)
+                return lambda obs: torch.from_numpy(np.asarray(forward(obs.numpy())))
             return policy.actor(rows, stochastic=stochastic, generator=generator)
 
         sums = ObservationSums(self._stats.mean, env.device) if norm and update_stats else None
@@ -524,8 +539,12 @@ class GymObjective(Objective):
         if self.normalize_observations:
             o = (o - self._stats.mean.to(x.dtype)) / torch.sqrt(self._stats.var.to(x.dtype) + 1e-8)
             o = o.clamp(-self.observation_clip, self.observation_clip)
-        with torch.no_grad():
-            a = self.policy.act(x.detach()[None], o[None])[0, 0]
+        if self.numpy_policy and isinstance(self.policy, MLPPolicy):  # as in evaluations
+            a = torch.from_numpy(np.asarray(self.policy.numpy_actor(x[None])(o[None].numpy())))
+            a = a[0, 0]
+        else:
+            with torch.no_grad():
+                a = self.policy.act(x.detach()[None], o[None])[0, 0]
         if self.policy.discrete:
             return int(a)
         return a.numpy().astype(self.action_space.dtype)
