@@ -152,6 +152,13 @@ def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds, steps
     return (reached[0] if reached else None), objective.env_steps, seconds
 
 
+class NoOp:
+    """A trivial batched objective (module level: the worker processes import it)."""
+
+    def __call__(self, X):
+        return X.sum(-1)
+
+
 # -- the three measurements -------------------------------------------------------------------
 def zoopt_rate(env_id, task, seed, iterations):
     """Env steps and seconds of ``iterations`` ars steps after a first (warm-up) one."""
@@ -219,8 +226,20 @@ def to_threshold(env_id, seeds, estimators, max_episodes, max_seconds):
             print(f"  {name:9s} median: not reached within the cap")
 
 
+def task_overhead(ev, n: int = 200) -> float:
+    """Seconds per task of the pool: W tasks of a no-op objective per call, ``n`` calls."""
+    from zoopt import ExplicitPopulation, FunctionObjective
+
+    objective = FunctionObjective(NoOp())
+    pop = ExplicitPopulation(torch.zeros(ev.num_workers, 16 * 17))
+    ev.evaluate(objective, pop, 0)
+    t = time.perf_counter()
+    for i in range(n):
+        ev.evaluate(objective, pop, i)
+    return (time.perf_counter() - t) / (n * ev.num_workers)
+
+
 def processes(env_id, rounds, steps):
-    from zoopt import ExplicitPopulation, Objective
     from zoopt.evaluators import ProcessEvaluator
 
     task = dict(TASKS["Hopper-v5"], n=8)
@@ -239,18 +258,7 @@ def processes(env_id, rounds, steps):
             print(f"  round {r}: one process {s1 / t1:7.0f} steps/s, processes {sp / tp:7.0f}")
         print(f"  speed-up {statistics.median(speedups):.2f}× on {w} workers (median)")
 
-        class Nothing(Objective):
-            def evaluate(self, X, seed=0):
-                return X.sum(-1)
-
-        nothing = Nothing()
-        pop = ExplicitPopulation(torch.zeros(w, 16 * 17))
-        ev.evaluate(nothing, pop, 0)
-        n = 200
-        t = time.perf_counter()
-        for i in range(n):
-            ev.evaluate(nothing, pop, i)
-        per_task = (time.perf_counter() - t) / (n * w)
+        per_task = task_overhead(ev)
         # one Hopper chunk at 16 cores and K = 16: one episode of up to 1,000 steps
         chunk = 1000 / (s1 / t1)
         print(
