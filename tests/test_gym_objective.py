@@ -5,6 +5,7 @@ and a short optimisation."""
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 
 import gymnasium as gym
@@ -15,6 +16,7 @@ from gymnasium import spaces
 from torch import nn
 
 import zoopt
+from zoopt.checkpoint import load_checkpoint, save_checkpoint
 from zoopt.objectives import GymObjective
 from zoopt.objectives.gym import ObservationStatistics, episode_seeds
 from zoopt.policies import LinearPolicy, MLPPolicy, ModulePolicy
@@ -405,3 +407,109 @@ def test_local_and_ray_runs_are_equal(ray_address):
     assert a.count == b.count
     np.testing.assert_allclose(a.mean.numpy(), b.mean.numpy(), rtol=1e-9)
     np.testing.assert_allclose(a.m2.numpy(), b.m2.numpy(), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# the straggler cap (Salimans et al. 2017)
+# ---------------------------------------------------------------------------------------
+def _capped_run(steps, state=None, **kw):
+    objective = GymObjective(
+        "CartPole-v1", episodes=2, episode_cap=2.0, normalize_observations=True
+    )
+    m = zoopt.Minimizer(
+        objective,
+        torch.zeros(objective.dim),
+        estimator="es",
+        seed=4,
+        population=6,
+        sigma=0.5,
+        steps=steps,
+        **kw,
+    )
+    if state is not None:
+        m.load_state_dict(state)
+    return m, objective
+
+
+def test_episode_cap_is_twice_the_previous_mean_and_recorded_in_the_history():
+    means = []
+    m, objective = _capped_run(4)
+    m.callback = lambda row: means.append(objective.env_steps / objective.episodes_played)
+    m.run()
+    caps = m.history["episode_cap"]
+    assert caps[0] == objective.max_episode_steps == 500  # nothing to cap by yet
+    # step 2's cap from step 1's episodes (population and centre: one evaluation)
+    assert caps[1] == min(500, math.ceil(2.0 * means[0])) < 500
+    assert all(1 <= c <= 500 for c in caps)
+    # every episode of a capped step ended by the cap at the latest
+    out = objective._rollout(torch.zeros(3, objective.dim), [1, 2], capped=True)
+    assert int(out.lengths.max()) <= objective.current_episode_cap
+
+
+def test_episode_cap_in_checkpoints_and_resume_is_exact(tmp_path):
+    whole, _ = _capped_run(6)
+    for _ in range(6):
+        whole.step()
+    first, _ = _capped_run(6)
+    for _ in range(3):  # a checkpoint is taken between steps (no final evaluation)
+        first.step()
+    state = first.state_dict()
+    assert state["objective"]["episode_cap"] == first.history["episode_cap"][-1]
+    path = save_checkpoint(tmp_path / "c.pt", state)
+    resumed, _ = _capped_run(6, state=load_checkpoint(path))
+    for _ in range(3):
+        resumed.step()
+    assert torch.equal(resumed.theta, whole.theta)
+    assert resumed.history["episode_cap"] == whole.history["episode_cap"]
+    assert len(set(whole.history["episode_cap"])) > 2  # the cap moved
+    assert resumed.history["loss"] == whole.history["loss"]
+
+
+def test_episode_cap_is_checked():
+    with pytest.raises(ValueError, match="episode_cap must be a positive number"):
+        GymObjective("CartPole-v1", episode_cap=0)
+    assert (
+        "episode_cap"
+        not in zoopt.minimize(
+            GymObjective("CartPole-v1"), torch.zeros(10), estimator="es", steps=1, population=2
+        ).history
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the numpy fast path of small policies
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("space", "hidden", "activation", "squash"),
+    [
+        (spaces.Discrete(3, start=1), (), "tanh", "clip"),
+        (spaces.Discrete(2), (8, 8), "relu", "clip"),
+        (spaces.Box(-1.0, 2.0, (2,), np.float32), (), "tanh", "clip"),
+        (spaces.Box(-1.0, 1.0, (3,), np.float32), (16,), "elu", "tanh"),
+    ],
+    ids=["linear-discrete", "mlp-discrete", "linear-box", "mlp-box-tanh"],
+)
+def test_numpy_policy_equals_torch_policy(space, hidden, activation, squash):
+    policy = MLPPolicy(5, space, hidden=hidden, activation=activation, squash=squash)
+    g = torch.Generator().manual_seed(1)
+    params = torch.randn(6, policy.num_parameters, generator=g)
+    obs = 3 * torch.randn(6, 4, 5, generator=g)
+    ref = policy.actor(params)(obs)
+    fast = torch.from_numpy(np.asarray(policy.numpy_actor(params)(obs.numpy())))
+    assert fast.shape == ref.shape
+    if policy.discrete:
+        assert torch.equal(fast, ref)
+    else:
+        assert_close(fast, ref)
+        assert bool((ref != ref.flatten()[0]).any())  # not all at one bound
+
+
+def test_evaluation_with_numpy_policy_equals_torch_path():
+    def losses(numpy_policy):
+        obj = GymObjective("CartPole-v1", episodes=2, normalize_observations=True)
+        obj.numpy_policy = numpy_policy
+        X = torch.randn(8, obj.dim, generator=torch.Generator().manual_seed(5))
+        return torch.stack([obj.evaluate(X, seed=s) for s in range(3)])
+
+    fast, ref = losses(True), losses(False)
+    assert torch.equal(fast, ref) and bool((ref != ref[0, 0]).any())

@@ -215,3 +215,33 @@ def test_local_evaluator_refuses_an_empty_population():
     empty = zoopt.ExplicitPopulation(torch.ones(0, 3))
     with pytest.raises(ValueError, match="at least one candidate"):
         zoopt.LocalEvaluator().evaluate(zoopt.FunctionObjective(sphere), empty, 0)
+
+
+# ---------------------------------------------------------------------------------------
+# the centre schedule and its counting
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ars", "pgpe"])
+def test_ars_and_pgpe_evaluate_the_centre_every_tenth_step_and_count_it_apart(name):
+    from zoopt.objectives import GymObjective
+
+    objective = GymObjective("CartPole-v1", episodes=2)
+    k = 4
+    r = zoopt.minimize(
+        objective, torch.zeros(objective.dim), estimator=name, steps=12, seed=1, population=k
+    )
+    evaluated = [i + 1 for i, v in enumerate(r.history["loss"]) if not math.isnan(v)]
+    assert evaluated == [1, 11]  # steps 1, 11, … (the final one comes after)
+    assert r.history["center_evaluations"][-1] == 2
+    assert r.center_evaluations == 3 and r.evaluations == 12 * k + 3  # with the final one
+    assert r.history["training_episodes"][-1] == 12 * k * 2
+    assert r.history["center_episodes"][-1] == 2 * 2
+    assert objective.episodes_played == (12 * k + 3) * 2  # every episode played is counted
+
+
+def test_centre_schedule_is_an_option_and_other_estimators_keep_every_step():
+    every = zoopt.minimize(sphere, torch.ones(3), estimator="ars", steps=3, evaluate_center=True)
+    assert not any(math.isnan(v) for v in every.history["loss"])
+    assert every.history["center_evaluations"] == [1, 2, 3]
+    es = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=3, population=4)
+    assert es.history["center_evaluations"] == [1, 2, 3]
+    assert "training_episodes" not in es.history  # not an episodic objective

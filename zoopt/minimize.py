@@ -28,7 +28,7 @@ from zoopt.objectives.base import Objective, as_objective
 from zoopt.objectives.box import BoxObjective, box_from_options
 from zoopt.optim import check_schedule, make_optimizer, make_scheduler
 from zoopt.population import CenteredPopulation, ExplicitPopulation
-from zoopt.result import HISTORY_KEYS, Result
+from zoopt.result import HISTORY_KEYS, Result, step_counts
 from zoopt.stall import StalledSearchWarning, StallWatch, signal_fraction
 from zoopt.start import flat_start
 from zoopt.weights import NonFiniteLossError
@@ -166,7 +166,9 @@ class Minimizer(StallWatch):
         self._tap: BehaviourTap | None = None
         if self.novelty is not None:
             self._tap = novelty_tap(self.estimator, self.objective, self.has_objective)
-        self.evaluate_center = self.has_objective if evaluate_center is None else evaluate_center
+        if evaluate_center is None:  # ars, pgpe: every n-th step (CENTER_EVERY)
+            evaluate_center = self.has_objective and getattr(self.estimator, "center_every", True)
+        self.evaluate_center = evaluate_center
         self.steps, self.seed = steps, seed
         self.max_grad_norm, self.max_step_norm = max_grad_norm, max_step_norm
         self.max_evaluations = max_evaluations
@@ -186,6 +188,7 @@ class Minimizer(StallWatch):
         self.estimator.setup(self.objective, self.theta)
         self.step_count = 0
         self.evaluations = 0
+        self.center_evaluations = 0  # of them, evaluations of θ (not training)
         self.best_loss = math.inf
         self._best = self._repair(self.theta).clone()
         self.history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
@@ -289,6 +292,7 @@ class Minimizer(StallWatch):
         k = len(asked.population)
         center_loss = float(losses[k]) if asked.with_center else math.nan
         self.evaluations += len(asked.evaluated) - k
+        self.center_evaluations += len(asked.evaluated) - k
         if asked.with_center:
             self._consider(center_loss, self._repair(self.theta))
         pop = losses[:k].to(dtype=self.theta.dtype)
@@ -350,6 +354,7 @@ class Minimizer(StallWatch):
         population = ExplicitPopulation(self.theta.detach()[None])
         losses = self.evaluator.evaluate(self.objective, population, seed)
         self.evaluations += 1
+        self.center_evaluations += 1
         return float(losses[0])
 
     def _consider(self, loss: float, x: Tensor) -> None:
@@ -434,7 +439,9 @@ class Minimizer(StallWatch):
         }
         for k in HISTORY_KEYS:
             self.history[k].append(row[k])
-        for k, v in est.extra.items():
+        counts = step_counts(self.objective, self.evaluations, self.center_evaluations)
+        extra = {**est.extra, **counts}
+        for k, v in extra.items():
             self.history.setdefault(k, [math.nan] * (self.step_count - 1)).append(v)
         if est.stop:
             self.stop_reason = ", ".join(f"{k}={v}" for k, v in est.stop.items())
@@ -502,6 +509,7 @@ class Minimizer(StallWatch):
             best_x=self.best_x,
             best_loss=self.best_loss,
             evaluations=self.evaluations,
+            center_evaluations=self.center_evaluations,
             steps=self.step_count,
             history={k: list(v) for k, v in self.history.items()},
             metric_name=self.objective.metric_name,
@@ -533,6 +541,7 @@ class Minimizer(StallWatch):
                 "objective": self.objective.state_dict(),
                 "step_count": self.step_count,
                 "evaluations": self.evaluations,
+                "center_evaluations": self.center_evaluations,
                 "best_loss": self.best_loss,
                 "best_x": self._best.clone(),
                 "history": {k: list(v) for k, v in self.history.items()} if history else None,
@@ -559,6 +568,7 @@ class Minimizer(StallWatch):
         self.objective.load_state_dict(state["objective"])
         self.step_count = int(state["step_count"])
         self.evaluations = int(state["evaluations"])
+        self.center_evaluations = int(state.get("center_evaluations", 0))
         self.best_loss = float(state["best_loss"])
         self._best = state["best_x"].clone()
         self._asked = None
@@ -612,8 +622,10 @@ def minimize(
         integer: indices of coordinates evaluated at integer values (rounded at evaluation;
             ``cmaes`` also passes them as pycma's ``integer_variables``).
         evaluate_center: evaluate θ every step (True, the default), never (False; the
-            history's ``loss`` is then NaN), or every n-th step (an int). θ travels as one
-            more row of the population's evaluator call, so it costs one candidate.
+            history's ``loss`` is then NaN), or every n-th step (an int; the default of
+            ``ars`` and ``pgpe``, whose estimators never read the centre's loss, is every
+            10th). θ travels as one more row of the population's evaluator call, so it
+            costs one candidate; the history counts these ``center_evaluations`` apart.
         novelty: novelty search as part of the loss (:mod:`zoopt.novelty`): a weight λ in
             (0, 1] of (1 − λ)·loss − λ·novelty, ``"adaptive"`` (NSRA-ES), True (λ = 0.5),
             a dict of :class:`zoopt.novelty.Novelty`'s arguments or a ``Novelty``. Needs a

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Result", "HISTORY_KEYS"]
+__all__ = ["Result", "HISTORY_KEYS", "evaluation_counts", "step_counts"]
 
 #: per-step history columns
 HISTORY_KEYS = (
@@ -36,6 +37,8 @@ class Result:
         best_x: ``(D,)`` best parameters evaluated during the run, in the same type.
         best_loss: their loss (under the seed of the step that found them).
         evaluations: objective evaluations used.
+        center_evaluations: of them, evaluations of the centre θ (reporting, not
+            training; the final one included).
         steps: steps taken.
         history: per-step columns, see :data:`HISTORY_KEYS`.
         metric_name: name of the objective's reported metric.
@@ -61,6 +64,7 @@ class Result:
     estimator: str = ""
     seconds: float = 0.0
     notes: list = field(default_factory=list)
+    center_evaluations: int = 0
 
     def __repr__(self) -> str:
         metric = "" if self.metric_name == "loss" else f"{self.metric_name}={self.metric:.6g}, "
@@ -69,3 +73,30 @@ class Result:
             f"evaluations={self.evaluations}, loss={self.loss:.6g}, "
             f"best_loss={self.best_loss:.6g}, {metric}stop_reason={self.stop_reason!r})"
         )
+
+
+def evaluation_counts(objective: Any, evaluations: int, center_evaluations: int) -> dict:
+    """Training and centre work apart (cumulative): ``training_evaluations``,
+    ``center_evaluations`` and, for an episodic objective (an int ``episodes`` E per
+    evaluation, as ``GymObjective``), ``training_episodes`` and ``center_episodes``."""
+    out: dict = {
+        "training_evaluations": evaluations - center_evaluations,
+        "center_evaluations": center_evaluations,
+    }
+    per = getattr(objective, "episodes", None)
+    if isinstance(per, int) and not isinstance(per, bool):
+        out["training_episodes"] = (evaluations - center_evaluations) * per
+        out["center_episodes"] = center_evaluations * per
+    return out
+
+
+def step_counts(objective: Any, evaluations: int, center_evaluations: int) -> dict:
+    """The history's extra columns after a step: :func:`evaluation_counts` but
+    ``training_evaluations`` (``evaluations`` minus ``center_evaluations``), and the
+    objective's own per-step numbers (``history_info()``, e.g. the straggler cap)."""
+    out = evaluation_counts(objective, evaluations, center_evaluations)
+    del out["training_evaluations"]
+    info = getattr(objective, "history_info", None)
+    if callable(info):
+        out.update(info())
+    return out

@@ -241,7 +241,8 @@ def plot_learning_curves(
     for d, label in zip(dirs, labels, strict=True):
         m = read_metrics(d)
         x = m.get("evaluations", m.get("step"))
-        (line,) = ax.plot(x, m["metric"], lw=1.2, label=label)
+        ok = np.isfinite(m["metric"])  # steps that evaluated the centre (ars: every 10th)
+        (line,) = ax.plot(x[ok], m["metric"][ok], lw=1.2, label=label)
         best = _best_metric(m)
         axb.plot(x, best, lw=1.5, color=line.get_color(), label=label)
         names.add(_metric_name(d))

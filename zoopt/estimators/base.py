@@ -30,6 +30,7 @@ from zoopt.population import Population
 from zoopt.weights import NonFiniteLossError
 
 __all__ = [
+    "CENTER_EVERY",
     "Estimate",
     "Estimator",
     "PopulationEstimator",
@@ -37,6 +38,13 @@ __all__ = [
     "check_positive",
     "sanitize_losses",
 ]
+
+
+#: the default centre schedule of estimators whose step never reads θ's own loss (ars,
+#: pgpe): θ is evaluated every n-th step, for the history, and at the end. Every step would
+#: spend a third of the episodes on reporting at K = 2 (Mania et al. 2018 count training
+#: episodes only).
+CENTER_EVERY = 10
 
 
 @dataclass
@@ -97,6 +105,8 @@ class Estimator:
     name: str = ""
     #: True when the estimator returns new parameters instead of a pseudo-gradient
     owns_mean: bool = False
+    #: the loop's default ``evaluate_center``: True (every step) or every n-th step
+    center_every: bool | int = True
 
     def bind_module(self, module: Any) -> None:
         """The ``nn.Module`` that x0 came as (None for a tensor), given before :meth:`setup`:

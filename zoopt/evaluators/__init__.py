@@ -1,4 +1,5 @@
-"""Population evaluation backends: ``local`` (in-process, batched) and ``ray``."""
+"""Population evaluation backends: ``local`` (in-process, batched), ``processes`` (worker
+processes of this machine) and ``ray``."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ from typing import Any
 from zoopt.evaluators.base import Evaluator
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.evaluators.local import LocalEvaluator
+from zoopt.evaluators.processes import ProcessEvaluator
 
 __all__ = [
     "Evaluator",
     "LocalEvaluator",
     "ObjectiveFactory",
+    "ProcessEvaluator",
     "RayEvaluator",
     "make_evaluator",
     "EVALUATORS",
 ]
 
-EVALUATORS = ("local", "ray")
+EVALUATORS = ("local", "processes", "ray")
 
 
 def __getattr__(name: str) -> Any:
@@ -30,12 +33,16 @@ def __getattr__(name: str) -> Any:
 
 
 def make_evaluator(evaluator: Any = None, **options: Any) -> Any:
-    """``"local"`` (default), ``"ray"`` or an evaluator object (returned as is).
+    """``"local"`` (default), ``"processes"``, ``"ray"`` or an evaluator object (returned
+    as is).
 
-    ``options`` go to :class:`LocalEvaluator` or :class:`~zoopt.evaluators.ray.RayEvaluator`.
+    ``options`` go to :class:`LocalEvaluator`, :class:`ProcessEvaluator` or
+    :class:`~zoopt.evaluators.ray.RayEvaluator`.
     """
     if evaluator is None or evaluator == "local":
         return LocalEvaluator(**options)
+    if evaluator == "processes":
+        return ProcessEvaluator(**options)
     if evaluator == "ray":
         from zoopt.evaluators.ray import RayEvaluator
 

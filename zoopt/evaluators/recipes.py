@@ -16,7 +16,7 @@ from zoopt.config import RAY_OPTIONS_SCHEMA, at_least, device_name, register_eva
 if TYPE_CHECKING:
     from zoopt.evaluators.base import Evaluator
 
-__all__ = ["local", "ray"]
+__all__ = ["local", "processes", "ray"]
 
 
 @register_evaluator("local")
@@ -36,6 +36,29 @@ def local(
     from zoopt.evaluators.local import LocalEvaluator
 
     return LocalEvaluator(device=device, max_batch=max_batch)
+
+
+@register_evaluator("processes")
+def processes(
+    seed: int,
+    /,
+    *,
+    num_workers: Annotated[int, at_least(1)] | None = None,
+    chunks_per_worker: Annotated[int, at_least(1)] = 1,
+    max_batch: Annotated[int, at_least(1)] | None = None,
+) -> Evaluator:
+    """Populations split over worker processes of this machine (every core, no Ray).
+
+    Args:
+        num_workers: worker processes (default: the CPUs this process may use).
+        chunks_per_worker: pieces per worker per population.
+        max_batch: candidates per chunk.
+    """
+    from zoopt.evaluators.processes import ProcessEvaluator
+
+    return ProcessEvaluator(
+        num_workers, chunks_per_worker=chunks_per_worker, max_batch=max_batch, seed=seed
+    )
 
 
 @register_evaluator("ray", needs="ray", options=RAY_OPTIONS_SCHEMA)

@@ -33,6 +33,7 @@ from zoopt.config import (
 )
 from zoopt.experiment.build import _minimizer_of
 from zoopt.objectives.recipes import BuiltObjective
+from zoopt.result import evaluation_counts
 from zoopt.runlog import (
     RunLog,
     draw_or_skip,
@@ -61,6 +62,7 @@ class RunSummary:
     seconds: float = 0.0
     files: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)  # what the run noticed (a stalled search)
+    counts: dict = field(default_factory=dict)  # training and centre work apart
 
 
 class _Interrupt:
@@ -227,6 +229,7 @@ def _execute(
         seconds=time.perf_counter() - t0,
         files=files,
         notes=list(result.notes),
+        counts=evaluation_counts(m.objective, result.evaluations, result.center_evaluations),
     )
     write_json(run_dir / "summary.json", summary.__dict__)
     return summary
@@ -303,6 +306,12 @@ def describe(summary: RunSummary) -> str:
     ]
     for k, v in summary.held_out.items():
         lines.append(f"  {k} = {v:.6g}")
+    c = summary.counts
+    if c:
+        unit = "episodes" if "training_episodes" in c else "evaluations"
+        lines.append(
+            f"  {unit}: {c[f'training_{unit}']} training, {c[f'center_{unit}']} of the centre"
+        )
     lines += [f"  note: {n}" for n in summary.notes]
     lines.append(f"  run directory: {summary.run_dir}")
     for k in ("curve", "checkpoint"):

@@ -139,6 +139,7 @@ def gym(
     env_kwargs: dict | None = None,
     slots: Annotated[int, at_least(1)] | None = None,
     behaviour: Literal["auto", "final", "visited"] = "auto",
+    episode_cap: Annotated[float, positive] | None = None,
 ) -> BuiltObjective:
     """Gymnasium episodes played by a policy network; the loss is minus the mean return.
 
@@ -161,6 +162,8 @@ def gym(
             results do not depend on it).
         behaviour: what novelty search compares: the final observation, the cells
             visited, or auto (visited for one-hot and grid observations).
+        episode_cap: straggler cap: episodes end after this factor times the previous
+            evaluation's mean episode length (2.0 as Salimans et al. 2017).
     """
     from zoopt.objectives.gym import GymObjective
 
@@ -181,6 +184,7 @@ def gym(
             env_kwargs=dict(env_kwargs or {}) or None,
             slots=slots,
             behaviour=behaviour,
+            episode_cap=episode_cap,
         )
     except ModuleNotFoundError as e:
         raise ConfigError(

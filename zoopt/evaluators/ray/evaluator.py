@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -10,6 +9,7 @@ import ray
 import torch
 from torch import Tensor
 
+from zoopt.evaluators.chunks import shippable
 from zoopt.evaluators.ray.options import OPTIONS, check_options
 from zoopt.evaluators.ray.resources import resolve_resources
 from zoopt.evaluators.ray.scheduler import WorkerPool, relay_plan, run_relayed, run_tasks
@@ -286,11 +286,11 @@ class RayEvaluator:
         shipped = None
         if isinstance(population, CenteredPopulation):
             # θ as row K after a Gaussian population's rows: the workers build both
-            inner = _shippable(population.population)
+            inner = shippable(population.population)
             if inner is not None:
                 shipped = CenteredPopulation(inner, population.center.detach().to("cpu"))
         else:
-            shipped = _shippable(population)
+            shipped = shippable(population)
         token = None if objective is None else self._objective_box(objective)[0]
         shared = None if objective is None else objective.shared_state()
         self._steps += 1
@@ -430,18 +430,3 @@ class RayEvaluator:
                 second = part2 if second is None else second + part2
         dtype, device = population.center.dtype, population.center.device
         return first.to(dtype).to(device), (None if second is None else second.to(dtype).to(device))
-
-
-def _shippable(population: Population) -> GaussianPopulation | None:
-    """A Gaussian population's copy without the driver's noise cache or reducer hook, its
-    tensors on the CPU (workers regenerate the rows); None for an explicit one."""
-    if not isinstance(population, GaussianPopulation):
-        return None
-    shipped = copy.copy(population)
-    for name, value in vars(shipped).items():
-        if isinstance(value, Tensor):
-            setattr(shipped, name, value.detach().to("cpu"))
-    if "reducer" in vars(shipped):
-        shipped.reducer = None
-    shipped._cache = None
-    return shipped

@@ -13,7 +13,6 @@ numbers.
 from __future__ import annotations
 
 import os
-import random
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from zoopt.evaluators.base import candidate_rows, candidates
+from zoopt.evaluators.chunks import chunk_seed, seed_global_rngs
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
@@ -37,7 +37,6 @@ __all__ = [
     "remote_worker_class",
 ]
 
-_MASK63 = 2**63 - 1
 
 # Ray failures that mean "the process running the call went away": its ranges are re-run.
 # A RayTaskError (an exception raised inside the call) is deliberately not among them.
@@ -112,20 +111,6 @@ def to_wire(t: Tensor) -> Any:
 def from_wire(x: Any) -> Tensor:
     """The tensor sent by :func:`to_wire`."""
     return torch.from_numpy(np.array(x)) if isinstance(x, np.ndarray) else x
-
-
-def chunk_seed(seed: int, start: int) -> int:
-    """The seed of the global RNGs while evaluating rows from ``start`` in a step."""
-    ss = np.random.SeedSequence([int(seed) & _MASK63, int(start), 0x2A7])
-    return int(ss.generate_state(1, np.uint64)[0] & np.uint64(_MASK63))
-
-
-def seed_global_rngs(seed: int) -> None:
-    """Seed torch, NumPy and ``random`` from one 63-bit seed."""
-    seed = int(seed) & _MASK63
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
 
 
 def partial_sums(

@@ -93,31 +93,38 @@ class ObservationSums:
     """Σ(x−c) and Σ(x−c)² of the live slots' observations, accumulated on their device.
 
     Shifting by c (the frozen mean) keeps the one-pass variance numerically sound; the sums
-    stay on the rollout's device so that a GPU rollout never waits for the host.
+    stay on the rollout's device so that a GPU rollout never waits for the host. On the
+    CPU, observations are copied into a block of :data:`BLOCK_STEPS` steps and summed a
+    block at a time: one copy per step instead of half a dozen numpy calls.
     """
+
+    #: time steps per block of the CPU's batched update
+    BLOCK_STEPS = 64
 
     def __init__(self, shift: Tensor, device: torch.device):
         self.shift = shift.to(device, torch.float64)
         self.n = torch.zeros((), dtype=torch.float64, device=device)
         self.s1 = torch.zeros_like(self.shift)
         self.s2 = torch.zeros_like(self.shift)
+        self._block: np.ndarray | None = None  # (BLOCK_STEPS, S, obs_dim) observations
+        self._live: np.ndarray | None = None  # (BLOCK_STEPS, S) bool
+        self._filled = 0
 
     def add(self, obs: Tensor, live: Tensor | None) -> None:
         """Count the rows of ``obs`` ``(S, obs_dim)`` where ``live`` ``(S,)`` is true
         (every row when ``live`` is None: no mask to build or multiply by)."""
         if self.shift.device.type == "cpu":
-            # numpy on views of the same memory: a fraction of torch's per-call cost on
-            # (S, obs_dim) blocks, paid at every step of a rollout
-            n, s1, s2 = (t.numpy() for t in (self.n, self.s1, self.s2))
-            d = obs.numpy().astype(np.float64) - self.shift.numpy()
-            if live is None:
-                n += d.shape[0]
-            else:
-                m = live.numpy()
-                d *= m[:, None]
-                n += np.count_nonzero(m)
-            s1 += d.sum(0)
-            s2 += (d * d).sum(0)
+            o = obs.numpy()
+            if self._block is None or self._block.shape[1:] != o.shape:
+                self._flush()
+                self._block = np.empty((self.BLOCK_STEPS, *o.shape), dtype=o.dtype)
+                self._live = np.empty((self.BLOCK_STEPS, o.shape[0]), dtype=bool)
+            i = self._filled
+            self._block[i] = o
+            self._live[i] = True if live is None else live.numpy()
+            self._filled = i + 1
+            if self._filled == self.BLOCK_STEPS:
+                self._flush()
             return
         d = obs.to(torch.float64) - self.shift
         if live is None:
@@ -128,8 +135,23 @@ class ObservationSums:
         self.s1 += d.sum(0)
         self.s2 += (d * d).sum(0)
 
+    def _flush(self) -> None:
+        """Add the CPU block's live rows to the sums (numpy on views of the same memory)."""
+        if not self._filled:
+            return
+        k = self._filled
+        self._filled = 0
+        rows = self._block[:k].reshape(-1, self._block.shape[-1])
+        live = self._live[:k].reshape(-1)
+        d = rows[live].astype(np.float64) - self.shift.numpy()
+        n, s1, s2 = (t.numpy() for t in (self.n, self.s1, self.s2))
+        n += d.shape[0]
+        s1 += d.sum(0)
+        s2 += (d * d).sum(0)
+
     def statistics(self) -> ObservationStatistics:
         """The increment as :class:`ObservationStatistics` (on the CPU)."""
+        self._flush()
         s = ObservationStatistics(len(self.shift))
         n = float(self.n)
         if n:

@@ -17,11 +17,15 @@ both members of an antithetic pair) plays episode e from the same seed, so their
 difference measures the parameters, not the luck of the draw (Kleinman et al., 1999).
 
 Observation normalisation (optional, :mod:`zoopt.objectives.gym.normalizer`) follows
-Salimans et al. (2017): statistics frozen during an evaluation, updated after it.
+Salimans et al. (2017): statistics frozen during an evaluation, updated after it. So does the
+optional straggler cap (``episode_cap``): an evaluation's episodes end after at most c times
+the mean length of the previous evaluation's episodes (c = 2 in the paper), so that one
+long episode does not hold a whole generation back.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +45,7 @@ from zoopt.objectives.gym.envs import (
 )
 from zoopt.objectives.gym.normalizer import ObservationStatistics, ObservationSums
 from zoopt.objectives.gym.rollout import BEHAVIOURS, Rollout, play_episodes
-from zoopt.policies import Policy, make_policy
+from zoopt.policies import MLPPolicy, Policy, make_policy
 
 __all__ = ["GymObjective", "default_slots"]
 
@@ -131,6 +135,14 @@ class GymObjective(Objective):
             of its raw observations (the set of cells visited, for one-hot or grid
             observations); ``"auto"``: ``"visited"`` for ``Discrete`` observations and
             ``Box`` observations within [0, 1] (grids), else ``"final"``.
+        episode_cap: a factor c > 0, or None (no cap): the episodes of each evaluation
+            (:meth:`evaluate`, one per step of a run) end after at most
+            ``ceil(c × mean length of the previous evaluation's episodes)`` steps, and never
+            beyond ``max_episode_steps``; Salimans et al. (2017) use c = 2. It changes the
+            objective: a capped episode's return is its partial sum, so a policy that
+            suddenly survives much longer is credited only up to the cap for one step. The
+            cap in force is reported by :meth:`history_info` (the history's
+            ``episode_cap``) and kept in :meth:`state_dict` (checkpoints).
 
     Attributes:
         dim: number of policy parameters P.
@@ -163,7 +175,17 @@ class GymObjective(Objective):
         env_kwargs: dict | None = None,
         slots: int | None = None,
         behaviour: str = "auto",
+        episode_cap: float | None = None,
     ):
+        if episode_cap is not None and (
+            isinstance(episode_cap, bool)
+            or not isinstance(episode_cap, (int, float))
+            or not episode_cap > 0
+        ):
+            raise ValueError(
+                f"episode_cap must be a positive number (2.0: twice the previous mean episode "
+                f"length) or None, got {episode_cap!r}"
+            )
         if behaviour not in ("auto", *BEHAVIOURS):
             raise ValueError(f"behaviour must be 'auto', 'final' or 'visited', got {behaviour!r}")
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -234,6 +256,15 @@ class GymObjective(Objective):
         self._stats = ObservationStatistics(self.observation_dim)
         self._pending_stats = ObservationStatistics(self.observation_dim)
         self._pending_steps = 0
+        self.episode_cap = None if episode_cap is None else float(episode_cap)
+        self._cap: int | None = None  # the straggler cap in force (None: the time limit)
+        # [seed, steps, episodes] of the generation being played: the evaluations of one
+        # step share its seed (also when split into chunks on workers)
+        self._generation: list = [None, 0, 0]
+        self._pending_generation: dict[int, list[int]] = {}  # seed -> [steps, episodes]
+        #: greedy CPU rollouts of MLP and linear policies run the policy in numpy
+        #: (:meth:`zoopt.policies.MLPPolicy.numpy_actor`); False: in torch
+        self.numpy_policy = True
         self._token = uuid.uuid4().hex
         self._slot_envs: dict[int, SlotEnv] = {}
         self._host_refill: bool | None = None  # False: the accelerator's refill, on the CPU
@@ -270,12 +301,14 @@ class GymObjective(Objective):
         record: bool = False,
         update_stats: bool = True,
         behaviour: str | None = None,
+        capped: bool = False,
     ) -> Rollout:
         """Play ``len(seeds)`` episodes for each of the K rows of ``params`` ``(K, P)``.
 
         Greedy evaluations share S slots (:meth:`num_slots`); stochastic or recorded
         rollouts give every episode its own slot, so that the policy's random draws come
-        in the same order whatever the slot count.
+        in the same order whatever the slot count. ``capped``: an evaluation under the
+        straggler cap (see ``episode_cap``), whose lengths set the next evaluation's cap.
         """
         k, e = params.shape[0], len(seeds)
         n = k * e
@@ -288,8 +321,20 @@ class GymObjective(Objective):
         norm = self.normalize_observations
         policy = self.policy
 
+        # greedy CPU rollouts of an MLP (or linear) policy run it in numpy: a fraction of
+        # torch's per-call cost, paid at every time step
+        fast = (
+            self.numpy_policy
+            and isinstance(policy, MLPPolicy)
+            and not stochastic
+            and env.device.type == "cpu"
+        )
+
         def actor_for(candidates: Tensor):
             rows = params.index_select(0, candidates)  # slot s acts with its candidate's row
+            if fast:
+                forward = policy.numpy_actor(rows)
+                return lambda obs: torch.from_numpy(np.asarray(forward(obs.numpy())))
             return policy.actor(rows, stochastic=stochastic, generator=generator)
 
         sums = ObservationSums(self._stats.mean, env.device) if norm and update_stats else None
@@ -311,8 +356,15 @@ class GymObjective(Objective):
             dtype=params.dtype,
             host_refill=self._host_refill,
             behaviour=behaviour,
+            episode_cap=self._cap if capped and self.episode_cap is not None else None,
         )
         steps = int(out.lengths.sum())
+        if capped and self.episode_cap is not None:
+            self._generation[1] += steps
+            self._generation[2] += n
+            pending = self._pending_generation.setdefault(self._generation[0], [0, 0])
+            pending[0] += steps
+            pending[1] += n
         self.env_steps += steps
         self._pending_steps += steps
         self.episodes_played += n
@@ -345,6 +397,31 @@ class GymObjective(Objective):
                 f"{getattr(x, 'shape', type(x).__name__)}"
             )
 
+    # -- the straggler cap --------------------------------------------------------------------
+    def _begin_generation(self, seed: int) -> None:
+        """An evaluation with a new step seed starts a generation: the cap becomes c × the
+        mean length of the previous generation's episodes (Salimans et al. 2017)."""
+        if self.episode_cap is None or seed == self._generation[0]:
+            return
+        _, steps, episodes = self._generation
+        if episodes:
+            mean = steps / episodes
+            self._cap = min(self.max_episode_steps, max(1, math.ceil(self.episode_cap * mean)))
+        self._generation = [seed, 0, 0]
+
+    @property
+    def current_episode_cap(self) -> int:
+        """The step limit of the episodes of an evaluation now: the straggler cap in force,
+        else ``max_episode_steps``."""
+        return self.max_episode_steps if self._cap is None else self._cap
+
+    def history_info(self) -> dict:
+        """Per-step numbers for a run's history: ``episode_cap``, the step limit the step's
+        evaluation played under (only with ``episode_cap``)."""
+        if self.episode_cap is None:
+            return {}
+        return {"episode_cap": self.current_episode_cap}
+
     # -- the objective -----------------------------------------------------------------------
     def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
         """Losses ``(K,)`` = −(mean return over E greedy episodes seeded from ``seed``).
@@ -354,14 +431,18 @@ class GymObjective(Objective):
             seed: the step's seed; all K candidates play the same E episode seeds.
         """
         X = self._check_params(X)
-        returns = self._rollout(X, episode_seeds(seed, self.episodes)).returns
+        self._begin_generation(seed)
+        returns = self._rollout(X, episode_seeds(seed, self.episodes), capped=True).returns
         return torch.from_numpy(-returns.numpy().mean(1)).to(X.dtype)
 
     def evaluate_with_behaviour(self, X: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
         """:meth:`evaluate`'s losses ``(K,)`` and behaviours ``(K, obs_dim)``: each
         candidate's per-episode behaviour (see ``behaviour``) averaged over its episodes."""
         X = self._check_params(X)
-        out = self._rollout(X, episode_seeds(seed, self.episodes), behaviour=self.behaviour)
+        self._begin_generation(seed)
+        out = self._rollout(
+            X, episode_seeds(seed, self.episodes), behaviour=self.behaviour, capped=True
+        )
         losses = torch.from_numpy(-out.returns.numpy().mean(1)).to(X.dtype)
         return losses, out.behaviours.mean(1)
 
@@ -458,8 +539,12 @@ class GymObjective(Objective):
         if self.normalize_observations:
             o = (o - self._stats.mean.to(x.dtype)) / torch.sqrt(self._stats.var.to(x.dtype) + 1e-8)
             o = o.clamp(-self.observation_clip, self.observation_clip)
-        with torch.no_grad():
-            a = self.policy.act(x.detach()[None], o[None])[0, 0]
+        if self.numpy_policy and isinstance(self.policy, MLPPolicy):  # as in evaluations
+            a = torch.from_numpy(np.asarray(self.policy.numpy_actor(x[None])(o[None].numpy())))
+            a = a[0, 0]
+        else:
+            with torch.no_grad():
+                a = self.policy.act(x.detach()[None], o[None])[0, 0]
         if self.policy.discrete:
             return int(a)
         return a.numpy().astype(self.action_space.dtype)
@@ -476,7 +561,9 @@ class GymObjective(Objective):
             "env_steps": self._pending_steps,
             "episodes": self._pending_episodes,
             "observations": self._pending_stats.state_dict(),
+            "generation": self._pending_generation,
         }
+        self._pending_generation = {}
         self._pending_stats = ObservationStatistics(self.observation_dim)
         self._pending_steps = 0
         self._pending_episodes = 0
@@ -488,24 +575,41 @@ class GymObjective(Objective):
             return
         self.env_steps += int(stats["env_steps"])
         self.episodes_played += int(stats["episodes"])
+        for seed, (steps, episodes) in stats.get("generation", {}).items():
+            self._begin_generation(seed)  # the step's first chunk closes the previous one
+            self._generation[1] += int(steps)
+            self._generation[2] += int(episodes)
         if self.normalize_observations:
             self._stats.merge(ObservationStatistics.from_state(stats["observations"]))
 
     def shared_state(self) -> dict | None:
-        """The normaliser statistics that evaluation copies must use this step."""
-        return self._stats.state_dict() if self.normalize_observations else None
+        """What evaluation copies must use this step: the normaliser statistics (``count``,
+        ``mean``, ``m2``) and, with ``episode_cap``, the cap and the generation it closes
+        (``straggler``), so that a copy sets the step's cap exactly as this object would."""
+        state = self._stats.state_dict() if self.normalize_observations else {}
+        if self.episode_cap is not None:
+            state["straggler"] = {"cap": self._cap, "generation": list(self._generation)}
+        return state or None
 
     def load_shared_state(self, state: Any) -> None:
         """Install :meth:`shared_state` of the driver."""
-        if state is not None:
+        if state is None:
+            return
+        if "mean" in state:
             self._stats = ObservationStatistics.from_state(state)
+        if "straggler" in state:
+            self._cap = state["straggler"]["cap"]
+            self._generation = list(state["straggler"]["generation"])
 
     def state_dict(self) -> dict:
-        """Normaliser statistics and the env-step count, for checkpoints."""
+        """Normaliser statistics, the env-step count and the straggler cap, for
+        checkpoints."""
         return {
             "observations": self._stats.state_dict(),
             "env_steps": self.env_steps,
             "episodes": self.episodes_played,
+            "episode_cap": self._cap,
+            "generation": list(self._generation),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -513,6 +617,8 @@ class GymObjective(Objective):
         self._stats = ObservationStatistics.from_state(state["observations"])
         self.env_steps = int(state["env_steps"])
         self.episodes_played = int(state["episodes"])
+        self._cap = state.get("episode_cap")
+        self._generation = list(state.get("generation", (None, 0, 0)))
 
     @property
     def observation_statistics(self) -> ObservationStatistics:

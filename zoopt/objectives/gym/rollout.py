@@ -78,6 +78,7 @@ def play_episodes(
     dtype: torch.dtype = torch.float32,
     host_refill: bool | None = None,
     behaviour: str | None = None,
+    episode_cap: int | None = None,
 ) -> Rollout:
     """Play E = ``len(seeds)`` episodes for each of K candidates on ``env``'s S slots.
 
@@ -96,6 +97,8 @@ def play_episodes(
             the CPU), or with masks only, never waiting for the device (default elsewhere).
         behaviour: keep each episode's ``"final"`` raw observation or the maximum over its
             ``"visited"`` ones (see :attr:`Rollout.behaviours`); None keeps nothing.
+        episode_cap: end every episode after at most this many steps (below the
+            adapter's time limit; a straggler cap), or None.
     """
     if behaviour not in (None, *BEHAVIOURS):
         raise ValueError(f"behaviour must be None or one of {BEHAVIOURS}, got {behaviour!r}")
@@ -168,6 +171,8 @@ def play_episodes(
                 # the slots that ended are touched
                 ret_h += reward.numpy()
                 done_h = done.numpy()
+                if episode_cap is not None:
+                    done_h = done_h | (steps - started_h >= episode_cap)
                 ended_h = done_h if all_live else done_h & live_h
                 if not ended_h.any():
                     continue
@@ -199,6 +204,8 @@ def play_episodes(
                         break
                 continue
             ret += reward
+            if episode_cap is not None:
+                done = done | (steps - started >= episode_cap)
             ended = done & live
             # on an accelerator, the same with masks and cumulative sums: no look at the
             # device. Ended episodes are written out (the others go to write-off slot n)

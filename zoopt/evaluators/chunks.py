@@ -1,0 +1,68 @@
+"""Row chunks of a population evaluated in another process: bounds, seeds, what travels.
+
+A remote evaluator sends θ, σ and the noise seed once per step and then row ranges; the
+worker regenerates its own rows (:class:`zoopt.population.GaussianPopulation`). Each
+chunk's global randomness derives from (step seed, first row) alone, so a chunk re-run in
+another process after a fault gives the same numbers (Moritz et al. 2018, "Ray: A
+Distributed Framework for Emerging AI Applications", on lineage re-execution).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from zoopt.population import CenteredPopulation, GaussianPopulation, Population
+
+__all__ = ["chunk_bounds", "chunk_seed", "seed_global_rngs", "shippable"]
+
+_MASK63 = 2**63 - 1
+
+
+def chunk_bounds(k: int, pieces: int, max_batch: int | None = None) -> list[tuple[int, int]]:
+    """About ``pieces`` equal row ranges ``[(start, stop), …]`` covering ``0:k`` in order,
+    none larger than ``max_batch`` rows."""
+    if max_batch is not None:
+        pieces = max(pieces, math.ceil(k / max_batch))
+    pieces = max(1, min(k, pieces))
+    cuts = [round(i * k / pieces) for i in range(pieces + 1)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def chunk_seed(seed: int, start: int) -> int:
+    """The seed of the global RNGs while evaluating rows from ``start`` in a step."""
+    ss = np.random.SeedSequence([int(seed) & _MASK63, int(start), 0x2A7])
+    return int(ss.generate_state(1, np.uint64)[0] & np.uint64(_MASK63))
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed torch, NumPy and ``random`` from one 63-bit seed."""
+    seed = int(seed) & _MASK63
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def shippable(population: Population) -> Population | None:
+    """What a worker needs to rebuild ``population``'s rows itself: a Gaussian population
+    (or one followed by its centre) without the driver's noise cache or reducer hook, its
+    tensors on the CPU; None when the rows must travel (an explicit population)."""
+    if isinstance(population, CenteredPopulation):
+        inner = shippable(population.population)
+        if inner is None:
+            return None
+        return CenteredPopulation(inner, population.center.detach().to("cpu"))
+    if not isinstance(population, GaussianPopulation):
+        return None
+    shipped = copy.copy(population)
+    for name, value in vars(shipped).items():
+        if isinstance(value, Tensor):
+            setattr(shipped, name, value.detach().to("cpu"))
+    shipped.reducer = None
+    shipped._cache = None
+    return shipped
