@@ -313,3 +313,26 @@ def test_a_plateau_does_not_end_the_run() -> None:
         r = zoopt.minimize(accuracy_like, torch.zeros(5), estimator="cmaes", sigma=0.1, steps=60)
     assert r.stop_reason == "steps" and r.steps == 60  # the run says so, and goes on
     assert len(r.notes) == 1
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_ends_at_the_right_bound_in_every_seed(side: float) -> None:
+    """Optimum outside the box: the mean reported is pycma's phenotype, on the near face.
+
+    pycma's bound transform is a periodic reflection; its genotype mean can drift beyond
+    the opposite face, and clipping that raw mean would report the wrong bound.
+    """
+    near = 0.3 if side > 0 else -0.2
+
+    def f(X: torch.Tensor) -> torch.Tensor:
+        return ((X - side) ** 2).sum(-1)
+
+    x0 = torch.zeros(5, dtype=torch.float64)
+    for seed in range(10):
+        kw = dict(estimator="cmaes", bounds=(-0.2, 0.3), sigma=0.5, seed=seed)
+        r = zoopt.minimize(f, x0, max_evaluations=500, **kw)
+        assert torch.allclose(r.x, torch.full((5,), near, dtype=torch.float64), atol=1e-3), seed
+        assert r.loss == pytest.approx(5 * (side - near) ** 2, rel=1e-3)
+    es = zoopt.Minimizer(f, x0, steps=3, **kw)
+    es.run()
+    assert np.array_equal(es.x.numpy(), es.estimator.strategy.result.xfavorite)

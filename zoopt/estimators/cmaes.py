@@ -328,7 +328,7 @@ class CMAES(PopulationEstimator):
         if self._best_x is not None and (current is None or self._best_f < current):
             x = self._best_x.copy()  # an earlier run found better: report its solution
         else:
-            x = np.array(self._es.mean, dtype=np.float64)
+            x = _mean_phenotype(self._es)
         return Estimate(x=torch.from_numpy(x), stop=stop, extra=extra)
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -411,6 +411,18 @@ def _fill_failed(losses: Tensor) -> list[float]:
         lo, hi = float(values[finite].min()), float(values[finite].max())
         values = np.where(finite, values, hi + (hi - lo) + 1.0)
     return values.tolist()
+
+
+def _mean_phenotype(es: Any) -> np.ndarray:
+    """The distribution mean ``(D,)`` in the objective's coordinates (``xfavorite``).
+
+    With bounds, pycma's mean lives in its genotype space: its ``BoundTransform`` maps a
+    genotype onto the box through a periodic reflection, so the raw mean may lie outside
+    the box or beyond the opposite face; clipping that raw mean would report the wrong
+    bound. The phenotype is what pycma itself reports as ``result.xfavorite``.
+    """
+    pheno = es.gp.pheno(es.mean, copy=True, into_bounds=es.boundary_handler.repair)
+    return np.array(pheno, dtype=np.float64)
 
 
 def _condition_number(es: Any) -> float:
