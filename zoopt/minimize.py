@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estimator
+from zoopt.estimators.auto import resolve_auto
 from zoopt.estimators.base import sanitize_losses
 from zoopt.evaluators import make_evaluator
 from zoopt.novelty import BehaviourTap, make_novelty
@@ -195,7 +196,7 @@ class Minimizer:
         objective: Any,
         x0: Any,
         *,
-        estimator: str | Estimator = "snes",
+        estimator: str | Estimator = "auto",
         steps: int = 500,
         seed: int = 0,
         batched: bool = True,
@@ -250,6 +251,14 @@ class Minimizer:
         if box is not None:
             objective = BoxObjective(objective, *box)
         self.objective: Objective = objective
+        #: what ``estimator="auto"`` chose (:class:`zoopt.estimators.auto.AutoChoice`) or None
+        self.auto_choice = None
+        if isinstance(estimator, str) and estimator == "auto":
+            self.auto_choice = resolve_auto(
+                objective if self.has_objective else None, x,
+                max_evaluations=max_evaluations, steps=steps, options=estimator_options,
+            )  # fmt: skip
+            estimator, estimator_options = self.auto_choice.estimator, self.auto_choice.options
         self.estimator = get_estimator(estimator, **estimator_options)
         if not self.has_objective and not isinstance(self.estimator, PopulationEstimator):
             raise TypeError(_needs_objective(self.estimator))
@@ -257,7 +266,9 @@ class Minimizer:
         self._tap: BehaviourTap | None = None
         if self.novelty is not None:
             self._tap = self._novelty_tap()
-        self.evaluate_center = self.has_objective if evaluate_center is None else evaluate_center
+        if evaluate_center is None:
+            evaluate_center = self.has_objective and self.estimator.center_evaluation_default
+        self.evaluate_center = evaluate_center
         self.steps, self.seed = steps, seed
         self.max_grad_norm, self.max_step_norm = max_grad_norm, max_step_norm
         self.max_evaluations = max_evaluations
@@ -282,7 +293,8 @@ class Minimizer:
         self.elapsed = 0.0
         self.stop_reason = ""
         #: what the run noticed and said (a stalled search); also in :class:`Result`
-        self.notes: list[str] = []
+        self.notes: list[str] = [self.auto_choice.reason] if self.auto_choice else []
+        self.evaluations += self.auto_choice.evaluations if self.auto_choice else 0
         self._flat_steps = 0
         self._display: Any = None
         self._asked: _Asked | None = None
@@ -424,7 +436,7 @@ class Minimizer:
         """Say once when every loss the estimator saw (``losses``; ``raw`` before novelty)
         has been equal for ``stall_steps`` steps, unless all reach the best loss seen."""
         finite = losses[torch.isfinite(losses)]
-        flat = finite.numel() > 0 and bool((finite == finite[0]).all())
+        flat = finite.numel() > 1 and bool((finite == finite[0]).all())
         self._flat_steps = self._flat_steps + 1 if flat else 0
         if self._flat_steps != self.stall_steps or any(n.startswith(_STALL) for n in self.notes):
             return
@@ -735,7 +747,7 @@ def minimize(
     objective: Any,
     x0: Any,
     *,
-    estimator: str | Estimator = "snes",
+    estimator: str | Estimator = "auto",
     steps: int = 500,
     seed: int = 0,
     **options: Any,
@@ -750,9 +762,11 @@ def minimize(
             rows under ``batched=False`` and the result's ``x``/``best_x`` are numpy) — or
             an ``nn.Module`` whose parameters are optimised through a flat view and written
             back in place at the end (:func:`zoopt.batched_forward` runs it on the rows).
-        estimator: a registered name (default ``"snes"``; ``"xnes"``, ``"pgpe"``, ``"ars"``,
-            ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``, ``"gradient"``) or an
-            estimator object.
+        estimator: ``"auto"`` (the default: chosen from D, the budget, bounds/integers and
+            noise, see :mod:`zoopt.estimators.auto` and docs/estimators_auto.md; the choice
+            is the first of ``Result.notes``), a registered name (``"snes"``, ``"xnes"``,
+            ``"pgpe"``, ``"ars"``, ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``,
+            ``"gradient"``) or an estimator object.
         steps: number of steps.
         seed: everything random in the run derives from it; same seed → same result.
         batched: False for ``f(x) -> float`` on one vector: rows are evaluated one at a
@@ -764,7 +778,8 @@ def minimize(
             lie inside. ``cmaes`` hands the box to pycma's own boundary handling.
         integer: indices of coordinates evaluated at integer values (rounded at evaluation;
             ``cmaes`` also passes them as pycma's ``integer_variables``).
-        evaluate_center: evaluate θ every step (True, the default), never (False; the
+        evaluate_center: evaluate θ every step (True, the default except for ``cmaes`` with
+            a surrogate), never (False; the
             history's ``loss`` is then NaN), or every n-th step (an int). θ travels as one
             more row of the population's evaluator call, so it costs one candidate.
         novelty: novelty search as part of the loss (:mod:`zoopt.novelty`): a weight λ in

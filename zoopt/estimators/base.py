@@ -97,6 +97,8 @@ class Estimator:
     name: str = ""
     #: True when the estimator returns new parameters instead of a pseudo-gradient
     owns_mean: bool = False
+    #: whether the loop evaluates θ each step unless told (``evaluate_center=None``)
+    center_evaluation_default: bool = True
 
     def setup(self, objective: Objective, x0: Tensor) -> None:
         """Called once before the first step with the objective and the start ``(D,)``."""

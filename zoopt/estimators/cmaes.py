@@ -31,6 +31,13 @@ module adds what zoopt needs around it:
   disturb, numpy's global random state;
 * silence: pycma prints nothing and writes no ``outcmaes/`` files; σ, the condition number
   of the covariance, λ and the restart count go to zoopt's history instead;
+* lq-CMA-ES (Hansen, 2019, "A global surrogate assisted CMA-ES", GECCO; ``surrogate=True``):
+  pycma's own linear-quadratic model (``cma.fitness_models``) ranks each generation, and
+  only as many candidates are evaluated as it takes for the model's ranking to agree with
+  the true one (Kendall τ ≥ 0.85); the rest get model values. pycma runs that loop one
+  evaluation at a time (``SurrogatePopulation``); here each increment of it (1, 2, 3, 5,
+  8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
+  same points are evaluated in batches and the model's archive rides in the checkpoint;
 * a checkpoint made of tensors and plain values only (:meth:`CMAES.state_dict`), loadable
   with ``torch.load(weights_only=True)``, from which the strategy is rebuilt exactly.
 
@@ -118,6 +125,13 @@ class CMAES(PopulationEstimator):
         incpopsize: population growth factor per restart (≥ 1; IPOP uses 2).
         bipop: restart as BIPOP-CMA-ES (needs ``restarts`` > 0): small-population runs with
             σ₀·0.01^U are interleaved while their evaluations are below the large runs'.
+        surrogate: lq-CMA-ES, ``cma.fmin_lq_surr2``'s scheme: a linear-quadratic model of
+            the evaluated points pre-screens each generation; a step of the loop evaluates
+            the next increment of candidates in model order, and a generation ends (pycma's
+            ``tell`` with model values for the unevaluated rest, the model's optimum
+            injected) once the model ranks the evaluated ones right. For smooth problems of
+            a few dozen parameters at most (the full model has (D+1)(D+2)/2 coefficients);
+            each restart starts a fresh model. The loop does not evaluate the mean by default.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
             arguments above, the random generator and the verbosity are refused here.
@@ -137,6 +151,7 @@ class CMAES(PopulationEstimator):
         incpopsize: float = 2,
         options: dict | None = None,
         bipop: bool = False,
+        surrogate: bool = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -150,6 +165,9 @@ class CMAES(PopulationEstimator):
         if not isinstance(bipop, bool):
             raise TypeError(f"bipop must be True or False, got {bipop!r}")
         self.bipop = bipop
+        if not isinstance(surrogate, bool):
+            raise TypeError(f"surrogate must be True or False, got {surrogate!r}")
+        self.surrogate = surrogate
         if options is None:
             options = {}
         if not isinstance(options, dict):
@@ -184,7 +202,25 @@ class CMAES(PopulationEstimator):
         self._best_x: np.ndarray | None = None
         self._maxiter0 = 0.0
         self._budget = {"small": 0.0, "large": 0.0, "small_runs": 0}
-        self._run = {"popsize": 0.0, "maxiter": 0.0, "sigma": 0.0, "kind": "small"}
+        self._run = {
+            "popsize": 0.0,
+            "maxiter": 0.0,
+            "sigma": 0.0,
+            "kind": "small",
+            "best_f": math.inf,
+        }
+        self._run_best_x: np.ndarray | None = None
+        # lq-CMA-ES: the run's surrogate (model, settings, true evaluations) and the
+        # generation being screened: pycma's candidates, their losses, how many to evaluate
+        self._screen: Any = None
+        self._generation: dict | None = None
+        self._increment: list[int] = []
+
+    @property
+    def center_evaluation_default(self) -> bool:
+        """Whether the loop evaluates the mean by default: not with a surrogate, whose
+        steps evaluate a handful of candidates each."""
+        return not self.surrogate
 
     # -- pycma -----------------------------------------------------------------------------
     def setup(self, objective: Objective, x0: Tensor) -> None:
@@ -256,6 +292,12 @@ class CMAES(PopulationEstimator):
                 else:
                     opts["maxiter"] = self._maxiter0
                     self._run["kind"] = "large"
+        if self.surrogate:  # fmin_lq_surr2: a fresh model for each run
+            from cma import fitness_models
+
+            self._screen = fitness_models.SurrogatePopulation(None)
+        self._generation = None
+        self._run["best_f"], self._run_best_x = math.inf, None
         return self._strategy(opts, sigma, first=restart == 0)
 
     def _strategy(self, opts: dict, sigma: float, first: bool = False) -> Any:
@@ -289,29 +331,37 @@ class CMAES(PopulationEstimator):
     def ask(self, x: Tensor, seed: int) -> Population:
         """λ candidates ``(λ, D)`` from pycma (started at ``x`` with ``seed`` on first use).
 
-        After the first step ``x`` is the mean this estimator returned; pycma's own mean is
-        authoritative.
+        With ``surrogate`` the rows are the generation's next increment ``(n, D)``, in the
+        order of the model's predicted losses. After the first step ``x`` is the mean this
+        estimator returned; pycma's own mean is authoritative.
         """
         if self._es is None:
             self._start(x, seed)
-        self._asked = self._es.ask()
+        if self.surrogate:
+            self._asked = self._next_increment()
+        else:
+            self._asked = self._es.ask()
         cand = torch.from_numpy(np.asarray(self._asked)).to(dtype=x.dtype, device=x.device)
         return ExplicitPopulation(cand)
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
-        """Hand the ``(λ,)`` losses to pycma; the new mean ``(D,)`` is the estimate's ``x``."""
+        """Hand the ``(λ,)`` losses to pycma; the new mean ``(D,)`` is the estimate's ``x``.
+
+        With ``surrogate`` a step that leaves the generation open (the model's ranking does
+        not yet agree with the true one) returns the unchanged mean.
+        """
         if self._asked is None or len(self._asked) != len(losses):
             raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
-        es = self._es
         values = _fill_failed(losses)
-        es.tell(self._asked, values)
-        self._asked = None
-        extra = {
-            "sigma": float(es.sigma),
-            "condition": _condition_number(es),
-            "popsize": float(es.popsize),
-            "restarts": float(self._restarts_done),
-        }
+        if self.surrogate:
+            self._asked = None
+            if not self._screen_tell(values):
+                return Estimate(x=torch.from_numpy(self._reported_x()), extra=self._extra())
+        else:
+            self._es.tell(self._asked, values)
+            self._asked = None
+        es = self._es
+        extra = self._extra()
         stop = {k: _plain_reason(v) for k, v in es.stop().items()}
         if stop and min(values) == max(values) and _FLAT_CRITERIA.issuperset(stop):
             stop = {}  # a plateau: pycma widens σ on flat fitness; search on
@@ -319,17 +369,94 @@ class CMAES(PopulationEstimator):
             final = "ftarget" in stop or "maxfevals" in stop  # as in cma.fmin2
             if self._restarts_done < self.restarts and not final:
                 self._budget[self._run["kind"]] += es.countevals  # BIPOP's accounting
-                if es.best.f is not None and es.best.f < self._best_f:
-                    self._best_f, self._best_x = float(es.best.f), np.array(es.best.x, float)
+                f, xb = self._run_best()
+                if f is not None and f < self._best_f:
+                    self._best_f, self._best_x = float(f), np.array(xb, float)
                 self._restarts_done += 1
                 self._es = self._new_strategy(self._restarts_done)
                 stop = {}
-        current = self._es.best.f
+        return Estimate(x=torch.from_numpy(self._reported_x()), stop=stop, extra=extra)
+
+    def _extra(self) -> dict:
+        es = self._es
+        return {
+            "sigma": float(es.sigma),
+            "condition": _condition_number(es),
+            "popsize": float(es.popsize),
+            "restarts": float(self._restarts_done),
+        }
+
+    def _run_best(self) -> tuple[float | None, Any]:
+        """The current run's best true loss and its point (a surrogate's model values in
+        pycma's ``best`` are not losses)."""
+        if self.surrogate:
+            f = self._run["best_f"]
+            return (None, None) if math.isinf(f) else (f, self._run_best_x)
+        return self._es.best.f, self._es.best.x
+
+    def _reported_x(self) -> np.ndarray:
+        """The best run's parameters: the current mean while the current run is best."""
+        current, _ = self._run_best()
         if self._best_x is not None and (current is None or self._best_f < current):
-            x = self._best_x.copy()  # an earlier run found better: report its solution
-        else:
-            x = _mean_phenotype(self._es)
-        return Estimate(x=torch.from_numpy(x), stop=stop, extra=extra)
+            return self._best_x.copy()  # an earlier run found better: report its solution
+        return _mean_phenotype(self._es)
+
+    # -- lq-CMA-ES: SurrogatePopulation.__call__, one increment per step -------------------
+    def _next_increment(self) -> list:
+        """pycma's candidates to evaluate next: the unevaluated ones in model order until
+        ``number`` of the generation are evaluated (``EvaluationManager.eval_sequence``)."""
+        if self._generation is None:
+            self._open_generation(self._es.ask())
+        gen, model = self._generation, self._screen.model
+        order = np.argsort([model.eval(x) for x in gen["X"]]) if model.size > 1 else None
+        order = range(len(gen["X"])) if order is None else order
+        done = sum(gen["evaluated"])
+        todo = [int(i) for i in order if not gen["evaluated"][i]]
+        self._increment = todo[: max(0, gen["number"] - done)]
+        return [gen["X"][i] for i in self._increment]
+
+    def _open_generation(self, X: list) -> None:
+        model, settings = self._screen.model, self._screen.settings
+        # a larger population (a restart) resets the model, as pycma's surrogate does
+        if settings.model_max_size_factor * len(X) > model.settings.max_absolute_size:
+            if model.settings.max_absolute_size:
+                model.reset()
+            model.settings.max_absolute_size = settings.model_max_size_factor * len(X)
+        first = len(X) * settings.min_evals_percent / 100
+        first = int(1 + max(first, 3 / model.settings.truncation_ratio - model.size))
+        n = len(X)
+        self._generation = {"X": X, "f": [math.nan] * n, "evaluated": [False] * n, "number": first}
+
+    def _screen_tell(self, values: list[float]) -> bool:
+        """Add the increment's losses to the model; True when the generation was told."""
+        gen, model, settings = self._generation, self._screen.model, self._screen.settings
+        for i, f in zip(self._increment, values, strict=True):
+            gen["f"][i], gen["evaluated"][i] = f, True
+            model.add_data_row(gen["X"][i], f)
+            if f < self._run["best_f"]:
+                self._run["best_f"], self._run_best_x = f, np.array(gen["X"][i], float)
+        self._screen.evaluations += len(values)
+        model.sort(gen["number"])
+        n, done = len(gen["X"]), sum(gen["evaluated"])
+        tau = model.kendall(settings.n_for_tau(n, done))
+        threshold = settings.tau_truth_threshold
+        threshold -= settings.tau_truth_threshold_correction * done / n
+        if done < n and tau < threshold:
+            gen["number"] += int(math.ceil(gen["number"] / 2))
+            return False
+        model.sort(settings.model_sort_globally or done)
+        model.adapt_max_relative_size(tau)
+        if done == n and settings.return_true_fitnesses:
+            F = list(gen["f"])
+        else:  # model values, shifted so that the lowest is the lowest true loss
+            F = [model.eval(x) for x in gen["X"]]
+            low = np.nanmin(gen["f"])
+            F = [f - np.nanmin(F) + low for f in F]
+        self._es.tell(gen["X"], F)
+        self._es.countevals = self._screen.evaluations  # true evaluations only
+        self._es.inject([model.xopt])
+        self._generation = None
+        return True
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict:
