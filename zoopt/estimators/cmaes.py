@@ -489,6 +489,7 @@ class CMAES(PopulationEstimator):
                 "uinteger": int(bitgen["uinteger"]),
             },
             "pycma": _dump_strategy(self._es),
+            "surrogate": self._dump_surrogate(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -507,7 +508,7 @@ class CMAES(PopulationEstimator):
         if int(state["restarts_done"]) > 0:
             opts.update(popsize=run["popsize"], maxiter=run["maxiter"])
         self._es = self._strategy(opts, float(run["sigma"]))
-        self._run = dict(run)
+        self._run = {**self._run, **run}
         self._budget = dict(state["budget"])
         self._popsize0, self._maxiter0 = float(state["popsize0"]), float(state["maxiter0"])
         self._best_f = float(state["best_f"])
@@ -515,6 +516,8 @@ class CMAES(PopulationEstimator):
         self._best_x = None if best is None else best.numpy().astype(np.float64).copy()
         self._restarts_done = int(state["restarts_done"])
         _load_strategy(self._es, state["pycma"])
+        if self.surrogate:
+            self._load_surrogate(state.get("surrogate"))
         rng = state["rng"]
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
@@ -522,6 +525,89 @@ class CMAES(PopulationEstimator):
             "has_uint32": int(rng["has_uint32"]),
             "uinteger": int(rng["uinteger"]),
         }
+
+    def _dump_surrogate(self) -> dict | None:
+        """lq-CMA-ES's state: the model's archive and fit, and the open generation."""
+        if not self.surrogate or self._screen is None:
+            return None
+        model = self._screen.model
+        seen: dict[int, str] = {}
+        aliases: dict[str, str] = {}
+        attrs = {}
+        for name, value in vars(model).items():
+            try:
+                attrs[name] = _to_plain(value, name, seen, aliases)
+            except _Unplain:
+                continue
+        for name in aliases:
+            attrs.pop(name, None)
+        state = {
+            "model": attrs,
+            "aliases": aliases,
+            "type_updates": [[int(k), list(v)] for k, v in model.type_updates.items()],
+            "tau": _to_plain(vars(model.tau), "tau", {}, {}),
+            "max_absolute_size": model.settings.max_absolute_size,
+            "evaluations": self._screen.evaluations,
+            "best_x": None
+            if self._run_best_x is None
+            else torch.from_numpy(self._run_best_x.copy()),
+            "generation": None,
+        }
+        gen = self._generation
+        if gen is not None:  # pycma's genotypes of the open generation, for its tell
+            genotypes = [self._es.sent_solutions[x]["geno"] for x in gen["X"]]
+            # the model's optimum injected into this generation, as pycma marked it
+            marks = self._es._injected_solutions_archive
+            injected = [
+                [i, {k: int(v) for k, v in marks[g].items()}]
+                for i, g in enumerate(genotypes)
+                if g in marks
+            ]
+            state["generation"] = {
+                "X": torch.from_numpy(np.array(gen["X"], dtype=np.float64)),
+                "geno": torch.from_numpy(np.array(genotypes, dtype=np.float64)),
+                "f": list(gen["f"]),
+                "evaluated": list(gen["evaluated"]),
+                "number": int(gen["number"]),
+                "injected": injected,
+            }
+        return state
+
+    def _load_surrogate(self, state: dict | None) -> None:
+        from collections import defaultdict
+
+        from cma import fitness_models
+
+        self._screen = fitness_models.SurrogatePopulation(None)
+        self._generation = None
+        if state is None:
+            return
+        model = self._screen.model
+        for name, value in state["model"].items():
+            setattr(model, name, _from_plain(value))
+        for name, target in state["aliases"].items():
+            setattr(model, name, getattr(model, target))
+        model.type_updates = defaultdict(list, {k: list(v) for k, v in state["type_updates"]})
+        for name, value in _from_plain(state["tau"]).items():
+            setattr(model.tau, name, value)
+        model.settings.max_absolute_size = state["max_absolute_size"]
+        self._screen.evaluations = state["evaluations"]
+        best = state["best_x"]
+        self._run_best_x = None if best is None else best.numpy().astype(np.float64).copy()
+        gen = state["generation"]
+        if gen is not None:
+            X = [x.copy() for x in gen["X"].numpy()]
+            genotypes = [g.copy() for g in gen["geno"].numpy()]
+            for x, g in zip(X, genotypes, strict=True):
+                self._es.sent_solutions.insert(x, geno=g, iteration=self._es.countiter)
+            for i, mark in gen["injected"]:
+                self._es._injected_solutions_archive[genotypes[i]] = dict(mark)
+            self._generation = {
+                "X": X,
+                "f": [float(f) for f in gen["f"]],
+                "evaluated": [bool(e) for e in gen["evaluated"]],
+                "number": int(gen["number"]),
+            }
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -598,6 +684,14 @@ def _to_plain(
     if type(value) in (list, tuple):
         items = [_to_plain(v, f"{path}[{i}]", seen, aliases, False) for i, v in enumerate(value)]
         return items if type(value) is list else {"__tuple__": items}
+    if type(value) is dict and value and all(type(k) is tuple for k in value):
+        # a cache keyed by parameter tuples (the diagonal decoding's learning rates)
+        return {
+            "__tuple_keys__": [
+                [_to_plain(k, path, seen, aliases, False), _to_plain(v, path, seen, aliases, False)]
+                for k, v in value.items()
+            ]
+        }
     if type(value) is dict:
         if not all(type(k) is str for k in value):
             raise _Unplain(path)
@@ -619,6 +713,8 @@ def _from_plain(value: Any) -> Any:
             return np.dtype(value["__numpy_scalar__"]).type(value["value"])
         if "__tuple__" in value:
             return tuple(_from_plain(v) for v in value["__tuple__"])
+        if "__tuple_keys__" in value:
+            return {_from_plain(k): _from_plain(v) for k, v in value["__tuple_keys__"]}
         return {k: _from_plain(v) for k, v in value["__dict__"].items()}
     return value
 
