@@ -191,12 +191,19 @@ def report(records: list[dict], budgets: list[int], methods: list[str]) -> str:
         n_inst = len({(r["fid"], r["instance"]) for r in rows}) // max(
             1, len({r["fid"] for r in rows})
         )
-        out.append(f"\n**D = {dim}** ({len({r['fid'] for r in rows})} functions × {n_inst} "
-                   "instances × 51 targets; fraction reached at budget·D evaluations)\n")  # fmt: skip
+        n_fun = len({r["fid"] for r in rows})
+        out.append(
+            f"\n**D = {dim}** ({n_fun} functions × {n_inst} instances × 51 targets; "
+            "fraction reached at budget·D evaluations)\n"
+        )
         cols = [f"{b}·D" for b in budgets]
-        head = "| method | " + " | ".join(
-            f"all {c}" for c in cols
-        ) + " | " + " | ".join(f"{g} {cols[-1]}" for g in GROUPS) + " |"
+        head = (
+            "| method | "
+            + " | ".join(f"all {c}" for c in cols)
+            + " | "
+            + " | ".join(f"{g} {cols[-1]}" for g in GROUPS)
+            + " |"
+        )
         out.append(head)
         out.append("|" + "---|" * (1 + len(cols) + len(GROUPS)))
         for method in methods:

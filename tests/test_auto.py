@@ -15,21 +15,26 @@ from zoopt.estimators.auto import (
 )
 from zoopt.objectives import sphere
 
+LQ = {"surrogate": True}
+LQ_IPOP = {"surrogate": True, "restarts": 9}
+BIPOP = {"restarts": 9, "bipop": True}
+LOW = RESTART_MIN_EVALUATIONS_PER_D * 10 - 1  # just too few evaluations to restart at D = 10
+
 
 @pytest.mark.parametrize(
     ("kwargs", "estimator", "options", "label"),
     [
         # small and smooth, budget for restarts: lq-CMA-ES with IPOP
-        (dict(dim=10, budget=20_000), "cmaes", {"surrogate": True, "restarts": 9}, "cmaes+surrogate+ipop"),
+        (dict(dim=10, budget=20_000), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
         # small and smooth, too little budget for a second run: no restarts
-        (dict(dim=10, budget=RESTART_MIN_EVALUATIONS_PER_D * 10 - 1), "cmaes", {"surrogate": True}, "cmaes+surrogate"),
+        (dict(dim=10, budget=LOW), "cmaes", LQ, "cmaes+surrogate"),
         # only steps known: restarts (they happen only when a run ends)
-        (dict(dim=5, steps=300), "cmaes", {"surrogate": True, "restarts": 9}, "cmaes+surrogate+ipop"),
+        (dict(dim=5, steps=300), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
         # too many coefficients for the model: CMA-ES with BIPOP
-        (dict(dim=SURROGATE_MAX_DIM + 1, budget=10**6), "cmaes", {"restarts": 9, "bipop": True}, "cmaes+bipop"),
+        (dict(dim=SURROGATE_MAX_DIM + 1, budget=10**6), "cmaes", BIPOP, "cmaes+bipop"),
         (dict(dim=SURROGATE_MAX_DIM + 1, budget=100), "cmaes", {}, "cmaes"),
         # integer coordinates: pycma's integer handling, no model
-        (dict(dim=4, budget=10**5, integer=True), "cmaes", {"restarts": 9, "bipop": True}, "cmaes+bipop"),
+        (dict(dim=4, budget=10**5, integer=True), "cmaes", BIPOP, "cmaes+bipop"),
         # large D, noise, or no pycma: snes
         (dict(dim=CMAES_MAX_DIM + 1, budget=10**6), "snes", {}, "snes"),
         (dict(dim=5, budget=10**4, noisy=True), "snes", {}, "snes"),
