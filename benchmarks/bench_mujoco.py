@@ -11,7 +11,7 @@ so and exits. Three measurements, each against a reference run in the same proce
 * **episodes to threshold** (Swimmer 325, Hopper 3120, HalfCheetah 3430, the paper's
   thresholds): training episodes until the centre's return (one episode on the step's seed,
   checked every 10th step and not counted) first reaches the threshold, for ``ars``, the
-  ``default`` (``zoopt.minimize``'s default estimator, snes, with its default options) and
+  ``default`` (``zoopt.minimize``'s default, ``estimator="auto"``, with its default options) and
   ``snes`` (with ARS's K and σ), and the numpy reference; same envs, same seeds;
 * **processes** (``--processes``): an ``ars`` step on Hopper at K = 16 with
   ``evaluator="processes"`` on every core against one process, interleaved; the per-task
@@ -129,7 +129,7 @@ def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds, steps
         )  # fmt: skip
     elif estimator == "snes":
         opts = dict(sigma=task["nu"], population=max(4, 2 * task["n"]))
-    name = "snes" if estimator == "default" else estimator
+    name = "auto" if estimator == "default" else estimator
     reached: list = []
     checks = [0]  # centre episodes so far (one per check)
 

@@ -17,10 +17,12 @@ Tasks (same x0 and σ0 for every method):
   ``fmin2`` and zoopt's ``cmaes(restarts=9)``), the others as they are: the reported final
   f of each method's solution.
 
-Methods: pycma; EvoTorch SNES, CMAES, PGPE (ClipUp); Nevergrad CMA, NGOpt; every zoopt
-parameter-space estimator with its defaults (``gradient`` and ``reinforce`` need a
-differentiable surrogate or output sampling and are left out). A peer that is not installed
-or raises is reported as such.
+Methods: pycma; pycma's lq-CMA-ES (``pycma-lq``: ``cma.fitness_models.SurrogatePopulation``
+as ``cma.fmin_lq_surr2`` drives it, ``fmin_lq_surr2`` itself with IPOP restarts on
+Rastrigin-20); EvoTorch SNES, CMAES, PGPE (ClipUp); Nevergrad CMA, NGOpt; zoopt's default
+``auto`` and every zoopt parameter-space estimator with its defaults (``gradient`` and
+``reinforce`` need a differentiable surrogate or output sampling and are left out). A peer
+that is not installed or raises is reported as such.
 
 The table gives, per task and method, solved/seeds and the median evaluations (episodes for
 CartPole) of the solved seeds, and for each zoopt estimator its ratio to the best peer's
@@ -225,6 +227,40 @@ def run_pycma(task: Task, seed: int, obj: Counted) -> tuple:
     return False, obj.n, math.nan
 
 
+def run_pycma_lq(task: Task, seed: int, obj: Counted) -> tuple:
+    import cma
+    from cma import fitness_models
+
+    x0 = np.full(task.dim, task.x0)
+    opts = {"seed": seed + 1, "verbose": -9, "verb_log": 0}
+
+    def f(x) -> float:
+        return float(obj(torch.tensor(np.array(x))[None])[0])
+
+    if task.kind == "final":
+        try:
+            x, _ = cma.fmin_lq_surr2(f, x0, task.sigma, dict(opts, maxfevals=task.budget),
+                                     restarts=9)  # fmt: skip
+        except Budget:
+            return False, obj.n, obj.best
+        return False, obj.n, obj.final(x)
+    es = cma.CMAEvolutionStrategy(x0, task.sigma, opts)
+    surrogate = fitness_models.SurrogatePopulation(f)
+    try:
+        while True:
+            X = es.ask()
+            es.tell(X, surrogate(X))
+            es.countevals = surrogate.evaluations
+            es.inject([surrogate.model.xopt])
+            if obj.solved(es.mean):
+                return True, obj.n, math.nan
+            if es.stop():
+                break
+    except Budget:
+        pass
+    return False, obj.n, math.nan
+
+
 def run_evotorch(name: str, task: Task, seed: int, obj: Counted) -> tuple:
     from evotorch import Problem
     from evotorch.algorithms import CMAES, PGPE, SNES
@@ -294,8 +330,16 @@ def run_nevergrad(name: str, task: Task, seed: int, obj: Counted) -> tuple:
     return False, obj.n, final
 
 
-ZOOPT = ["sampling", "es", "cmaes", "snes", "xnes", "pgpe", "ars"]
-PEERS = ["pycma", "evotorch-SNES", "evotorch-CMAES", "evotorch-PGPE", "ng-CMA", "ng-NGOpt"]
+ZOOPT = ["auto", "sampling", "es", "cmaes", "snes", "xnes", "pgpe", "ars"]
+PEERS = [
+    "pycma",
+    "pycma-lq",
+    "evotorch-SNES",
+    "evotorch-CMAES",
+    "evotorch-PGPE",
+    "ng-CMA",
+    "ng-NGOpt",
+]
 
 
 def run(method: str, task: Task, seed: int, cartpole: CartPole | None) -> tuple:
@@ -304,6 +348,8 @@ def run(method: str, task: Task, seed: int, cartpole: CartPole | None) -> tuple:
         return run_zoopt(method[6:], task, seed, obj)
     if method == "pycma":
         return run_pycma(task, seed, obj)
+    if method == "pycma-lq":
+        return run_pycma_lq(task, seed, obj)
     if method.startswith("evotorch-"):
         return run_evotorch(method[9:], task, seed, obj)
     return run_nevergrad(method[3:], task, seed, obj)

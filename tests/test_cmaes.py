@@ -313,3 +313,108 @@ def test_a_plateau_does_not_end_the_run() -> None:
         r = zoopt.minimize(accuracy_like, torch.zeros(5), estimator="cmaes", sigma=0.1, steps=60)
     assert r.stop_reason == "steps" and r.steps == 60  # the run says so, and goes on
     assert len(r.notes) == 1
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_ends_at_the_right_bound_in_every_seed(side: float) -> None:
+    """Optimum outside the box: the mean reported is pycma's phenotype, on the near face.
+
+    pycma's bound transform is a periodic reflection; its genotype mean can drift beyond
+    the opposite face, and clipping that raw mean would report the wrong bound.
+    """
+    near = 0.3 if side > 0 else -0.2
+
+    def f(X: torch.Tensor) -> torch.Tensor:
+        return ((X - side) ** 2).sum(-1)
+
+    x0 = torch.zeros(5, dtype=torch.float64)
+    for seed in range(10):
+        kw = dict(estimator="cmaes", bounds=(-0.2, 0.3), sigma=0.5, seed=seed)
+        r = zoopt.minimize(f, x0, max_evaluations=500, **kw)
+        assert torch.allclose(r.x, torch.full((5,), near, dtype=torch.float64), atol=1e-3), seed
+        assert r.loss == pytest.approx(5 * (side - near) ** 2, rel=1e-3)
+    es = zoopt.Minimizer(f, x0, steps=3, **kw)
+    es.run()
+    assert np.array_equal(es.x.numpy(), es.estimator.strategy.result.xfavorite)
+
+
+# -- lq-CMA-ES (surrogate=True) ------------------------------------------------------------
+class Evaluated:
+    """A batched objective recording every row it evaluates, in order."""
+
+    def __init__(self, fn):
+        self.fn, self.rows = fn, []
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        self.rows += [x.clone() for x in X]
+        return self.fn(X)
+
+
+def test_surrogate_evaluates_the_points_of_pycmas_lq_cma_es() -> None:
+    """Batched increments evaluate what pycma's SurrogatePopulation evaluates, in order."""
+    from cma import fitness_models
+
+    rec = Evaluated(rosenbrock)
+    x0 = torch.zeros(5, dtype=torch.float64)
+    m = zoopt.Minimizer(rec, x0, estimator="cmaes", surrogate=True, steps=80, seed=3, sigma=0.5)
+    for _ in range(80):
+        m.step()
+    assert m.evaluate_center is False  # no mean evaluations beside the screened candidates
+    es = direct_strategy(m.estimator, x0.numpy(), seed=3)
+    seen = []
+
+    def fitness(x):
+        seen.append(np.array(x))
+        return f64(rosenbrock)(x)
+
+    surrogate = fitness_models.SurrogatePopulation(fitness)
+    while len(seen) < len(rec.rows):
+        X = es.ask()
+        es.tell(X, surrogate(X))
+        es.countevals = surrogate.evaluations
+        es.inject([surrogate.model.xopt])
+    assert len(rec.rows) == m.evaluations > 40
+    for a, b in zip(rec.rows, seen, strict=False):  # pycma's last generation may run on
+        assert np.array_equal(a.numpy(), b)
+    assert m.history["popsize"][-1] == es.popsize
+
+
+def test_surrogate_needs_fewer_evaluations_on_an_ellipsoid() -> None:
+    def elli(X: torch.Tensor) -> torch.Tensor:
+        c = 1e6 ** (torch.arange(8, dtype=X.dtype) / 7)
+        return (c * X**2).sum(-1)
+
+    x0 = torch.ones(8, dtype=torch.float64)
+    kw = dict(estimator="cmaes", steps=5000, seed=0, sigma=1.0, options={"ftarget": 1e-8})
+    plain = zoopt.minimize(elli, x0, **kw)
+    lq = zoopt.minimize(elli, x0, surrogate=True, **kw)
+    assert lq.stop_reason == plain.stop_reason == "ftarget=1e-08"
+    assert lq.evaluations < plain.evaluations / 5
+
+
+def test_surrogate_resumes_exactly() -> None:
+    """Saved after a restart, at the end of a generation, loaded code-free: same points."""
+    kw = dict(estimator="cmaes", surrogate=True, steps=400, seed=1, sigma=1.0, restarts=3)
+    kw["options"] = {"tolfun": 1e-2}
+    x0 = torch.ones(4, dtype=torch.float64)
+    rec_a = Evaluated(rastrigin)
+    a = zoopt.Minimizer(rec_a, x0, **kw)
+    while not a.history.get("restarts") or a.history["restarts"][-1] < 1:
+        a.step()
+    while a.estimator._generation is not None:  # the generation is told
+        a.step()
+    state = _save_load(a.state_dict())
+    rec_b = Evaluated(rastrigin)
+    b = zoopt.Minimizer(rec_b, x0, **kw)
+    b.load_state_dict(state)
+    start = len(rec_a.rows)
+    ra, rb = a.run(), b.run()
+    assert len(rec_b.rows) == len(rec_a.rows) - start > 20
+    for pa, pb in zip(rec_a.rows[start:], rec_b.rows, strict=True):
+        assert torch.equal(pa, pb)
+    assert torch.equal(ra.x, rb.x) and ra.best_loss == rb.best_loss
+
+
+def test_surrogate_is_a_bool() -> None:
+    with pytest.raises(TypeError, match="surrogate must be True or False"):
+        CMAES(surrogate=1)

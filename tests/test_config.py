@@ -48,7 +48,7 @@ def with_(path: str, value) -> dict:
 
 def test_defaults_are_filled_in():
     cfg = check(BASE)
-    assert cfg["seed"] == 0 and cfg["estimator"] == "sampling"
+    assert cfg["seed"] == 0 and cfg["estimator"] == "auto"
     assert cfg["optimizer"]["name"] == "adam" and cfg["optimizer"]["lr"] == 0.02
     assert cfg["budget"] == {"steps": 5}
     assert cfg["evaluator"]["kind"] == "local"

@@ -144,7 +144,7 @@ def test_whole_population_failing_names_the_step():
         (dict(estimator="sampling", alpha=0.0), ValueError, "alpha must be a number > 0"),
         (dict(estimator="sampling", alpha=-2.0), ValueError, "alpha"),
         (dict(population=1), ValueError, "population must be an int >= 2"),
-        (dict(population=7), ValueError, "population must be even"),
+        (dict(estimator="snes", population=7), ValueError, "population must be even"),
         (dict(population=2.5), TypeError, "population must be an int"),
         (dict(lr=0.0), ValueError, "lr must be a positive number"),
         (dict(steps=0), ValueError, "steps must be a positive int"),
@@ -178,7 +178,7 @@ def test_bad_x0(x0, error, match):
 @pytest.mark.parametrize(
     ("fn", "error", "match"),
     [
-        # the population (the default K = 8 rows at D = 3) and θ go in one call
+        # the population (snes's default K = 8 rows at D = 3) and θ go in one call
         (lambda X: X, ValueError, r"shape \(9,\) .*got shape \(9, 3\).*batched=False"),
         (lambda X: X.sum(), ValueError, r"got shape \(\)"),
         (lambda X: [0.0] * len(X), TypeError, "must return a Tensor"),
@@ -187,7 +187,7 @@ def test_bad_x0(x0, error, match):
 )
 def test_objective_returning_wrong_shape_or_dtype(fn, error, match):
     with pytest.raises(error, match=match):
-        zoopt.minimize(fn, torch.ones(3), steps=2)
+        zoopt.minimize(fn, torch.ones(3), estimator="snes", steps=2)
 
 
 def test_objective_that_is_not_callable():

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estimator
+from zoopt.estimators.auto import resolve_auto
 from zoopt.estimators.base import sanitize_losses
 from zoopt.evaluators import make_evaluator
 from zoopt.novelty import BehaviourTap, make_novelty, novelty_tap
@@ -104,7 +105,7 @@ class Minimizer(StallWatch):
         objective: Any,
         x0: Any,
         *,
-        estimator: str | Estimator = "snes",
+        estimator: str | Estimator = "auto",
         steps: int = 500,
         seed: int = 0,
         batched: bool = True,
@@ -159,6 +160,14 @@ class Minimizer(StallWatch):
         if box is not None:
             objective = BoxObjective(objective, *box)
         self.objective: Objective = objective
+        #: what ``estimator="auto"`` chose (:class:`zoopt.estimators.auto.AutoChoice`) or None
+        self.auto_choice = None
+        if isinstance(estimator, str) and estimator == "auto":
+            self.auto_choice = resolve_auto(
+                objective if self.has_objective else None, x,
+                max_evaluations=max_evaluations, steps=steps, options=estimator_options,
+            )  # fmt: skip
+            estimator, estimator_options = self.auto_choice.estimator, self.auto_choice.options
         self.estimator = get_estimator(estimator, **estimator_options)
         if not self.has_objective and not isinstance(self.estimator, PopulationEstimator):
             raise TypeError(_needs_objective(self.estimator))
@@ -195,7 +204,8 @@ class Minimizer(StallWatch):
         self.elapsed = 0.0
         self.stop_reason = ""
         #: what the run noticed and said (a stalled search); also in :class:`Result`
-        self.notes: list[str] = []
+        self.notes: list[str] = [self.auto_choice.reason] if self.auto_choice else []
+        self.evaluations += self.auto_choice.evaluations if self.auto_choice else 0
         self._flat_steps = 0
         self._display: Any = None
         self._asked: _Asked | None = None
@@ -592,7 +602,7 @@ def minimize(
     objective: Any,
     x0: Any,
     *,
-    estimator: str | Estimator = "snes",
+    estimator: str | Estimator = "auto",
     steps: int = 500,
     seed: int = 0,
     **options: Any,
@@ -607,9 +617,11 @@ def minimize(
             rows under ``batched=False`` and the result's ``x``/``best_x`` are numpy) — or
             an ``nn.Module`` whose parameters are optimised through a flat view and written
             back in place at the end (:func:`zoopt.batched_forward` runs it on the rows).
-        estimator: a registered name (default ``"snes"``; ``"xnes"``, ``"pgpe"``, ``"ars"``,
-            ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``, ``"gradient"``) or an
-            estimator object.
+        estimator: ``"auto"`` (the default: chosen from D, the budget, bounds/integers and
+            noise, see :mod:`zoopt.estimators.auto` and docs/estimators_auto.md; the choice
+            is the first of ``Result.notes``), a registered name (``"snes"``, ``"xnes"``,
+            ``"pgpe"``, ``"ars"``, ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``,
+            ``"gradient"``) or an estimator object.
         steps: number of steps.
         seed: everything random in the run derives from it; same seed → same result.
         batched: False for ``f(x) -> float`` on one vector: rows are evaluated one at a
@@ -624,8 +636,9 @@ def minimize(
         evaluate_center: evaluate θ every step (True, the default), never (False; the
             history's ``loss`` is then NaN), or every n-th step (an int; the default of
             ``ars`` and ``pgpe``, whose estimators never read the centre's loss, is every
-            10th). θ travels as one more row of the population's evaluator call, so it
-            costs one candidate; the history counts these ``center_evaluations`` apart.
+            10th; ``cmaes`` with a surrogate evaluates it never). θ travels as one more row
+            of the population's evaluator call, so it costs one candidate; the history counts
+            these ``center_evaluations`` apart.
         novelty: novelty search as part of the loss (:mod:`zoopt.novelty`): a weight λ in
             (0, 1] of (1 − λ)·loss − λ·novelty, ``"adaptive"`` (NSRA-ES), True (λ = 0.5),
             a dict of :class:`zoopt.novelty.Novelty`'s arguments or a ``Novelty``. Needs a

@@ -52,7 +52,7 @@ class StallWatch:
         """Say once when every loss the estimator saw (``losses``; ``raw`` before novelty)
         has been equal for ``stall_steps`` steps, unless all reach the best loss seen."""
         finite = losses[torch.isfinite(losses)]
-        flat = finite.numel() > 0 and bool((finite == finite[0]).all())
+        flat = finite.numel() > 1 and bool((finite == finite[0]).all())
         self._flat_steps = self._flat_steps + 1 if flat else 0
         if self._flat_steps != self.stall_steps or any(n.startswith(STALL) for n in self.notes):
             return

@@ -135,7 +135,7 @@ CODE_OPTIONS = {
 SCHEMA: dict[str, Any] = {
     "name": Field(STR, "", None, "a name for the experiment (labels, default run directory)"),
     "seed": Field(INT, 0, _at_least(0), "everything random derives from it"),
-    "estimator": Field(STR, "sampling", None, "the estimator `zoopt run` uses"),
+    "estimator": Field(STR, "auto", None, "the estimator `zoopt run` uses (auto: chosen)"),
     "objective": Field(TABLE, _REQUIRED, None, "what to optimise; see the objective kinds"),
     "estimators": Field(TABLE, {}, None, "[estimators.NAME]: options of estimator NAME"),
     "optimizer": OPTIMIZER_SCHEMA,
@@ -310,7 +310,7 @@ def _check_estimator_name(path: str, name: str, allow_builtin: bool = False) -> 
 
     if allow_builtin and name in BUILTIN_ESTIMATORS:
         return
-    if name not in ESTIMATORS:
+    if name not in ESTIMATORS and name != "auto":
         close = difflib.get_close_matches(name, ESTIMATORS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(

@@ -31,6 +31,13 @@ module adds what zoopt needs around it:
   disturb, numpy's global random state;
 * silence: pycma prints nothing and writes no ``outcmaes/`` files; σ, the condition number
   of the covariance, λ and the restart count go to zoopt's history instead;
+* lq-CMA-ES (Hansen, 2019, "A global surrogate assisted CMA-ES", GECCO; ``surrogate=True``):
+  pycma's own linear-quadratic model (``cma.fitness_models``) ranks each generation, and
+  only as many candidates are evaluated as it takes for the model's ranking to agree with
+  the true one (Kendall τ ≥ 0.85); the rest get model values. pycma runs that loop one
+  evaluation at a time (``SurrogatePopulation``); here each increment of it (1, 2, 3, 5,
+  8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
+  same points are evaluated in batches and the model's archive rides in the checkpoint;
 * a checkpoint made of tensors and plain values only (:meth:`CMAES.state_dict`), loadable
   with ``torch.load(weights_only=True)``, from which the strategy is rebuilt exactly.
 
@@ -119,6 +126,13 @@ class CMAES(PopulationEstimator):
         incpopsize: population growth factor per restart (≥ 1; IPOP uses 2).
         bipop: restart as BIPOP-CMA-ES (needs ``restarts`` > 0): small-population runs with
             σ₀·0.01^U are interleaved while their evaluations are below the large runs'.
+        surrogate: lq-CMA-ES, ``cma.fmin_lq_surr2``'s scheme: a linear-quadratic model of
+            the evaluated points pre-screens each generation; a step of the loop evaluates
+            the next increment of candidates in model order, and a generation ends (pycma's
+            ``tell`` with model values for the unevaluated rest, the model's optimum
+            injected) once the model ranks the evaluated ones right. For smooth problems of
+            a few dozen parameters at most (the full model has (D+1)(D+2)/2 coefficients);
+            each restart starts a fresh model. The loop does not evaluate the mean by default.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
             arguments above, the random generator and the verbosity are refused here.
@@ -138,6 +152,7 @@ class CMAES(PopulationEstimator):
         incpopsize: float = 2,
         options: dict | None = None,
         bipop: bool = False,
+        surrogate: bool = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -151,6 +166,9 @@ class CMAES(PopulationEstimator):
         if not isinstance(bipop, bool):
             raise TypeError(f"bipop must be True or False, got {bipop!r}")
         self.bipop = bipop
+        if not isinstance(surrogate, bool):
+            raise TypeError(f"surrogate must be True or False, got {surrogate!r}")
+        self.surrogate = surrogate
         if options is None:
             options = {}
         if not isinstance(options, dict):
@@ -185,7 +203,25 @@ class CMAES(PopulationEstimator):
         self._best_x: np.ndarray | None = None
         self._maxiter0 = 0.0
         self._budget = {"small": 0.0, "large": 0.0, "small_runs": 0}
-        self._run = {"popsize": 0.0, "maxiter": 0.0, "sigma": 0.0, "kind": "small"}
+        self._run = {
+            "popsize": 0.0,
+            "maxiter": 0.0,
+            "sigma": 0.0,
+            "kind": "small",
+            "best_f": math.inf,
+        }
+        self._run_best_x: np.ndarray | None = None
+        # lq-CMA-ES: the run's surrogate (model, settings, true evaluations) and the
+        # generation being screened: pycma's candidates, their losses, how many to evaluate
+        self._screen: Any = None
+        self._generation: dict | None = None
+        self._increment: list[int] = []
+
+    @property
+    def center_every(self) -> bool:  # type: ignore[override]
+        """The loop's default ``evaluate_center``: every step, but never with a surrogate,
+        whose steps evaluate a handful of candidates each."""
+        return not self.surrogate
 
     # -- pycma -----------------------------------------------------------------------------
     def setup(self, objective: Objective, x0: Tensor) -> None:
@@ -257,6 +293,12 @@ class CMAES(PopulationEstimator):
                 else:
                     opts["maxiter"] = self._maxiter0
                     self._run["kind"] = "large"
+        if self.surrogate:  # fmin_lq_surr2: a fresh model for each run
+            from cma import fitness_models
+
+            self._screen = fitness_models.SurrogatePopulation(None)
+        self._generation = None
+        self._run["best_f"], self._run_best_x = math.inf, None
         return self._strategy(opts, sigma, first=restart == 0)
 
     def _strategy(self, opts: dict, sigma: float, first: bool = False) -> Any:
@@ -290,29 +332,37 @@ class CMAES(PopulationEstimator):
     def ask(self, x: Tensor, seed: int) -> Population:
         """λ candidates ``(λ, D)`` from pycma (started at ``x`` with ``seed`` on first use).
 
-        After the first step ``x`` is the mean this estimator returned; pycma's own mean is
-        authoritative.
+        With ``surrogate`` the rows are the generation's next increment ``(n, D)``, in the
+        order of the model's predicted losses. After the first step ``x`` is the mean this
+        estimator returned; pycma's own mean is authoritative.
         """
         if self._es is None:
             self._start(x, seed)
-        self._asked = self._es.ask()
+        if self.surrogate:
+            self._asked = self._next_increment()
+        else:
+            self._asked = self._es.ask()
         cand = torch.from_numpy(np.asarray(self._asked)).to(dtype=x.dtype, device=x.device)
         return ExplicitPopulation(cand)
 
     def tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
-        """Hand the ``(λ,)`` losses to pycma; the new mean ``(D,)`` is the estimate's ``x``."""
+        """Hand the ``(λ,)`` losses to pycma; the new mean ``(D,)`` is the estimate's ``x``.
+
+        With ``surrogate`` a step that leaves the generation open (the model's ranking does
+        not yet agree with the true one) returns the unchanged mean.
+        """
         if self._asked is None or len(self._asked) != len(losses):
             raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
-        es = self._es
         values = _fill_failed(losses)
-        es.tell(self._asked, values)
-        self._asked = None
-        extra = {
-            "sigma": float(es.sigma),
-            "condition": _condition_number(es),
-            "popsize": float(es.popsize),
-            "restarts": float(self._restarts_done),
-        }
+        if self.surrogate:
+            self._asked = None
+            if not self._screen_tell(values):
+                return Estimate(x=torch.from_numpy(self._reported_x()), extra=self._extra())
+        else:
+            self._es.tell(self._asked, values)
+            self._asked = None
+        es = self._es
+        extra = self._extra()
         stop = {k: _plain_reason(v) for k, v in es.stop().items()}
         if stop and min(values) == max(values) and _FLAT_CRITERIA.issuperset(stop):
             stop = {}  # a plateau: pycma widens σ on flat fitness; search on
@@ -320,17 +370,94 @@ class CMAES(PopulationEstimator):
             final = "ftarget" in stop or "maxfevals" in stop  # as in cma.fmin2
             if self._restarts_done < self.restarts and not final:
                 self._budget[self._run["kind"]] += es.countevals  # BIPOP's accounting
-                if es.best.f is not None and es.best.f < self._best_f:
-                    self._best_f, self._best_x = float(es.best.f), np.array(es.best.x, float)
+                f, xb = self._run_best()
+                if f is not None and f < self._best_f:
+                    self._best_f, self._best_x = float(f), np.array(xb, float)
                 self._restarts_done += 1
                 self._es = self._new_strategy(self._restarts_done)
                 stop = {}
-        current = self._es.best.f
+        return Estimate(x=torch.from_numpy(self._reported_x()), stop=stop, extra=extra)
+
+    def _extra(self) -> dict:
+        es = self._es
+        return {
+            "sigma": float(es.sigma),
+            "condition": _condition_number(es),
+            "popsize": float(es.popsize),
+            "restarts": float(self._restarts_done),
+        }
+
+    def _run_best(self) -> tuple[float | None, Any]:
+        """The current run's best true loss and its point (a surrogate's model values in
+        pycma's ``best`` are not losses)."""
+        if self.surrogate:
+            f = self._run["best_f"]
+            return (None, None) if math.isinf(f) else (f, self._run_best_x)
+        return self._es.best.f, self._es.best.x
+
+    def _reported_x(self) -> np.ndarray:
+        """The best run's parameters: the current mean while the current run is best."""
+        current, _ = self._run_best()
         if self._best_x is not None and (current is None or self._best_f < current):
-            x = self._best_x.copy()  # an earlier run found better: report its solution
-        else:
-            x = np.array(self._es.mean, dtype=np.float64)
-        return Estimate(x=torch.from_numpy(x), stop=stop, extra=extra)
+            return self._best_x.copy()  # an earlier run found better: report its solution
+        return _mean_phenotype(self._es)
+
+    # -- lq-CMA-ES: SurrogatePopulation.__call__, one increment per step -------------------
+    def _next_increment(self) -> list:
+        """pycma's candidates to evaluate next: the unevaluated ones in model order until
+        ``number`` of the generation are evaluated (``EvaluationManager.eval_sequence``)."""
+        if self._generation is None:
+            self._open_generation(self._es.ask())
+        gen, model = self._generation, self._screen.model
+        order = np.argsort([model.eval(x) for x in gen["X"]]) if model.size > 1 else None
+        order = range(len(gen["X"])) if order is None else order
+        done = sum(gen["evaluated"])
+        todo = [int(i) for i in order if not gen["evaluated"][i]]
+        self._increment = todo[: max(0, gen["number"] - done)]
+        return [gen["X"][i] for i in self._increment]
+
+    def _open_generation(self, X: list) -> None:
+        model, settings = self._screen.model, self._screen.settings
+        # a larger population (a restart) resets the model, as pycma's surrogate does
+        if settings.model_max_size_factor * len(X) > model.settings.max_absolute_size:
+            if model.settings.max_absolute_size:
+                model.reset()
+            model.settings.max_absolute_size = settings.model_max_size_factor * len(X)
+        first = len(X) * settings.min_evals_percent / 100
+        first = int(1 + max(first, 3 / model.settings.truncation_ratio - model.size))
+        n = len(X)
+        self._generation = {"X": X, "f": [math.nan] * n, "evaluated": [False] * n, "number": first}
+
+    def _screen_tell(self, values: list[float]) -> bool:
+        """Add the increment's losses to the model; True when the generation was told."""
+        gen, model, settings = self._generation, self._screen.model, self._screen.settings
+        for i, f in zip(self._increment, values, strict=True):
+            gen["f"][i], gen["evaluated"][i] = f, True
+            model.add_data_row(gen["X"][i], f)
+            if f < self._run["best_f"]:
+                self._run["best_f"], self._run_best_x = f, np.array(gen["X"][i], float)
+        self._screen.evaluations += len(values)
+        model.sort(gen["number"])
+        n, done = len(gen["X"]), sum(gen["evaluated"])
+        tau = model.kendall(settings.n_for_tau(n, done))
+        threshold = settings.tau_truth_threshold
+        threshold -= settings.tau_truth_threshold_correction * done / n
+        if done < n and tau < threshold:
+            gen["number"] += int(math.ceil(gen["number"] / 2))
+            return False
+        model.sort(settings.model_sort_globally or done)
+        model.adapt_max_relative_size(tau)
+        if done == n and settings.return_true_fitnesses:
+            F = list(gen["f"])
+        else:  # model values, shifted so that the lowest is the lowest true loss
+            F = [model.eval(x) for x in gen["X"]]
+            low = np.nanmin(gen["f"])
+            F = [f - np.nanmin(F) + low for f in F]
+        self._es.tell(gen["X"], F)
+        self._es.countevals = self._screen.evaluations  # true evaluations only
+        self._es.inject([model.xopt])
+        self._generation = None
+        return True
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -363,6 +490,7 @@ class CMAES(PopulationEstimator):
                 "uinteger": int(bitgen["uinteger"]),
             },
             "pycma": _dump_strategy(self._es),
+            "surrogate": self._dump_surrogate(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -381,7 +509,7 @@ class CMAES(PopulationEstimator):
         if int(state["restarts_done"]) > 0:
             opts.update(popsize=run["popsize"], maxiter=run["maxiter"])
         self._es = self._strategy(opts, float(run["sigma"]))
-        self._run = dict(run)
+        self._run = {**self._run, **run}
         self._budget = dict(state["budget"])
         self._popsize0, self._maxiter0 = float(state["popsize0"]), float(state["maxiter0"])
         self._best_f = float(state["best_f"])
@@ -389,6 +517,8 @@ class CMAES(PopulationEstimator):
         self._best_x = None if best is None else best.numpy().astype(np.float64).copy()
         self._restarts_done = int(state["restarts_done"])
         _load_strategy(self._es, state["pycma"])
+        if self.surrogate:
+            self._load_surrogate(state.get("surrogate"))
         rng = state["rng"]
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
@@ -396,6 +526,89 @@ class CMAES(PopulationEstimator):
             "has_uint32": int(rng["has_uint32"]),
             "uinteger": int(rng["uinteger"]),
         }
+
+    def _dump_surrogate(self) -> dict | None:
+        """lq-CMA-ES's state: the model's archive and fit, and the open generation."""
+        if not self.surrogate or self._screen is None:
+            return None
+        model = self._screen.model
+        seen: dict[int, str] = {}
+        aliases: dict[str, str] = {}
+        attrs = {}
+        for name, value in vars(model).items():
+            try:
+                attrs[name] = _to_plain(value, name, seen, aliases)
+            except _Unplain:
+                continue
+        for name in aliases:
+            attrs.pop(name, None)
+        state = {
+            "model": attrs,
+            "aliases": aliases,
+            "type_updates": [[int(k), list(v)] for k, v in model.type_updates.items()],
+            "tau": _to_plain(vars(model.tau), "tau", {}, {}),
+            "max_absolute_size": model.settings.max_absolute_size,
+            "evaluations": self._screen.evaluations,
+            "best_x": None
+            if self._run_best_x is None
+            else torch.from_numpy(self._run_best_x.copy()),
+            "generation": None,
+        }
+        gen = self._generation
+        if gen is not None:  # pycma's genotypes of the open generation, for its tell
+            genotypes = [self._es.sent_solutions[x]["geno"] for x in gen["X"]]
+            # the model's optimum injected into this generation, as pycma marked it
+            marks = self._es._injected_solutions_archive
+            injected = [
+                [i, {k: int(v) for k, v in marks[g].items()}]
+                for i, g in enumerate(genotypes)
+                if g in marks
+            ]
+            state["generation"] = {
+                "X": torch.from_numpy(np.array(gen["X"], dtype=np.float64)),
+                "geno": torch.from_numpy(np.array(genotypes, dtype=np.float64)),
+                "f": list(gen["f"]),
+                "evaluated": list(gen["evaluated"]),
+                "number": int(gen["number"]),
+                "injected": injected,
+            }
+        return state
+
+    def _load_surrogate(self, state: dict | None) -> None:
+        from collections import defaultdict
+
+        from cma import fitness_models
+
+        self._screen = fitness_models.SurrogatePopulation(None)
+        self._generation = None
+        if state is None:
+            return
+        model = self._screen.model
+        for name, value in state["model"].items():
+            setattr(model, name, _from_plain(value))
+        for name, target in state["aliases"].items():
+            setattr(model, name, getattr(model, target))
+        model.type_updates = defaultdict(list, {k: list(v) for k, v in state["type_updates"]})
+        for name, value in _from_plain(state["tau"]).items():
+            setattr(model.tau, name, value)
+        model.settings.max_absolute_size = state["max_absolute_size"]
+        self._screen.evaluations = state["evaluations"]
+        best = state["best_x"]
+        self._run_best_x = None if best is None else best.numpy().astype(np.float64).copy()
+        gen = state["generation"]
+        if gen is not None:
+            X = [x.copy() for x in gen["X"].numpy()]
+            genotypes = [g.copy() for g in gen["geno"].numpy()]
+            for x, g in zip(X, genotypes, strict=True):
+                self._es.sent_solutions.insert(x, geno=g, iteration=self._es.countiter)
+            for i, mark in gen["injected"]:
+                self._es._injected_solutions_archive[genotypes[i]] = dict(mark)
+            self._generation = {
+                "X": X,
+                "f": [float(f) for f in gen["f"]],
+                "evaluated": [bool(e) for e in gen["evaluated"]],
+                "number": int(gen["number"]),
+            }
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -412,6 +625,18 @@ def _fill_failed(losses: Tensor) -> list[float]:
         lo, hi = float(values[finite].min()), float(values[finite].max())
         values = np.where(finite, values, hi + (hi - lo) + 1.0)
     return values.tolist()
+
+
+def _mean_phenotype(es: Any) -> np.ndarray:
+    """The distribution mean ``(D,)`` in the objective's coordinates (``xfavorite``).
+
+    With bounds, pycma's mean lives in its genotype space: its ``BoundTransform`` maps a
+    genotype onto the box through a periodic reflection, so the raw mean may lie outside
+    the box or beyond the opposite face; clipping that raw mean would report the wrong
+    bound. The phenotype is what pycma itself reports as ``result.xfavorite``.
+    """
+    pheno = es.gp.pheno(es.mean, copy=True, into_bounds=es.boundary_handler.repair)
+    return np.array(pheno, dtype=np.float64)
 
 
 def _condition_number(es: Any) -> float:
@@ -460,6 +685,14 @@ def _to_plain(
     if type(value) in (list, tuple):
         items = [_to_plain(v, f"{path}[{i}]", seen, aliases, False) for i, v in enumerate(value)]
         return items if type(value) is list else {"__tuple__": items}
+    if type(value) is dict and value and all(type(k) is tuple for k in value):
+        # a cache keyed by parameter tuples (the diagonal decoding's learning rates)
+        return {
+            "__tuple_keys__": [
+                [_to_plain(k, path, seen, aliases, False), _to_plain(v, path, seen, aliases, False)]
+                for k, v in value.items()
+            ]
+        }
     if type(value) is dict:
         if not all(type(k) is str for k in value):
             raise _Unplain(path)
@@ -481,6 +714,8 @@ def _from_plain(value: Any) -> Any:
             return np.dtype(value["__numpy_scalar__"]).type(value["value"])
         if "__tuple__" in value:
             return tuple(_from_plain(v) for v in value["__tuple__"])
+        if "__tuple_keys__" in value:
+            return {_from_plain(k): _from_plain(v) for k, v in value["__tuple_keys__"]}
         return {k: _from_plain(v) for k, v in value["__dict__"].items()}
     return value
 

@@ -1,0 +1,99 @@
+"""estimator="auto": every branch of the rule, and what a run reports about its choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoopt
+from zoopt.config import validate
+from zoopt.estimators.auto import (
+    CMAES_MAX_DIM,
+    RESTART_MIN_EVALUATIONS_PER_D,
+    SURROGATE_MAX_DIM,
+    choose_estimator,
+)
+from zoopt.objectives import sphere
+
+LQ = {"surrogate": True}
+LQ_IPOP = {"surrogate": True, "restarts": 9}
+BIPOP = {"restarts": 9, "bipop": True}
+LOW = RESTART_MIN_EVALUATIONS_PER_D * 10 - 1  # just too few evaluations to restart at D = 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "estimator", "options", "label"),
+    [
+        # small and smooth, budget for restarts: lq-CMA-ES with IPOP
+        (dict(dim=10, budget=20_000), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
+        # small and smooth, too little budget for a second run: no restarts
+        (dict(dim=10, budget=LOW), "cmaes", LQ, "cmaes+surrogate"),
+        # only steps known: restarts (they happen only when a run ends)
+        (dict(dim=5, steps=300), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
+        # too many coefficients for the model: CMA-ES with BIPOP
+        (dict(dim=SURROGATE_MAX_DIM + 1, budget=10**6), "cmaes", BIPOP, "cmaes+bipop"),
+        (dict(dim=SURROGATE_MAX_DIM + 1, budget=100), "cmaes", {}, "cmaes"),
+        # integer coordinates: pycma's integer handling, no model
+        (dict(dim=4, budget=10**5, integer=True), "cmaes", BIPOP, "cmaes+bipop"),
+        # large D, noise, or no pycma: snes
+        (dict(dim=CMAES_MAX_DIM + 1, budget=10**6), "snes", {}, "snes"),
+        (dict(dim=5, budget=10**4, noisy=True), "snes", {}, "snes"),
+        (dict(dim=5, budget=10**4, cmaes_available=False), "snes", {}, "snes"),
+    ],
+)  # fmt: skip
+def test_every_branch_of_the_rule(kwargs, estimator, options, label):
+    choice = choose_estimator(**kwargs)
+    assert (choice.estimator, choice.options, choice.label) == (estimator, options, label)
+    assert choice.reason.startswith(f"auto chose {label}: D = {kwargs['dim']}, budget")
+
+
+def test_the_reason_names_the_facts():
+    c = choose_estimator(10, 20_000, bounds=True)
+    assert c.reason == "auto chose cmaes+surrogate+ipop: D = 10, budget 20,000, bounds"
+    assert "noisy losses" in choose_estimator(10, 1000, noisy=True).reason
+    assert "pycma not installed" in choose_estimator(3, cmaes_available=False).reason
+
+
+def test_user_options_take_precedence():
+    c = choose_estimator(10, 20_000, options={"restarts": 2, "sigma": 0.3})
+    assert c.options == {"surrogate": True, "restarts": 2, "sigma": 0.3}
+
+
+@pytest.mark.parametrize(("dim", "budget"), [(0, None), (3, 0), (3, 1.5)])
+def test_bad_input_is_named(dim, budget):
+    with pytest.raises(ValueError, match="dim must be|budget must be"):
+        choose_estimator(dim, budget)
+
+
+def test_minimize_defaults_to_auto_and_reports_the_choice():
+    r = zoopt.minimize(sphere, torch.ones(6, dtype=torch.float64), max_evaluations=1000, seed=0)
+    assert r.estimator == "cmaes"
+    assert r.notes[0] == "auto chose cmaes+surrogate+ipop: D = 6, budget 1,000"
+    assert r.best_loss < 1e-6  # a quadratic: the model finds it in a few dozen evaluations
+
+
+def test_noise_is_probed_and_counted():
+    calls = []
+
+    def noisy(X):
+        calls.append(len(X))
+        return sphere(X) + 0.1 * torch.rand(len(X), dtype=X.dtype)
+
+    m = zoopt.Minimizer(noisy, torch.ones(3), steps=2, seed=0)
+    assert m.estimator.name == "snes" and "noisy losses" in m.notes[0]
+    assert m.evaluations == 2 == sum(calls)  # the probe's two evaluations are counted
+    m.run()
+    assert m.evaluations == sum(calls)
+
+
+def test_integer_and_ask_tell():
+    m = zoopt.Minimizer(sphere, torch.ones(4), integer=[0], bounds=(-3, 3), steps=3)
+    assert m.estimator.name == "cmaes" and not m.estimator.surrogate
+    assert m.notes[0].endswith("bounds, integer coordinates")
+    m = zoopt.Minimizer(None, torch.ones(4), steps=3)  # ask/tell: noise is not probed
+    assert m.estimator.name == "cmaes" and m.evaluations == 0
+
+
+def test_configs_default_to_auto():
+    cfg = validate({"objective": {"kind": "function", "function": "sphere", "dim": 3}})
+    assert cfg["estimator"] == "auto"

@@ -1,0 +1,187 @@
+"""``estimator="auto"``: the estimator chosen from the problem's dimension, budget and kind.
+
+No single estimator of the family wins everywhere. On small smooth problems a
+surrogate-assisted CMA-ES needs the fewest evaluations: lq-CMA-ES (Hansen, 2019, "A global
+surrogate assisted CMA-ES", GECCO) ranks each generation with a linear-quadratic model and
+evaluates only what the model cannot rank; with restarts (IPOP, Auger & Hansen, 2005; BIPOP,
+Hansen, 2009, "Benchmarking a BI-population CMA-ES on the BBOB-2009 function testbed") it
+also covers multimodal problems when the budget leaves room for several runs. For many
+parameters the full covariance (O(D²) per draw) and the quadratic model ((D+1)(D+2)/2
+coefficients) do not pay, and separable NES (SNES, Schaul, Glasmachers & Schmidhuber, 2011,
+"High dimensions and heavy tails for natural evolution strategies") adapts one scale per
+coordinate in O(D). Noisy losses (two evaluations of the same point that differ: episodic
+returns, minibatch metrics) break the exact ranks a model and CMA's termination criteria
+rely on; SNES's rank weights over a population average the noise out.
+
+The rule (:func:`choose_estimator`), in order:
+
+1. noisy losses, or D > :data:`CMAES_MAX_DIM`, or pycma missing → ``snes``;
+2. integer coordinates → ``cmaes`` (pycma's integer handling), no surrogate;
+3. D ≤ :data:`SURROGATE_MAX_DIM` → ``cmaes`` with ``surrogate=True`` (lq-CMA-ES);
+4. otherwise → ``cmaes``;
+
+and ``cmaes`` restarts (IPOP with the surrogate, as ``cma.fmin_lq_surr2`` ships; BIPOP
+without) when the budget is unknown or at least :data:`RESTART_MIN_EVALUATIONS_PER_D`·D
+evaluations. Options the user gives (``sigma``, ``population``, …) go to the chosen estimator
+and take precedence over the rule's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "AutoChoice",
+    "CMAES_MAX_DIM",
+    "RESTART_MIN_EVALUATIONS_PER_D",
+    "RESTARTS",
+    "SURROGATE_MAX_DIM",
+    "choose_estimator",
+    "is_noisy",
+    "resolve_auto",
+]
+
+#: above this many parameters the quadratic model's (D+1)(D+2)/2 coefficients do not pay
+SURROGATE_MAX_DIM = 20
+#: above this many parameters ``snes`` (O(D) per draw) replaces full-covariance CMA-ES
+CMAES_MAX_DIM = 100
+#: restarts are chosen when the budget allows this many evaluations per parameter, or more
+RESTART_MIN_EVALUATIONS_PER_D = 100
+#: the number of restarts chosen (they only happen when a run's termination criteria fire)
+RESTARTS = 9
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``estimator="auto"`` chose and why.
+
+    Attributes:
+        estimator: the registered name chosen (``"cmaes"`` or ``"snes"``).
+        options: the options it is built with (the rule's, then the user's).
+        label: short name of the choice (``"cmaes+surrogate"``, ``"cmaes+bipop"``, …).
+        reason: the sentence reported in the run's notes and summary.
+        evaluations: objective evaluations the choice spent (the noise probe).
+    """
+
+    estimator: str
+    options: dict = field(default_factory=dict)
+    label: str = ""
+    reason: str = ""
+    evaluations: int = 0
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _budget_text(budget: int | None, steps: int | None) -> str:
+    if budget is not None:
+        return f"budget {budget:,}"
+    return f"budget {steps:,} steps" if steps is not None else "budget unknown"
+
+
+def choose_estimator(
+    dim: int,
+    budget: int | None = None,
+    *,
+    steps: int | None = None,
+    integer: bool = False,
+    bounds: bool = False,
+    noisy: bool | None = False,
+    options: dict | None = None,
+    cmaes_available: bool | None = None,
+) -> AutoChoice:
+    """The estimator for a problem of ``dim`` parameters (the rule of this module).
+
+    Args:
+        dim: D, the number of parameters.
+        budget: the evaluations allowed (``max_evaluations``), or None when only ``steps``
+            bound the run.
+        steps: the steps allowed, for the report when ``budget`` is None.
+        integer: whether some coordinates take integer values only.
+        bounds: whether a box bounds the search (reported; pycma handles it either way).
+        noisy: whether repeated evaluations of one point differ; None when not known
+            (ask/tell without an objective), taken as not noisy.
+        options: the user's estimator options, which take precedence.
+        cmaes_available: whether pycma is installed (None: look it up).
+    """
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    if budget is not None and not (isinstance(budget, int) and budget > 0):
+        raise ValueError(f"budget must be a positive int or None, got {budget!r}")
+    if cmaes_available is None:
+        from zoopt.estimators import ESTIMATORS
+
+        cmaes_available = "cmaes" in ESTIMATORS
+    facts = [f"D = {dim}", _budget_text(budget, steps)]
+    if bounds:
+        facts.append("bounds")
+    if integer:
+        facts.append("integer coordinates")
+    if noisy:
+        facts.append("noisy losses")
+    if noisy or dim > CMAES_MAX_DIM or not cmaes_available:
+        name, label, rule = "snes", "snes", {}
+        if not cmaes_available and not noisy and dim <= CMAES_MAX_DIM:
+            facts.append("pycma not installed")
+    else:
+        name = "cmaes"
+        surrogate = not integer and dim <= SURROGATE_MAX_DIM
+        rule = {"surrogate": True} if surrogate else {}
+        label = "cmaes+surrogate" if surrogate else "cmaes"
+        if budget is None or budget >= RESTART_MIN_EVALUATIONS_PER_D * dim:
+            rule["restarts"] = RESTARTS
+            if not surrogate:
+                rule["bipop"] = True
+            label += "+ipop" if surrogate else "+bipop"
+    chosen = {**rule, **(options or {})}
+    reason = f"auto chose {label}: " + ", ".join(facts)
+    return AutoChoice(name, chosen, label, reason)
+
+
+def is_noisy(objective: Any, x0: Tensor) -> bool:
+    """Whether two evaluations of ``x0`` ``(D,)`` with different seeds differ (2 evaluations)."""
+    X = x0.detach()[None]
+    a = objective.evaluate(X, 0)
+    b = objective.evaluate(X, 1)
+    a, b = torch.as_tensor(a).reshape(-1), torch.as_tensor(b).reshape(-1)
+    return bool(a.numel() and b.numel()) and not torch.equal(a[:1], b[:1])
+
+
+def resolve_auto(
+    objective: Any,
+    x0: Tensor,
+    *,
+    max_evaluations: int | None,
+    steps: int,
+    options: dict,
+) -> AutoChoice:
+    """:func:`choose_estimator` for a :class:`zoopt.Minimizer`'s problem.
+
+    ``objective`` is the loop's objective (a :class:`~zoopt.objectives.base.BoxObjective`
+    when bounds or integer coordinates are set), or None for ask/tell, whose noise is not
+    probed. The probe's two evaluations are counted in the returned choice.
+    """
+    from zoopt.objectives.base import BoxObjective
+
+    box = objective if isinstance(objective, BoxObjective) else None
+    integer = box is not None and box.integer.numel() > 0
+    bounds = box is not None and bool(
+        torch.isfinite(box.lower).any() or torch.isfinite(box.upper).any()
+    )
+    noisy, spent = None, 0
+    if objective is not None:
+        noisy, spent = is_noisy(objective, x0), 2
+    choice = choose_estimator(
+        int(x0.numel()),
+        max_evaluations,
+        steps=steps,
+        integer=integer,
+        bounds=bounds,
+        noisy=noisy,
+        options=options,
+    )
+    return AutoChoice(choice.estimator, choice.options, choice.label, choice.reason, spent)
