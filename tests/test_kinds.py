@@ -173,7 +173,7 @@ def test_evaluator_kinds_declare_their_keys_by_signature():
     from zoopt.config import RAY_OPTIONS_SCHEMA, evaluator_recipes
 
     recipes = evaluator_recipes()
-    assert list(recipes) == ["local", "ray"]
+    assert list(recipes) == ["local", "processes", "ray"]
     assert list(recipes["local"].schema) == ["device", "max_batch"]
     assert {"num_workers", "address"} <= set(recipes["ray"].schema)
     # the Ray options a file may set stay the explicit allow-list; code-running ones are not

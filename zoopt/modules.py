@@ -22,28 +22,16 @@ or one member after another in the module's own parameters with ``inplace=True``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from zoopt.lowrank import LowRankMembers
-from zoopt.population_forward import inplace_forward, population_forward
+from zoopt.population_forward import _eval_mode, inplace_forward, population_forward
 
 __all__ = ["batched_forward"]
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def batched_forward(module: nn.Module, inplace: bool = False) -> Callable[..., Tensor]:

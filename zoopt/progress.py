@@ -40,13 +40,11 @@ def row_fields(
 ) -> list[tuple[str, str]]:
     """``(name, value)`` of a history row's progress fields, in :data:`FIELD_ORDER`.
 
-    ``metric`` maps a loss to the reported metric; α and ESS appear only for estimators that
-    report them.
+    ``metric`` maps a loss to the reported metric; θ's metric appears only on steps that
+    evaluated θ (see ``evaluate_center``), α and ESS only for estimators that report them.
     """
-    fields = [
-        (metric_name[:8], f"{row['metric']:.4g}"),
-        ("best", f"{metric(row['best_loss']):.4g}"),
-    ]
+    fields = [] if math.isnan(row["metric"]) else [(metric_name[:8], f"{row['metric']:.4g}")]
+    fields.append(("best", f"{metric(row['best_loss']):.4g}"))
     if row["seconds"] > 0:
         fields.append(("ev/s", _rate(row["evaluations"] / row["seconds"])))
     if not math.isnan(row["alpha"]):

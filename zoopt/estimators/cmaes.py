@@ -59,6 +59,14 @@ from torch import Tensor
 
 from zoopt.estimators import register
 from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
+from zoopt.estimators.pycma_state import (
+    Unplain,
+    dump_strategy,
+    from_plain,
+    load_strategy,
+    plain_reason,
+    to_plain,
+)
 from zoopt.objectives.base import Objective
 from zoopt.objectives.box import BoxObjective
 from zoopt.population import ExplicitPopulation, Population
@@ -84,26 +92,8 @@ _MANAGED_OPTIONS = frozenset(
     }
 )
 
-#: pycma's sub-objects whose plain attributes (arrays, numbers, lists) are dynamic state;
-#: everything else on the strategy is configuration, rebuilt from the same options
-_STATE_OBJECTS = (
-    "sm",
-    "adapt_sigma",
-    "fit",
-    "best",
-    "best.last",
-    "sigma_vec",
-    "_stoptolxstagnation",
-)
 #: pycma's criteria that also fire on a plateau (all losses equal) — ignored on one
 _FLAT_CRITERIA = frozenset({"tolfun", "tolfunhist", "tolflatfitness", "tolfunrel"})
-
-#: attributes of the strategy rebuilt from the options, never copied
-_SKIP_ATTRIBUTES = frozenset({"opts", "inopts", "inputargs", "sp", "sp0", "const", "timer"})
-
-
-class _Unplain(Exception):
-    """A value that is not made of tensors/numbers/strings and plain containers."""
 
 
 @register("cmaes")
@@ -363,7 +353,7 @@ class CMAES(PopulationEstimator):
             self._asked = None
         es = self._es
         extra = self._extra()
-        stop = {k: _plain_reason(v) for k, v in es.stop().items()}
+        stop = {k: plain_reason(v) for k, v in es.stop().items()}
         if stop and min(values) == max(values) and _FLAT_CRITERIA.issuperset(stop):
             stop = {}  # a plateau: pycma widens σ on flat fitness; search on
         if stop:
@@ -489,7 +479,7 @@ class CMAES(PopulationEstimator):
                 "has_uint32": int(bitgen["has_uint32"]),
                 "uinteger": int(bitgen["uinteger"]),
             },
-            "pycma": _dump_strategy(self._es),
+            "pycma": dump_strategy(self._es),
             "surrogate": self._dump_surrogate(),
         }
 
@@ -516,7 +506,7 @@ class CMAES(PopulationEstimator):
         best = state["best_x"]
         self._best_x = None if best is None else best.numpy().astype(np.float64).copy()
         self._restarts_done = int(state["restarts_done"])
-        _load_strategy(self._es, state["pycma"])
+        load_strategy(self._es, state["pycma"])
         if self.surrogate:
             self._load_surrogate(state.get("surrogate"))
         rng = state["rng"]
@@ -537,8 +527,8 @@ class CMAES(PopulationEstimator):
         attrs = {}
         for name, value in vars(model).items():
             try:
-                attrs[name] = _to_plain(value, name, seen, aliases)
-            except _Unplain:
+                attrs[name] = to_plain(value, name, seen, aliases)
+            except Unplain:
                 continue
         for name in aliases:
             attrs.pop(name, None)
@@ -546,7 +536,7 @@ class CMAES(PopulationEstimator):
             "model": attrs,
             "aliases": aliases,
             "type_updates": [[int(k), list(v)] for k, v in model.type_updates.items()],
-            "tau": _to_plain(vars(model.tau), "tau", {}, {}),
+            "tau": to_plain(vars(model.tau), "tau", {}, {}),
             "max_absolute_size": model.settings.max_absolute_size,
             "evaluations": self._screen.evaluations,
             "best_x": None
@@ -585,11 +575,11 @@ class CMAES(PopulationEstimator):
             return
         model = self._screen.model
         for name, value in state["model"].items():
-            setattr(model, name, _from_plain(value))
+            setattr(model, name, from_plain(value))
         for name, target in state["aliases"].items():
             setattr(model, name, getattr(model, target))
         model.type_updates = defaultdict(list, {k: list(v) for k, v in state["type_updates"]})
-        for name, value in _from_plain(state["tau"]).items():
+        for name, value in from_plain(state["tau"]).items():
             setattr(model.tau, name, value)
         model.settings.max_absolute_size = state["max_absolute_size"]
         self._screen.evaluations = state["evaluations"]
@@ -652,124 +642,3 @@ def _condition_number(es: Any) -> float:
         return cond
     except (AttributeError, NotImplementedError, ValueError, AssertionError):
         return math.nan
-
-
-def _plain_reason(value: Any) -> Any:
-    """pycma's termination values (numpy scalars, lists) as plain Python values."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain_reason(v) for v in value]
-    return value
-
-
-def _to_plain(
-    value: Any, path: str, seen: dict[int, str], aliases: dict[str, str], top: bool = True
-) -> Any:
-    """A value as tensors/numbers/strings in plain containers; :class:`_Unplain` otherwise."""
-    if isinstance(value, np.generic):  # before float: np.float64 subclasses float
-        if value.dtype.kind not in "biuf":
-            raise _Unplain(path)
-        return {"__numpy_scalar__": value.dtype.str, "value": value.item()}
-    if type(value) in (type(None), bool, int, float, str):
-        return value
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise _Unplain(path)
-        if top and id(value) in seen:  # the same array under two names: keep it shared
-            aliases[path] = seen[id(value)]
-            return None
-        if top:
-            seen[id(value)] = path
-        return {"__numpy__": value.dtype.str, "value": torch.from_numpy(value.copy())}
-    if type(value) in (list, tuple):
-        items = [_to_plain(v, f"{path}[{i}]", seen, aliases, False) for i, v in enumerate(value)]
-        return items if type(value) is list else {"__tuple__": items}
-    if type(value) is dict and value and all(type(k) is tuple for k in value):
-        # a cache keyed by parameter tuples (the diagonal decoding's learning rates)
-        return {
-            "__tuple_keys__": [
-                [_to_plain(k, path, seen, aliases, False), _to_plain(v, path, seen, aliases, False)]
-                for k, v in value.items()
-            ]
-        }
-    if type(value) is dict:
-        if not all(type(k) is str for k in value):
-            raise _Unplain(path)
-        return {
-            "__dict__": {
-                k: _to_plain(v, f"{path}.{k}", seen, aliases, False) for k, v in value.items()
-            }
-        }
-    raise _Unplain(path)
-
-
-def _from_plain(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_from_plain(v) for v in value]
-    if isinstance(value, dict):
-        if "__numpy__" in value:
-            return value["value"].numpy().astype(np.dtype(value["__numpy__"]), copy=True)
-        if "__numpy_scalar__" in value:
-            return np.dtype(value["__numpy_scalar__"]).type(value["value"])
-        if "__tuple__" in value:
-            return tuple(_from_plain(v) for v in value["__tuple__"])
-        if "__tuple_keys__" in value:
-            return {_from_plain(k): _from_plain(v) for k, v in value["__tuple_keys__"]}
-        return {k: _from_plain(v) for k, v in value["__dict__"].items()}
-    return value
-
-
-def _resolve(es: Any, dotted: str) -> Any:
-    obj = es
-    for part in dotted.split("."):
-        obj = getattr(obj, part, None)
-    return obj
-
-
-def _dump_strategy(es: Any) -> dict:
-    """Every plain attribute of the strategy and of its state-carrying parts."""
-    seen: dict[int, str] = {}
-    aliases: dict[str, str] = {}
-    attrs: dict[str, Any] = {}
-    # sub-objects first, so that the strategy's aliases (es.C is es.sm.C, …) point into them
-    for prefix in (*_STATE_OBJECTS, ""):
-        obj = _resolve(es, prefix) if prefix else es
-        if obj is None:
-            continue
-        for name, value in vars(obj).items():
-            if not prefix and name in _SKIP_ATTRIBUTES:
-                continue
-            path = f"{prefix}.{name}" if prefix else name
-            try:
-                attrs[path] = _to_plain(value, path, seen, aliases)
-            except _Unplain:
-                continue
-    for path in aliases:
-        attrs.pop(path, None)
-    timer = getattr(es, "timer", None)
-    elapsed = float(timer.elapsed) if timer is not None else 0.0
-    return {"attributes": attrs, "aliases": aliases, "elapsed": elapsed}
-
-
-def _load_strategy(es: Any, state: dict) -> None:
-    """Assign the attributes of :func:`_dump_strategy` to a fresh strategy."""
-    restored: dict[str, Any] = {}
-
-    def assign(path: str, value: Any) -> None:
-        owner_path, _, name = path.rpartition(".")
-        owner = _resolve(es, owner_path) if owner_path else es
-        if owner is None:
-            raise ValueError(f"cmaes checkpoint: the strategy has no part {owner_path!r}")
-        setattr(owner, name, value)
-        restored[path] = value
-
-    for path, value in state["attributes"].items():
-        assign(path, _from_plain(value))
-    for path, target in state["aliases"].items():
-        assign(path, restored[target])
-    # pycma creates its wall-clock timer (option ``timeout``) in the first ask() only
-    from cma.utilities.utils import ElapsedWCTime
-
-    es.timer = ElapsedWCTime(time_offset=float(state.get("elapsed", 0.0)))
-    es.timer.pause()

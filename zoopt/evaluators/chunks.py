@@ -17,11 +17,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoopt.evaluators.base import candidate_rows
 from zoopt.population import CenteredPopulation, GaussianPopulation, Population
 
-__all__ = ["chunk_bounds", "chunk_seed", "seed_global_rngs", "shippable"]
+__all__ = [
+    "RemoteObjectiveError",
+    "chunk_bounds",
+    "chunk_seed",
+    "seed_global_rngs",
+    "shippable",
+]
 
 _MASK63 = 2**63 - 1
+
+
+class RemoteObjectiveError(RuntimeError):
+    """The objective raised an exception in another process (not retried).
+
+    Attributes:
+        rows: ``(start, stop)``, the candidate rows being evaluated (``stop`` excluded).
+        error_type: the class name of the original exception.
+        message: the original exception's message.
+        worker_traceback: the traceback text from the worker.
+    """
+
+    #: where the rows were evaluated, for the message
+    where = "in another process"
+
+    def __init__(self, rows: tuple[int, int], error_type: str, message: str, worker_traceback: str):
+        self.rows, self.error_type = rows, error_type
+        self.message, self.worker_traceback = message, worker_traceback
+        super().__init__(
+            f"the objective raised {error_type} while evaluating {candidate_rows(*rows)} "
+            f"{self.where}: {message}\n\nWorker traceback:\n{worker_traceback}"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.rows, self.error_type, self.message, self.worker_traceback))
 
 
 def chunk_bounds(k: int, pieces: int, max_batch: int | None = None) -> list[tuple[int, int]]:

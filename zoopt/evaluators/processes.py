@@ -37,7 +37,13 @@ import torch
 from torch import Tensor
 
 from zoopt.evaluators.base import candidate_rows, check_max_batch
-from zoopt.evaluators.chunks import chunk_bounds, chunk_seed, seed_global_rngs, shippable
+from zoopt.evaluators.chunks import (
+    RemoteObjectiveError,
+    chunk_bounds,
+    chunk_seed,
+    seed_global_rngs,
+    shippable,
+)
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import Population
@@ -48,23 +54,11 @@ __all__ = ["ProcessEvaluator", "WorkerObjectiveError"]
 _STOP_GRACE_S = 5.0
 
 
-class WorkerObjectiveError(RuntimeError):
-    """The objective raised an exception in a worker process.
+class WorkerObjectiveError(RemoteObjectiveError):
+    """The objective raised an exception in a worker process (see
+    :class:`zoopt.evaluators.chunks.RemoteObjectiveError` for its attributes)."""
 
-    Attributes:
-        rows: ``(start, stop)``, the candidate rows being evaluated (``stop`` excluded).
-        error_type: the class name of the original exception.
-        message: the original exception's message.
-        worker_traceback: the traceback text from the worker.
-    """
-
-    def __init__(self, rows: tuple[int, int], error_type: str, message: str, worker_traceback: str):
-        self.rows, self.error_type = rows, error_type
-        self.message, self.worker_traceback = message, worker_traceback
-        super().__init__(
-            f"the objective raised {error_type} while evaluating {candidate_rows(*rows)} "
-            f"in a worker process: {message}\n\nWorker traceback:\n{worker_traceback}"
-        )
+    where = "in a worker process"
 
 
 # -- the worker process ----------------------------------------------------------------------

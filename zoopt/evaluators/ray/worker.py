@@ -23,8 +23,8 @@ import ray.exceptions
 import torch
 from torch import Tensor
 
-from zoopt.evaluators.base import candidate_rows, candidates
-from zoopt.evaluators.chunks import chunk_seed, seed_global_rngs
+from zoopt.evaluators.base import candidates
+from zoopt.evaluators.chunks import RemoteObjectiveError, chunk_seed, seed_global_rngs
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
@@ -49,28 +49,11 @@ WORKER_LOST = (
 )
 
 
-class ObjectiveError(RuntimeError):
-    """The objective raised an exception on a worker.
+class ObjectiveError(RemoteObjectiveError):
+    """The objective raised an exception on a Ray worker (see
+    :class:`zoopt.evaluators.chunks.RemoteObjectiveError` for its attributes)."""
 
-    Attributes:
-        rows: ``(start, stop)``, the candidate rows being evaluated (``stop`` excluded).
-        error_type: the class name of the original exception.
-        message: the original exception's message.
-        worker_traceback: the traceback text from the worker.
-    """
-
-    def __init__(self, rows: tuple[int, int], error_type: str, message: str, worker_traceback: str):
-        self.rows = rows
-        self.error_type = error_type
-        self.message = message
-        self.worker_traceback = worker_traceback
-        super().__init__(
-            f"the objective raised {error_type} while evaluating {candidate_rows(*rows)} "
-            f"on a Ray worker: {message}\n\nWorker traceback:\n{worker_traceback}"
-        )
-
-    def __reduce__(self):
-        return (type(self), (self.rows, self.error_type, self.message, self.worker_traceback))
+    where = "on a Ray worker"
 
 
 #: a step's payload up to this many pickled bytes travels inside the first call to each
