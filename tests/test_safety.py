@@ -320,9 +320,9 @@ TRANSLATE = "[objective]\nkind = 'translation'\nsize = 50\n[budget]\nsteps = 1\n
 HUGE = {
     "dim 2**62": (FUNCTION, ["objective.dim=4611686018427387904"], "objective.dim"),
     "dim 10**9": (FUNCTION, ["objective.dim=1000000000"], "objective.dim"),
-    "population 10**9": (
+    "population 10**11": (  # 2.4 TB of candidates: refused on any machine
         FUNCTION,
-        ["estimators.sampling.population=1000000000"],
+        ["estimators.sampling.population=100000000000"],
         "estimators.sampling.population",
     ),
     "hidden 10**9": (CLASSIFY, ["objective.hidden=[1000000000]"], "objective.hidden"),
