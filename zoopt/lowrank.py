@@ -29,7 +29,7 @@ A full covariance (xnes) would mix every coordinate and is not offered.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator  # noqa: F401  (Callable: the inherited reducer field's annotation, for the API reference)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,8 @@ def check_lowrank_reuse(rank: int | None, importance_mixing: Any, metamodel: Any
 
 def module_structure(rank: int, module: Any, objective: Any, dim: int) -> LowRankStructure:
     """The low-rank structure for an estimator's ``rank``: of ``module`` (the ``nn.Module``
-    x0 came as) or else of the objective's ``model`` (:class:`zoopt.SupervisedObjective`).
+    x0 came as) or else of the objective's ``model``
+    (:class:`zoopt.objectives.SupervisedObjective`).
 
     Raises:
         LowRankError: no module to read the layers from, or its D differs from ``dim``.
@@ -382,8 +383,8 @@ class LowRankMembers:
     """Members ``start:stop`` of a :class:`LowRankPopulation`, as factors (never rows).
 
     What an objective that runs a population forward receives instead of ``(n, D)`` rows
-    (:func:`zoopt.batched_forward`, :class:`zoopt.SupervisedObjective`). Rows from K on are
-    the centre θ (zero perturbation). :meth:`materialize` gives the dense rows ``(n, D)``.
+    (:func:`zoopt.batched_forward`, :class:`zoopt.objectives.SupervisedObjective`). Rows from
+    K on are the centre θ (zero perturbation). :meth:`materialize` gives the dense rows ``(n, D)``.
     """
 
     population: LowRankPopulation
