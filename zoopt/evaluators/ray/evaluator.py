@@ -9,7 +9,7 @@ import ray
 import torch
 from torch import Tensor
 
-from zoopt.evaluators.chunks import shippable
+from zoopt.evaluators.chunks import chunk_bounds, shippable
 from zoopt.evaluators.ray.options import OPTIONS, check_options
 from zoopt.evaluators.ray.resources import resolve_resources
 from zoopt.evaluators.ray.scheduler import WorkerPool, relay_plan, run_relayed, run_tasks
@@ -261,14 +261,9 @@ class RayEvaluator:
         either half): with K/W small, whole pairs would leave some workers a pair more than
         others, up to 15% of the step at K = 10,000 rows on 1,440 workers.
         """
-        k = len(population)
         if pieces is None:
             pieces = self.num_workers * self.chunks_per_worker
-        if self.max_batch is not None:  # no task larger than max_batch rows
-            pieces = max(pieces, math.ceil(k / self.max_batch))
-        pieces = max(1, min(k, pieces))
-        cuts = [round(i * k / pieces) for i in range(pieces + 1)]
-        return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+        return chunk_bounds(len(population), pieces, self.max_batch)
 
     def _reduce_bounds(self, population: GaussianPopulation) -> list[tuple[int, int]]:
         """Row ranges of the reduction: about √K of them, at most one per evaluation task.
