@@ -441,8 +441,8 @@ class CMAES(PopulationEstimator):
             F = list(gen["f"])
         else:  # model values, shifted so that the lowest is the lowest true loss
             F = [model.eval(x) for x in gen["X"]]
-            low = np.nanmin(gen["f"])
-            F = [f - np.nanmin(F) + low for f in F]
+            shift = np.nanmin(gen["f"]) - np.nanmin(F)
+            F = [f + shift for f in F]
         self._es.tell(gen["X"], F)
         self._es.countevals = self._screen.evaluations  # true evaluations only
         self._es.inject([model.xopt])
