@@ -188,6 +188,12 @@ def test_evaluator_kinds_declare_their_keys_by_signature():
     raw = {"objective": {"kind": "function"}, "evaluator": {"kind": "ray", "runtime_env": {}}}
     with pytest.raises(ConfigError, match=r"evaluator.runtime_env: unknown key"):
         validate(raw)
+    relay = {"kind": "ray", "options": {"relay_from": 8}}
+    ev = validate({"objective": {"kind": "function"}, "evaluator": relay})["evaluator"]
+    assert ev["options"] == {"relay_from": 8}
+    relay["options"]["relay_from"] = 1
+    with pytest.raises(ConfigError, match=r"evaluator.options.relay_from: must be an int >= 2"):
+        validate({"objective": {"kind": "function"}, "evaluator": relay})
 
 
 def test_the_local_evaluator_is_built_from_its_table():

@@ -109,6 +109,9 @@ RAY_OPTIONS_SCHEMA: dict[str, Field] = {
     "reduce_threshold": Field(
         INT, None, _at_least(1), "K·D from which the estimator's sums run on the workers"
     ),
+    "relay_from": Field(
+        INT, None, _at_least(2), "workers from which a step is relayed through head workers"
+    ),
 }
 
 
