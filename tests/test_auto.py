@@ -12,6 +12,7 @@ from zoopt.estimators.auto import (
     RESTART_MIN_EVALUATIONS_PER_D,
     SURROGATE_MAX_DIM,
     choose_estimator,
+    default_population,
 )
 from zoopt.objectives import sphere
 
@@ -52,6 +53,24 @@ def test_the_reason_names_the_facts():
     assert c.reason == "auto chose cmaes+surrogate+ipop: D = 10, budget 20,000, bounds"
     assert "noisy losses" in choose_estimator(10, 1000, noisy=True).reason
     assert "pycma not installed" in choose_estimator(3, cmaes_available=False).reason
+
+
+def test_a_steps_only_budget_is_read_as_generations_under_the_surrogate():
+    c = choose_estimator(10, steps=500)
+    assert c.max_evaluations == 500 * default_population(10) == 5000
+    assert c.reason == (
+        "auto chose cmaes+surrogate+ipop: D = 10, budget 500 steps read as 5,000 evaluations"
+        " (500 generations of λ = 10)"
+    )
+    # a budget in evaluations, or a choice without the model, keeps the steps as they are
+    assert choose_estimator(10, 20_000, steps=500).max_evaluations is None
+    assert choose_estimator(30, steps=500).max_evaluations is None
+    m = zoopt.Minimizer(sphere, torch.ones(4, dtype=torch.float64), steps=3, seed=0)
+    lam = default_population(4)
+    assert (m.max_evaluations, m.steps) == (3 * lam, 3 * lam)
+    r = m.run()
+    assert r.stop_reason == "max_evaluations" and 3 * lam <= r.evaluations < 4 * lam
+    assert r.steps > 3  # a surrogate step evaluates 1 to λ candidates
 
 
 def test_user_options_take_precedence():

@@ -78,13 +78,14 @@ def test_minimize_shows_plain_lines_and_a_bar(capsys):
     def sphere(X):
         return (X**2).sum(dim=1)
 
-    zoopt.minimize(sphere, torch.ones(3), steps=3, population=4, progress="lines")
+    opts = dict(estimator="snes", steps=3, population=4)
+    zoopt.minimize(sphere, torch.ones(3), progress="lines", **opts)
     err = capsys.readouterr().err
     assert "step 3/3" in err and "best=" in err
     assert "loss=nan" not in err  # θ's loss is left out on steps that did not evaluate it
-    zoopt.minimize(sphere, torch.ones(3), steps=3, population=4, progress=True)
+    zoopt.minimize(sphere, torch.ones(3), progress=True, **opts)
     assert "/3 |" in capsys.readouterr().err  # the bar was drawn (and cleared at the end)
-    zoopt.minimize(sphere, torch.ones(3), steps=3, population=4, progress=False)
+    zoopt.minimize(sphere, torch.ones(3), progress=False, **opts)
     assert capsys.readouterr().err == ""
 
 

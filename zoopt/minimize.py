@@ -168,6 +168,9 @@ class Minimizer(StallWatch):
                 max_evaluations=max_evaluations, steps=steps, options=estimator_options,
             )  # fmt: skip
             estimator, estimator_options = self.auto_choice.estimator, self.auto_choice.options
+            if self.auto_choice.max_evaluations is not None:  # steps read as generations
+                max_evaluations = self.auto_choice.max_evaluations
+                steps = max(steps, max_evaluations)
         self.estimator = get_estimator(estimator, **estimator_options)
         if not self.has_objective and not isinstance(self.estimator, PopulationEstimator):
             raise TypeError(_needs_objective(self.estimator))
@@ -622,7 +625,9 @@ def minimize(
             is the first of ``Result.notes``), a registered name (``"snes"``, ``"xnes"``,
             ``"pgpe"``, ``"ars"``, ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``,
             ``"gradient"``) or an estimator object.
-        steps: number of steps.
+        steps: number of steps (one ask → evaluate → tell each). When ``"auto"`` chooses
+            the surrogate (a step evaluates 1 to λ candidates) and ``max_evaluations`` is
+            not given, they are read as ``steps``·λ evaluations (CMA-ES generations).
         seed: everything random in the run derives from it; same seed → same result.
         batched: False for ``f(x) -> float`` on one vector: rows are evaluated one at a
             time (on Ray, in parallel across workers).

@@ -24,10 +24,16 @@ and ``cmaes`` restarts (IPOP with the surrogate, as ``cma.fmin_lq_surr2`` ships;
 without) when the budget is unknown or at least :data:`RESTART_MIN_EVALUATIONS_PER_D`·D
 evaluations. Options the user gives (``sigma``, ``population``, …) go to the chosen estimator
 and take precedence over the rule's.
+
+With the surrogate one step is one evaluator call of 1 to λ candidates, so a budget given
+only in steps would end a run after a few hundred evaluations. Such a budget is read as that
+many CMA-ES generations: ``steps``·λ evaluations, λ = 4 + ⌊3 ln D⌋ pycma's default
+population (:func:`default_population`); the report says so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +47,7 @@ __all__ = [
     "RESTARTS",
     "SURROGATE_MAX_DIM",
     "choose_estimator",
+    "default_population",
     "is_noisy",
     "resolve_auto",
 ]
@@ -65,6 +72,8 @@ class AutoChoice:
         label: short name of the choice (``"cmaes+surrogate"``, ``"cmaes+bipop"``, …).
         reason: the sentence reported in the run's notes and summary.
         evaluations: objective evaluations the choice spent (the noise probe).
+        max_evaluations: the evaluation budget the run takes instead of a steps-only budget
+            (the surrogate's steps evaluate 1 to λ candidates), or None.
     """
 
     estimator: str
@@ -72,9 +81,15 @@ class AutoChoice:
     label: str = ""
     reason: str = ""
     evaluations: int = 0
+    max_evaluations: int | None = None
 
     def __str__(self) -> str:
         return self.reason
+
+
+def default_population(dim: int) -> int:
+    """pycma's default population size λ = 4 + ⌊3 ln D⌋ for ``dim`` = D parameters."""
+    return 4 + int(3 * math.log(dim))
 
 
 def _budget_text(budget: int | None, steps: int | None) -> str:
@@ -117,6 +132,7 @@ def choose_estimator(
 
         cmaes_available = "cmaes" in ESTIMATORS
     facts = [f"D = {dim}", _budget_text(budget, steps)]
+    read_budget = None
     if bounds:
         facts.append("bounds")
     if integer:
@@ -130,6 +146,10 @@ def choose_estimator(
     else:
         name = "cmaes"
         surrogate = not integer and dim <= SURROGATE_MAX_DIM
+        if surrogate and budget is None and steps is not None:
+            lam = default_population(dim)
+            budget = read_budget = steps * lam
+            facts[1] += f" read as {budget:,} evaluations ({steps:,} generations of λ = {lam})"
         rule = {"surrogate": True} if surrogate else {}
         label = "cmaes+surrogate" if surrogate else "cmaes"
         if budget is None or budget >= RESTART_MIN_EVALUATIONS_PER_D * dim:
@@ -139,7 +159,7 @@ def choose_estimator(
             label += "+ipop" if surrogate else "+bipop"
     chosen = {**rule, **(options or {})}
     reason = f"auto chose {label}: " + ", ".join(facts)
-    return AutoChoice(name, chosen, label, reason)
+    return AutoChoice(name, chosen, label, reason, max_evaluations=read_budget)
 
 
 def is_noisy(objective: Any, x0: Tensor) -> bool:
@@ -184,4 +204,7 @@ def resolve_auto(
         noisy=noisy,
         options=options,
     )
-    return AutoChoice(choice.estimator, choice.options, choice.label, choice.reason, spent)
+    return AutoChoice(
+        choice.estimator, choice.options, choice.label, choice.reason, spent,
+        choice.max_evaluations,
+    )  # fmt: skip
