@@ -24,6 +24,10 @@ sequences and against seconds is written when matplotlib is installed.
     python benchmarks/bench_finetune.py              # the full benchmark (docs/large_models.md)
     python benchmarks/bench_finetune.py --quick      # a smoke run of about a minute
 
+``--seed S`` runs one seed (so that seeds can run side by side) and ``--merge`` prints the
+table and draws the plot from their result files; ``--pretrain-only`` fills the cache first
+(docs/large_models.md gives the exact commands of the published table).
+
 The seeds share the MLE checkpoint and the data; they differ in the fine-tuning's minibatches,
 draws and samples.
 """
@@ -210,7 +214,8 @@ def plot(curves, start: float, path: Path) -> None:
             kw = dict(color=colour, alpha=0.8, label=label if j == 0 else None)
             axes[0].plot(seqs, bleu, **kw)
             axes[1].plot(secs, bleu, **kw)
-    for ax, xlabel in zip(axes, ("generated sequences", "seconds (evaluation excluded)"), strict=True):
+    xlabels = ("generated sequences", "seconds (evaluation excluded)")
+    for ax, xlabel in zip(axes, xlabels, strict=True):
         ax.axhline(start, color="grey", lw=0.8, ls="--")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test BLEU (greedy)")
@@ -225,7 +230,11 @@ def plot(curves, start: float, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1, one after another")
+    p.add_argument("--seed", type=int, default=None, help="run this seed alone (see --merge)")
+    p.add_argument("--merge", action="store_true", help="table and plot of the --seed runs")
+    p.add_argument("--pretrain-only", action="store_true", help="MLE pretraining alone")
+    p.add_argument("--tag", default=None, help="name of the result files (default full/quick)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-size", type=int, default=5000)
     p.add_argument("--test-size", type=int, default=300)
@@ -250,32 +259,46 @@ def main() -> None:
         args.dim, args.layers, args.train_size, args.test_size = 64, 1, 500, 50
         args.pretrain_steps, args.budget, args.eval_every, args.seeds = 40, 256, 128, 2
         args.population, args.es_batch = 4, 8
+    tag = args.tag or ("quick" if args.quick else "full")
     torch.set_num_threads(args.threads)
+
+    if args.merge:  # the per-seed files of runs started with --seed
+        curves: dict[str, list] = {}
+        for f in sorted(OUT.glob(f"{tag}_seed*.json")):
+            saved = json.loads(f.read_text())
+            start = saved["start"]
+            for label, runs in saved["curves"].items():
+                curves.setdefault(label, []).extend(runs)
+        print(report(curves, start))
+        plot(curves, start, OUT / f"{tag}.png")
+        return
 
     task, model = build(args)
     n = sum(p.numel() for p in model.parameters())
     print(f"Transformer: {n:,} parameters; {len(task.train_pairs)} training pairs", flush=True)
     x0, info = pretrain(task, model, args)
+    if args.pretrain_only:
+        return
     start = TranslationObjective(model, task).bleu(x0, "test")
     print(f"MLE checkpoint: test BLEU {start:.2f}", flush=True)
-    curves: dict[str, list] = {}
+    curves = {}
     chosen = None if args.methods == "all" else args.methods.lower().split(",")
+    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
     for label, spec in methods(args).items():
         if chosen and label.split()[0].lower() not in chosen:
             continue
-        for seed in range(args.seeds):
+        for seed in seeds:
             print(f"  {label}, seed {seed}", flush=True)
             curves.setdefault(label, []).append(finetune(task, model, x0, seed, spec, args))
     if "more MLE" not in curves:
-        curves["more MLE"] = [[(0, 0.0, start)]] * args.seeds
-    table = report(curves, start)
-    print(table)
+        curves["more MLE"] = [[(0, 0.0, start)]] * len(seeds)
+    print(report(curves, start))
     OUT.mkdir(parents=True, exist_ok=True)
-    tag = "quick" if args.quick else "full"
-    (OUT / f"{tag}.json").write_text(
-        json.dumps({"args": vars(args), "pretrain": info, "start": start, "curves": curves})
-    )
-    plot(curves, start, OUT / f"{tag}.png")
+    name = tag if args.seed is None else f"{tag}_seed{args.seed}"
+    saved = {"args": vars(args), "pretrain": info, "start": start, "curves": curves}
+    (OUT / f"{name}.json").write_text(json.dumps(saved))
+    if args.seed is None:
+        plot(curves, start, OUT / f"{name}.png")
 
 
 if __name__ == "__main__":

@@ -365,8 +365,7 @@ def _method(module: nn.Module, method: Any) -> Any:
     call = getattr(module, method, None) if isinstance(method, str) else None
     if not callable(call):
         raise ValueError(
-            f"method must name a method of {type(module).__name__} (e.g. 'forward'), "
-            f"got {method!r}"
+            f"method must name a method of {type(module).__name__} (e.g. 'forward'), got {method!r}"
         )
     return call
 
