@@ -17,6 +17,8 @@ its members' terms to the one shared product:
 
 so the extra cost per layer is r·(m + n) per row against m·n for the shared product, and the
 extra memory the members' factors, K·r·(m + n) per matrix. The output is ``(K, B, …)``.
+``method=`` runs another method of the module the same way, e.g. ``"greedy"``: a sequence
+model's whole decoding loop then runs once for the K·B rows.
 
 :func:`inplace_forward` evaluates members one after another in the module's own parameters:
 each tensor is set to θ + δᵢ (a copy of θ's value, then one addition), the module runs, and
