@@ -17,6 +17,8 @@ its members' terms to the one shared product:
 
 so the extra cost per layer is r·(m + n) per row against m·n for the shared product, and the
 extra memory the members' factors, K·r·(m + n) per matrix. The output is ``(K, B, …)``.
+``method=`` runs another method of the module the same way, e.g. ``"greedy"``: a sequence
+model's whole decoding loop then runs once for the K·B rows.
 
 :func:`inplace_forward` evaluates members one after another in the module's own parameters:
 each tensor is set to θ + δᵢ (a copy of θ's value, then one addition), the module runs, and
@@ -294,7 +296,12 @@ def _repeat(x: Any, k: int, batch_dim: int) -> Any:
 
 
 def population_forward(
-    module: nn.Module, members: LowRankMembers, *args: Any, batch_dim: int = 0, **kwargs: Any
+    module: nn.Module,
+    members: LowRankMembers,
+    *args: Any,
+    batch_dim: int = 0,
+    method: str = "forward",
+    **kwargs: Any,
 ) -> Tensor:
     """The outputs of every member on one batch, from one run of ``module``.
 
@@ -304,6 +311,8 @@ def population_forward(
         members: K members of a :class:`~zoopt.lowrank.LowRankPopulation`.
         *args: the module's inputs; each tensor's ``batch_dim`` is its batch (B).
         batch_dim: where the batch dimension is, in the inputs and the output.
+        method: the module's method to run (``"greedy"`` decodes every member's
+            translations of a batch in one loop), ``forward`` by default.
         **kwargs: further keyword inputs, passed unchanged (not repeated over members).
 
     Returns:
@@ -329,7 +338,10 @@ def population_forward(
     inputs = [_repeat(a.to(device) if isinstance(a, Tensor) else a, k, batch_dim) for a in args]
     wrapped = []
     fastpath = torch.backends.mha.get_fastpath_enabled()
+    call = _method(module, method)
     try:
+        if method != "forward":  # functional_call runs forward: point it at the method
+            module.forward = call
         for layer, attrs in plan:
             f = {name: factors[i] for name, i in attrs.items()}
             layer.forward = _wrapper(layer, k, f, rows)
@@ -341,6 +353,8 @@ def population_forward(
         torch.backends.mha.set_fastpath_enabled(fastpath)
         for layer in wrapped:
             del layer.forward
+        if method != "forward":
+            del module.forward
     if not isinstance(out, Tensor):
         raise TypeError(
             f"population forward: the module must return a tensor, got {type(out).__name__}"
@@ -348,18 +362,32 @@ def population_forward(
     return out.unflatten(batch_dim, (k, -1)).movedim(batch_dim, 0)
 
 
-def inplace_forward(module: nn.Module, members: LowRankMembers, *args: Any, **kwargs: Any):
+def _method(module: nn.Module, method: Any) -> Any:
+    """``module``'s bound method named ``method``, else a ValueError naming the argument."""
+    call = getattr(module, method, None) if isinstance(method, str) else None
+    if not callable(call):
+        raise ValueError(
+            f"method must name a method of {type(module).__name__} (e.g. 'forward'), got {method!r}"
+        )
+    return call
+
+
+def inplace_forward(
+    module: nn.Module, members: LowRankMembers, *args: Any, method: str = "forward", **kwargs: Any
+):
     """The outputs of every member, evaluated one after another in the module's parameters.
 
     Each parameter tensor is set to θ + δᵢ (θ's value copied, then member i's perturbation
-    added once), the module runs on ``args``, and at the end every tensor is copied from θ:
-    the module's parameters then equal θ bit for bit, whatever they were before.
+    added once), the module runs on ``args`` (its ``method``, ``forward`` by default), and at
+    the end every tensor is copied from θ: the module's parameters then equal θ bit for bit,
+    whatever they were before.
 
     Returns:
         ``(K, …)``: the module's outputs stacked over the members. Runs in eval mode and
         without autograd.
     """
     structure = members.structure
+    call = module if method == "forward" else _method(module, method)
     params = list(module.parameters())
     if len(params) != len(structure.tensors) or any(
         tuple(p.shape) != t.shape for p, t in zip(params, structure.tensors, strict=False)
@@ -382,7 +410,7 @@ def inplace_forward(module: nn.Module, members: LowRankMembers, *args: Any, **kw
                         )
                     else:
                         torch.add(c, f[i].view(t.shape), out=p.data)
-                outs.append(module(*args, **kwargs))
+                outs.append(call(*args, **kwargs))
         finally:
             for p, c in zip(params, views, strict=True):
                 p.data.copy_(c)

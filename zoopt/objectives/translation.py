@@ -12,13 +12,23 @@ computed by sacrebleu (Post, 2018) through :mod:`zoopt.metrics`. Three views of 
   source sentence with their differentiable log-probabilities and losses 1 − sentence
   BLEU/100 (for ``"reinforce"``; Ranzato et al., 2016, Shen et al., 2016).
 
-Parameters enter through ``torch.func.functional_call`` on a flat vector ``(D,)`` laid out
-as ``parameters_to_vector(model.parameters())``, so the user's model is never modified and
+The model is any :class:`~zoopt.tasks.sequence.SequenceModel`: the GRU
+:class:`~zoopt.tasks.seq2seq.Seq2Seq` or the Transformer
+:class:`~zoopt.tasks.transformer.TransformerSeq2Seq`. Parameters enter through
+``torch.func.functional_call`` on a flat vector ``(D,)`` laid out as
+``parameters_to_vector(model.parameters())``, so the user's model is never modified and
 gradients reach the flat vector. ``nn.GRU`` has no ``vmap`` batching rule
 (``aten::gru.input``), so :meth:`~TranslationObjective.evaluate` runs one batched greedy
-decode per candidate: K is small for a seq2seq model, and each call already batches the
+decode per candidate row: K is small for a seq2seq model, and each call already batches the
 whole minibatch. Measured on one CPU thread (D = 87,662, embed 32, hidden 64): about 50 ms
 per candidate for a minibatch of 32 or 64 sentences, mostly the per-token decoding loop.
+
+Low-rank members (an estimator's ``rank``, :mod:`zoopt.lowrank`) are never turned into rows:
+when every parameter belongs to a layer the population forward supports (the Transformer),
+one greedy decode runs the K·B rows of all members' translations at once
+(:func:`zoopt.population_forward.population_forward` with ``method="greedy"``); otherwise
+(the GRU), or with ``inplace=True``, each member is decoded in the model's own parameters
+(:func:`~zoopt.population_forward.inplace_forward`), which hold θ again afterwards.
 """
 
 from __future__ import annotations
@@ -27,26 +37,35 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from zoopt.lowrank import LowRankError, LowRankMembers, LowRankStructure
 from zoopt.metrics import corpus_bleu, sentence_bleu_batch
 from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
-from zoopt.tasks.seq2seq import Seq2Seq
+from zoopt.population_forward import check_population_forward, inplace_forward, population_forward
+from zoopt.tasks.sequence import SequenceModel
 from zoopt.tasks.translation import TranslationTask
 
 __all__ = ["TranslationObjective"]
 
 
 class TranslationObjective(Objective):
-    """Minimise −BLEU of a :class:`~zoopt.tasks.seq2seq.Seq2Seq` model on a translation task.
+    """Minimise −BLEU of a sequence-to-sequence model on a translation task.
 
     Args:
-        model: the model whose parameters (flattened) are optimised; its vocabulary sizes
-            and special ids must match ``task``'s vocabularies.
+        model: a :class:`~zoopt.tasks.sequence.SequenceModel` (``Seq2Seq``,
+            ``TransformerSeq2Seq``) whose parameters (flattened) are optimised; its
+            vocabulary sizes and special ids must match ``task``'s vocabularies.
         task: a :class:`~zoopt.tasks.translation.TranslationTask`.
         batch_size: sentences per step, drawn from the training split without replacement
             from the step's seed (common random numbers: every candidate of a step sees the
             same sentences); ``None`` or a size ≥ the split uses the whole split.
         max_len: longest decoded output (default ``2·S + 5`` for source length S).
         split: the split the steps draw from.
+        inplace: how low-rank members are decoded: ``None`` (default) by one population
+            forward when the model's layers allow it, else in place; ``True`` always one
+            member after another in the model's own parameters; ``False`` always by the
+            population forward (a ``LowRankError`` for a model it cannot run).
+        chunk_size: members per population forward (``None``: all of them at once); bounds
+            the K·B rows held at a time.
 
     Attributes:
         dim: D, the number of model parameters.
@@ -54,6 +73,8 @@ class TranslationObjective(Objective):
 
     metric_name = "bleu"
     metric_sign = -1.0
+    #: low-rank members are decoded by a population forward or in place, never as rows
+    accepts_members = True
 
     def __init__(
         self,
@@ -62,9 +83,14 @@ class TranslationObjective(Objective):
         batch_size: int | None = 32,
         max_len: int | None = None,
         split: str = "train",
+        inplace: bool | None = None,
+        chunk_size: int | None = None,
     ):
-        if not isinstance(model, Seq2Seq):
-            raise TypeError(f"model must be a zoopt.tasks.Seq2Seq, got {type(model).__name__}")
+        if not isinstance(model, SequenceModel):
+            raise TypeError(
+                "model must be a zoopt.tasks.SequenceModel (Seq2Seq, TransformerSeq2Seq), "
+                f"got {type(model).__name__}"
+            )
         if not isinstance(task, TranslationTask):
             raise TypeError(
                 f"task must be a TranslationTask (make_translation_task), got {type(task).__name__}"
@@ -93,6 +119,15 @@ class TranslationObjective(Objective):
             isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1
         ):
             raise ValueError(f"max_len must be a positive int or None, got {max_len!r}")
+        if inplace not in (None, True, False):
+            raise ValueError(f"inplace must be None, True or False, got {inplace!r}")
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        if inplace is False:  # refuse a model the population forward cannot run, now
+            check_population_forward(model, LowRankStructure.from_module(model, 1))
+        self.inplace, self.chunk_size = inplace, chunk_size
         self.model, self.task = model, task
         self.batch_size, self.max_len, self.split = batch_size, max_len, split
         self.src, self.tgt = task.encode(split)
@@ -136,12 +171,19 @@ class TranslationObjective(Objective):
         """−corpus BLEU of the greedy translations of the step's minibatch, per candidate.
 
         Args:
-            X: ``(K, D)`` flat parameter vectors.
+            X: ``(K, D)`` flat parameter vectors, or K low-rank members
+                (:class:`zoopt.LowRankMembers`).
             seed: the step's seed; it picks the minibatch.
 
         Returns:
             ``(K,)`` losses in [−100, 0].
         """
+        if isinstance(X, LowRankMembers):
+            if X.dim != self.dim:
+                raise ValueError(f"X: members of D={X.dim} parameters, the model has {self.dim}")
+            src, _, refs = self._minibatch(seed)
+            hyps = self.translate_members(X, src)
+            return torch.tensor([-corpus_bleu(h, refs) for h in hyps], dtype=X.center.dtype)
         if (
             not isinstance(X, Tensor)
             or X.ndim != 2
@@ -187,6 +229,37 @@ class TranslationObjective(Objective):
         scores = sentence_bleu_batch(hyps, [r for r in refs for _ in range(m)])
         losses = 1.0 - torch.tensor(scores, dtype=log_probs.dtype).view(n, m) / 100.0
         return OutputSamples(log_probs=log_probs, losses=losses, entropy=entropy.mean(1))
+
+    # -- low-rank members ---------------------------------------------------------------------
+    def _population_forward_ok(self, members: LowRankMembers) -> bool:
+        if self.inplace is not None:
+            return not self.inplace
+        if not hasattr(self, "_supports_population"):
+            try:
+                check_population_forward(self.model, members.structure)
+                self._supports_population = True
+            except LowRankError:
+                self._supports_population = False
+        return self._supports_population
+
+    def translate_members(self, members: LowRankMembers, src: Tensor) -> list[list[str]]:
+        """Greedy translations (strings) of ``src`` ``(B, S)`` by each of K low-rank
+        members: K lists of B strings."""
+        if self._population_forward_ok(members):
+            step = self.chunk_size or len(members)
+            ids = []
+            with torch.no_grad():
+                for part in members.split(step):
+                    out = population_forward(
+                        self.model, part, src, method="greedy", max_len=self.max_len
+                    )  # (k, B, L)
+                    ids += list(out)
+        else:  # one member at a time; greedy outputs of members differ in length
+            ids = [
+                inplace_forward(self.model, m, src, method="greedy", max_len=self.max_len)[0]
+                for m in members.split(1)
+            ]
+        return [self.task.tgt_vocab.decode(i) for i in ids]
 
     # -- held-out evaluation -------------------------------------------------------------------
     def translate_ids(self, x: Tensor, src: Tensor) -> list[str]:

@@ -1,6 +1,8 @@
 """Ready-made tasks shipped with zoopt: generated data and the small models that learn it."""
 
 from zoopt.tasks.seq2seq import Seq2Seq
+from zoopt.tasks.sequence import SequenceModel
+from zoopt.tasks.transformer import TransformerSeq2Seq
 from zoopt.tasks.translation import (
     TranslationGrammar,
     TranslationTask,
@@ -10,6 +12,8 @@ from zoopt.tasks.translation import (
 
 __all__ = [
     "Seq2Seq",
+    "SequenceModel",
+    "TransformerSeq2Seq",
     "TranslationGrammar",
     "TranslationTask",
     "Vocabulary",

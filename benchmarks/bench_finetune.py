@@ -1,0 +1,305 @@
+"""Fine-tune a Transformer for BLEU: low-rank ES against REINFORCE and against more MLE.
+
+A pre-norm Transformer encoder–decoder (:class:`zoopt.tasks.TransformerSeq2Seq`, about 5.8M
+parameters) is trained with maximum likelihood on zoopt's generated translation task
+(:mod:`zoopt.tasks.translation`), once; the checkpoint is cached under ``--out``. From it,
+for each seed and the same budget of *sequences* (translations generated, or reference
+sentences processed by MLE):
+
+a. ``es`` with ``rank=r`` (EGGROLL low-rank draws, antithetic, centred ranks, Adam) on −BLEU of
+   each member's greedy translations of a minibatch: every member's decode runs in one
+   population forward (K·B rows); sequences per step = K·B;
+b. ``reinforce`` with ``baseline="leave_one_out"`` (RLOO: the baseline of each sample is
+   the mean loss of the other samples of the same sentence, Kool et al. 2019 — the group
+   baseline of GRPO-style training), M samples per sentence, loss 1 − sentence BLEU/100;
+   sequences per step = M·B;
+c. more MLE (``gradient`` on the teacher-forced cross-entropy) at the fine-tuning rate;
+   sequences per step = B.
+
+Held-out corpus BLEU (sacrebleu, greedy, test split) is measured every ``--eval-every``
+sequences; the table gives mean ± sd over seeds at the end of the budget and the difference
+against more MLE, with each method's wall time (evaluation excluded). A plot of BLEU against
+sequences and against seconds is written when matplotlib is installed.
+
+    python benchmarks/bench_finetune.py              # the full benchmark (docs/large_models.md)
+    python benchmarks/bench_finetune.py --quick      # a smoke run of about a minute
+
+``--seed S`` runs one seed (so that seeds can run side by side) and ``--merge`` prints the
+table and draws the plot from their result files; ``--pretrain-only`` fills the cache first
+(docs/large_models.md gives the exact commands of the published table).
+
+The seeds share the MLE checkpoint and the data; they differ in the fine-tuning's minibatches,
+draws and samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import zoopt
+from zoopt.objectives import TranslationObjective
+from zoopt.tasks import TransformerSeq2Seq, make_translation_task
+
+OUT = Path(__file__).resolve().parent / "out" / "finetune"
+
+
+def build(args: argparse.Namespace):
+    """The task and a freshly initialised model (seeded)."""
+    task = make_translation_task(
+        args.train_size, seed=0, valid_size=200, test_size=args.test_size, max_clauses=1
+    )
+    torch.manual_seed(0)
+    model = TransformerSeq2Seq(
+        len(task.src_vocab),
+        len(task.tgt_vocab),
+        dim=args.dim,
+        ff_dim=4 * args.dim,
+        encoder_layers=args.layers,
+        decoder_layers=args.layers,
+    )
+    return task, model
+
+
+def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
+    """MLE with Adam for ``--pretrain-steps`` steps; cached by its settings."""
+    key = json.dumps(
+        {
+            k: getattr(args, k)
+            for k in ("train_size", "dim", "layers", "pretrain_steps", "pretrain_lr", "mle_batch")
+        },
+        sort_keys=True,
+    )
+    path = OUT / f"mle_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        print(f"MLE checkpoint from {path.relative_to(OUT.parent.parent)}", flush=True)
+        return saved["x"], saved["info"]
+    objective = TranslationObjective(model, task, batch_size=args.mle_batch)
+    t0 = time.perf_counter()
+    m = zoopt.Minimizer(
+        objective,
+        objective.flat_parameters(),
+        estimator="gradient",
+        steps=args.pretrain_steps,
+        seed=12345,
+        lr=args.pretrain_lr,
+        warmup_steps=min(50, args.pretrain_steps // 5),
+        evaluate_center=False,
+        progress=False,
+    )
+    for i in range(args.pretrain_steps):
+        m.step()
+        if (i + 1) % 50 == 0:
+            print(f"  MLE step {i + 1} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    x = m.x.detach().clone()
+    m.close()
+    info = {
+        "seconds": time.perf_counter() - t0,
+        "sequences": args.pretrain_steps * args.mle_batch,
+        "valid_bleu": objective.bleu(x, "valid"),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    torch.save({"x": x, "info": info}, path)
+    print(f"MLE pretraining: {info}", flush=True)
+    return x, info
+
+
+def methods(args: argparse.Namespace) -> dict[str, dict]:
+    """label -> (objective batch size, sequences per step, minimize options)."""
+    return {
+        f"ES (rank {args.rank})": dict(
+            batch=args.es_batch,
+            per_step=args.population * args.es_batch,
+            options=dict(
+                estimator="es",
+                rank=args.rank,
+                population=args.population,
+                sigma=args.sigma,
+                antithetic=True,
+                shaping="centered_ranks",
+                lr=args.es_lr,
+            ),
+        ),
+        "REINFORCE (RLOO)": dict(
+            batch=args.rl_batch,
+            per_step=args.samples * args.rl_batch,
+            options=dict(
+                estimator="reinforce",
+                samples=args.samples,
+                baseline="leave_one_out",
+                lr=args.lr,
+            ),
+        ),
+        "more MLE": dict(
+            batch=args.mle_batch,
+            per_step=args.mle_batch,
+            options=dict(estimator="gradient", lr=args.lr),
+        ),
+    }
+
+
+def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple[int, float, float]]:
+    """One run: ``[(sequences, seconds, test BLEU), …]`` from the start to the budget."""
+    objective = TranslationObjective(model, task, batch_size=spec["batch"])
+    steps = max(1, round(args.budget / spec["per_step"]))
+    every = max(1, round(args.eval_every / spec["per_step"]))
+    m = zoopt.Minimizer(
+        objective,
+        x0.clone(),
+        steps=steps,
+        seed=seed,
+        evaluate_center=False,  # no method pays for decoding θ's minibatch
+        progress=False,
+        **spec["options"],
+    )
+    curve = [(0, 0.0, objective.bleu(x0, "test"))]
+    seconds = 0.0
+    for i in range(steps):
+        t0 = time.perf_counter()
+        m.step()
+        seconds += time.perf_counter() - t0
+        if (i + 1) % every == 0 or i + 1 == steps:
+            curve.append(((i + 1) * spec["per_step"], seconds, objective.bleu(m.x, "test")))
+            print(
+                f"    {curve[-1][0]:6d} sequences {seconds:6.1f} s  test BLEU {curve[-1][2]:.2f}",
+                flush=True,
+            )
+    m.close()
+    return curve
+
+
+def report(curves: dict[str, list[list[tuple[int, float, float]]]], start: float) -> str:
+    """The table: final held-out BLEU (mean ± sd over seeds), its gain, the difference
+    against more MLE (mean ± sd of the per-seed differences), and the wall time."""
+    control = [c[-1][2] for c in curves["more MLE"]]
+    lines = [
+        f"MLE checkpoint: test BLEU {start:.2f}",
+        "| method | sequences | test BLEU (mean ± sd) | gain over the checkpoint "
+        "| vs more MLE (per-seed mean ± sd) | seconds (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, runs in curves.items():
+        final = [c[-1][2] for c in runs]
+        diff = [f - c for f, c in zip(final, control, strict=True)]
+        sd = statistics.stdev(final) if len(final) > 1 else 0.0
+        dsd = statistics.stdev(diff) if len(diff) > 1 else 0.0
+        lines.append(
+            f"| {label} | {runs[0][-1][0]:,} | {statistics.mean(final):.2f} ± {sd:.2f} | "
+            f"{statistics.mean(final) - start:+.2f} | {statistics.mean(diff):+.2f} ± {dsd:.2f} | "
+            f"{statistics.mean(c[-1][1] for c in runs):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(curves, start: float, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: plot skipped")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for (label, runs), colour in zip(curves.items(), ("C0", "C1", "C2"), strict=False):
+        for j, c in enumerate(runs):
+            seqs, secs, bleu = zip(*c, strict=True)
+            kw = dict(color=colour, alpha=0.8, label=label if j == 0 else None)
+            axes[0].plot(seqs, bleu, **kw)
+            axes[1].plot(secs, bleu, **kw)
+    xlabels = ("generated sequences", "seconds (evaluation excluded)")
+    for ax, xlabel in zip(axes, xlabels, strict=True):
+        ax.axhline(start, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test BLEU (greedy)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("Fine-tuning a 5.8M-parameter Transformer for BLEU (3 seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1, one after another")
+    p.add_argument("--seed", type=int, default=None, help="run this seed alone (see --merge)")
+    p.add_argument("--merge", action="store_true", help="table and plot of the --seed runs")
+    p.add_argument("--pretrain-only", action="store_true", help="MLE pretraining alone")
+    p.add_argument("--tag", default=None, help="name of the result files (default full/quick)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--train-size", type=int, default=5000)
+    p.add_argument("--test-size", type=int, default=300)
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--budget", type=int, default=4096, help="sequences per fine-tuning run")
+    p.add_argument("--eval-every", type=int, default=1024, help="sequences between evaluations")
+    p.add_argument("--lr", type=float, default=1e-4, help="REINFORCE and more-MLE Adam rate")
+    p.add_argument("--mle-batch", type=int, default=32)
+    p.add_argument("--rl-batch", type=int, default=8)
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--rank", type=int, default=4)
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--es-batch", type=int, default=16)
+    p.add_argument("--sigma", type=float, default=0.01)
+    p.add_argument("--es-lr", type=float, default=1e-3)
+    p.add_argument("--methods", default="all", help="comma-separated labels' first words")
+    args = p.parse_args()
+    if args.quick:
+        args.dim, args.layers, args.train_size, args.test_size = 64, 1, 500, 50
+        args.pretrain_steps, args.budget, args.eval_every, args.seeds = 40, 256, 128, 2
+        args.population, args.es_batch = 4, 8
+    tag = args.tag or ("quick" if args.quick else "full")
+    torch.set_num_threads(args.threads)
+
+    if args.merge:  # the per-seed files of runs started with --seed
+        curves: dict[str, list] = {}
+        for f in sorted(OUT.glob(f"{tag}_seed*.json")):
+            saved = json.loads(f.read_text())
+            start = saved["start"]
+            for label, runs in saved["curves"].items():
+                curves.setdefault(label, []).extend(runs)
+        print(report(curves, start))
+        plot(curves, start, OUT / f"{tag}.png")
+        return
+
+    task, model = build(args)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"Transformer: {n:,} parameters; {len(task.train_pairs)} training pairs", flush=True)
+    x0, info = pretrain(task, model, args)
+    if args.pretrain_only:
+        return
+    start = TranslationObjective(model, task).bleu(x0, "test")
+    print(f"MLE checkpoint: test BLEU {start:.2f}", flush=True)
+    curves = {}
+    chosen = None if args.methods == "all" else args.methods.lower().split(",")
+    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
+    for label, spec in methods(args).items():
+        if chosen and label.split()[0].lower() not in chosen:
+            continue
+        for seed in seeds:
+            print(f"  {label}, seed {seed}", flush=True)
+            curves.setdefault(label, []).append(finetune(task, model, x0, seed, spec, args))
+    if "more MLE" not in curves:
+        curves["more MLE"] = [[(0, 0.0, start)]] * len(seeds)
+    print(report(curves, start))
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = tag if args.seed is None else f"{tag}_seed{args.seed}"
+    saved = {"args": vars(args), "pretrain": info, "start": start, "curves": curves}
+    (OUT / f"{name}.json").write_text(json.dumps(saved))
+    if args.seed is None:
+        plot(curves, start, OUT / f"{name}.png")
+
+
+if __name__ == "__main__":
+    main()
