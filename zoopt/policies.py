@@ -358,7 +358,8 @@ class MLPPolicy(Policy):
                 return h.argmax(-1) + start
             if self.squash_mode == "tanh":
                 return low + (np.tanh(h) + 1.0) * half
-            return np.clip(h, low, high)
+            # np.clip's values, without its Python wrapper (h is this call's own array)
+            return np.minimum(np.maximum(h, low, out=h), high, out=h)
 
         return forward
 
