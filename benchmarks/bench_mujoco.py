@@ -78,7 +78,7 @@ def rollout(env, M, mu, std, seed, states=None):
     return total, steps
 
 
-def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=None):
+def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=None, clock=None):
     """ARS V2-t: returns (training episodes to threshold or None, env steps, seconds)."""
     import gymnasium as gym
 
@@ -92,6 +92,8 @@ def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=N
     for it in range(iterations or 10**9):
         if iterations is not None and it == 1:  # throughput: from the second iteration on
             steps, t0 = 0, time.perf_counter()
+            if clock is not None:
+                clock.reset()
         mu, std = stat.mean.copy(), stat.std() + 1e-8
         if it % CHECK_EVERY == 0 and iterations is None:
             ret, _ = rollout(env, M, mu, std, seed * 100_003 + it)
@@ -160,7 +162,7 @@ class NoOp:
 
 
 # -- the three measurements -------------------------------------------------------------------
-def zoopt_rate(env_id, task, seed, iterations):
+def zoopt_rate(env_id, task, seed, iterations, clock=None):
     """Env steps and seconds of ``iterations`` ars steps after a first (warm-up) one."""
     import zoopt
     from zoopt.objectives.gym import GymObjective
@@ -172,6 +174,8 @@ def zoopt_rate(env_id, task, seed, iterations):
         eta_mean=task["alpha"] / task["nu"], evaluate_center=False,
     )  # fmt: skip
     m.step()
+    if clock is not None:
+        clock.reset()
     n0, t0 = objective.env_steps, time.perf_counter()
     for _ in range(iterations - 1):
         m.step()
@@ -214,11 +218,14 @@ class EnvClock:
 
         gym.make = self._make
 
-    def share(self, steps: int, seconds: float) -> float:
-        """The loop's cost on top of env.step: (seconds − env time) / env time, with the
-        env time of ``steps`` steps at the mean time per call."""
-        env = self.seconds / max(self.calls, 1) * steps
-        return (seconds - env) / env
+    def reset(self) -> None:
+        """Count from now on (after a warm-up)."""
+        self.seconds, self.calls = 0.0, 0
+
+    def share(self, seconds: float) -> float:
+        """The loop's cost on top of env.step: (seconds − env time) / env time, for a loop
+        that took ``seconds`` since the last :meth:`reset`."""
+        return (seconds - self.seconds) / self.seconds
 
 
 def throughput(env_id, rounds, ks, iterations):
@@ -232,14 +239,15 @@ def throughput(env_id, rounds, ks, iterations):
         ratios, zoopt_top, ref_top = [], [], []
         for r in range(rounds):
             with EnvClock() as zc:
-                zs, zt = zoopt_rate(env_id, t, r, iterations)
+                zs, zt = zoopt_rate(env_id, t, r, iterations, clock=zc)
             with EnvClock() as rc:
                 _, rs, rt = reference_ars(
-                    env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=iterations
-                )
+                    env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=iterations,
+                    clock=rc,
+                )  # fmt: skip
             ratios.append((zs / zt) / (rs / rt))
-            zoopt_top.append(zc.share(zs, zt))
-            ref_top.append(rc.share(rs, rt))
+            zoopt_top.append(zc.share(zt))
+            ref_top.append(rc.share(rt))
             print(
                 f"  K={k:3d} round {r}: zoopt {zs / zt:8.0f} steps/s ({zoopt_top[-1]:.0%} on "
                 f"top), reference {rs / rt:8.0f} ({ref_top[-1]:.0%} on top)"
