@@ -291,7 +291,7 @@ def _play_on_host(
             if episode_cap is not None:
                 done = done | (steps - started >= episode_cap)
             ended = done if all_live else done & live
-            if not ended.any():
+            if not np.count_nonzero(ended):  # a tenth of ndarray.any()'s call cost
                 continue
             slots = np.flatnonzero(ended)
             finished = episode[slots]
@@ -315,7 +315,7 @@ def _play_on_host(
             if take < len(slots):  # the queue is dry: the others idle
                 live[slots[take:]] = False
                 all_live = False
-                if not live.any():
+                if not np.count_nonzero(live):
                     break
     out = Rollout(
         returns=torch.from_numpy(returns[:n].reshape(k, e)),
