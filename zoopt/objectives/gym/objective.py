@@ -337,9 +337,6 @@ class GymObjective(Objective):
                 return lambda obs: torch.from_numpy(np.asarray(forward(obs.numpy())))
             return policy.actor(rows, stochastic=stochastic, generator=generator)
 
-        def numpy_actor_for(candidates: np.ndarray):
-            return policy.numpy_actor(params.index_select(0, torch.from_numpy(candidates)))
-
         sums = ObservationSums(self._stats.mean, env.device) if norm and update_stats else None
         out = play_episodes(
             env,
@@ -360,7 +357,8 @@ class GymObjective(Objective):
             host_refill=self._host_refill,
             behaviour=behaviour,
             episode_cap=self._cap if capped and self.episode_cap is not None else None,
-            numpy_actor_for=numpy_actor_for if fast else None,
+            # every candidate's layers laid out once; slots taking new episodes gather rows
+            numpy_actor_for=policy.numpy_actors(params) if fast else None,
         )
         steps = int(out.lengths.sum())
         if capped and self.episode_cap is not None:

@@ -252,7 +252,7 @@ def _play_on_host(
         normed = np.empty((s, obs_dim), dtype=np_dtype)  # (S, obs_dim), reused every step
         normed_3d = normed.reshape(s, 1, obs_dim)
         lo, hi = np.asarray(-clip, dtype=np_dtype), np.asarray(clip, dtype=np_dtype)
-    actor = numpy_actor_for(candidate.copy())
+    actor = numpy_actor_for(candidate)
     # row n of the behaviours is a write-off row, as for the returns
     seen = None if behaviour is None else torch.zeros(n + 1, obs_dim).numpy()
     visited = behaviour == "visited"
@@ -311,7 +311,7 @@ def _play_on_host(
                 seed_index[refill] = fresh % e
                 candidate[refill] = fresh // e
                 obs = env.restart_host(refill, seed_index, obs)
-                actor = numpy_actor_for(candidate.copy())
+                actor = numpy_actor_for(candidate)
             if take < len(slots):  # the queue is dry: the others idle
                 live[slots[take:]] = False
                 all_live = False
