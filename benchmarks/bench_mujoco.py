@@ -7,7 +7,9 @@ so and exits. Three measurements, each against a reference run in the same proce
 * **throughput** (one process): env-steps per second of zoopt's ``ars`` (observation
   normalisation, the paper's V2-t settings) against ARS V2-t written here in numpy (about
   sixty lines, :func:`reference_ars`), at K = 2N ∈ {2, 16, 64} directions, interleaved and
-  repeated (median ratio);
+  repeated (median ratio), with each loop's cost on top of its ``env.step`` calls
+  (:class:`EnvClock`: the environments' steps differ between the two runs, whose policies
+  differ, so this share is the loop's cost alone);
 * **episodes to threshold** (Swimmer 325, Hopper 3120, HalfCheetah 3430, the paper's
   thresholds): training episodes until the centre's return (one episode on the step's seed,
   checked every 10th step and not counted) first reaches the threshold, for ``ars``, the
