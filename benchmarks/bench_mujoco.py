@@ -7,7 +7,9 @@ so and exits. Three measurements, each against a reference run in the same proce
 * **throughput** (one process): env-steps per second of zoopt's ``ars`` (observation
   normalisation, the paper's V2-t settings) against ARS V2-t written here in numpy (about
   sixty lines, :func:`reference_ars`), at K = 2N ∈ {2, 16, 64} directions, interleaved and
-  repeated (median ratio);
+  repeated (median ratio), with each loop's cost on top of its ``env.step`` calls
+  (:class:`EnvClock`: the environments' steps differ between the two runs, whose policies
+  differ, so this share is the loop's cost alone);
 * **episodes to threshold** (Swimmer 325, Hopper 3120, HalfCheetah 3430, the paper's
   thresholds): training episodes until the centre's return (one episode on the step's seed,
   checked every 10th step and not counted) first reaches the threshold, for ``ars``, the
@@ -78,7 +80,7 @@ def rollout(env, M, mu, std, seed, states=None):
     return total, steps
 
 
-def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=None):
+def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=None, clock=None):
     """ARS V2-t: returns (training episodes to threshold or None, env steps, seconds)."""
     import gymnasium as gym
 
@@ -92,6 +94,8 @@ def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=N
     for it in range(iterations or 10**9):
         if iterations is not None and it == 1:  # throughput: from the second iteration on
             steps, t0 = 0, time.perf_counter()
+            if clock is not None:
+                clock.reset()
         mu, std = stat.mean.copy(), stat.std() + 1e-8
         if it % CHECK_EVERY == 0 and iterations is None:
             ret, _ = rollout(env, M, mu, std, seed * 100_003 + it)
@@ -160,7 +164,7 @@ class NoOp:
 
 
 # -- the three measurements -------------------------------------------------------------------
-def zoopt_rate(env_id, task, seed, iterations):
+def zoopt_rate(env_id, task, seed, iterations, clock=None):
     """Env steps and seconds of ``iterations`` ars steps after a first (warm-up) one."""
     import zoopt
     from zoopt.objectives.gym import GymObjective
@@ -172,6 +176,8 @@ def zoopt_rate(env_id, task, seed, iterations):
         eta_mean=task["alpha"] / task["nu"], evaluate_center=False,
     )  # fmt: skip
     m.step()
+    if clock is not None:
+        clock.reset()
     n0, t0 = objective.env_steps, time.perf_counter()
     for _ in range(iterations - 1):
         m.step()
@@ -180,20 +186,79 @@ def zoopt_rate(env_id, task, seed, iterations):
     return objective.env_steps - n0, seconds
 
 
+class EnvClock:
+    """Times every ``env.step`` of the environments ``gymnasium.make`` builds while active,
+    so that a loop's own cost on top of its environments' steps can be told apart."""
+
+    def __init__(self):
+        self.seconds, self.calls = 0.0, 0
+
+    def __enter__(self):
+        import gymnasium as gym
+
+        self._make, clock = gym.make, self
+
+        def make(*args, **kwargs):
+            env = clock._make(*args, **kwargs)
+            inner = env.step
+
+            def step(action):
+                t = time.perf_counter()
+                out = inner(action)
+                clock.seconds += time.perf_counter() - t
+                clock.calls += 1
+                return out
+
+            env.step = step
+            return env
+
+        gym.make = make
+        return self
+
+    def __exit__(self, *exc):
+        import gymnasium as gym
+
+        gym.make = self._make
+
+    def reset(self) -> None:
+        """Count from now on (after a warm-up)."""
+        self.seconds, self.calls = 0.0, 0
+
+    def share(self, seconds: float) -> float:
+        """The loop's cost on top of env.step: (seconds − env time) / env time, for a loop
+        that took ``seconds`` since the last :meth:`reset`."""
+        return (seconds - self.seconds) / self.seconds
+
+
 def throughput(env_id, rounds, ks, iterations):
     task = TASKS[env_id]
-    print(f"\n{env_id}: env-steps/s of zoopt ars / numpy ARS V2-t, one process")
+    print(
+        f"\n{env_id}: env-steps/s of zoopt ars / numpy ARS V2-t, one process; 'on top' is "
+        "each loop's cost on top of its env.step calls (timed around each call)"
+    )
     for k in ks:
         t = dict(task, n=k // 2, b=max(1, min(task["b"], k // 2)))
-        ratios = []
+        ratios, zoopt_top, ref_top = [], [], []
         for r in range(rounds):
-            zs, zt = zoopt_rate(env_id, t, r, iterations)
-            _, rs, rt = reference_ars(
-                env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=iterations
-            )
+            with EnvClock() as zc:
+                zs, zt = zoopt_rate(env_id, t, r, iterations, clock=zc)
+            with EnvClock() as rc:
+                _, rs, rt = reference_ars(
+                    env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=iterations,
+                    clock=rc,
+                )  # fmt: skip
             ratios.append((zs / zt) / (rs / rt))
-            print(f"  K={k:3d} round {r}: zoopt {zs / zt:8.0f} steps/s, reference {rs / rt:8.0f}")
-        print(f"  K={k:3d}: ratio {statistics.median(ratios):.2f} (median of {rounds})")
+            zoopt_top.append(zc.share(zt))
+            ref_top.append(rc.share(rt))
+            print(
+                f"  K={k:3d} round {r}: zoopt {zs / zt:8.0f} steps/s ({zoopt_top[-1]:.0%} on "
+                f"top), reference {rs / rt:8.0f} ({ref_top[-1]:.0%} on top)"
+            )
+        print(
+            f"  K={k:3d}: ratio {statistics.median(ratios):.2f}, on top of env.step: zoopt "
+            f"{statistics.median(zoopt_top):.0%}, reference {statistics.median(ref_top):.0%} "
+            f"(medians of {rounds})"
+        )
 
 
 def to_threshold(env_id, seeds, estimators, max_episodes, max_seconds):

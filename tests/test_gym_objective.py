@@ -504,6 +504,21 @@ def test_numpy_policy_equals_torch_policy(space, hidden, activation, squash):
         assert bool((ref != ref.flatten()[0]).any())  # not all at one bound
 
 
+@pytest.mark.parametrize("hidden", [(), (6,)], ids=["linear", "mlp"])
+def test_numpy_actors_of_gathered_rows_equal_the_actor_of_those_rows(hidden):
+    """What a rollout calls when slots take new episodes: the rows' actor, bit for bit."""
+    for space in (spaces.Discrete(3), spaces.Box(-1.0, 1.0, (2,), np.float32)):
+        policy = MLPPolicy(4, space, hidden=hidden)
+        g = torch.Generator().manual_seed(2)
+        params = torch.randn(5, policy.num_parameters, generator=g)
+        rows = np.array([4, 0, 0, 2])
+        obs = torch.randn(4, 1, 4, generator=g).numpy()
+        gathered = policy.numpy_actors(params)(rows)(obs)
+        direct = policy.numpy_actor(params[torch.from_numpy(rows)])(obs)
+        assert np.array_equal(gathered, direct) and gathered.shape[0] == 4
+        assert len({a.tobytes() for a in np.asarray(direct)}) > 1  # the rows act apart
+
+
 def test_evaluation_with_numpy_policy_equals_torch_path():
     def losses(numpy_policy):
         obj = GymObjective("CartPole-v1", episodes=2, normalize_observations=True)

@@ -221,3 +221,51 @@ def test_cuda_rollout_never_copies_to_the_host_per_step(monkeypatch):
     assert torch.equal(returns, expected)
     loop_steps = obj.slot_steps // 8
     assert looks.count("cuda") <= loop_steps // 16 + 2
+
+
+@pytest.mark.parametrize("slots", [1, 3, 6])
+def test_host_loop_on_arrays_equals_the_masked_loop(slots):
+    """The CPU's numpy loop (adapters' arrays reused every step) plays what the masked loop
+    plays: a Box task with clipped actions, the normaliser and the straggler cap, and a
+    Discrete-observation task; with the numpy policy and with torch's."""
+    cases = [
+        ("Pendulum-v1", dict(normalize_observations=True, episode_cap=0.6)),
+        ("FrozenLake-v1", dict(env_kwargs={"is_slippery": True})),
+    ]
+    for env_id, kw in cases:
+        for numpy_policy in (True, False):  # (numpy and torch round the matmul apart)
+            runs = []
+            for host in (True, False):
+                obj = GymObjective(env_id, episodes=2, slots=slots, max_episode_steps=25, **kw)
+                obj._host_refill, obj.numpy_policy = host, numpy_policy
+                X = torch.randn(3, obj.dim, generator=torch.Generator().manual_seed(4))
+                losses = torch.stack([obj.evaluate(X, seed=s) for s in (1, 2, 3)])
+                returns = obj.episode_returns(X, seed=9, update_stats=True)
+                _, behaviours = obj.evaluate_with_behaviour(X, seed=5)
+                s = obj.observation_statistics
+                cap = obj.current_episode_cap
+                runs.append((losses, returns, behaviours, obj.env_steps, s, cap))
+            (l0, r0, b0, n0, s0, c0), (l1, r1, b1, n1, s1, c1) = runs
+            # the policies play different episodes (FrozenLake's returns are mostly 0)
+            assert len(set(r0.flatten().tolist()) | set(b0.sum(1).tolist())) > 2, env_id
+            assert torch.equal(l0, l1) and torch.equal(r0, r1), env_id
+            assert torch.equal(b0, b1) and n0 == n1 and c0 == c1, env_id
+            assert s0.count == s1.count and torch.equal(s0.mean, s1.mean), env_id
+            assert torch.equal(s0.m2, s1.m2), env_id
+            if "episode_cap" in kw:
+                assert c0 < 25  # the cap was in force
+
+
+def test_sampled_episodes_on_the_host_equal_the_masked_loop():
+    """Recorded stochastic rollouts (reinforce) on the numpy host loop: the same episodes,
+    log-probabilities and squashed actions as the masked loop."""
+    out = []
+    for host in (True, False):
+        obj = GymObjective("Pendulum-v1", max_episode_steps=20, action_squash="tanh")
+        obj._host_refill = host
+        x = obj.initial_parameters(0)
+        out.append(obj.sample_outputs(x, 3, torch.Generator().manual_seed(2), seed=1))
+    assert torch.equal(out[0].losses, out[1].losses)
+    assert torch.equal(out[0].log_probs, out[1].log_probs)
+    assert_close_entropy = torch.allclose(out[0].entropy, out[1].entropy, rtol=1e-6)
+    assert assert_close_entropy  # summed over the masked loop's extra idle steps too

@@ -231,3 +231,14 @@ def test_made_by_name_and_from_a_config():
     from zoopt.config import evaluator_recipes
 
     assert "processes" in evaluator_recipes()
+
+
+def test_explicit_rows_travel_as_bytes_in_their_dtype(evaluator):
+    """Rows go to the workers as array bytes (not through torch's shared-memory handover):
+    float64 rows arrive unrounded, bfloat16 rows (no numpy dtype) as tensors."""
+    X = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) / 3
+    losses = evaluator.evaluate(zoopt.FunctionObjective(rastrigin), ExplicitPopulation(X), 0)
+    assert losses.dtype == torch.float64 and torch.equal(losses, rastrigin(X))
+    B = X.to(torch.bfloat16)
+    losses = evaluator.evaluate(zoopt.FunctionObjective(rastrigin), ExplicitPopulation(B), 0)
+    assert torch.equal(losses.to(torch.float64), rastrigin(B).to(torch.float64))

@@ -330,21 +330,38 @@ class MLPPolicy(Policy):
         Torch's per-call cost (~10 µs) is most of a small policy's forward pass; numpy's is
         a fraction of it, and a rollout calls the policy once per time step.
         """
+        return self.numpy_actors(params)(np.arange(params.shape[0]))
+
+    def numpy_actors(self, params: Tensor) -> Callable[[np.ndarray], Callable]:
+        """:meth:`numpy_actor` for any rows of ``params`` ``(K, P)``, laid out once: maps
+        indices ``(S,)`` to the actor of rows ``params[indices]`` (one gather per layer,
+        what a rollout pays whenever slots take new episodes)."""
         net, _ = self._split(params.detach().cpu())
-        act = NUMPY_ACTIVATIONS[self.activation]
         k = net.shape[0]
-        layers = []
+        every = []
         for n_in, n_out, w_off, b_off in self.layers:
             w = net[:, w_off : w_off + n_in * n_out].reshape(k, n_out, n_in).transpose(1, 2)
             w = np.ascontiguousarray(w.numpy())  # (K, in, out)
             b = net[:, b_off : b_off + n_out].unsqueeze(1).numpy() if self.bias else None
-            layers.append((w, b))
-        last = len(layers) - 1
-        dtype = layers[0][0].dtype
-        start = self.action_start if self.discrete else 0
+            every.append((w, b))
+        dtype = every[0][0].dtype
+        low = high = half = None
         if not self.discrete:
             low, high = self.low.numpy().astype(dtype), self.high.numpy().astype(dtype)
             half = 0.5 * (high - low)
+
+        def for_rows(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            layers = [(w[rows], None if b is None else b[rows]) for w, b in every]
+            return self._numpy_forward(layers, dtype, low, high, half)
+
+        return for_rows
+
+    def _numpy_forward(self, layers: list, dtype, low, high, half) -> Callable:
+        act = NUMPY_ACTIVATIONS[self.activation]
+        last = len(layers) - 1
+        start = self.action_start if self.discrete else 0
+        discrete = self.discrete
+        tanh = not discrete and self.squash_mode == "tanh"
 
         def forward(obs: np.ndarray) -> np.ndarray:
             h = obs.astype(dtype, copy=False)
@@ -354,11 +371,12 @@ class MLPPolicy(Policy):
                     h += b
                 if i < last:
                     h = act(h)
-            if self.discrete:
+            if discrete:
                 return h.argmax(-1) + start
-            if self.squash_mode == "tanh":
+            if tanh:
                 return low + (np.tanh(h) + 1.0) * half
-            return np.clip(h, low, high)
+            # np.clip's values, without its Python wrapper (h is this call's own array)
+            return np.minimum(np.maximum(h, low, out=h), high, out=h)
 
         return forward
 

@@ -49,6 +49,26 @@ class SlotEnv:
         """Start the slots of ``mask`` ``(S,)`` on new seeds; ``obs`` with their rows replaced."""
         raise NotImplementedError
 
+    # the CPU's host loop speaks numpy; an adapter may keep its arrays and overwrite them
+    # at the next call (the loop reads them before stepping again)
+    def reset_host(self, seed_index: np.ndarray) -> np.ndarray:
+        """:meth:`reset` on arrays: ``seed_index`` ``(S,)`` → observations ``(S, obs)``."""
+        return self.reset(torch.from_numpy(seed_index)).numpy()
+
+    def step_host(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`step` on arrays: observations ``(S, obs)``, rewards ``(S,)``, ends ``(S,)``."""
+        obs, reward, done = self.step(torch.from_numpy(actions))
+        return obs.numpy(), reward.numpy(), done.numpy()
+
+    def restart_host(self, rows: np.ndarray, seed_index: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """:meth:`restart` of the slots ``rows`` (indices) on arrays; the observations."""
+        mask = np.zeros(self.num_slots, dtype=bool)
+        mask[rows] = True
+        out = self.restart(
+            torch.from_numpy(mask), torch.from_numpy(seed_index), torch.from_numpy(obs)
+        )
+        return out.numpy()
+
     def close(self) -> None:
         """Release the environments."""
 
@@ -88,13 +108,22 @@ class NativeCartPoleSlots(SlotEnv):
         )
 
     def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
-        # numpy throughout: the mask, seeds and observations are host memory
-        idx = np.flatnonzero(mask.numpy())
-        start = self.starts[seed_index.numpy()[idx]]  # (m, 4)
-        self.core.state[:, idx] = start.T
-        self.core.steps[idx] = 0
-        self.core.prev_done[idx] = False  # no autoreset on the next call
-        obs.numpy()[idx] = start  # cast to float32 on assignment, as the env's own obs
+        self.restart_host(np.flatnonzero(mask.numpy()), seed_index.numpy(), obs.numpy())
+        return obs
+
+    def reset_host(self, seed_index: np.ndarray) -> np.ndarray:
+        return self.reset(torch.from_numpy(seed_index)).numpy()
+
+    def step_host(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        obs, reward, terminated, truncated, _ = self.venv.step(actions)
+        return obs, reward, terminated | truncated
+
+    def restart_host(self, rows: np.ndarray, seed_index: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        start = self.starts[seed_index[rows]]  # (m, 4)
+        self.core.state[:, rows] = start.T
+        self.core.steps[rows] = 0
+        self.core.prev_done[rows] = False  # no autoreset on the next call
+        obs[rows] = start  # cast to float32 on assignment, as the env's own obs
         return obs
 
     def close(self) -> None:
@@ -126,42 +155,71 @@ class SyncSlots(SlotEnv):
         space = spec.action_space
         self.action_dtype = None if isinstance(space, gym.spaces.Discrete) else space.dtype
         self.ended = np.zeros(num_slots, dtype=bool)
-        self.raw: list = [None] * num_slots  # each slot's last raw observation
+        self.reward = np.zeros(num_slots)
+        # a Box observation is written into its slot's row of one array, reused every step
+        # (no per-step allocation); other spaces are flattened from the raw observations
+        obs_space = spec.observation_space
+        self.obs = np.zeros((num_slots, spec.observation_dim), dtype=np.float32)
+        self._rows = None
+        if isinstance(obs_space, gym.spaces.Box):
+            self._rows = self.obs.reshape(num_slots, *obs_space.shape)
+        self.raw: list = [None] * num_slots  # each slot's last raw observation (other spaces)
 
-    def _obs(self) -> Tensor:
-        raw = np.asarray(self.raw)
-        return torch.from_numpy(flat_observations(self.spec.observation_space, raw, self.num_slots))
+    def _put(self, i: int, raw) -> None:
+        if self._rows is not None:
+            self._rows[i] = raw  # cast to float32, as flat_observations does
+        else:
+            self.raw[i] = raw
+
+    def _observations(self) -> np.ndarray:
+        if self._rows is None:
+            raw = np.asarray(self.raw)
+            self.obs = flat_observations(self.spec.observation_space, raw, self.num_slots)
+        return self.obs
 
     def reset(self, seed_index: Tensor) -> Tensor:
-        for i, j in enumerate(seed_index.tolist()):
-            self.raw[i], _ = self.envs[i].reset(seed=self.seeds[j])
-        self.ended[:] = False
-        return self._obs()
+        return torch.from_numpy(self.reset_host(seed_index.numpy()).copy())
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        a = actions.numpy()
-        if self.action_dtype is not None:
-            a = a.astype(self.action_dtype, copy=False)
-        reward = np.zeros(self.num_slots)
-        done = self.ended.copy()
-        raw, ended = self.raw, self.ended
-        for i, env in enumerate(self.envs):
-            if ended[i]:
-                continue
-            raw[i], reward[i], terminated, truncated, _ = env.step(a[i])
-            if terminated or truncated:
-                done[i] = ended[i] = True
-        return self._obs(), torch.from_numpy(reward), torch.from_numpy(done)
+        obs, reward, done = self.step_host(actions.numpy())
+        return (
+            torch.from_numpy(obs.copy()),
+            torch.from_numpy(reward.copy()),
+            torch.from_numpy(done.copy()),
+        )
 
     def restart(self, mask: Tensor, seed_index: Tensor, obs: Tensor) -> Tensor:
         rows = np.flatnonzero(mask.numpy())
         if not len(rows):
             return obs
-        seeds = seed_index.numpy()
+        return torch.from_numpy(self.restart_host(rows, seed_index.numpy(), obs.numpy()).copy())
+
+    def reset_host(self, seed_index: np.ndarray) -> np.ndarray:
+        for i, j in enumerate(seed_index.tolist()):
+            self._put(i, self.envs[i].reset(seed=self.seeds[j])[0])
+        self.ended[:] = False
+        return self._observations()
+
+    def step_host(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = actions
+        if self.action_dtype is not None:
+            a = a.astype(self.action_dtype, copy=False)
+        reward, ended, put = self.reward, self.ended, self._put
+        for i, env in enumerate(self.envs):
+            if ended[i]:  # not stepped until it restarts: its last observation, reward 0
+                reward[i] = 0.0
+                continue
+            raw, reward[i], terminated, truncated, _ = env.step(a[i])
+            put(i, raw)
+            if terminated or truncated:
+                ended[i] = True
+        return self._observations(), reward, ended
+
+    def restart_host(self, rows: np.ndarray, seed_index: np.ndarray, obs: np.ndarray) -> np.ndarray:
         for i in rows.tolist():
-            self.raw[i], _ = self.envs[i].reset(seed=self.seeds[int(seeds[i])])
+            self._put(i, self.envs[i].reset(seed=self.seeds[int(seed_index[i])])[0])
         self.ended[rows] = False
-        return self._obs()
+        return self._observations()
 
     def close(self) -> None:
         for env in self.envs:

@@ -114,17 +114,7 @@ class ObservationSums:
         """Count the rows of ``obs`` ``(S, obs_dim)`` where ``live`` ``(S,)`` is true
         (every row when ``live`` is None: no mask to build or multiply by)."""
         if self.shift.device.type == "cpu":
-            o = obs.numpy()
-            if self._block is None or self._block.shape[1:] != o.shape:
-                self._flush()
-                self._block = np.empty((self.BLOCK_STEPS, *o.shape), dtype=o.dtype)
-                self._live = np.empty((self.BLOCK_STEPS, o.shape[0]), dtype=bool)
-            i = self._filled
-            self._block[i] = o
-            self._live[i] = True if live is None else live.numpy()
-            self._filled = i + 1
-            if self._filled == self.BLOCK_STEPS:
-                self._flush()
+            self.add_host(obs.numpy(), None if live is None else live.numpy())
             return
         d = obs.to(torch.float64) - self.shift
         if live is None:
@@ -134,6 +124,20 @@ class ObservationSums:
             self.n += live.sum()
         self.s1 += d.sum(0)
         self.s2 += (d * d).sum(0)
+
+    def add_host(self, obs: np.ndarray, live: np.ndarray | None) -> None:
+        """:meth:`add` on the CPU's arrays: ``obs`` ``(S, obs_dim)``, ``live`` ``(S,)`` or
+        None (every row)."""
+        if self._block is None or self._block.shape[1:] != obs.shape:
+            self._flush()
+            self._block = np.empty((self.BLOCK_STEPS, *obs.shape), dtype=obs.dtype)
+            self._live = np.empty((self.BLOCK_STEPS, obs.shape[0]), dtype=bool)
+        i = self._filled
+        self._block[i] = obs
+        self._live[i] = True if live is None else live
+        self._filled = i + 1
+        if self._filled == self.BLOCK_STEPS:
+            self._flush()
 
     def _flush(self) -> None:
         """Add the CPU block's live rows to the sums (numpy on views of the same memory)."""

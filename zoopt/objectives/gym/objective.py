@@ -357,6 +357,8 @@ class GymObjective(Objective):
             host_refill=self._host_refill,
             behaviour=behaviour,
             episode_cap=self._cap if capped and self.episode_cap is not None else None,
+            # every candidate's layers laid out once; slots taking new episodes gather rows
+            numpy_actor_for=policy.numpy_actors(params) if fast else None,
         )
         steps = int(out.lengths.sum())
         if capped and self.episode_cap is not None:

@@ -11,10 +11,12 @@ candidate its episode belongs to), one vector-env step, and tensor bookkeeping. 
 episode's return is summed over its own steps in time order, so it does not depend on
 which slot played it or on S.
 
-Refilling: on the CPU, where the host looks at every step anyway, only the slots that ended
-are touched (through numpy views of the tensors); on an accelerator it is written with
-masks and cumulative sums only, so the loop never waits for the device except for a look
-at "all done?" every ``check_every`` steps. Both give the same episodes.
+Two loops, the same episodes. On the CPU the host looks at every step anyway, so the loop
+runs on numpy arrays (the adapters' ``*_host`` methods, the numpy policy, buffers allocated
+once per evaluation) and touches only the slots that ended: at a few slots, each call per
+time step is a measurable share of a cheap environment's step. On an accelerator the
+scheduler state is written with masks and cumulative sums only, so the loop never waits
+for the device except for a look at "all done?" every ``check_every`` steps.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ __all__ = ["Rollout", "play_episodes"]
 
 #: an ``Actor`` maps candidate indices ``(S,)`` to ``obs (S, 1, obs_dim) -> actions (S, 1, …)``
 ActorFactory = Callable[[Tensor], Callable[[Tensor], Tensor]]
+#: the same in numpy, for the CPU's host loop: indices ``(S,)`` to
+#: ``obs (S, 1, obs_dim) -> actions (S, 1, …)`` arrays
+NumpyActorFactory = Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]
 
 
 @dataclass
@@ -79,6 +84,7 @@ def play_episodes(
     host_refill: bool | None = None,
     behaviour: str | None = None,
     episode_cap: int | None = None,
+    numpy_actor_for: NumpyActorFactory | None = None,
 ) -> Rollout:
     """Play E = ``len(seeds)`` episodes for each of K candidates on ``env``'s S slots.
 
@@ -99,6 +105,8 @@ def play_episodes(
             ``"visited"`` ones (see :attr:`Rollout.behaviours`); None keeps nothing.
         episode_cap: end every episode after at most this many steps (below the
             adapter's time limit; a straggler cap), or None.
+        numpy_actor_for: the actor factory in numpy (:data:`NumpyActorFactory`) for the
+            host loop; None: ``actor_for`` on views of the same memory.
     """
     if behaviour not in (None, *BEHAVIOURS):
         raise ValueError(f"behaviour must be None or one of {BEHAVIOURS}, got {behaviour!r}")
@@ -110,36 +118,27 @@ def play_episodes(
     host = dev.type == "cpu" if host_refill is None else bool(host_refill)
     if host and dev.type != "cpu":
         raise ValueError(f"host_refill needs a rollout on the CPU, not {dev}")
-    check_every = 1 if host else 16
     env.prepare(seeds)
+    if host:
+        return _play_on_host(
+            env, actor_for, numpy_actor_for, k, seeds, max_episode_steps, normalizer, sums,
+            squash, record, dtype, behaviour, episode_cap,
+        )  # fmt: skip
+    check_every = 16
     episode = torch.arange(s, device=dev)  # the episode each slot plays
-    next_episode = s  # the queue's head (on an accelerator: `pending`, on the device)
-    pending = torch.tensor(s, device=dev)
+    pending = torch.tensor(s, device=dev)  # the queue's head, on the device
     returns = torch.zeros(n + 1, dtype=torch.float64, device=dev)  # [n]: a write-off slot
     lengths = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     ret = torch.zeros(s, dtype=torch.float64, device=dev)  # running return of each slot
     started = torch.zeros(s, dtype=torch.int64, device=dev)  # loop step of the slot's start
     live = torch.ones(s, dtype=torch.bool, device=dev)
-    # until the queue runs dry every slot is live: no mask to apply (tracked on the host only)
-    all_live = host
     if normalizer is not None:
         mean, inv_std, clip = normalizer
-        if host:
-            mean_h, inv_std_h = mean.numpy(), inv_std.numpy()
-    if host:  # numpy views sharing the tensors' memory
-        seed_index, candidate = episode % e, episode // e
-        mask = torch.zeros(s, dtype=torch.bool)  # the slots to restart (reused)
-        episode_h, ret_h, started_h, live_h, returns_h, lengths_h = (
-            t.numpy() for t in (episode, ret, started, live, returns, lengths)
-        )
-        seed_h, candidate_h, mask_h = seed_index.numpy(), candidate.numpy(), mask.numpy()
     obs = env.reset(episode % e)
     actor = actor_for(episode // e)
     # row n of the behaviours is a write-off row, as for the returns
     seen = None if behaviour is None else torch.zeros(n + 1, obs.shape[1], device=dev)
     visited = behaviour == "visited"
-    if seen is not None and host:
-        seen_h = seen.numpy()
     rec_obs, rec_act, rec_mask = [], [], []
     # every window of max_episode_steps ends an episode in each live slot (the adapters
     # truncate at max_episode_steps)
@@ -148,13 +147,10 @@ def play_episodes(
     with torch.no_grad():
         while steps < max_loop_steps:
             if sums is not None:
-                sums.add(obs, None if all_live else live)
+                sums.add(obs, live)
             o = obs if obs.dtype == dtype else obs.to(dtype)
             if normalizer is not None:
-                if host:  # the same float ops in numpy, at a fraction of torch's call cost
-                    o = torch.from_numpy(np.clip((o.numpy() - mean_h) * inv_std_h, -clip, clip))
-                else:
-                    o = ((o - mean) * inv_std).clamp_(-clip, clip)
+                o = ((o - mean) * inv_std).clamp_(-clip, clip)
             a = actor(o.view(s, 1, -1))  # ONE batched forward pass for all slots
             a = a.reshape(s, *a.shape[2:])
             if record:
@@ -162,53 +158,15 @@ def play_episodes(
                 rec_act.append(a)
                 rec_mask.append(live.clone())
             if visited:  # the observation the slot acts on (its episode's first included)
-                _keep_max(seen, obs, episode if all_live else torch.where(live, episode, n))
+                _keep_max(seen, obs, torch.where(live, episode, n))
             obs, reward, done = env.step(squash(a) if squash is not None else a)
             steps += 1
-            if host:
-                # the host looks at every step anyway: numpy on views of the same memory
-                # costs a tenth of torch's per-call overhead on these small vectors, and only
-                # the slots that ended are touched
-                ret_h += reward.numpy()
-                done_h = done.numpy()
-                if episode_cap is not None:
-                    done_h = done_h | (steps - started_h >= episode_cap)
-                ended_h = done_h if all_live else done_h & live_h
-                if not ended_h.any():
-                    continue
-                slots = np.flatnonzero(ended_h)
-                finished = episode_h[slots]
-                if seen is not None:  # the observation the episode ended in
-                    last = obs.numpy()[slots]
-                    seen_h[finished] = np.maximum(seen_h[finished], last) if visited else last
-                returns_h[finished] = ret_h[slots]
-                lengths_h[finished] = steps - started_h[slots]
-                take = min(len(slots), n - next_episode)
-                if take:  # the first ended slots take the next pending episodes
-                    refill = slots[:take]
-                    fresh = np.arange(next_episode, next_episode + take)
-                    episode_h[refill] = fresh
-                    next_episode += take
-                    ret_h[refill] = 0.0
-                    started_h[refill] = steps
-                    seed_h[refill] = fresh % e
-                    candidate_h[refill] = fresh // e
-                    mask_h[:] = False
-                    mask_h[refill] = True
-                    obs = env.restart(mask, seed_index, obs)
-                    actor = actor_for(candidate)
-                if take < len(slots):  # the queue is dry: the others idle
-                    live_h[slots[take:]] = False
-                    all_live = False
-                    if not live_h.any():
-                        break
-                continue
             ret += reward
             if episode_cap is not None:
                 done = done | (steps - started >= episode_cap)
             ended = done & live
-            # on an accelerator, the same with masks and cumulative sums: no look at the
-            # device. Ended episodes are written out (the others go to write-off slot n)
+            # with masks and cumulative sums: no look at the device. Ended episodes are
+            # written out (the others go to write-off slot n)
             index = torch.where(ended, episode, n)
             returns.scatter_(0, index, ret)
             lengths.scatter_(0, index, steps - started)
@@ -241,6 +199,136 @@ def play_episodes(
             torch.stack(rec_obs),
             torch.stack(rec_act),
             torch.stack(rec_mask),
+        )
+    return out
+
+
+def _play_on_host(
+    env: SlotEnv,
+    actor_for: ActorFactory,
+    numpy_actor_for: NumpyActorFactory | None,
+    k: int,
+    seeds: list[int],
+    max_episode_steps: int,
+    normalizer: tuple[Tensor, Tensor, float] | None,
+    sums: ObservationSums | None,
+    squash: Callable[[Tensor], Tensor] | None,
+    record: bool,
+    dtype: torch.dtype,
+    behaviour: str | None,
+    episode_cap: int | None,
+) -> Rollout:
+    """:func:`play_episodes` on the CPU with the host looking at every step: numpy arrays
+    throughout (the adapters' ``*_host`` methods), buffers allocated once per evaluation,
+    and only the slots that ended touched. At a few slots the loop's own calls per time
+    step are what it costs on top of the environments, so they are kept to a handful."""
+    e = len(seeds)
+    n, s = k * e, env.num_slots
+    np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    episode = np.arange(s)  # the episode each slot plays
+    next_episode = s  # the queue's head
+    seed_index, candidate = episode % e, episode // e
+    returns = np.zeros(n + 1)  # [n]: a write-off slot
+    lengths = np.zeros(n + 1, dtype=np.int64)
+    ret = np.zeros(s)  # running return of each slot
+    started = np.zeros(s, dtype=np.int64)  # loop step of the slot's start
+    live = np.ones(s, dtype=bool)
+    # until the queue runs dry every slot is live: no mask to apply
+    all_live = True
+    if numpy_actor_for is None:  # a torch actor, on views of the same memory
+
+        def numpy_actor_for(c: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            actor = actor_for(torch.from_numpy(c))
+            return lambda o: actor(torch.from_numpy(o)).numpy()
+
+    obs = env.reset_host(seed_index)
+    obs_dim = obs.shape[1]
+    if normalizer is not None:
+        mean, inv_std, clip = (
+            normalizer[0].numpy(),
+            normalizer[1].numpy(),
+            normalizer[2],
+        )
+        normed = np.empty((s, obs_dim), dtype=np_dtype)  # (S, obs_dim), reused every step
+        normed_3d = normed.reshape(s, 1, obs_dim)
+        lo, hi = np.asarray(-clip, dtype=np_dtype), np.asarray(clip, dtype=np_dtype)
+    actor = numpy_actor_for(candidate)
+    # row n of the behaviours is a write-off row, as for the returns
+    seen = None if behaviour is None else torch.zeros(n + 1, obs_dim).numpy()
+    visited = behaviour == "visited"
+    rec_obs, rec_act, rec_mask = [], [], []
+    # every window of max_episode_steps ends an episode in each live slot (the adapters
+    # truncate at max_episode_steps)
+    max_loop_steps = math.ceil(n / s) * max_episode_steps + 1
+    steps = 0
+    with torch.no_grad():
+        while steps < max_loop_steps:
+            if sums is not None:
+                sums.add_host(obs, None if all_live else live)
+            o = obs if obs.dtype == np_dtype else obs.astype(np_dtype)
+            if normalizer is not None:
+                # (o − mean)·(1/std) clipped to ±clip, the float ops of the masked path
+                np.subtract(o, mean, out=normed)
+                np.multiply(normed, inv_std, out=normed)
+                np.minimum(np.maximum(normed, lo, out=normed), hi, out=normed)
+                o, o_3d = normed, normed_3d
+            else:
+                o_3d = o.reshape(s, 1, obs_dim)
+            a = actor(o_3d)  # ONE batched forward pass for all slots
+            a = a.reshape(s, *a.shape[2:])
+            if record:
+                rec_obs.append(o.copy())
+                rec_act.append(a.copy())
+                rec_mask.append(live.copy())
+            if visited:  # the observation the slot acts on (its episode's first included)
+                rows = episode if all_live else np.where(live, episode, n)
+                seen[rows] = np.maximum(seen[rows], obs)
+            if squash is not None:
+                a = squash(torch.from_numpy(a)).numpy()
+            obs, reward, done = env.step_host(a)
+            steps += 1
+            ret += reward
+            if episode_cap is not None:
+                done = done | (steps - started >= episode_cap)
+            ended = done if all_live else done & live
+            if not np.count_nonzero(ended):  # a tenth of ndarray.any()'s call cost
+                continue
+            slots = np.flatnonzero(ended)
+            finished = episode[slots]
+            if seen is not None:  # the observation the episode ended in
+                last = obs[slots]
+                seen[finished] = np.maximum(seen[finished], last) if visited else last
+            returns[finished] = ret[slots]
+            lengths[finished] = steps - started[slots]
+            take = min(len(slots), n - next_episode)
+            if take:  # the first ended slots take the next pending episodes
+                refill = slots[:take]
+                fresh = np.arange(next_episode, next_episode + take)
+                episode[refill] = fresh
+                next_episode += take
+                ret[refill] = 0.0
+                started[refill] = steps
+                seed_index[refill] = fresh % e
+                candidate[refill] = fresh // e
+                obs = env.restart_host(refill, seed_index, obs)
+                actor = numpy_actor_for(candidate)
+            if take < len(slots):  # the queue is dry: the others idle
+                live[slots[take:]] = False
+                all_live = False
+                if not np.count_nonzero(live):
+                    break
+    out = Rollout(
+        returns=torch.from_numpy(returns[:n].reshape(k, e)),
+        lengths=torch.from_numpy(lengths[:n].reshape(k, e)),
+        slot_steps=steps * s,
+    )
+    if seen is not None:
+        out.behaviours = torch.from_numpy(seen[:n].reshape(k, e, -1).astype(np.float64))
+    if record:
+        out.obs, out.actions, out.mask = (
+            torch.from_numpy(np.stack(rec_obs)),
+            torch.from_numpy(np.stack(rec_act)),
+            torch.from_numpy(np.stack(rec_mask)),
         )
     return out
 
