@@ -574,6 +574,7 @@ class Minimizer(StallWatch):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        self.estimator.match_checkpoint(state["estimator"])
         self.estimator.load_state_dict(state["estimator"])
         self.objective.load_state_dict(state["objective"])
         self.step_count = int(state["step_count"])

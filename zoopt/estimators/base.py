@@ -128,6 +128,11 @@ class Estimator:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
 
+    def match_checkpoint(self, state: dict) -> None:
+        """Called with a checkpoint's estimator state before it is checked and loaded: an
+        estimator whose defaults depend on the problem takes back the choice the checkpoint
+        was written with (``sampling``/``es``: a state without an adapted shape)."""
+
     def config(self) -> dict:
         """Constructor options, for logs and run directories."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
