@@ -511,6 +511,8 @@ class Minimizer(StallWatch):
             loss = self._evaluate_center(step_seed(self.seed, self.step_count))
             self._consider(loss, self._repair(self.theta))
         x = self._repair(self.theta).clone()
+        if self.estimator.reports_best and self.best_loss < loss:
+            x, loss = self._best.clone(), self.best_loss  # cma.fmin2's xbest over the runs
         if self.module is not None:
             nn.utils.vector_to_parameters(x.clone(), list(self.module.parameters()))
         return Result(

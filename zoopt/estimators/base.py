@@ -107,6 +107,9 @@ class Estimator:
     owns_mean: bool = False
     #: the loop's default ``evaluate_center``: True (every step) or every n-th step
     center_every: bool | int = True
+    #: True when the result is the best evaluated point if it beats the final parameters
+    #: (restarted ``cmaes``: the final parameters are only the last run's)
+    reports_best: bool = False
 
     def bind_module(self, module: Any) -> None:
         """The ``nn.Module`` that x0 came as (None for a tensor), given before :meth:`setup`:
