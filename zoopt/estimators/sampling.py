@@ -297,6 +297,10 @@ class Sampling(PopulationEstimator):
             alpha = math.inf
         else:
             alpha = solve_alpha(losses, self.ess_fraction, log_ratio)
+            if alpha < torch.finfo(losses.dtype).tiny:
+                # loss differences below the dtype's normal range (a loss decaying to 0):
+                # −L/α would divide by a subnormal or zero α; take the linear limit
+                alpha = math.inf
         if math.isinf(alpha):
             # the linear limit, exactly: α(w − v) → −α·linear_weights, so
             # g = (1/σ²)·Σ vᵢ(Lᵢ − Σⱼ vⱼLⱼ) εᵢ (vᵢ = 1/K for draws from π), failed draws worst
