@@ -22,8 +22,9 @@ def test_result_fields_and_history():
         assert len(r.history[key]) == 30, key
     ev = r.history["evaluations"]
     assert all(b > a for a, b in zip(ev, ev[1:], strict=False))
-    # 32 candidates + the centre per step, + the final evaluation
-    assert r.evaluations == 30 * 33 + 1
+    # K = 4 + ⌊3 ln 5⌋ = 8 candidates (es's default at D ≤ 20) + the centre per step, + the
+    # final evaluation
+    assert r.evaluations == 30 * 9 + 1
 
 
 def test_same_seed_same_result_different_seed_different():
