@@ -303,6 +303,9 @@ def main() -> None:
                             "budget_per_d": budget, "evaluations": run.n,
                             "hits": [h if math.isfinite(h) else None for h in run.hits],
                         })  # fmt: skip
+                        if args.out:  # saved after every problem: a cut run still reports
+                            with open(args.out, "w") as fh:
+                                json.dump({"args": vars(args), "records": records}, fh)
                     if status.startswith("not installed"):
                         break
                 mine = [np.asarray(r["hits"], float) for r in records

@@ -287,7 +287,7 @@ def test_schedule_follows_max_evaluations(schedule):
     # 8 + 1 evaluations a step: max_evaluations=90 ends the run after 10 of the 500 steps
     res = zoopt.minimize(
         sphere, torch.ones(3), estimator="es", population=8, schedule=schedule,
-        max_evaluations=90, lr=0.1,
+        max_evaluations=90, lr=0.1, covariance="none", eta_mean=None,  # the optimizer's step
     )  # fmt: skip
     assert res.stop_reason == "max_evaluations" and res.steps == 10
     lrs = res.history["lr"]
@@ -296,7 +296,8 @@ def test_schedule_follows_max_evaluations(schedule):
 
 
 def test_schedule_resumes_with_its_horizon():
-    kw = dict(estimator="es", population=8, schedule="cosine", max_evaluations=90, lr=0.1)
+    kw = dict(estimator="es", population=8, schedule="cosine", max_evaluations=90, lr=0.1,
+              covariance="none", eta_mean=None)  # fmt: skip
     whole = zoopt.minimize(sphere, torch.ones(3), **kw)
     a = zoopt.Minimizer(sphere, torch.ones(3), **kw)
     a.run(4)

@@ -282,6 +282,28 @@ def test_with_restarts_the_result_is_the_best_runs() -> None:
     assert r.loss <= finished_best + 1e-9
 
 
+def test_with_restarts_a_run_cut_by_the_budget_reports_the_best_point() -> None:
+    """As cma.fmin2 returns xbest: the budget cuts the last run while its mean is worse than
+    the best point found (the surrogate's injected model optimum), so that point is the result."""
+    from zoopt.estimators.cmaes import _mean_phenotype
+
+    def f(X):
+        return ((X - 0.5) ** 2).sum(dim=1)
+
+    est = CMAES(sigma=1.0, restarts=9, surrogate=True)
+    x0 = torch.zeros(5, dtype=torch.float64)
+    r = zoopt.minimize(f, x0, estimator=est, max_evaluations=200, seed=1, progress=False)
+    mean = torch.from_numpy(_mean_phenotype(est.strategy))
+    assert float(f(mean[None])[0]) > 10 * r.best_loss  # the final mean is the worse point
+    assert torch.equal(r.x, r.best_x) and r.loss == r.best_loss
+    assert r.loss == pytest.approx(float(f(r.x[None])[0]))
+    # without restarts the result stays the final mean (the distribution's centre)
+    r1 = zoopt.minimize(f, x0, estimator=CMAES(sigma=1.0, surrogate=True), max_evaluations=200,
+                        seed=1, progress=False)  # fmt: skip
+    assert r1.loss == pytest.approx(float(f(torch.as_tensor(r1.x)[None])[0]))
+    assert r1.loss >= r1.best_loss
+
+
 def test_bipop_interleaves_small_runs_and_resumes_exactly() -> None:
     kw = dict(estimator="cmaes", steps=1500, seed=0, sigma=2.0, restarts=6, bipop=True)
     x0 = 3.0 * torch.ones(6, dtype=torch.float64)

@@ -144,6 +144,8 @@ def test_resume_with_an_archive_equals_an_uninterrupted_run(name):
 
 def test_metamodel_needs_an_estimator_that_owns_its_mean():
     with pytest.raises(ValueError, match="eta_mean"):
-        zoopt.get_estimator("es", metamodel=True)
+        zoopt.get_estimator("es", metamodel=True, eta_mean=None)
+    with pytest.raises(ValueError, match="eta_mean"):  # the fixed proposal above D = 20
+        zoopt.Minimizer(sphere, torch.ones(21), estimator="es", metamodel=True, steps=1)
     with pytest.raises(TypeError, match="metamodel"):
         zoopt.get_estimator("snes", metamodel="yes")

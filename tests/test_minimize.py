@@ -22,8 +22,9 @@ def test_result_fields_and_history():
         assert len(r.history[key]) == 30, key
     ev = r.history["evaluations"]
     assert all(b > a for a, b in zip(ev, ev[1:], strict=False))
-    # 32 candidates + the centre per step, + the final evaluation
-    assert r.evaluations == 30 * 33 + 1
+    # K = 4 + ⌊3 ln 5⌋ = 8 candidates (es's default at D ≤ 20) + the centre per step, + the
+    # final evaluation
+    assert r.evaluations == 30 * 9 + 1
 
 
 def test_same_seed_same_result_different_seed_different():
@@ -97,7 +98,7 @@ def test_clipping_bounds_the_update():
 
 def test_max_evaluations_and_callback_stop_early():
     r = zoopt.minimize(sphere, torch.ones(4), estimator="es", steps=100, max_evaluations=100)
-    assert r.stop_reason == "max_evaluations" and r.steps == 4
+    assert r.stop_reason == "max_evaluations" and r.steps == 12  # 8 candidates + the centre
     seen = []
     r = zoopt.minimize(
         sphere,
@@ -129,7 +130,7 @@ def test_whole_population_failing_names_the_step():
         out = sphere(X)
         return out * math.nan if calls["n"] > 1 else out  # one call per step, θ included
 
-    with pytest.raises(zoopt.NonFiniteError, match=r"step 2: .*all 32 losses"):
+    with pytest.raises(zoopt.NonFiniteError, match=r"step 2: .*all 8 losses"):
         zoopt.minimize(dies_later, torch.ones(3), estimator="es", steps=10)
 
 

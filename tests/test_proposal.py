@@ -233,3 +233,49 @@ def test_clipup_normalises_and_caps_the_speed():
     )  # moved against the gradient, at speed
     with pytest.raises(ValueError, match="max_speed"):
         ClipUp([p], max_speed=0.0)
+
+
+@pytest.mark.parametrize("name", ["sampling", "es"])
+def test_defaults_adapt_the_proposal_up_to_adapt_max_dim(name):
+    from zoopt.proposal import ADAPT_MAX_DIM
+
+    small = zoopt.Minimizer(sphere, torch.ones(ADAPT_MAX_DIM), estimator=name, steps=1)
+    est = small.estimator
+    assert (est.covariance, est.eta_mean, est.owns_mean) == ("diagonal", 1.0, True)
+    assert est._size == default_population(ADAPT_MAX_DIM) and est._model is not None
+    if name == "es":
+        assert est.shaping == "utilities"
+    # above the limit, or once the proposal is set, the fixed proposal's values
+    for x0, options in [(torch.ones(ADAPT_MAX_DIM + 1), {}), (torch.ones(5), {"eta_mean": None})]:
+        est = zoopt.Minimizer(sphere, x0, estimator=name, steps=1, **options).estimator
+        assert (est.covariance, est.eta_mean, est._size, est._model) == ("none", None, 32, None)
+    shape = {"covariance": "diagonal"}
+    if name == "es":
+        shape["shaping"] = "utilities"  # raw losses cannot adapt a shape
+    est = zoopt.Minimizer(sphere, torch.ones(5), estimator=name, steps=1, **shape).estimator
+    assert est.eta_mean is None  # as before: the pseudo-gradient for the optimizer
+
+
+@pytest.mark.parametrize(
+    "name, fixed",
+    [
+        ("sampling", dict(covariance="none", eta_mean=None, population=32, metamodel=False)),
+        ("es", dict(shaping="raw", covariance="none", eta_mean=None, population=32)),
+    ],
+)
+def test_a_checkpoint_of_the_fixed_proposal_resumes_with_it(name, fixed):
+    """A state written when the defaults were the fixed proposal, loaded into an estimator
+    whose defaults now adapt it, continues exactly as the run that wrote it."""
+    kw = dict(estimator=name, steps=10, seed=1, sigma=0.3)
+    a = zoopt.Minimizer(sphere, torch.ones(5), **kw, **fixed)
+    for _ in range(3):
+        a.step()
+    state = a.state_dict()
+    b = zoopt.Minimizer(sphere, torch.ones(5), **kw)
+    assert b.estimator.covariance == "diagonal"
+    b.load_state_dict(state)
+    for _ in range(3):
+        a.step()
+        b.step()
+    assert b.estimator.covariance == "none" and b.estimator.eta_mean is None
+    assert torch.equal(a.x, b.x) and a.history["loss"] == b.history["loss"]

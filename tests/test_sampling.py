@@ -85,7 +85,7 @@ def test_guided_proposal_is_unbiased_for_the_unguided_target():
     est = Sampling(sigma=sigma, population=k, alpha=alpha, guided=True, guide_scale=2.0)
     est.setup(obj, x)
     corrected, uncorrected, plain = [], [], []
-    unguided = Sampling(sigma=sigma, population=k, alpha=alpha)
+    unguided = Sampling(sigma=sigma, population=k, alpha=alpha, covariance="none", eta_mean=None)
     for seed in range(40):
         pop = est.ask(x, seed)
         losses = obj.evaluate(pop.candidates)

@@ -128,11 +128,15 @@ def _least_squares(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     a = a / norms
     gram = a.T @ a
     rhs = a.T @ y
-    try:
-        np.linalg.cholesky(gram)
-    except np.linalg.LinAlgError:
-        gram = gram + 1e-10 * np.eye(gram.shape[0])
-    return np.linalg.solve(gram, rhs) / norms
+    eye = np.eye(gram.shape[0])
+    for ridge in (0.0, 1e-10, 1e-6):  # the smallest ridge that leaves it positive definite
+        try:
+            np.linalg.cholesky(gram + ridge * eye)
+            return np.linalg.solve(gram + ridge * eye, rhs) / norms
+        except np.linalg.LinAlgError:
+            continue
+    # degenerate archive (repeated rows or constant features): the minimum-norm solution
+    return (np.linalg.pinv(gram) @ rhs) / norms
 
 
 def predict(u: Tensor | np.ndarray, model: tuple) -> Tensor | np.ndarray:

@@ -514,6 +514,8 @@ class Minimizer(StallWatch):
             loss = self._evaluate_center(step_seed(self.seed, self.step_count))
             self._consider(loss, self._repair(self.theta))
         x = self._repair(self.theta).clone()
+        if self.estimator.reports_best and self.best_loss < loss:
+            x, loss = self._best.clone(), self.best_loss  # cma.fmin2's xbest over the runs
         if self.module is not None:
             nn.utils.vector_to_parameters(x.clone(), list(self.module.parameters()))
         return Result(
@@ -577,6 +579,7 @@ class Minimizer(StallWatch):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        self.estimator.match_checkpoint(state["estimator"])
         self.estimator.load_state_dict(state["estimator"])
         self.objective.load_state_dict(state["objective"])
         self.step_count = int(state["step_count"])

@@ -34,11 +34,13 @@ from zoopt.lowrank import LowRankPopulation, LowRankStructure
 from zoopt.population import GaussianPopulation, shape_rows, weighted_moments
 
 __all__ = [
+    "ADAPT_MAX_DIM",
     "COVARIANCES",
     "MAX_FULL_DIM",
     "GaussianProposal",
     "default_population",
     "default_rates",
+    "adapts_by_default",
     "log_det",
     "whiten",
 ]
@@ -47,6 +49,23 @@ COVARIANCES = ("none", "diagonal", "full")
 
 #: largest D for ``covariance="full"``: A costs D² memory and a D×D matrix exponential a step
 MAX_FULL_DIM = 1000
+
+
+#: the largest D at which ``sampling`` and ``es`` adapt their proposal by default
+#: (``covariance="auto"``, ``eta_mean="auto"``): the range where the peer benchmark shows
+#: the adapted proposal and its mean step winning (docs/sample_reuse.md)
+ADAPT_MAX_DIM = 20
+
+#: ``population="auto"`` of ``sampling`` and ``es`` with the fixed proposal
+FIXED_POPULATION = 32
+
+
+def adapts_by_default(covariance: object, eta_mean: object, dim: int, excluded: bool) -> bool:
+    """Whether ``sampling``/``es`` take the adapted proposal for D = ``dim``: neither
+    ``covariance`` nor ``eta_mean`` was given (both ``"auto"``), no other option excludes it
+    (``excluded``) and D ≤ :data:`ADAPT_MAX_DIM`. Otherwise the options not given take the
+    fixed proposal's values: ``covariance="none"``, ``eta_mean=None`` (the optimizer's step)."""
+    return covariance == "auto" and eta_mean == "auto" and not excluded and dim <= ADAPT_MAX_DIM
 
 
 def default_population(dim: int, antithetic: bool = True) -> int:

@@ -32,7 +32,9 @@ class Result:
 
     Attributes:
         x: ``(D,)`` final parameters (a numpy array when ``x0`` was a numpy array or a
-            list, else a tensor).
+            list, else a tensor); for an estimator that restarts (``cmaes`` with
+            ``restarts``, the ``auto`` choice for small D) the best evaluated point when its
+            loss is lower than the final parameters', as ``cma.fmin2`` returns.
         loss: loss at ``x``.
         best_x: ``(D,)`` best parameters evaluated during the run, in the same type.
         best_loss: their loss (under the seed of the step that found them).

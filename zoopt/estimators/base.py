@@ -107,6 +107,9 @@ class Estimator:
     owns_mean: bool = False
     #: the loop's default ``evaluate_center``: True (every step) or every n-th step
     center_every: bool | int = True
+    #: True when the result is the best evaluated point if it beats the final parameters
+    #: (restarted ``cmaes``: the final parameters are only the last run's)
+    reports_best: bool = False
 
     def bind_module(self, module: Any) -> None:
         """The ``nn.Module`` that x0 came as (None for a tensor), given before :meth:`setup`:
@@ -127,6 +130,11 @@ class Estimator:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
+
+    def match_checkpoint(self, state: dict) -> None:
+        """Called with a checkpoint's estimator state before it is checked and loaded: an
+        estimator whose defaults depend on the problem takes back the choice the checkpoint
+        was written with (``sampling``/``es``: a state without an adapted shape)."""
 
     def config(self) -> dict:
         """Constructor options, for logs and run directories."""

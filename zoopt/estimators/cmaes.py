@@ -21,8 +21,10 @@ module adds what zoopt needs around it:
   populations and a smaller σ₀ while their budget is below the large runs';
 * with restarts the reported parameters are the best run's: the current run's mean while
   its best loss is the lowest found, otherwise the best solution of the earlier run that
-  found lower (``cma.fmin2``'s ``xbest``), so ``Result.x`` and its final loss are never a
-  worse last run's mean;
+  found lower (``cma.fmin2``'s ``xbest``); and ``Result.x``/``Result.loss`` are the best
+  evaluated point of all runs when it beats the final parameters (:attr:`reports_best`),
+  as ``cma.fmin2`` returns ``xbest``, so the result is never a worse mean of a run cut by
+  the budget or stopped by its termination criteria;
 * plateaus never end a run: a generation whose λ losses are all equal (a minibatch
   accuracy, a sparse return) does not trigger the flat-fitness criteria ``tolfun``,
   ``tolfunhist``, ``tolflatfitness`` (pycma widens σ on such a generation and searches on);
@@ -206,6 +208,12 @@ class CMAES(PopulationEstimator):
         self._screen: Any = None
         self._generation: dict | None = None
         self._increment: list[int] = []
+
+    @property
+    def reports_best(self) -> bool:  # type: ignore[override]
+        """With restarts the result is ``cma.fmin2``'s: the best evaluated point of all runs
+        when it beats the final parameters (the loop compares their losses)."""
+        return self.restarts > 0
 
     @property
     def center_every(self) -> bool:  # type: ignore[override]

@@ -241,6 +241,8 @@ def _restore(ckpt: Path, m: Any, state: dict) -> None:
         CheckpointError: naming ``ckpt`` and the damaged entry.
     """
     mstate = dict(state["minimizer"])
+    if isinstance(mstate.get("estimator"), dict):  # the defaults the run was written with
+        m.estimator.match_checkpoint(mstate["estimator"])
     template = m.state_dict(history=False)
     template["optimizer"], scheduler = _stepped_optimizer_state(m, template["optimizer"])
     if template["scheduler"] is None:
