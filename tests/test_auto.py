@@ -12,9 +12,9 @@ from zoopt.estimators.auto import (
     RESTART_MIN_EVALUATIONS_PER_D,
     SURROGATE_MAX_DIM,
     choose_estimator,
-    default_population,
 )
 from zoopt.objectives import sphere
+from zoopt.proposal import default_population
 
 LQ = {"surrogate": True}
 LQ_IPOP = {"surrogate": True, "restarts": 9}
@@ -57,7 +57,7 @@ def test_the_reason_names_the_facts():
 
 def test_a_steps_only_budget_is_read_as_generations_under_the_surrogate():
     c = choose_estimator(10, steps=500)
-    assert c.max_evaluations == 500 * default_population(10) == 5000
+    assert c.max_evaluations == 500 * default_population(10, antithetic=False) == 5000
     assert c.reason == (
         "auto chose cmaes+surrogate+ipop: D = 10, budget 500 steps read as 5,000 evaluations"
         " (500 generations of λ = 10)"
@@ -66,7 +66,7 @@ def test_a_steps_only_budget_is_read_as_generations_under_the_surrogate():
     assert choose_estimator(10, 20_000, steps=500).max_evaluations is None
     assert choose_estimator(30, steps=500).max_evaluations is None
     m = zoopt.Minimizer(sphere, torch.ones(4, dtype=torch.float64), steps=3, seed=0)
-    lam = default_population(4)
+    lam = default_population(4, antithetic=False)
     assert (m.max_evaluations, m.steps) == (3 * lam, 3 * lam)
     r = m.run()
     assert r.stop_reason == "max_evaluations" and 3 * lam <= r.evaluations < 4 * lam

@@ -28,17 +28,18 @@ and take precedence over the rule's.
 With the surrogate one step is one evaluator call of 1 to λ candidates, so a budget given
 only in steps would end a run after a few hundred evaluations. Such a budget is read as that
 many CMA-ES generations: ``steps``·λ evaluations, λ = 4 + ⌊3 ln D⌋ pycma's default
-population (:func:`default_population`); the report says so.
+population (:func:`zoopt.proposal.default_population`); the report says so.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from zoopt.proposal import default_population
 
 __all__ = [
     "AutoChoice",
@@ -47,7 +48,6 @@ __all__ = [
     "RESTARTS",
     "SURROGATE_MAX_DIM",
     "choose_estimator",
-    "default_population",
     "is_noisy",
     "resolve_auto",
 ]
@@ -85,11 +85,6 @@ class AutoChoice:
 
     def __str__(self) -> str:
         return self.reason
-
-
-def default_population(dim: int) -> int:
-    """pycma's default population size λ = 4 + ⌊3 ln D⌋ for ``dim`` = D parameters."""
-    return 4 + int(3 * math.log(dim))
 
 
 def _budget_text(budget: int | None, steps: int | None) -> str:
@@ -147,7 +142,7 @@ def choose_estimator(
         name = "cmaes"
         surrogate = not integer and dim <= SURROGATE_MAX_DIM
         if surrogate and budget is None and steps is not None:
-            lam = default_population(dim)
+            lam = default_population(dim, antithetic=False)
             budget = read_budget = steps * lam
             facts[1] += f" read as {budget:,} evaluations ({steps:,} generations of λ = {lam})"
         rule = {"surrogate": True} if surrogate else {}

@@ -49,10 +49,10 @@ from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_st
 from zoopt.objectives.base import Objective
 from zoopt.population import Population
 from zoopt.proposal import (
-    FIXED_POPULATION,
     GaussianProposal,
     adapts_by_default,
     default_population,
+    resolve_proposal,
 )
 from zoopt.weights import centered_ranks, fill_worst, nes_utilities, top_pair_weights
 
@@ -187,15 +187,7 @@ class ES(PopulationEstimator):
         g = self._given
         if g["shaping"] == "auto":
             self.shaping = "utilities" if adapted else "raw"
-        if g["covariance"] == "auto":
-            self.covariance = "diagonal" if adapted else "none"
-            self._proposal = GaussianProposal(
-                self.sigma, self.covariance, self.eta_sigma, self.eta_cov
-            )
-        if g["eta_mean"] == "auto":
-            self.eta_mean = 1.0 if adapted else None
-        if g["population"] == "auto":
-            self.population = None if adapted else FIXED_POPULATION
+        resolve_proposal(self, g, adapted)
         check_metamodel(self.metamodel, self.owns_mean)
 
     def ask(self, x: Tensor, seed: int) -> Population:

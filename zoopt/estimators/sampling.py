@@ -50,10 +50,10 @@ from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_st
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.proposal import (
-    FIXED_POPULATION,
     GaussianProposal,
     adapts_by_default,
     default_population,
+    resolve_proposal,
 )
 from zoopt.weights import (
     check_ess_fraction,
@@ -204,15 +204,7 @@ class Sampling(PopulationEstimator):
 
     def _resolve(self, adapted: bool) -> None:
         g = self._given
-        if g["covariance"] == "auto":
-            self.covariance = "diagonal" if adapted else "none"
-            self._proposal = GaussianProposal(
-                self.sigma, self.covariance, self.eta_sigma, self.eta_cov
-            )
-        if g["eta_mean"] == "auto":
-            self.eta_mean = 1.0 if adapted else None
-        if g["population"] == "auto":
-            self.population = None if adapted else FIXED_POPULATION
+        resolve_proposal(self, g, adapted)
         check_metamodel(self.metamodel, self.owns_mean)
 
     # ask/tell -----------------------------------------------------------------------------
