@@ -414,3 +414,29 @@ def test_plot_labels_runs_by_what_tells_them_apart(tmp_path, capsys):
     assert ax.get_yscale() == "linear"
     _set_yscale(ax, "auto")
     assert ax.get_yscale() == "log"
+
+
+def test_resume_keeps_the_fixed_proposal_a_checkpoint_was_written_with(tmp_path, capsys):
+    """A run written when `sampling`'s defaults were the fixed proposal (its config.toml
+    names none of covariance, eta_mean, population) resumes with that proposal and ends
+    where the uninterrupted run ends."""
+    # covariance given: eta_mean (not given) takes the fixed proposal's value too
+    fixed = "covariance = 'none'\npopulation = 8\nmetamodel = false\n"
+    text = FUNCTION_CONFIG.replace("population = 8\n", fixed).replace(
+        'progress = "lines"', 'progress = "none"'
+    )
+    (tmp_path / "fixed.toml").write_text(text)
+    assert main(["run", str(tmp_path / "fixed.toml"), "--out", str(tmp_path / "whole")]) == 0
+    assert main(["run", str(tmp_path / "fixed.toml"), "--out", str(tmp_path / "cut"),
+                 "--set", "budget.steps=4"]) == 0  # fmt: skip
+    cut = tmp_path / "cut"
+    # as an older version wrote it: the proposal's keys were the defaults, so not written
+    old = (cut / "config.toml").read_text()
+    for key in ("covariance", "metamodel"):
+        old = "\n".join(line for line in old.splitlines() if not line.startswith(key))
+    (cut / "config.toml").write_text(old + "\n")
+    assert main(["resume", str(cut), "--steps", "6"]) == 0
+    capsys.readouterr()
+    whole, resumed = lines(tmp_path / "whole" / "metrics.jsonl"), lines(cut / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
