@@ -26,7 +26,6 @@ even for antithetic pairs), η_μ = 1, diagonal η_σ = (3 + ln D)/(5√D), full
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,22 +66,6 @@ def adapts_by_default(covariance: object, eta_mean: object, dim: int, excluded: 
     (``excluded``) and D ≤ :data:`ADAPT_MAX_DIM`. Otherwise the options not given take the
     fixed proposal's values: ``covariance="none"``, ``eta_mean=None`` (the optimizer's step)."""
     return covariance == "auto" and eta_mean == "auto" and not excluded and dim <= ADAPT_MAX_DIM
-
-
-def resolve_proposal(estimator: Any, given: dict, adapted: bool) -> None:
-    """Set ``sampling``/``es``'s options left at ``"auto"`` in ``given`` (``covariance``,
-    ``eta_mean``, ``population``) on ``estimator``: the adapted proposal's values when
-    ``adapted`` (:func:`adapts_by_default`), the fixed proposal's otherwise; a resolved
-    ``covariance`` rebuilds ``estimator._proposal``."""
-    if given["covariance"] == "auto":
-        estimator.covariance = "diagonal" if adapted else "none"
-        estimator._proposal = GaussianProposal(
-            estimator.sigma, estimator.covariance, estimator.eta_sigma, estimator.eta_cov
-        )
-    if given["eta_mean"] == "auto":
-        estimator.eta_mean = 1.0 if adapted else None
-    if given["population"] == "auto":
-        estimator.population = None if adapted else FIXED_POPULATION
 
 
 def default_population(dim: int, antithetic: bool = True) -> int:

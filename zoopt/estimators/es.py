@@ -30,17 +30,16 @@ from __future__ import annotations
 from torch import Tensor
 
 from zoopt.estimators import register
+from zoopt.estimators.adapted import AdaptedProposalEstimator
 from zoopt.estimators.base import (
     Estimate,
-    PopulationEstimator,
     check_population,
     check_positive,
 )
-from zoopt.lowrank import check_lowrank, check_lowrank_reuse, module_structure
+from zoopt.lowrank import check_lowrank, check_lowrank_reuse
 from zoopt.metamodel import (
     check_metamodel,
     load_model_state,
-    make_metamodel,
     model_state,
     model_step,
     with_model_step,
@@ -50,9 +49,6 @@ from zoopt.objectives.base import Objective
 from zoopt.population import Population
 from zoopt.proposal import (
     GaussianProposal,
-    adapts_by_default,
-    default_population,
-    resolve_proposal,
 )
 from zoopt.weights import centered_ranks, fill_worst, nes_utilities, top_pair_weights
 
@@ -62,7 +58,7 @@ SHAPINGS = ("raw", "centered_ranks", "utilities", "top")
 
 
 @register("es")
-class ES(PopulationEstimator):
+class ES(AdaptedProposalEstimator):
     """Antithetic ES gradient estimator (OpenAI-ES style), optionally with an adapted shape.
 
     Args:
@@ -147,48 +143,22 @@ class ES(PopulationEstimator):
         }
         self._adapted = False
 
-    @property
-    def owns_mean(self) -> bool:  # type: ignore[override]
-        """True when the estimator takes the natural-gradient mean step itself."""
-        return self.eta_mean not in (None, "auto")
-
-    def match_checkpoint(self, state: dict) -> None:
-        """A state without an adapted shape, loaded where the defaults chose one, comes from
-        a run of the fixed proposal: the options left at ``"auto"`` take its values again."""
-        if self._adapted and state.get("scale") is None:
-            self._prepare(self._like, adapted=False)
+    def _excludes_adaptation(self) -> bool:
+        return self.rank is not None or self._given["shaping"] in ("raw", "top")
 
     def setup(self, objective: Objective, x0: Tensor) -> None:
         super().setup(objective, x0)
-        self._prepare(x0)
-        if self.rank is not None:
-            module = getattr(self, "_module", None)
-            self._proposal.structure = module_structure(self.rank, module, objective, x0.numel())
+        self._setup_structure(objective, x0)
 
     def _prepare(self, x0: Tensor, adapted: bool | None = None) -> None:
-        """Resolve the ``"auto"`` options for D = ``x0.numel()`` (``adapted``: force the
-        choice) and start the proposal, the population size, mixing and the model."""
-        if adapted is None:
-            g = self._given
-            excluded = self.rank is not None or g["shaping"] in ("raw", "top")
-            adapted = adapts_by_default(g["covariance"], g["eta_mean"], x0.numel(), excluded)
-        self._adapted = adapted
-        self._like = x0.detach().new_zeros(x0.numel()) if adapted else None
-        self._resolve(adapted)
-        self._proposal.setup(x0)
-        self._size = self.population or default_population(x0.numel(), self.antithetic)
-        if self._mixing is not None:
-            self._mixing.load_state_dict(None)
-        self._model = make_metamodel(self.metamodel, self.owns_mean, x0.numel())
+        super()._prepare(x0, adapted)
         if self.top is not None and self.top > self._size // 2:
             raise ValueError(f"top must be at most K/2 = {self._size // 2}, got {self.top}")
 
     def _resolve(self, adapted: bool) -> None:
-        g = self._given
-        if g["shaping"] == "auto":
+        if self._given["shaping"] == "auto":
             self.shaping = "utilities" if adapted else "raw"
-        resolve_proposal(self, g, adapted)
-        check_metamodel(self.metamodel, self.owns_mean)
+        super()._resolve(adapted)
 
     def ask(self, x: Tensor, seed: int) -> Population:
         if not hasattr(self, "_size"):  # asked directly, without setup()

@@ -31,17 +31,16 @@ import torch
 from torch import Tensor
 
 from zoopt.estimators import register
+from zoopt.estimators.adapted import AdaptedProposalEstimator
 from zoopt.estimators.base import (
     Estimate,
-    PopulationEstimator,
     check_population,
     check_positive,
 )
-from zoopt.lowrank import LowRankError, check_lowrank, check_lowrank_reuse, module_structure
+from zoopt.lowrank import LowRankError, check_lowrank, check_lowrank_reuse
 from zoopt.metamodel import (
     check_metamodel,
     load_model_state,
-    make_metamodel,
     model_state,
     model_step,
     with_model_step,
@@ -51,9 +50,6 @@ from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.proposal import (
     GaussianProposal,
-    adapts_by_default,
-    default_population,
-    resolve_proposal,
 )
 from zoopt.weights import (
     check_ess_fraction,
@@ -68,7 +64,7 @@ __all__ = ["Sampling"]
 
 
 @register("sampling")
-class Sampling(PopulationEstimator):
+class Sampling(AdaptedProposalEstimator):
     """Tilted importance sampling around θ.
 
     Args:
@@ -162,16 +158,8 @@ class Sampling(PopulationEstimator):
         self._given = {"covariance": covariance, "eta_mean": eta_mean, "population": population}
         self._adapted = False
 
-    @property
-    def owns_mean(self) -> bool:  # type: ignore[override]
-        """True when the estimator takes the natural-gradient mean step itself."""
-        return self.eta_mean not in (None, "auto")
-
-    def match_checkpoint(self, state: dict) -> None:
-        """A state without an adapted shape, loaded where the defaults chose one, comes from
-        a run of the fixed proposal: the options left at ``"auto"`` take its values again."""
-        if self._adapted and state.get("scale") is None:
-            self._prepare(self._like, adapted=False)
+    def _excludes_adaptation(self) -> bool:
+        return self.guided or self.alpha == math.inf or self.rank is not None
 
     def setup(self, objective: Objective, x0: Tensor) -> None:
         super().setup(objective, x0)
@@ -181,31 +169,7 @@ class Sampling(PopulationEstimator):
                 f"{type(objective).__name__} has none"
             )
         self._objective = objective
-        self._prepare(x0)
-        if self.rank is not None:
-            module = getattr(self, "_module", None)
-            self._proposal.structure = module_structure(self.rank, module, objective, x0.numel())
-
-    def _prepare(self, x0: Tensor, adapted: bool | None = None) -> None:
-        """Resolve the ``"auto"`` options for D = ``x0.numel()`` (``adapted``: force the
-        choice) and start the proposal, the population size, mixing and the model."""
-        if adapted is None:
-            excluded = self.guided or self.alpha == math.inf or self.rank is not None
-            g = self._given
-            adapted = adapts_by_default(g["covariance"], g["eta_mean"], x0.numel(), excluded)
-        self._adapted = adapted
-        self._like = x0.detach().new_zeros(x0.numel()) if adapted else None
-        self._resolve(adapted)
-        self._proposal.setup(x0)
-        self._size = self.population or default_population(x0.numel(), self.antithetic)
-        if self._mixing is not None:
-            self._mixing.load_state_dict(None)
-        self._model = make_metamodel(self.metamodel, self.owns_mean, x0.numel())
-
-    def _resolve(self, adapted: bool) -> None:
-        g = self._given
-        resolve_proposal(self, g, adapted)
-        check_metamodel(self.metamodel, self.owns_mean)
+        self._setup_structure(objective, x0)
 
     # ask/tell -----------------------------------------------------------------------------
     def ask(self, x: Tensor, seed: int) -> Population:
