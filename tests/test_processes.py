@@ -18,6 +18,7 @@ import time
 
 import pytest
 import torch
+from slow_objectives import SlowRastrigin
 
 import zoopt
 from zoopt import ExplicitPopulation, GaussianPopulation, Objective
@@ -25,17 +26,6 @@ from zoopt.evaluators import ProcessEvaluator, make_evaluator
 from zoopt.evaluators.processes import WorkerObjectiveError
 from zoopt.objectives.functions import rastrigin
 from zoopt.objectives.gym import GymObjective
-
-
-class SlowRastrigin(Objective):
-    """Rastrigin that takes ``delay`` seconds per call, so a worker can be killed mid-call."""
-
-    def __init__(self, delay: float):
-        self.delay = delay
-
-    def evaluate(self, X, seed=0):
-        time.sleep(self.delay)
-        return rastrigin(X)
 
 
 class Diverging(Objective):

@@ -29,28 +29,21 @@ from zoopt.objectives.functions import rastrigin
 
 ray = pytest.importorskip("ray")
 
+import slow_objectives  # noqa: E402
+from slow_objectives import SlowRastrigin  # noqa: E402
+
 from zoopt.evaluators.ray import ObjectiveError, RayEvaluator  # noqa: E402
 from zoopt.evaluators.ray.resources import resolve_resources  # noqa: E402
 
-# the objectives below live in this test module, which Ray workers cannot import: ship them
-# by value, as a user's script run as __main__ is
+# the objectives here and in slow_objectives live in test modules, which Ray workers cannot
+# import: ship them by value, as a user's script run as __main__ is
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ray.cloudpickle.register_pickle_by_value(slow_objectives)
 
 
 # ---------------------------------------------------------------------------------------
 # objectives used by the tests
 # ---------------------------------------------------------------------------------------
-class SlowRastrigin(Objective):
-    """Rastrigin that takes ``delay`` seconds per call, so a worker can be killed mid-call."""
-
-    def __init__(self, delay: float):
-        self.delay = delay
-
-    def evaluate(self, X, seed=0):
-        time.sleep(self.delay)
-        return rastrigin(X)
-
-
 def _simulate(X):
     if bool((X.abs() > 1e3).any()):
         raise ValueError("simulator diverged")
