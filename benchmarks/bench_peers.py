@@ -214,10 +214,14 @@ def run_pycma(task: Task, seed: int, obj: Counted) -> tuple:
             return False, obj.n, obj.best
         return False, obj.n, obj.final(best[0])
     es = cma.CMAEvolutionStrategy(x0, task.sigma, opts)
+    return _until_solved(es, obj, lambda X: es.tell(X, obj(torch.tensor(np.array(X))).tolist()))
+
+
+def _until_solved(es, obj: Counted, tell) -> tuple:
+    """Ask and ``tell(X)`` until pycma's mean solves the task, pycma stops or the budget ends."""
     try:
         while True:
-            X = es.ask()
-            es.tell(X, obj(torch.tensor(np.array(X))).tolist())
+            tell(es.ask())
             if obj.solved(es.mean):
                 return True, obj.n, math.nan
             if es.stop():
@@ -246,19 +250,13 @@ def run_pycma_lq(task: Task, seed: int, obj: Counted) -> tuple:
         return False, obj.n, obj.final(x)
     es = cma.CMAEvolutionStrategy(x0, task.sigma, opts)
     surrogate = fitness_models.SurrogatePopulation(f)
-    try:
-        while True:
-            X = es.ask()
-            es.tell(X, surrogate(X))
-            es.countevals = surrogate.evaluations
-            es.inject([surrogate.model.xopt])
-            if obj.solved(es.mean):
-                return True, obj.n, math.nan
-            if es.stop():
-                break
-    except Budget:
-        pass
-    return False, obj.n, math.nan
+
+    def tell(X) -> None:  # as cma.fmin_lq_surr2 does
+        es.tell(X, surrogate(X))
+        es.countevals = surrogate.evaluations
+        es.inject([surrogate.model.xopt])
+
+    return _until_solved(es, obj, tell)
 
 
 def run_evotorch(name: str, task: Task, seed: int, obj: Counted) -> tuple:
