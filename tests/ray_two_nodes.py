@@ -98,6 +98,9 @@ def main(scenario: str) -> dict:
                 killer.append(threading.Timer(0.2, cluster.remove_node, (second, False)))
                 killer[0].start()
 
+        # long enough after the loss (≥ 6 calls of 0.4 s on the one worker left) that the
+        # replacement's replace_timeout of 3 s runs out while the run still polls for it
+        kw = dict(kw, steps=8)
         t0 = time.monotonic()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
