@@ -164,8 +164,9 @@ class NoOp:
 
 
 # -- the three measurements -------------------------------------------------------------------
-def zoopt_rate(env_id, task, seed, iterations, clock=None):
-    """Env steps and seconds of ``iterations`` ars steps after a first (warm-up) one."""
+def zoopt_rate(env_id, task, seed, iterations, clock=None, ev="local"):
+    """Env steps and seconds of ``iterations`` ars steps after a first (warm-up) one, which
+    builds the environments (and, on ``ev``'s workers, their objectives)."""
     import zoopt
     from zoopt.objectives.gym import GymObjective
 
@@ -173,7 +174,7 @@ def zoopt_rate(env_id, task, seed, iterations, clock=None):
     m = zoopt.Minimizer(
         objective, torch.zeros(objective.dim), estimator="ars", seed=seed, progress=False,
         sigma=task["nu"], population=2 * task["n"], top=task["b"],
-        eta_mean=task["alpha"] / task["nu"], evaluate_center=False,
+        eta_mean=task["alpha"] / task["nu"], evaluate_center=False, evaluator=ev,
     )  # fmt: skip
     m.step()
     if clock is not None:
@@ -304,21 +305,20 @@ def task_overhead(ev, n: int = 200) -> float:
     return (time.perf_counter() - t) / (n * ev.num_workers)
 
 
-def processes(env_id, rounds, steps):
+def processes(env_id, rounds, iterations):
     from zoopt.evaluators import ProcessEvaluator
 
     task = dict(TASKS["Hopper-v5"], n=8)
     with ProcessEvaluator() as ev:
         w = ev.num_workers
-        print(f"\n{env_id}: ars K = 16, {steps} steps, processes ({w} workers) / one process")
+        print(
+            f"\n{env_id}: ars K = 16, {iterations} steps after a warm-up one, processes "
+            f"({w} workers) / one process"
+        )
         speedups = []
         for r in range(rounds):
-            _, s1, t1 = zoopt_run(
-                env_id, task, r, "ars", max_episodes=0, max_seconds=0, steps=steps
-            )
-            _, sp, tp = zoopt_run(
-                env_id, task, r, "ars", max_episodes=0, max_seconds=0, steps=steps, ev=ev
-            )
+            s1, t1 = zoopt_rate(env_id, task, r, iterations + 1)
+            sp, tp = zoopt_rate(env_id, task, r, iterations + 1, ev=ev)
             speedups.append((sp / tp) / (s1 / t1))
             print(f"  round {r}: one process {s1 / t1:7.0f} steps/s, processes {sp / tp:7.0f}")
         print(f"  speed-up {statistics.median(speedups):.2f}× on {w} workers (median)")
@@ -365,7 +365,7 @@ def main() -> None:
         if "threshold" not in args.skip:
             to_threshold(env_id, args.seeds, args.estimators, args.max_episodes, args.max_seconds)
     if args.processes:
-        processes("Hopper-v5", args.rounds, 2 if args.quick else 5)
+        processes("Hopper-v5", args.rounds, 3 if args.quick else 20)
 
 
 if __name__ == "__main__":
