@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -246,3 +248,28 @@ def test_centre_schedule_is_an_option_and_other_estimators_keep_every_step():
     es = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=3, population=4)
     assert es.history["center_evaluations"] == [1, 2, 3]
     assert "training_episodes" not in es.history  # not an episodic objective
+
+
+def test_an_estimator_that_owns_its_mean_never_builds_the_optimizer():
+    """CMA-ES steps its own mean: no torch.optim optimizer is built, so the run does not pay
+    the import of torch._dynamo that the first one in a process costs (seconds)."""
+    code = (
+        "import sys, torch, zoopt\n"
+        "r = zoopt.minimize(lambda x: (x ** 2).sum(-1), torch.ones(4), estimator='cmaes',\n"
+        "                   max_evaluations=200, progress=False)\n"
+        "print(r.loss < 1e-2, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert out.stdout.split() == ["True", "False"]
+
+
+def test_optimizer_options_are_checked_even_when_the_optimizer_is_built_late():
+    f = zoopt.FunctionObjective(lambda x: (x**2).sum(-1))
+    with pytest.raises(TypeError, match="optimizer_options do not fit Adam.*betaz"):
+        zoopt.Minimizer(f, torch.ones(3), estimator="cmaes", optimizer_options={"betaz": 1})
+    m = zoopt.Minimizer(f, torch.ones(3), estimator="es", lr=0.05, optimizer="sgd", seed=0)
+    m.step()
+    assert isinstance(m.optimizer, torch.optim.SGD)
+    assert m.optimizer.param_groups[0]["lr"] == 0.05

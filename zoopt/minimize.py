@@ -27,7 +27,7 @@ from zoopt.evaluators import make_evaluator
 from zoopt.novelty import BehaviourTap, make_novelty, novelty_tap
 from zoopt.objectives.base import Objective, as_objective
 from zoopt.objectives.box import BoxObjective, box_from_options
-from zoopt.optim import check_schedule, make_optimizer, make_scheduler
+from zoopt.optim import check_schedule, make_scheduler, optimizer_factory
 from zoopt.population import CenteredPopulation, ExplicitPopulation
 from zoopt.result import HISTORY_KEYS, Result, step_counts
 from zoopt.stall import StalledSearchWarning, StallWatch, signal_fraction
@@ -189,7 +189,10 @@ class Minimizer(StallWatch):
         self.owns_evaluator = evaluator is None or isinstance(evaluator, str)
         self.evaluator = make_evaluator(evaluator, **({"device": device} if device else {}))
         self.theta = x
-        self.optimizer = make_optimizer(optimizer, [self.theta], lr, **(optimizer_options or {}))
+        # checked now, built when first needed (an estimator that owns its mean never steps it)
+        self._make_optimizer = optimizer_factory(optimizer, lr, **(optimizer_options or {}))
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._lr = float(lr)
         # built at the first update, once the evaluations per step (and so the binding
         # budget) are known
         self._schedule = (schedule, warmup_steps)
@@ -392,7 +395,8 @@ class Minimizer(StallWatch):
                 self._consider(float(losses[i]), self._repair(est.population.rows(i, i + 1)[0]))
         self._build_scheduler(spent)
         before = self.theta.clone()
-        lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this step uses
+        # the rate this step uses
+        lr = self._lr if self._optimizer is None else float(self._optimizer.param_groups[0]["lr"])
         grad_norm = math.nan
         if est.x is not None:
             new = est.x.to(self.theta)
@@ -460,6 +464,13 @@ class Minimizer(StallWatch):
             self.stop_reason = ", ".join(f"{k}={v}" for k, v in est.stop.items())
         return row
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The ``torch.optim`` optimizer over the flat parameters, built on first use."""
+        if self._optimizer is None:
+            self._optimizer = self._make_optimizer([self.theta])
+        return self._optimizer
+
     def _build_scheduler(self, per_step: int, steps: int | None = None) -> None:
         """The schedule over whichever budget ends the run first: ``steps`` or
         ``max_evaluations`` at ``per_step`` evaluations a step."""
@@ -471,6 +482,8 @@ class Minimizer(StallWatch):
                 steps = min(steps, max(1, math.ceil(self.max_evaluations / per_step)))
         self.schedule_steps = steps
         schedule, warmup_steps = self._schedule
+        if schedule is None and warmup_steps == 0:
+            return  # a constant rate: no scheduler (and no optimizer needed for it)
         self.scheduler = make_scheduler(self.optimizer, schedule, steps, warmup_steps)
 
     def _fail(self, message: str) -> None:

@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler
 __all__ = [
     "ClipUp",
     "make_optimizer",
+    "optimizer_factory",
     "make_scheduler",
     "check_schedule",
     "available_optimizers",
@@ -94,6 +95,19 @@ def make_optimizer(
     optimizer: str | type | Callable, params: list[torch.Tensor], lr: float, **options: Any
 ) -> Optimizer:
     """Build a ``torch.optim`` optimizer from a name (``"adam"``), a class or a factory."""
+    return optimizer_factory(optimizer, lr, **options)(params)
+
+
+def optimizer_factory(
+    optimizer: str | type | Callable, lr: float, **options: Any
+) -> Callable[[list[torch.Tensor]], Optimizer]:
+    """:func:`make_optimizer` checked now and built later: ``factory(params)``.
+
+    Every argument is checked here (the name, ``lr``, and ``options`` against the class's
+    signature), so that a bad one fails at once even where the optimizer is built late or
+    never: the first ``torch.optim`` optimizer of a process imports ``torch._dynamo`` (about
+    two seconds), which an estimator that owns its mean (CMA-ES) does not need to pay.
+    """
     if isinstance(optimizer, Optimizer):
         raise TypeError(
             "optimizer must be a name or an Optimizer class/factory (zoopt creates it over the "
@@ -118,7 +132,21 @@ def make_optimizer(
         raise TypeError(f"optimizer must be a name or a torch.optim class, got {optimizer!r}")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    return optimizer(params, lr=lr, **options)
+    _check_options(optimizer, options)
+    return functools.partial(optimizer, lr=lr, **options)
+
+
+def _check_options(optimizer: Callable, options: dict) -> None:
+    """``options`` fit the signature of ``optimizer`` (params, lr=…, **options)."""
+    try:
+        signature = inspect.signature(optimizer)
+    except (TypeError, ValueError):  # a builtin or C factory: checked when it is built
+        return
+    try:
+        signature.bind([], lr=1.0, **options)
+    except TypeError as e:
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        raise TypeError(f"optimizer_options do not fit {name}: {e}") from None
 
 
 def _pytorch_optimizer(name: str) -> Callable | None:
