@@ -15,7 +15,8 @@ from torch import Tensor
 
 from zoopt.estimators.base import PopulationEstimator
 from zoopt.lowrank import module_structure
-from zoopt.metamodel import check_metamodel, make_metamodel
+from zoopt.metamodel import check_metamodel, load_model_state, make_metamodel, model_state
+from zoopt.mixing import load_mixing_state, mixing_state
 from zoopt.objectives.base import Objective
 from zoopt.proposal import (
     FIXED_POPULATION,
@@ -44,6 +45,16 @@ class AdaptedProposalEstimator(PopulationEstimator):
     def _excludes_adaptation(self) -> bool:
         """Whether an option given rules the adapted proposal out."""
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """The proposal's state, with the mixing archive's and the model's when present."""
+        state = mixing_state(self._proposal.state_dict(), self._mixing)
+        return model_state(state, self._model)
+
+    def load_state_dict(self, state: dict) -> None:
+        self._proposal.load_state_dict(state)
+        load_mixing_state(state, self._mixing)
+        load_model_state(state, self._model)
 
     def match_checkpoint(self, state: dict) -> None:
         """A state without an adapted shape, loaded where the defaults chose one, comes from

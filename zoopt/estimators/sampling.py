@@ -40,12 +40,10 @@ from zoopt.estimators.base import (
 from zoopt.lowrank import LowRankError, check_lowrank, check_lowrank_reuse
 from zoopt.metamodel import (
     check_metamodel,
-    load_model_state,
-    model_state,
     model_step,
     with_model_step,
 )
-from zoopt.mixing import check_mixing, load_mixing_state, make_mixing, mixing_state
+from zoopt.mixing import check_mixing, make_mixing
 from zoopt.objectives.base import Objective
 from zoopt.population import ExplicitPopulation, GaussianPopulation, Population
 from zoopt.proposal import (
@@ -267,12 +265,3 @@ class Sampling(AdaptedProposalEstimator):
         if v is None:
             v = finite.to(losses.dtype) / finite.sum()
         return w - v, alpha, Estimate(alpha=alpha, ess=effective_sample_size(w))
-
-    def state_dict(self) -> dict:
-        state = mixing_state(self._proposal.state_dict(), self._mixing)
-        return model_state(state, self._model)
-
-    def load_state_dict(self, state: dict) -> None:
-        self._proposal.load_state_dict(state)
-        load_mixing_state(state, self._mixing)
-        load_model_state(state, self._model)
