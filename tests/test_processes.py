@@ -18,23 +18,14 @@ import time
 
 import pytest
 import torch
-from slow_objectives import SlowRastrigin
+from evaluator_objectives import Diverging, SlowRastrigin
 
 import zoopt
-from zoopt import ExplicitPopulation, GaussianPopulation, Objective
+from zoopt import ExplicitPopulation, GaussianPopulation
 from zoopt.evaluators import ProcessEvaluator, make_evaluator
 from zoopt.evaluators.processes import WorkerObjectiveError
 from zoopt.objectives.functions import rastrigin
 from zoopt.objectives.gym import GymObjective
-
-
-class Diverging(Objective):
-    """Raises for candidates far from the origin."""
-
-    def evaluate(self, X, seed=0):
-        if bool((X.abs() > 1e3).any()):
-            raise ValueError("simulator diverged")
-        return (X * X).sum(-1)
 
 
 def _alive(pid: int) -> bool:

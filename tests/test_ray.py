@@ -29,39 +29,21 @@ from zoopt.objectives.functions import rastrigin
 
 ray = pytest.importorskip("ray")
 
-import slow_objectives  # noqa: E402
-from slow_objectives import SlowRastrigin  # noqa: E402
+import evaluator_objectives  # noqa: E402
+from evaluator_objectives import Diverging, SlowRastrigin, simulate  # noqa: E402
 
 from zoopt.evaluators.ray import ObjectiveError, RayEvaluator  # noqa: E402
 from zoopt.evaluators.ray.resources import resolve_resources  # noqa: E402
 
-# the objectives here and in slow_objectives live in test modules, which Ray workers cannot
+# the objectives here and in evaluator_objectives live in test modules, which Ray workers cannot
 # import: ship them by value, as a user's script run as __main__ is
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-ray.cloudpickle.register_pickle_by_value(slow_objectives)
+ray.cloudpickle.register_pickle_by_value(evaluator_objectives)
 
 
 # ---------------------------------------------------------------------------------------
 # objectives used by the tests
 # ---------------------------------------------------------------------------------------
-def _simulate(X):
-    if bool((X.abs() > 1e3).any()):
-        raise ValueError("simulator diverged")
-    return (X * X).sum(-1)
-
-
-class DivergingSimulator(Objective):
-    """Raises for candidates far from the origin; logs each call's batch to ``log_path``."""
-
-    def __init__(self, log_path: str):
-        self.log_path = log_path
-
-    def evaluate(self, X, seed=0):
-        with open(self.log_path, "a") as f:
-            f.write(f"{len(X)} {float(X.abs().max()):.0f}\n")
-        return _simulate(X)
-
-
 class RunningMeanObjective(Objective):
     """An objective that learns statistics from its evaluations, like an obs. normaliser.
 
@@ -208,13 +190,13 @@ def test_batched_ranges_give_the_same_losses_order_and_statistics(evaluator, tmp
     old = evaluator.chunks_per_worker
     try:
         evaluator.chunks_per_worker = 8  # 16 ranges, sent four to a call
-        got = evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X), seed=0)
+        got = evaluator.evaluate(Diverging(str(log)), ExplicitPopulation(X), seed=0)
         driver = RunningMeanObjective(offset=0.5)
         pop = GaussianPopulation(torch.ones(4), 0.5, 99, 30)
         losses = evaluator.evaluate(driver, pop, seed=3)
     finally:
         evaluator.chunks_per_worker = old
-    assert torch.equal(got, _simulate(X))  # in row order
+    assert torch.equal(got, simulate(X))  # in row order
     sizes = sorted(int(line.split()[0]) for line in log.read_text().splitlines())
     assert sizes == [1] * 2 + [2] * 14  # each range still one objective call of its own rows
     reference = LocalEvaluator().evaluate(RunningMeanObjective(offset=0.5), pop, seed=3)
@@ -500,16 +482,16 @@ def test_objective_exception_names_rows_and_is_not_retried(evaluator, tmp_path):
     X[5, 1] = 1e6  # candidate 5 makes the simulator fail
     restarts = evaluator.restarts
     with pytest.raises(ObjectiveError) as info:
-        evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X), seed=0)
+        evaluator.evaluate(Diverging(str(log)), ExplicitPopulation(X), seed=0)
     err = info.value
     assert err.rows == (4, 8) and err.error_type == "ValueError"
     message = str(err)
     assert "candidates 4..7" in message and "simulator diverged" in message
-    assert "_simulate" in err.worker_traceback and "Traceback" in message
+    assert "simulate" in err.worker_traceback and "Traceback" in message
     assert evaluator.restarts == restarts  # the worker was not replaced
     # the pool still works afterwards (both workers take a chunk, so both have finished
     # whatever they were doing before)
-    ok = evaluator.evaluate(DivergingSimulator(str(log)), ExplicitPopulation(X[:4]), seed=0)
+    ok = evaluator.evaluate(Diverging(str(log)), ExplicitPopulation(X[:4]), seed=0)
     assert torch.equal(ok, torch.zeros(4))
     calls = log.read_text().split("\n")[:-1]
     assert sorted(calls) == ["2 0", "2 0", "4 0", "4 1000000"]  # the failure was not retried
@@ -519,7 +501,7 @@ def test_local_objective_exception_keeps_its_type_and_names_the_rows():
     X = torch.zeros(8, 3)
     X[5, 1] = 1e6
     with pytest.raises(ValueError, match="simulator diverged") as info:
-        LocalEvaluator(max_batch=4).evaluate(as_objective(_simulate), ExplicitPopulation(X), 0)
+        LocalEvaluator(max_batch=4).evaluate(as_objective(simulate), ExplicitPopulation(X), 0)
     # (a note before it reminds that a batched f receives (K, D))
     assert info.value.__notes__[-1] == "raised while evaluating candidates 4..7 (rows 4:8)"
     with pytest.raises(ValueError, match="max_batch must be a positive int"):
@@ -716,7 +698,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_objective_factory_is_a_transparent_proxy(tmp_path):
-    factory = ObjectiveFactory(DivergingSimulator, str(tmp_path / "log.txt"))
+    factory = ObjectiveFactory(Diverging, str(tmp_path / "log.txt"))
     assert not factory.is_built
     assert factory.log_path.endswith("log.txt")  # delegated, builds on first use
     assert factory.is_built
