@@ -2,7 +2,10 @@
 
 A pre-norm Transformer encoder–decoder (:class:`zoopt.tasks.TransformerSeq2Seq`, about 5.8M
 parameters) is trained with maximum likelihood on zoopt's generated translation task
-(:mod:`zoopt.tasks.translation`), once; the checkpoint is cached under ``--out``. From it,
+(:mod:`zoopt.tasks.translation`), once, until validation BLEU plateaus (cosine decay over at
+most ``--pretrain-steps``, validation every ``--valid-every`` steps, stop after
+``--patience`` validations without improvement, the best checkpoint kept); the checkpoint is
+cached under ``benchmarks/out/finetune``. From it,
 for each seed and the same budget of *sequences* (translations generated, or reference
 sentences processed by MLE):
 
@@ -16,17 +19,19 @@ b. ``reinforce`` with ``baseline="leave_one_out"`` (RLOO: the baseline of each s
 c. more MLE (``gradient`` on the teacher-forced cross-entropy) at the fine-tuning rate;
    sequences per step = B.
 
-Held-out corpus BLEU (sacrebleu, greedy, test split) is measured every ``--eval-every``
-sequences; the table gives mean ± sd over seeds at the end of the budget and the difference
-against more MLE, with each method's wall time (evaluation excluded). A plot of BLEU against
-sequences and against seconds is written when matplotlib is installed.
+Held-out corpus BLEU and exact match (sacrebleu, greedy, test split; ``--eval-split valid``
+to tune) are measured every ``--eval-every`` sequences; the table gives mean ± sd over seeds
+at the end of the budget and the differences against more MLE, with each method's wall time
+(evaluation excluded). A plot of both against sequences and against seconds is written when
+matplotlib is installed.
 
     python benchmarks/bench_finetune.py              # the full benchmark (docs/large_models.md)
     python benchmarks/bench_finetune.py --quick      # a smoke run of about a minute
 
-``--seed S`` runs one seed (so that seeds can run side by side) and ``--merge`` prints the
-table and draws the plot from their result files; ``--pretrain-only`` fills the cache first
-(docs/large_models.md gives the exact commands of the published table).
+``--seed S`` runs one seed and ``--methods`` some of the methods (so that runs can go side
+by side); ``--merge`` prints the table and draws the plot from their result files;
+``--pretrain-only`` fills the cache first (docs/large_models.md gives the exact commands of
+the published table).
 
 The seeds share the MLE checkpoint and the data; they differ in the fine-tuning's minibatches,
 draws and samples.
@@ -46,6 +51,7 @@ import torch
 import zoopt
 from zoopt.metrics import corpus_bleu
 from zoopt.objectives import TranslationObjective
+from zoopt.objectives.base import seeded_generator
 from zoopt.tasks import TransformerSeq2Seq, make_translation_task
 
 OUT = Path(__file__).resolve().parent / "out" / "finetune"
@@ -278,6 +284,75 @@ def plot(curves, start: tuple[float, float], path: Path) -> None:
     print(f"plot: {path}")
 
 
+class _RecordingObjective(TranslationObjective):
+    """Records each ``evaluate`` call's losses and θ's loss on the same minibatch."""
+
+    def __init__(self, *args, center: torch.Tensor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.center, self.records = center, []
+
+    def evaluate(self, X, seed: int = 0) -> torch.Tensor:
+        losses = super().evaluate(X, seed)
+        self.records.append((losses.clone(), float(super().evaluate(self.center[None], seed)[0])))
+        return losses
+
+
+def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
+    """What the metric-driven methods see on training sentences at the checkpoint ``x0``:
+    greedy BLEU and exact match on 1,000 training pairs; REINFORCE's M samples of 32
+    minibatches (share scoring 100, share of sentences whose samples all score alike, which
+    get a zero leave-one-out advantage); ES members' minibatch BLEU against θ's over 8 steps
+    at lr 10⁻¹² (θ fixed)."""
+    objective = TranslationObjective(model, task, batch_size=args.rl_batch)
+    pairs = task.pairs("train")[:1000]
+    hyps: list[str] = []
+    for start in range(0, len(pairs), 250):
+        hyps += objective.translate(x0, [src for src, _ in pairs[start : start + 250]])
+    refs = [t for _, t in pairs]
+    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
+    print(
+        f"training pairs ({len(pairs):,}): greedy BLEU {corpus_bleu(hyps, refs):.2f}, "
+        f"exact {exact:.1f}%"
+    )
+
+    losses = torch.cat(
+        [
+            objective.sample_outputs(x0, args.samples, seeded_generator(s), seed=s).losses
+            for s in range(32)
+        ]
+    )  # (32·B, M)
+    alike = (losses.max(1).values - losses.min(1).values).abs() < 1e-9
+    print(
+        f"REINFORCE, {args.samples} samples of {len(losses)} training sentences: mean sentence "
+        f"BLEU {100 * (1 - losses.mean()):.2f}; samples at 100: "
+        f"{100 * (losses < 1e-9).float().mean():.1f}%; sentences whose samples all score alike "
+        f"(zero advantage): {100 * alike.float().mean():.1f}%"
+    )
+
+    objective = _RecordingObjective(model, task, batch_size=args.es_batch, center=x0)
+    spec = methods(args)[f"ES (rank {args.rank})"]["options"]
+    m = zoopt.Minimizer(
+        objective,
+        x0.clone(),
+        steps=8,
+        seed=0,
+        evaluate_center=False,
+        progress=False,
+        **{**spec, "lr": 1e-12},  # θ stays (Adam moves each coordinate by ~lr)
+    )
+    for _ in range(8):
+        m.step()
+    m.close()
+    bleu = torch.cat([-out for out, _ in objective.records])
+    theta = torch.cat([torch.full((len(out),), -c) for out, c in objective.records])
+    print(
+        f"ES, {len(bleu)} members on {args.es_batch}-sentence training minibatches: θ's BLEU "
+        f"{theta.mean():.2f}; member − θ {(bleu - theta).mean():+.2f}; members equal to θ "
+        f"{100 * ((bleu - theta).abs() < 1e-9).float().mean():.1f}%, above θ "
+        f"{100 * (bleu > theta + 1e-9).float().mean():.1f}%"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
@@ -285,6 +360,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=None, help="run this seed alone (see --merge)")
     p.add_argument("--merge", action="store_true", help="table and plot of the --seed runs")
     p.add_argument("--pretrain-only", action="store_true", help="MLE pretraining alone")
+    p.add_argument("--diagnose", action="store_true", help="the rewards seen at the checkpoint")
     p.add_argument("--tag", default=None, help="name of the result files (default full/quick)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-size", type=int, default=5000)
@@ -335,7 +411,9 @@ def main() -> None:
     n = sum(p.numel() for p in model.parameters())
     print(f"Transformer: {n:,} parameters; {len(task.train_pairs)} training pairs", flush=True)
     x0, info = pretrain(task, model, args)
-    if args.pretrain_only:
+    if args.diagnose:
+        diagnose(task, model, x0, args)
+    if args.pretrain_only or args.diagnose:
         return
     start = held_out(TranslationObjective(model, task), x0, args.eval_split)
     print(
