@@ -235,13 +235,10 @@ def report(curves: dict[str, list[list[tuple]]], start: tuple[float, float]) -> 
         cells = []
         for j in (2, 3):  # BLEU, exact match
             final = [c[-1][j] for c in runs]
-            control = [c[-1][j] for c in curves["more MLE"]]
-            diff = [f - c for f, c in zip(final, control, strict=True)]
-            cells += [
-                _mean_sd(final),
-                f"{statistics.mean(final) - start[j - 2]:+.2f}",
-                _mean_sd(diff, "+"),
-            ]
+            cells += [_mean_sd(final), f"{statistics.mean(final) - start[j - 2]:+.2f}", "–"]
+            if "more MLE" in curves:  # the per-seed differences
+                control = [c[-1][j] for c in curves["more MLE"]]
+                cells[-1] = _mean_sd([f - c for f, c in zip(final, control, strict=True)], "+")
         seconds = statistics.mean(c[-1][1] for c in runs)
         lines.append(
             f"| {label} | {runs[0][-1][0]:,} | " + " | ".join(cells) + f" | {seconds:.0f} |"
@@ -429,8 +426,7 @@ def main() -> None:
         for seed in seeds:
             print(f"  {label}, seed {seed}", flush=True)
             curves.setdefault(label, []).append(finetune(task, model, x0, seed, spec, args))
-    if "more MLE" in curves:
-        print(report(curves, start))
+    print(report(curves, start))
     OUT.mkdir(parents=True, exist_ok=True)
     name = tag if args.seed is None else f"{tag}_seed{args.seed}"
     if chosen:
