@@ -2,7 +2,10 @@
 
 A pre-norm Transformer encoder–decoder (:class:`zoopt.tasks.TransformerSeq2Seq`, about 5.8M
 parameters) is trained with maximum likelihood on zoopt's generated translation task
-(:mod:`zoopt.tasks.translation`), once; the checkpoint is cached under ``--out``. From it,
+(:mod:`zoopt.tasks.translation`), once, until validation BLEU plateaus (cosine decay over at
+most ``--pretrain-steps``, validation every ``--valid-every`` steps, stop after
+``--patience`` validations without improvement, the best checkpoint kept); the checkpoint is
+cached under ``benchmarks/out/finetune``. From it,
 for each seed and the same budget of *sequences* (translations generated, or reference
 sentences processed by MLE):
 
@@ -16,17 +19,19 @@ b. ``reinforce`` with ``baseline="leave_one_out"`` (RLOO: the baseline of each s
 c. more MLE (``gradient`` on the teacher-forced cross-entropy) at the fine-tuning rate;
    sequences per step = B.
 
-Held-out corpus BLEU (sacrebleu, greedy, test split) is measured every ``--eval-every``
-sequences; the table gives mean ± sd over seeds at the end of the budget and the difference
-against more MLE, with each method's wall time (evaluation excluded). A plot of BLEU against
-sequences and against seconds is written when matplotlib is installed.
+Held-out corpus BLEU and exact match (sacrebleu, greedy, test split; ``--eval-split valid``
+to tune) are measured every ``--eval-every`` sequences; the table gives mean ± sd over seeds
+at the end of the budget and the differences against more MLE, with each method's wall time
+(evaluation excluded). A plot of both against sequences and against seconds is written when
+matplotlib is installed.
 
     python benchmarks/bench_finetune.py              # the full benchmark (docs/large_models.md)
     python benchmarks/bench_finetune.py --quick      # a smoke run of about a minute
 
-``--seed S`` runs one seed (so that seeds can run side by side) and ``--merge`` prints the
-table and draws the plot from their result files; ``--pretrain-only`` fills the cache first
-(docs/large_models.md gives the exact commands of the published table).
+``--seed S`` runs one seed and ``--methods`` some of the methods (so that runs can go side
+by side); ``--merge`` prints the table and draws the plot from their result files;
+``--pretrain-only`` fills the cache first (docs/large_models.md gives the exact commands of
+the published table).
 
 The seeds share the MLE checkpoint and the data; they differ in the fine-tuning's minibatches,
 draws and samples.
@@ -44,7 +49,9 @@ from pathlib import Path
 import torch
 
 import zoopt
+from zoopt.metrics import corpus_bleu
 from zoopt.objectives import TranslationObjective
+from zoopt.objectives.base import seeded_generator
 from zoopt.tasks import TransformerSeq2Seq, make_translation_task
 
 OUT = Path(__file__).resolve().parent / "out" / "finetune"
@@ -67,22 +74,32 @@ def build(args: argparse.Namespace):
     return task, model
 
 
+def held_out(objective: TranslationObjective, x: torch.Tensor, split: str) -> tuple[float, float]:
+    """Corpus BLEU (0–100) and exact match (% of sentences whose greedy translation equals
+    the reference) of one greedy decode of a whole ``split`` at ``x`` ``(D,)``."""
+    pairs = objective.task.pairs(split)
+    refs = [t for _, t in pairs]
+    hyps: list[str] = []
+    for start in range(0, len(pairs), 256):
+        hyps += objective.translate(x.detach(), [src for src, _ in pairs[start : start + 256]])
+    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
+    return corpus_bleu(hyps, refs), exact
+
+
 def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
-    """MLE with Adam for ``--pretrain-steps`` steps; cached by its settings."""
-    key = json.dumps(
-        {
-            k: getattr(args, k)
-            for k in ("train_size", "dim", "layers", "pretrain_steps", "pretrain_lr", "mle_batch")
-        },
-        sort_keys=True,
-    )
+    """MLE with Adam (warm-up, then cosine decay over ``--pretrain-steps``), validation BLEU
+    and exact match every ``--valid-every`` steps; stops after ``--patience`` evaluations
+    without improvement (or at 100 BLEU) and keeps the best checkpoint. Cached by its
+    settings."""
+    names = ("train_size", "dim", "layers", "pretrain_steps", "pretrain_lr", "mle_batch")
+    names += ("valid_every", "patience")
+    key = json.dumps({k: getattr(args, k) for k in names}, sort_keys=True)
     path = OUT / f"mle_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     if path.exists():
         saved = torch.load(path, weights_only=True)
         print(f"MLE checkpoint from {path.relative_to(OUT.parent.parent)}", flush=True)
         return saved["x"], saved["info"]
     objective = TranslationObjective(model, task, batch_size=args.mle_batch)
-    t0 = time.perf_counter()
     m = zoopt.Minimizer(
         objective,
         objective.flat_parameters(),
@@ -90,25 +107,46 @@ def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]
         steps=args.pretrain_steps,
         seed=12345,
         lr=args.pretrain_lr,
+        schedule="cosine",
         warmup_steps=min(50, args.pretrain_steps // 5),
         evaluate_center=False,
         progress=False,
     )
+    best, best_x, best_step, waited, history = (-1.0, -1.0), None, 0, 0, []
+    seconds = 0.0
     for i in range(args.pretrain_steps):
+        t1 = time.perf_counter()
         m.step()
-        if (i + 1) % 50 == 0:
-            print(f"  MLE step {i + 1} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    x = m.x.detach().clone()
+        seconds += time.perf_counter() - t1
+        if (i + 1) % args.valid_every and i + 1 < args.pretrain_steps:
+            continue
+        score = held_out(objective, m.x, "valid")
+        history.append((i + 1, seconds, *score))
+        print(
+            f"  MLE step {i + 1} ({seconds:.0f} s): valid BLEU {score[0]:.2f}, "
+            f"exact {score[1]:.1f}%",
+            flush=True,
+        )
+        if score > best:
+            best, best_x, best_step, waited = score, m.x.detach().clone(), i + 1, 0
+        else:
+            waited += 1
+        if waited >= args.patience or best[0] >= 100.0:
+            break
     m.close()
     info = {
-        "seconds": time.perf_counter() - t0,
-        "sequences": args.pretrain_steps * args.mle_batch,
-        "valid_bleu": objective.bleu(x, "valid"),
+        "seconds": seconds,
+        "steps": history[-1][0],
+        "best_step": best_step,
+        "sequences": best_step * args.mle_batch,
+        "valid_bleu": best[0],
+        "valid_exact": best[1],
+        "history": history,
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    torch.save({"x": x, "info": info}, path)
-    print(f"MLE pretraining: {info}", flush=True)
-    return x, info
+    torch.save({"x": best_x, "info": info}, path)
+    print(f"MLE pretraining: best at step {best_step}, valid {best}, {seconds:.0f} s", flush=True)
+    return best_x, info
 
 
 def methods(args: argparse.Namespace) -> dict[str, dict]:
@@ -145,8 +183,9 @@ def methods(args: argparse.Namespace) -> dict[str, dict]:
     }
 
 
-def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple[int, float, float]]:
-    """One run: ``[(sequences, seconds, test BLEU), …]`` from the start to the budget."""
+def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple]:
+    """One run: ``[(sequences, seconds, test BLEU, test exact match %), …]`` from the start to
+    the budget."""
     objective = TranslationObjective(model, task, batch_size=spec["batch"])
     steps = max(1, round(args.budget / spec["per_step"]))
     every = max(1, round(args.eval_every / spec["per_step"]))
@@ -159,46 +198,56 @@ def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple[int, fl
         progress=False,
         **spec["options"],
     )
-    curve = [(0, 0.0, objective.bleu(x0, "test"))]
+    curve = [(0, 0.0, *held_out(objective, x0, args.eval_split))]
     seconds = 0.0
     for i in range(steps):
         t0 = time.perf_counter()
         m.step()
         seconds += time.perf_counter() - t0
         if (i + 1) % every == 0 or i + 1 == steps:
-            curve.append(((i + 1) * spec["per_step"], seconds, objective.bleu(m.x, "test")))
+            curve.append(
+                ((i + 1) * spec["per_step"], seconds, *held_out(objective, m.x, args.eval_split))
+            )
             print(
-                f"    {curve[-1][0]:6d} sequences {seconds:6.1f} s  test BLEU {curve[-1][2]:.2f}",
+                f"    {curve[-1][0]:6d} sequences {seconds:6.1f} s  test BLEU {curve[-1][2]:.2f}"
+                f"  exact {curve[-1][3]:.1f}%",
                 flush=True,
             )
     m.close()
     return curve
 
 
-def report(curves: dict[str, list[list[tuple[int, float, float]]]], start: float) -> str:
-    """The table: final held-out BLEU (mean ± sd over seeds), its gain, the difference
-    against more MLE (mean ± sd of the per-seed differences), and the wall time."""
-    control = [c[-1][2] for c in curves["more MLE"]]
+def _mean_sd(values: list[float], sign: str = "") -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):{sign}.2f} ± {sd:.2f}"
+
+
+def report(curves: dict[str, list[list[tuple]]], start: tuple[float, float]) -> str:
+    """The table: final held-out BLEU and exact match (mean ± sd over seeds), their gains,
+    the differences against more MLE (mean ± sd of the per-seed differences), wall time."""
     lines = [
-        f"MLE checkpoint: test BLEU {start:.2f}",
-        "| method | sequences | test BLEU (mean ± sd) | gain over the checkpoint "
-        "| vs more MLE (per-seed mean ± sd) | seconds (mean) |",
-        "|---|---|---|---|---|---|",
+        f"MLE checkpoint: test BLEU {start[0]:.2f}, exact match {start[1]:.2f}%",
+        "| method | sequences | test BLEU | gain | vs more MLE "
+        "| exact match % | gain | vs more MLE | seconds (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in curves.items():
-        final = [c[-1][2] for c in runs]
-        diff = [f - c for f, c in zip(final, control, strict=True)]
-        sd = statistics.stdev(final) if len(final) > 1 else 0.0
-        dsd = statistics.stdev(diff) if len(diff) > 1 else 0.0
+        cells = []
+        for j in (2, 3):  # BLEU, exact match
+            final = [c[-1][j] for c in runs]
+            cells += [_mean_sd(final), f"{statistics.mean(final) - start[j - 2]:+.2f}", "–"]
+            if "more MLE" in curves:  # the per-seed differences
+                control = [c[-1][j] for c in curves["more MLE"]]
+                cells[-1] = _mean_sd([f - c for f, c in zip(final, control, strict=True)], "+")
+        seconds = statistics.mean(c[-1][1] for c in runs)
         lines.append(
-            f"| {label} | {runs[0][-1][0]:,} | {statistics.mean(final):.2f} ± {sd:.2f} | "
-            f"{statistics.mean(final) - start:+.2f} | {statistics.mean(diff):+.2f} ± {dsd:.2f} | "
-            f"{statistics.mean(c[-1][1] for c in runs):.0f} |"
+            f"| {label} | {runs[0][-1][0]:,} | " + " | ".join(cells) + f" | {seconds:.0f} |"
         )
     return "\n".join(lines)
 
 
-def plot(curves, start: float, path: Path) -> None:
+def plot(curves, start: tuple[float, float], path: Path) -> None:
+    """Test BLEU (top) and exact match (bottom) against sequences (left) and seconds (right)."""
     try:
         import matplotlib
 
@@ -207,24 +256,98 @@ def plot(curves, start: float, path: Path) -> None:
     except ImportError:
         print("matplotlib is not installed: plot skipped")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
     for (label, runs), colour in zip(curves.items(), ("C0", "C1", "C2"), strict=False):
         for j, c in enumerate(runs):
-            seqs, secs, bleu = zip(*c, strict=True)
+            seqs, secs, bleu, exact = zip(*c, strict=True)
             kw = dict(color=colour, alpha=0.8, label=label if j == 0 else None)
-            axes[0].plot(seqs, bleu, **kw)
-            axes[1].plot(secs, bleu, **kw)
+            for row, ys in enumerate((bleu, exact)):
+                axes[row, 0].plot(seqs, ys, **kw)
+                axes[row, 1].plot(secs, ys, **kw)
     xlabels = ("generated sequences", "seconds (evaluation excluded)")
-    for ax, xlabel in zip(axes, xlabels, strict=True):
-        ax.axhline(start, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("test BLEU (greedy)")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle("Fine-tuning a 5.8M-parameter Transformer for BLEU (3 seeds)")
+    ylabels = ("test BLEU (greedy)", "test exact match % (greedy)")
+    for row in range(2):
+        for col in range(2):
+            ax = axes[row, col]
+            ax.axhline(start[row], color="grey", lw=0.8, ls="--")
+            ax.set_xlabel(xlabels[col])
+            ax.set_ylabel(ylabels[row])
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend()
+    n = len(next(iter(curves.values())))
+    fig.suptitle(f"Fine-tuning a 5.8M-parameter Transformer from converged MLE ({n} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
+
+
+class _RecordingObjective(TranslationObjective):
+    """Records each ``evaluate`` call's losses and θ's loss on the same minibatch."""
+
+    def __init__(self, *args, center: torch.Tensor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.center, self.records = center, []
+
+    def evaluate(self, X, seed: int = 0) -> torch.Tensor:
+        losses = super().evaluate(X, seed)
+        self.records.append((losses.clone(), float(super().evaluate(self.center[None], seed)[0])))
+        return losses
+
+
+def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
+    """What the metric-driven methods see on training sentences at the checkpoint ``x0``:
+    greedy BLEU and exact match on 1,000 training pairs; REINFORCE's M samples of 32
+    minibatches (share scoring 100, share of sentences whose samples all score alike, which
+    get a zero leave-one-out advantage); ES members' minibatch BLEU against θ's over 8 steps
+    at lr 10⁻¹² (θ fixed)."""
+    objective = TranslationObjective(model, task, batch_size=args.rl_batch)
+    pairs = task.pairs("train")[:1000]
+    hyps: list[str] = []
+    for start in range(0, len(pairs), 250):
+        hyps += objective.translate(x0, [src for src, _ in pairs[start : start + 250]])
+    refs = [t for _, t in pairs]
+    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
+    print(
+        f"training pairs ({len(pairs):,}): greedy BLEU {corpus_bleu(hyps, refs):.2f}, "
+        f"exact {exact:.1f}%"
+    )
+
+    losses = torch.cat(
+        [
+            objective.sample_outputs(x0, args.samples, seeded_generator(s), seed=s).losses
+            for s in range(32)
+        ]
+    )  # (32·B, M)
+    alike = (losses.max(1).values - losses.min(1).values).abs() < 1e-9
+    print(
+        f"REINFORCE, {args.samples} samples of {len(losses)} training sentences: mean sentence "
+        f"BLEU {100 * (1 - losses.mean()):.2f}; samples at 100: "
+        f"{100 * (losses < 1e-9).float().mean():.1f}%; sentences whose samples all score alike "
+        f"(zero advantage): {100 * alike.float().mean():.1f}%"
+    )
+
+    objective = _RecordingObjective(model, task, batch_size=args.es_batch, center=x0)
+    spec = methods(args)[f"ES (rank {args.rank})"]["options"]
+    m = zoopt.Minimizer(
+        objective,
+        x0.clone(),
+        steps=8,
+        seed=0,
+        evaluate_center=False,
+        progress=False,
+        **{**spec, "lr": 1e-12},  # θ stays (Adam moves each coordinate by ~lr)
+    )
+    for _ in range(8):
+        m.step()
+    m.close()
+    bleu = torch.cat([-out for out, _ in objective.records])
+    theta = torch.cat([torch.full((len(out),), -c) for out, c in objective.records])
+    print(
+        f"ES, {len(bleu)} members on {args.es_batch}-sentence training minibatches: θ's BLEU "
+        f"{theta.mean():.2f}; member − θ {(bleu - theta).mean():+.2f}; members equal to θ "
+        f"{100 * ((bleu - theta).abs() < 1e-9).float().mean():.1f}%, above θ "
+        f"{100 * (bleu > theta + 1e-9).float().mean():.1f}%"
+    )
 
 
 def main() -> None:
@@ -234,16 +357,22 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=None, help="run this seed alone (see --merge)")
     p.add_argument("--merge", action="store_true", help="table and plot of the --seed runs")
     p.add_argument("--pretrain-only", action="store_true", help="MLE pretraining alone")
+    p.add_argument("--diagnose", action="store_true", help="the rewards seen at the checkpoint")
     p.add_argument("--tag", default=None, help="name of the result files (default full/quick)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-size", type=int, default=5000)
     p.add_argument("--test-size", type=int, default=300)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument("--pretrain-steps", type=int, default=1500, help="most MLE steps")
+    p.add_argument("--valid-every", type=int, default=100, help="MLE steps between validations")
+    p.add_argument("--patience", type=int, default=4, help="validations without improvement")
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--budget", type=int, default=4096, help="sequences per fine-tuning run")
     p.add_argument("--eval-every", type=int, default=1024, help="sequences between evaluations")
+    p.add_argument(
+        "--eval-split", default="test", choices=("valid", "test"), help="valid to tune on"
+    )
     p.add_argument("--lr", type=float, default=1e-4, help="REINFORCE and more-MLE Adam rate")
     p.add_argument("--mle-batch", type=int, default=32)
     p.add_argument("--rl-batch", type=int, default=8)
@@ -258,17 +387,19 @@ def main() -> None:
     if args.quick:
         args.dim, args.layers, args.train_size, args.test_size = 64, 1, 500, 50
         args.pretrain_steps, args.budget, args.eval_every, args.seeds = 40, 256, 128, 2
+        args.valid_every = 20
         args.population, args.es_batch = 4, 8
     tag = args.tag or ("quick" if args.quick else "full")
     torch.set_num_threads(args.threads)
 
-    if args.merge:  # the per-seed files of runs started with --seed
-        curves: dict[str, list] = {}
-        for f in sorted(OUT.glob(f"{tag}_seed*.json")):
+    if args.merge:  # the result files of runs started with --seed (and --methods)
+        found: dict[str, list] = {}
+        for f in sorted(OUT.glob(f"{tag}_seed*.json")):  # seed order within each method
             saved = json.loads(f.read_text())
-            start = saved["start"]
+            start = tuple(saved["start"])
             for label, runs in saved["curves"].items():
-                curves.setdefault(label, []).extend(runs)
+                found.setdefault(label, []).extend(runs)
+        curves = {label: found[label] for label in methods(args) if label in found}
         print(report(curves, start))
         plot(curves, start, OUT / f"{tag}.png")
         return
@@ -277,10 +408,15 @@ def main() -> None:
     n = sum(p.numel() for p in model.parameters())
     print(f"Transformer: {n:,} parameters; {len(task.train_pairs)} training pairs", flush=True)
     x0, info = pretrain(task, model, args)
-    if args.pretrain_only:
+    if args.diagnose:
+        diagnose(task, model, x0, args)
+    if args.pretrain_only or args.diagnose:
         return
-    start = TranslationObjective(model, task).bleu(x0, "test")
-    print(f"MLE checkpoint: test BLEU {start:.2f}", flush=True)
+    start = held_out(TranslationObjective(model, task), x0, args.eval_split)
+    print(
+        f"MLE checkpoint: {args.eval_split} BLEU {start[0]:.2f}, exact match {start[1]:.2f}%",
+        flush=True,
+    )
     curves = {}
     chosen = None if args.methods == "all" else args.methods.lower().split(",")
     seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
@@ -290,11 +426,11 @@ def main() -> None:
         for seed in seeds:
             print(f"  {label}, seed {seed}", flush=True)
             curves.setdefault(label, []).append(finetune(task, model, x0, seed, spec, args))
-    if "more MLE" not in curves:
-        curves["more MLE"] = [[(0, 0.0, start)]] * len(seeds)
     print(report(curves, start))
     OUT.mkdir(parents=True, exist_ok=True)
     name = tag if args.seed is None else f"{tag}_seed{args.seed}"
+    if chosen:
+        name += "_" + "_".join(chosen)
     saved = {"args": vars(args), "pretrain": info, "start": start, "curves": curves}
     (OUT / f"{name}.json").write_text(json.dumps(saved))
     if args.seed is None:
