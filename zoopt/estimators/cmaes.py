@@ -51,6 +51,7 @@ luck of single draws; the best candidate is still tracked as ``Result.best_x``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -662,7 +663,7 @@ def _expand(model: Any, X: list) -> np.ndarray:
     candidates are expanded once, whatever the model's type becomes while it is screened.
     Each entry is the single product pycma computes, so the features are its bits."""
     x = np.asarray(X, dtype=np.float64) + model._xoffset
-    i, j = np.triu_indices(x.shape[1], 1)
+    i, j = _pairs(x.shape[1])
     return np.concatenate([np.ones((x.shape[0], 1)), x, np.square(x), x[:, i] * x[:, j]], 1)
 
 
@@ -704,16 +705,21 @@ def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
     input, or all of x or of y tied)."""
     if np.isnan(x).any() or np.isnan(y).any():
         return 0
-    upper = np.triu(np.ones((x.size, x.size), dtype=bool), 1)  # each pair once
-    xlt, ylt = x[:, None] < x[None, :], y[:, None] < y[None, :]
-    xgt, ygt = x[:, None] > x[None, :], y[:, None] > y[None, :]
-    xeq, yeq = x[:, None] == x[None, :], y[:, None] == y[None, :]
-    dis = int((upper & ((xlt & ygt) | (xgt & ylt))).sum())
-    xtie, ytie, ntie = (int((upper & e).sum()) for e in (xeq, yeq, xeq & yeq))
     n = x.size
+    i, j = _pairs(n)
+    xi, xj, yi, yj = x[i], x[j], y[i], y[j]
+    xeq, yeq = xi == xj, yi == yj
+    dis = int(np.count_nonzero(((xi < xj) & (yi > yj)) | ((xi > xj) & (yi < yj))))
+    xtie, ytie, ntie = (int(np.count_nonzero(e)) for e in (xeq, yeq, xeq & yeq))
     tot = n * (n - 1) // 2
     if xtie == tot or ytie == tot:
         return 0
     tau = (tot - xtie - ytie + ntie - 2 * dis) / np.sqrt(tot - xtie) / np.sqrt(tot - ytie)
     return np.minimum(1.0, max(-1.0, tau))
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The index pairs ``(i, j)``, i < j < ``n``, in row-major order (``np.triu_indices``)."""
+    return np.triu_indices(n, 1)
 
