@@ -722,4 +722,3 @@ def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """The index pairs ``(i, j)``, i < j < ``n``, in row-major order (``np.triu_indices``)."""
     return np.triu_indices(n, 1)
-
