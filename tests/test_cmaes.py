@@ -483,22 +483,3 @@ def test_tau_b_is_pycmas_kendall_tau() -> None:
             y[1] = np.nan
         assert _tau_b(x, y) == kendall_tau(x, y)
     assert _tau_b(np.ones(5), np.arange(5.0)) == 0  # all tied in x
-
-
-def test_surrogate_resumes_exactly_within_a_generation() -> None:
-    """Saved while a generation is being screened: the same points follow."""
-    kw = dict(estimator="cmaes", surrogate=True, steps=120, seed=2, sigma=0.5)
-    x0 = torch.zeros(6, dtype=torch.float64)
-    rec_a = Evaluated(rosenbrock)
-    a = zoopt.Minimizer(rec_a, x0, **kw)
-    while a.step_count < 30 or a.estimator._generation is None:
-        a.step()
-    state = _save_load(a.state_dict())
-    rec_b = Evaluated(rosenbrock)
-    b = zoopt.Minimizer(rec_b, x0, **kw)
-    b.load_state_dict(state)
-    start = len(rec_a.rows)
-    a.run(), b.run()
-    assert len(rec_b.rows) == len(rec_a.rows) - start > 20
-    for pa, pb in zip(rec_a.rows[start:], rec_b.rows, strict=True):
-        assert torch.equal(pa, pb)
