@@ -15,7 +15,9 @@ structured multimodal f20–f24.
 
 Methods: pycma with IPOP and BIPOP restarts (``cma.fmin2(..., restarts=9[, bipop=True])``),
 pycma's lq-CMA-ES (``cma.fmin_lq_surr2``, IPOP restarts), Nevergrad's NGOpt, and zoopt's
-``auto`` (the default estimator), ``snes``, ``xnes`` and ``cmaes`` (``restarts=9``). Every
+``auto`` (the default estimator), ``snes``, ``xnes`` and ``cmaes`` (``restarts=9``); on request
+``zoopt-auto-bipop``, ``auto`` with ``bipop=True`` (BIPOP instead of IPOP restarts), and
+``zoopt-cmaes-bipop``, ``cmaes`` with ``restarts=9, bipop=True`` (no surrogate). Every
 evaluation any method makes is counted, zoopt's centre evaluations and its noise probe
 included.
 
@@ -59,6 +61,8 @@ GROUPS = {
 }
 PEERS = ["pycma-ipop", "pycma-bipop", "pycma-lq", "ng-NGOpt"]
 ZOOPT = ["zoopt-auto", "zoopt-snes", "zoopt-xnes", "zoopt-cmaes"]
+#: further zoopt variants, run when named in ``--methods``
+EXTRA = ["zoopt-auto-bipop", "zoopt-cmaes-bipop"]
 SIGMA0 = 2.0
 
 
@@ -161,6 +165,10 @@ def run_method(method: str, run: Run, x0: np.ndarray, seed: int) -> None:
         else:
             name = method[len("zoopt-") :]
             opts = {"restarts": 9} if name == "cmaes" else {}
+            if name == "auto-bipop":  # auto's choice with BIPOP restarts instead of IPOP
+                name, opts = "auto", {"bipop": True}
+            elif name == "cmaes-bipop":  # CMA-ES with BIPOP restarts, no surrogate
+                name, opts = "cmaes", {"restarts": 9, "bipop": True}
             x = torch.from_numpy(x0.copy())
             m = zoopt.Minimizer(
                 run.batch, x, estimator=name, sigma=SIGMA0, seed=seed, steps=10**9,

@@ -1,14 +1,33 @@
-"""Cost of a generation of ``cmaes(surrogate=True)`` against pycma's own lq-CMA-ES.
+"""Cost of a generation of ``cmaes(surrogate=True)`` against pycma's own lq-CMA-ES, and where
+it goes.
 
-Both run lq-CMA-ES (Hansen, 2019, "A global surrogate assisted CMA-ES", GECCO) on 10-D
-Rosenbrock from 0 with σ₀ = 0.5 for a fixed number of generations (pycma's ``maxiter``, the
-other termination criteria off): pycma through ``cma.fmin_lq_surr2`` (no restarts), zoopt
-through ``zoopt.Minimizer`` with ``estimator="cmaes", surrogate=True`` (one loop step per
-increment of evaluated candidates). The variants alternate within each round; the first
-round (imports, first calls) is left out of the medians. Printed: CPU and wall milliseconds
-per generation and per evaluation, and zoopt's ratio to pycma measured in the same round.
+Both run lq-CMA-ES (Hansen, 2019, "A global surrogate assisted CMA-ES", GECCO) at D = 10 from
+x0 = 0 with σ₀ = 0.5 for a fixed number of generations (pycma's ``maxiter``, the other
+termination criteria off) on the sphere, an ellipsoid (condition 10⁶) and Rosenbrock: pycma
+through ``cma.fmin_lq_surr2`` (no restarts), zoopt through ``zoopt.Minimizer`` with
+``estimator="cmaes", surrogate=True`` (one loop step per increment of evaluated candidates).
+The two alternate within each round, the order swapped every round; the first round
+(imports, first calls) is left out of the medians.
 
-Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4]``
+Each generation's CPU time (process time, one thread) is split by timers around pycma's
+entry points, the same in both runs:
+
+* ``cma``: the CMA-ES arithmetic, ``CMAEvolutionStrategy.ask/tell/stop/inject``;
+* ``model``: the model's own upkeep and fit, ``LQModel.add_data_row``, ``sort``,
+  ``coefficients`` (the weighted least squares, a pseudo-inverse by SVD) and ``xopt``;
+* ``f``: the objective;
+* ``rest``: everything else — in zoopt its own overhead (the loop, the evaluator, the
+  screening of each generation: model values, Kendall τ, torch↔numpy), in pycma the
+  ``SurrogatePopulation`` loop and ``fmin2``'s.
+
+Printed per function: the median milliseconds per generation of each part and the total, for
+both, and zoopt's ratio to pycma measured in the same rounds.
+
+``--evals``: instead, the evaluations ``cmaes(surrogate=True)`` takes to reach f < 1e-8 from
+x0 = (1, …, 1) with σ₀ = 0.5 on each function, seeds 0–4, and a hash of every point it
+evaluated (in order): the figures that show a change of the code left the search unchanged.
+
+Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4] [--evals]``
 """
 
 from __future__ import annotations
@@ -19,6 +38,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy is imported: one BLAS thread
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
+import hashlib  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -26,58 +47,141 @@ import warnings  # noqa: E402
 import cma  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from cma import fitness_models  # noqa: E402
 
 import zoopt  # noqa: E402
-from zoopt.objectives import rosenbrock  # noqa: E402
+from zoopt.objectives import rosenbrock, sphere  # noqa: E402
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
 D = 10
 NEVER_STOP = {"tolfun": 0, "tolx": 0, "tolfunhist": 0, "tolstagnation": 10**9}
+CLOCK = time.process_time
+PARTS = ("cma", "model", "f")
+_spent = dict.fromkeys(PARTS, 0.0)
+_depth = [0]
+
+_W = 10.0 ** (6 * torch.arange(D, dtype=torch.float64) / (D - 1))
 
 
-def run_pycma(seed: int, generations: int) -> tuple[float, float, int]:
-    def f(x) -> float:
-        return float(rosenbrock(torch.as_tensor(np.asarray(x))[None])[0])
+def ellipsoid(X: torch.Tensor) -> torch.Tensor:
+    """Σ 10^(6(i−1)/(D−1)) xᵢ² for rows ``X`` ``(n, D)``."""
+    return (_W * X * X).sum(-1)
 
+
+FUNCTIONS = {"sphere": sphere, "ellipsoid": ellipsoid, "rosenbrock": rosenbrock}
+
+
+def _timed(part: str, fn):
+    """``fn`` with its CPU time added to ``part`` (calls nested in a timed call not again)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _depth[0]:
+            return fn(*args, **kwargs)
+        _depth[0] = 1
+        t0 = CLOCK()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _spent[part] += CLOCK() - t0
+            _depth[0] = 0
+
+    return wrapper
+
+
+def instrument() -> None:
+    """Timers around pycma's CMA-ES and model entry points (results unchanged)."""
+    es, lq = cma.CMAEvolutionStrategy, fitness_models.LQModel
+    for name in ("ask", "tell", "stop", "inject"):
+        setattr(es, name, _timed("cma", getattr(es, name)))
+    for name in ("add_data_row", "sort"):
+        setattr(lq, name, _timed("model", getattr(lq, name)))
+    for name in ("coefficients", "xopt"):
+        setattr(lq, name, property(_timed("model", getattr(lq, name).fget)))
+
+
+def run_pycma(f, seed: int, generations: int) -> tuple[float, int, dict]:
+    timed_f = _timed("f", lambda x: float(f(torch.as_tensor(np.asarray(x))[None])[0]))
     opts = {"maxiter": generations, "verbose": -9, "seed": seed + 1, "ftarget": -1,
             "tolflatfitness": 10**9, **NEVER_STOP}  # fmt: skip
-    cpu, wall = time.process_time(), time.perf_counter()
-    _, es = cma.fmin_lq_surr2(f, np.zeros(D), 0.5, opts, restarts=0)
-    return time.process_time() - cpu, time.perf_counter() - wall, int(es.countevals)
+    _spent.update(dict.fromkeys(PARTS, 0.0))
+    cpu = CLOCK()
+    _, es = cma.fmin_lq_surr2(timed_f, np.zeros(D), 0.5, opts, restarts=0)
+    return CLOCK() - cpu, int(es.countiter), dict(_spent)
 
 
-def run_zoopt(seed: int, generations: int) -> tuple[float, float, int]:
-    cpu, wall = time.process_time(), time.perf_counter()
-    m = zoopt.Minimizer(rosenbrock, torch.zeros(D, dtype=torch.float64), estimator="cmaes",
+def run_zoopt(f, seed: int, generations: int) -> tuple[float, int, dict]:
+    timed_f = _timed("f", f)
+    _spent.update(dict.fromkeys(PARTS, 0.0))
+    cpu = CLOCK()
+    m = zoopt.Minimizer(timed_f, torch.zeros(D, dtype=torch.float64), estimator="cmaes",
                         surrogate=True, sigma=0.5, seed=seed, steps=10**9, progress=False,
                         options={"maxiter": generations, **NEVER_STOP})  # fmt: skip
     while not m.stop_reason:
         m.step()
-    return time.process_time() - cpu, time.perf_counter() - wall, m.evaluations
+    return CLOCK() - cpu, int(m.estimator.strategy.countiter), dict(_spent)
+
+
+def evaluations_to_target(f, seed: int) -> tuple[int | None, str]:
+    """Evaluations until f < 1e-8 (None: not within 20,000) and a hash of the points."""
+    digest, seen = hashlib.sha256(), {"n": 0, "hit": None}
+
+    def counted(X: torch.Tensor) -> torch.Tensor:
+        digest.update(X.detach().numpy().tobytes())
+        y = f(X)
+        for v in y.tolist():
+            seen["n"] += 1
+            if seen["hit"] is None and v < 1e-8:
+                seen["hit"] = seen["n"]
+        return y
+
+    m = zoopt.Minimizer(counted, torch.ones(D, dtype=torch.float64), estimator="cmaes",
+                        surrogate=True, sigma=0.5, seed=seed, steps=10**9,
+                        max_evaluations=20_000, progress=False)  # fmt: skip
+    while not m.stop_reason and seen["hit"] is None:
+        m.step()
+    return seen["hit"], digest.hexdigest()[:12]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--generations", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--functions", default=",".join(FUNCTIONS))
+    ap.add_argument("--evals", action="store_true", help="evaluations to 1e-8, seeds 0-4")
     args = ap.parse_args()
+    if args.evals:
+        for fname in args.functions.split(","):
+            runs = [evaluations_to_target(FUNCTIONS[fname], seed) for seed in range(5)]
+            print(f"{fname}: evaluations to 1e-8, seeds 0-4: {[n for n, _ in runs]}; "
+                  f"points {' '.join(h for _, h in runs)}")  # fmt: skip
+        return
+    instrument()
     g = args.generations
-    rows: dict[str, list] = {"pycma": [], "zoopt": []}
-    for r in range(args.rounds):
-        order = [("pycma", run_pycma), ("zoopt", run_zoopt)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            cpu, wall, n = fn(r, g)
-            print(f"round {r} {name}: {g} generations, {n} evaluations: {cpu / g * 1e3:.2f} ms "
-                  f"CPU / generation, {wall / g * 1e3:.2f} ms wall", flush=True)  # fmt: skip
-            if r > 0:
-                rows[name].append((cpu / g, wall / g, cpu / n, wall / n))
-    labels = ["ms CPU / generation", "ms wall / generation", "ms CPU / evaluation",
-              "ms wall / evaluation"]  # fmt: skip
-    for k, label in enumerate(labels):
-        z = statistics.median(v[k] for v in rows["zoopt"]) * 1e3
-        p = statistics.median(v[k] for v in rows["pycma"]) * 1e3
-        print(f"{label}: zoopt {z:.2f}, pycma {p:.2f}, ratio {z / p:.2f}")
+    print(f"D = {D}, {g} generations, CPU ms per generation (median of rounds 1-{args.rounds - 1})")
+    cols = ("total", "rest", *PARTS)
+    for fname in args.functions.split(","):
+        f = FUNCTIONS[fname]
+        rows: dict[str, list] = {"pycma": [], "zoopt": []}
+        for r in range(args.rounds):
+            order = [("pycma", run_pycma), ("zoopt", run_zoopt)]
+            for name, fn in order if r % 2 == 0 else order[::-1]:
+                total, gens, spent = fn(f, r, g)
+                row = {"total": total / gens, **{k: v / gens for k, v in spent.items()}}
+                row["rest"] = row["total"] - sum(row[k] for k in PARTS)
+                if r > 0:
+                    rows[name].append(row)
+        med = {n: {c: statistics.median(v[c] for v in rows[n]) * 1e3 for c in cols} for n in rows}
+        print(f"{fname}:")
+        for n in ("zoopt", "pycma"):
+            own = "zoopt's own" if n == "zoopt" else "pycma's loop"
+            print(f"  {n:6s} total {med[n]['total']:6.2f}  = rest ({own}) {med[n]['rest']:5.2f}"
+                  f" + cma ask/tell {med[n]['cma']:5.2f} + model fit {med[n]['model']:5.2f}"
+                  f" + f {med[n]['f']:5.2f}")  # fmt: skip
+        z, p = med["zoopt"], med["pycma"]
+        print(f"  zoopt / pycma: total {z['total'] / p['total']:.2f}, rest "
+              f"{z['rest'] / p['rest']:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -78,6 +78,19 @@ def test_user_options_take_precedence():
     assert c.options == {"surrogate": True, "restarts": 2, "sigma": 0.3}
 
 
+@pytest.mark.parametrize(
+    ("options", "label"),
+    [
+        ({"bipop": True}, "cmaes+surrogate+bipop"),
+        ({"restarts": 0}, "cmaes+surrogate"),
+        ({"surrogate": False}, "cmaes+ipop"),
+    ],
+)
+def test_the_label_names_what_the_users_options_build(options, label):
+    c = choose_estimator(10, 20_000, options=options)
+    assert c.label == label and c.reason.startswith(f"auto chose {label}: ")
+
+
 @pytest.mark.parametrize(("dim", "budget"), [(0, None), (3, 0), (3, 1.5)])
 def test_bad_input_is_named(dim, budget):
     with pytest.raises(ValueError, match="dim must be|budget must be"):

@@ -440,3 +440,46 @@ def test_surrogate_resumes_exactly() -> None:
 def test_surrogate_is_a_bool() -> None:
     with pytest.raises(TypeError, match="surrogate must be True or False"):
         CMAES(surrogate=1)
+
+
+def test_surrogate_model_values_are_pycmas_bits() -> None:
+    """The cached features give ``LQModel.eval``'s and ``kendall``'s values bit for bit, as
+    the model grows from linear through diagonal to full."""
+    from cma import fitness_models
+
+    from zoopt.estimators.cmaes import _expand, _kendall, _model_values
+
+    rng = np.random.default_rng(0)
+    model = fitness_models.SurrogatePopulation(None).model
+    model.settings.max_absolute_size = 40
+    X = list(rng.standard_normal((8, 4)))
+    gen = {"X": X, "Z": _expand(model, X)}
+    kinds = set()
+    for x in rng.standard_normal((30, 4)):
+        model.add_data_row(x, float((x**2).sum() + x[0] * x[1] + rng.normal()))
+        kinds.add(len(model.coefficients))
+        assert np.array_equal(_model_values(model, gen), [model.eval(x) for x in X])
+        for n in (2, 5, 15):
+            assert _kendall(model, n) == model.kendall(n)
+    assert kinds == {5, 9, 15}  # linear, diagonal and full models were all checked
+
+
+def test_tau_b_is_pycmas_kendall_tau() -> None:
+    """τ-b as scipy computes it through pycma, ties, infinities and NaN (τ = 0) included."""
+    from cma.fitness_models import kendall_tau
+
+    from zoopt.estimators.cmaes import _tau_b
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        n = int(rng.integers(3, 25))
+        x = rng.integers(0, 4, n).astype(float) if rng.random() < 0.5 else rng.normal(size=n)
+        y = x + rng.normal(size=n) * rng.random()
+        if rng.random() < 0.3:
+            y = np.round(y)
+        if rng.random() < 0.1:
+            x[0] = np.inf
+        if rng.random() < 0.05:
+            y[1] = np.nan
+        assert _tau_b(x, y) == kendall_tau(x, y)
+    assert _tau_b(np.ones(5), np.arange(5.0)) == 0  # all tied in x

@@ -459,7 +459,10 @@ class Minimizer(StallWatch):
         counts = step_counts(self.objective, self.evaluations, self.center_evaluations)
         extra = {**est.extra, **counts}
         for k, v in extra.items():
-            self.history.setdefault(k, [math.nan] * (self.step_count - 1)).append(v)
+            column = self.history.get(k)
+            if column is None:  # a new column: NaN for the steps before (not built every step)
+                column = self.history[k] = [math.nan] * (self.step_count - 1)
+            column.append(v)
         if est.stop:
             self.stop_reason = ", ".join(f"{k}={v}" for k, v in est.stop.items())
         return row

@@ -146,15 +146,23 @@ def choose_estimator(
             budget = read_budget = steps * lam
             facts[1] += f" read as {budget:,} evaluations ({steps:,} generations of λ = {lam})"
         rule = {"surrogate": True} if surrogate else {}
-        label = "cmaes+surrogate" if surrogate else "cmaes"
         if budget is None or budget >= RESTART_MIN_EVALUATIONS_PER_D * dim:
             rule["restarts"] = RESTARTS
             if not surrogate:
                 rule["bipop"] = True
-            label += "+ipop" if surrogate else "+bipop"
     chosen = {**rule, **(options or {})}
+    if name == "cmaes":  # the label names what is built, the user's options included
+        label = _cmaes_label(chosen)
     reason = f"auto chose {label}: " + ", ".join(facts)
     return AutoChoice(name, chosen, label, reason, max_evaluations=read_budget)
+
+
+def _cmaes_label(options: dict) -> str:
+    """``cmaes``, ``+surrogate`` when on, ``+ipop``/``+bipop`` when restarts are."""
+    label = "cmaes+surrogate" if options.get("surrogate") else "cmaes"
+    if options.get("restarts"):
+        label += "+bipop" if options.get("bipop") else "+ipop"
+    return label
 
 
 def is_noisy(objective: Any, x0: Tensor) -> bool:

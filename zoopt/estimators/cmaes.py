@@ -51,6 +51,7 @@ luck of single draws; the best candidate is still tracked as ``Result.best_x``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -407,7 +408,7 @@ class CMAES(PopulationEstimator):
         if self._generation is None:
             self._open_generation(self._es.ask())
         gen, model = self._generation, self._screen.model
-        order = np.argsort([model.eval(x) for x in gen["X"]]) if model.size > 1 else None
+        order = np.argsort(_model_values(model, gen)) if model.size > 1 else None
         order = range(len(gen["X"])) if order is None else order
         done = sum(gen["evaluated"])
         todo = [int(i) for i in order if not gen["evaluated"][i]]
@@ -425,6 +426,7 @@ class CMAES(PopulationEstimator):
         first = int(1 + max(first, 3 / model.settings.truncation_ratio - model.size))
         n = len(X)
         self._generation = {"X": X, "f": [math.nan] * n, "evaluated": [False] * n, "number": first}
+        self._generation["Z"] = _expand(model, X)
 
     def _screen_tell(self, values: list[float]) -> bool:
         """Add the increment's losses to the model; True when the generation was told."""
@@ -437,7 +439,7 @@ class CMAES(PopulationEstimator):
         self._screen.evaluations += len(values)
         model.sort(gen["number"])
         n, done = len(gen["X"]), sum(gen["evaluated"])
-        tau = model.kendall(settings.n_for_tau(n, done))
+        tau = _kendall(model, settings.n_for_tau(n, done))
         threshold = settings.tau_truth_threshold
         threshold -= settings.tau_truth_threshold_correction * done / n
         if done < n and tau < threshold:
@@ -448,9 +450,8 @@ class CMAES(PopulationEstimator):
         if done == n and settings.return_true_fitnesses:
             F = list(gen["f"])
         else:  # model values, shifted so that the lowest is the lowest true loss
-            F = [model.eval(x) for x in gen["X"]]
-            shift = np.nanmin(gen["f"]) - np.nanmin(F)
-            F = [f + shift for f in F]
+            F = _model_values(model, gen)
+            F = (F + (np.nanmin(gen["f"]) - np.nanmin(F))).tolist()
         self._es.tell(gen["X"], F)
         self._es.countevals = self._screen.evaluations  # true evaluations only
         self._es.inject([model.xopt])
@@ -607,6 +608,7 @@ class CMAES(PopulationEstimator):
                 "evaluated": [bool(e) for e in gen["evaluated"]],
                 "number": int(gen["number"]),
             }
+            self._generation["Z"] = _expand(model, X)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -650,3 +652,73 @@ def _condition_number(es: Any) -> float:
         return cond
     except (AttributeError, NotImplementedError, ValueError, AssertionError):
         return math.nan
+
+
+# -- lq-CMA-ES: pycma's model arithmetic, vectorised, the same bits -----------------------
+def _expand(model: Any, X: list) -> np.ndarray:
+    """The full quadratic features ``(n, 1 + 2D + D(D−1)/2)`` of the rows of ``X``, in the
+    column order of pycma's ``LQModel.expand_x``: [1, x, x², xᵢxⱼ (i < j)].
+
+    The linear and the diagonal model take a prefix of these columns, so a generation's
+    candidates are expanded once, whatever the model's type becomes while it is screened.
+    Each entry is the single product pycma computes, so the features are its bits."""
+    x = np.asarray(X, dtype=np.float64) + model._xoffset
+    i, j = _pairs(x.shape[1])
+    return np.concatenate([np.ones((x.shape[0], 1)), x, np.square(x), x[:, i] * x[:, j]], 1)
+
+
+def _model_values(model: Any, gen: dict) -> np.ndarray:
+    """``LQModel.eval`` of the generation's candidates ``(λ,)`` from their cached features.
+
+    One ``np.dot`` per row, as pycma's ``eval`` takes it: a matrix-vector product sums in
+    another order and may differ in the last bit, which could reorder near-ties."""
+    if model.count <= 0:
+        return np.zeros(len(gen["X"]))
+    coef = model.coefficients
+    Z = gen["Z"][:, : coef.size]
+    return np.array([np.dot(coef, z) for z in Z])
+
+
+def _kendall(model: Any, number: int) -> float:
+    """``LQModel.kendall(number)``: Kendall's τ-b between the model's latest ``number`` true
+    losses and its values there, with the same side effects on ``model.tau``.
+
+    pycma calls ``scipy.stats.kendalltau``, whose argument checks cost more than the count
+    itself at these sizes (n ≤ λ); :func:`_tau_b` is its formula on the same counts."""
+    number = min(number, model.size)
+    tau = model.tau
+    tau.n, tau.count = number, model.count
+    if number < 3:
+        tau.result = None
+        tau.tau, tau.pvalue = 0, 0
+        return 0
+    coef = model.coefficients
+    values = np.array([np.dot(coef, model.Z[i]) for i in range(number)])
+    tau.tau = _tau_b(np.asarray(model.Y[:number], dtype=np.float64), values)
+    return tau.tau
+
+
+def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's τ-b of ``(n,)`` vectors as ``scipy.stats.kendalltau`` computes it
+    (concordant − discordant pairs over √(pairs untied in x)·√(pairs untied in y), clipped
+    to [−1, 1]), and as pycma's ``kendall_tau`` reports it: 0 where scipy gives NaN (a NaN
+    input, or all of x or of y tied)."""
+    if np.isnan(x).any() or np.isnan(y).any():
+        return 0
+    n = x.size
+    i, j = _pairs(n)
+    xi, xj, yi, yj = x[i], x[j], y[i], y[j]
+    xeq, yeq = xi == xj, yi == yj
+    dis = int(np.count_nonzero(((xi < xj) & (yi > yj)) | ((xi > xj) & (yi < yj))))
+    xtie, ytie, ntie = (int(np.count_nonzero(e)) for e in (xeq, yeq, xeq & yeq))
+    tot = n * (n - 1) // 2
+    if xtie == tot or ytie == tot:
+        return 0
+    tau = (tot - xtie - ytie + ntie - 2 * dis) / np.sqrt(tot - xtie) / np.sqrt(tot - ytie)
+    return np.minimum(1.0, max(-1.0, tau))
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The index pairs ``(i, j)``, i < j < ``n``, in row-major order (``np.triu_indices``)."""
+    return np.triu_indices(n, 1)
