@@ -179,10 +179,8 @@ def run_zoopt(name: str, task: Task, seed: int, obj: Counted) -> tuple:
         opts["restarts"] = 9
     m = zoopt.Minimizer(obj, x0, estimator=name, steps=10**9, seed=seed, **opts)
     try:
-        while True:
+        while True:  # solved is checked before stopped, as _until_solved does for pycma
             m.step()
-            if m.stop_reason and not (task.kind == "final"):
-                break
             if obj.solved(m.x):
                 return True, obj.n, math.nan
             if m.stop_reason:
