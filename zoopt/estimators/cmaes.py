@@ -40,6 +40,10 @@ module adds what zoopt needs around it:
   evaluation at a time (``SurrogatePopulation``); here each increment of it (1, 2, 3, 5,
   8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
   same points are evaluated in batches and the model's archive rides in the checkpoint;
+* ``surrogate="adaptive"``: with restarts, the model is dropped for the remaining runs after
+  a run that trusted it (told a generation before all λ were evaluated) in fewer than
+  :data:`MODEL_KEEP_FRACTION` of its generations: on rugged functions (bbob's Weierstrass,
+  Schaffer F7) the quadratic model rarely ranks right and its injected optimum misleads;
 * a checkpoint made of tensors and plain values only (:meth:`CMAES.state_dict`), loadable
   with ``torch.load(weights_only=True)``, from which the strategy is rebuilt exactly.
 
