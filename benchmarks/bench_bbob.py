@@ -17,7 +17,9 @@ Methods: pycma with IPOP and BIPOP restarts (``cma.fmin2(..., restarts=9[, bipop
 pycma's lq-CMA-ES (``cma.fmin_lq_surr2``, IPOP restarts), Nevergrad's NGOpt, and zoopt's
 ``auto`` (the default estimator), ``snes``, ``xnes`` and ``cmaes`` (``restarts=9``); on request
 ``zoopt-auto-bipop``, ``auto`` with ``bipop=True`` (BIPOP instead of IPOP restarts), and
-``zoopt-cmaes-bipop``, ``cmaes`` with ``restarts=9, bipop=True`` (no surrogate). Every
+``zoopt-auto-adaptive``, ``auto`` with ``surrogate="adaptive"`` (a restart drops the model
+when the previous run rarely trusted it), and ``zoopt-cmaes-bipop``, ``cmaes`` with
+``restarts=9, bipop=True`` (no surrogate). Every
 evaluation any method makes is counted, zoopt's centre evaluations and its noise probe
 included.
 
@@ -62,7 +64,7 @@ GROUPS = {
 PEERS = ["pycma-ipop", "pycma-bipop", "pycma-lq", "ng-NGOpt"]
 ZOOPT = ["zoopt-auto", "zoopt-snes", "zoopt-xnes", "zoopt-cmaes"]
 #: further zoopt variants, run when named in ``--methods``
-EXTRA = ["zoopt-auto-bipop", "zoopt-cmaes-bipop"]
+EXTRA = ["zoopt-auto-bipop", "zoopt-auto-adaptive", "zoopt-cmaes-bipop"]
 SIGMA0 = 2.0
 
 
@@ -167,6 +169,8 @@ def run_method(method: str, run: Run, x0: np.ndarray, seed: int) -> None:
             opts = {"restarts": 9} if name == "cmaes" else {}
             if name == "auto-bipop":  # auto's choice with BIPOP restarts instead of IPOP
                 name, opts = "auto", {"bipop": True}
+            elif name == "auto-adaptive":  # auto's choice, the model dropped where it fails
+                name, opts = "auto", {"surrogate": "adaptive"}
             elif name == "cmaes-bipop":  # CMA-ES with BIPOP restarts, no surrogate
                 name, opts = "cmaes", {"restarts": 9, "bipop": True}
             x = torch.from_numpy(x0.copy())

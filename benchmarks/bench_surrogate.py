@@ -26,8 +26,11 @@ both, and zoopt's ratio to pycma measured in the same rounds.
 ``--evals``: instead, the evaluations ``cmaes(surrogate=True)`` takes to reach f < 1e-8 from
 x0 = (1, …, 1) with σ₀ = 0.5 on each function, seeds 0–4, and a hash of every point it
 evaluated (in order): the figures that show a change of the code left the search unchanged.
+``--surrogate adaptive --restarts 9`` runs those with the model dropped at a restart where
+it was rarely trusted, and with ``auto``'s restarts.
 
-Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4] [--evals]``
+Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4] [--evals
+[--surrogate adaptive] [--restarts 9]]``
 """
 
 from __future__ import annotations
@@ -123,7 +126,9 @@ def run_zoopt(f, seed: int, generations: int) -> tuple[float, int, dict]:
     return CLOCK() - cpu, int(m.estimator.strategy.countiter), dict(_spent)
 
 
-def evaluations_to_target(f, seed: int) -> tuple[int | None, str]:
+def evaluations_to_target(
+    f, seed: int, surrogate: bool | str = True, restarts: int = 0
+) -> tuple[int | None, str]:
     """Evaluations until f < 1e-8 (None: not within 20,000) and a hash of the points."""
     digest, seen = hashlib.sha256(), {"n": 0, "hit": None}
 
@@ -137,8 +142,8 @@ def evaluations_to_target(f, seed: int) -> tuple[int | None, str]:
         return y
 
     m = zoopt.Minimizer(counted, torch.ones(D, dtype=torch.float64), estimator="cmaes",
-                        surrogate=True, sigma=0.5, seed=seed, steps=10**9,
-                        max_evaluations=20_000, progress=False)  # fmt: skip
+                        surrogate=surrogate, sigma=0.5, seed=seed, steps=10**9,
+                        max_evaluations=20_000, progress=False, restarts=restarts)  # fmt: skip
     while not m.stop_reason and seen["hit"] is None:
         m.step()
     return seen["hit"], digest.hexdigest()[:12]
@@ -150,10 +155,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--functions", default=",".join(FUNCTIONS))
     ap.add_argument("--evals", action="store_true", help="evaluations to 1e-8, seeds 0-4")
+    ap.add_argument("--surrogate", choices=["true", "adaptive"], default="true")
+    ap.add_argument("--restarts", type=int, default=0, help="with --evals: cmaes restarts")
     args = ap.parse_args()
     if args.evals:
         for fname in args.functions.split(","):
-            runs = [evaluations_to_target(FUNCTIONS[fname], seed) for seed in range(5)]
+            surrogate = True if args.surrogate == "true" else args.surrogate
+            runs = [
+                evaluations_to_target(FUNCTIONS[fname], seed, surrogate, args.restarts)
+                for seed in range(5)
+            ]
             print(f"{fname}: evaluations to 1e-8, seeds 0-4: {[n for n, _ in runs]}; "
                   f"points {' '.join(h for _, h in runs)}")  # fmt: skip
         return

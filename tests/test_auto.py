@@ -84,6 +84,7 @@ def test_user_options_take_precedence():
         ({"bipop": True}, "cmaes+surrogate+bipop"),
         ({"restarts": 0}, "cmaes+surrogate"),
         ({"surrogate": False}, "cmaes+ipop"),
+        ({"surrogate": "adaptive"}, "cmaes+adaptive-surrogate+ipop"),
     ],
 )
 def test_the_label_names_what_the_users_options_build(options, label):

@@ -13,6 +13,7 @@ import torch
 
 import zoopt
 from zoopt.estimators.cmaes import CMAES, DIAGONAL_ABOVE
+from zoopt.estimators.cmaes import MODEL_KEEP_FRACTION as CMAES_KEEP
 from zoopt.evaluators.local import LocalEvaluator
 from zoopt.minimize import step_seed
 from zoopt.objectives import rastrigin, rosenbrock, sphere
@@ -437,9 +438,82 @@ def test_surrogate_resumes_exactly() -> None:
     assert torch.equal(ra.x, rb.x) and ra.best_loss == rb.best_loss
 
 
-def test_surrogate_is_a_bool() -> None:
-    with pytest.raises(TypeError, match="surrogate must be True or False"):
-        CMAES(surrogate=1)
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_surrogate_is_a_bool_or_adaptive(value) -> None:
+    with pytest.raises(TypeError, match="surrogate must be True, False or 'adaptive'"):
+        CMAES(surrogate=value)
+
+
+_ADAPTIVE = dict(estimator="cmaes", surrogate="adaptive", seed=0, sigma=2.0, restarts=2)
+
+
+def _first_restart(m: zoopt.Minimizer) -> None:
+    """Step up to the step that restarts (the estimator reports the run it told)."""
+    m.step()
+    while m.estimator._restarts_done < 1:
+        m.step()
+
+
+def test_adaptive_surrogate_drops_a_model_that_was_rarely_trusted() -> None:
+    """On Rastrigin the model ranks few generations right: the restart runs plain CMA-ES,
+    after a first run identical to ``surrogate=True``'s."""
+    x0 = torch.full((2,), 2.0, dtype=torch.float64)
+    rec_a, rec_b = Evaluated(rastrigin), Evaluated(rastrigin)
+    a = zoopt.Minimizer(rec_a, x0, steps=2000, **_ADAPTIVE)
+    b = zoopt.Minimizer(rec_b, x0, steps=2000, **{**_ADAPTIVE, "surrogate": True})
+    _first_restart(a)
+    _first_restart(b)
+    est = a.estimator
+    assert len(rec_a.rows) == len(rec_b.rows)
+    assert all(torch.equal(p, q) for p, q in zip(rec_a.rows, rec_b.rows, strict=True))
+    assert set(a.history["surrogate"]) == {1.0} and "surrogate" not in b.history
+    assert not est._model_on and b.estimator._model_on
+    n = len(a.history["surrogate"])
+    a.run()
+    assert a.history["surrogate"][n:] == [0.0] * (len(a.history["surrogate"]) - n) != []
+    assert est._run["told"] == 0  # a plain run counts no screened generations
+
+
+def test_adaptive_surrogate_keeps_a_model_that_ranks_well() -> None:
+    """On the sphere nearly every generation is told early: every restart keeps the model."""
+    kw = {**_ADAPTIVE, "restarts": 3, "options": {"tolfun": 1e-3}}
+    m = zoopt.Minimizer(sphere, torch.ones(4, dtype=torch.float64), steps=400, **kw)
+    m.run()
+    assert m.history["restarts"][-1] == 3.0
+    assert set(m.history["surrogate"]) == {1.0}
+    run = m.estimator._run
+    assert run["trusted"] >= CMAES_KEEP * run["told"] > 0
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+def test_adaptive_surrogate_resumes_exactly(restarted: bool) -> None:
+    """Saved at a generation's end, before the first restart (its counts of told and trusted
+    generations decide the next run) or after it (the model dropped): the same points."""
+    x0 = torch.full((2,), 2.0, dtype=torch.float64)
+    kw = dict(steps=800, **_ADAPTIVE)
+    rec_a = Evaluated(rastrigin)
+    a = zoopt.Minimizer(rec_a, x0, **kw)
+    if restarted:
+        _first_restart(a)
+    else:
+        for _ in range(60):
+            a.step()
+        while a.estimator._generation is not None:
+            a.step()
+        assert a.estimator._run["told"] > 0
+    state = _save_load(a.state_dict())
+    rec_b = Evaluated(rastrigin)
+    b = zoopt.Minimizer(rec_b, x0, **kw)
+    b.load_state_dict(state)
+    assert b.estimator._run == a.estimator._run
+    assert b.estimator._model_on == a.estimator._model_on == (not restarted)
+    start = len(rec_a.rows)
+    ra, rb = a.run(), b.run()
+    assert a.history["surrogate"][-1] == 0.0
+    assert len(rec_b.rows) == len(rec_a.rows) - start > 20
+    for pa, pb in zip(rec_a.rows[start:], rec_b.rows, strict=True):
+        assert torch.equal(pa, pb)
+    assert torch.equal(ra.x, rb.x) and ra.best_loss == rb.best_loss
 
 
 def test_surrogate_model_values_are_pycmas_bits() -> None:

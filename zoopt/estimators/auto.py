@@ -158,8 +158,11 @@ def choose_estimator(
 
 
 def _cmaes_label(options: dict) -> str:
-    """``cmaes``, ``+surrogate`` when on, ``+ipop``/``+bipop`` when restarts are."""
+    """``cmaes``, ``+surrogate`` (``+adaptive-surrogate``) when on, ``+ipop``/``+bipop`` when
+    restarts are."""
     label = "cmaes+surrogate" if options.get("surrogate") else "cmaes"
+    if options.get("surrogate") == "adaptive":
+        label = "cmaes+adaptive-surrogate"
     if options.get("restarts"):
         label += "+bipop" if options.get("bipop") else "+ipop"
     return label

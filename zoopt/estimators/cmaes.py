@@ -40,6 +40,10 @@ module adds what zoopt needs around it:
   evaluation at a time (``SurrogatePopulation``); here each increment of it (1, 2, 3, 5,
   8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
   same points are evaluated in batches and the model's archive rides in the checkpoint;
+* ``surrogate="adaptive"``: with restarts, the model is dropped for the remaining runs after
+  a run that trusted it (told a generation before all λ were evaluated) in fewer than
+  :data:`MODEL_KEEP_FRACTION` of its generations: on rugged functions (bbob's Weierstrass,
+  Schaffer F7) the quadratic model rarely ranks right and its injected optimum misleads;
 * a checkpoint made of tensors and plain values only (:meth:`CMAES.state_dict`), loadable
   with ``torch.load(weights_only=True)``, from which the strategy is rebuilt exactly.
 
@@ -74,10 +78,14 @@ from zoopt.objectives.base import Objective
 from zoopt.objectives.box import BoxObjective
 from zoopt.population import ExplicitPopulation, Population
 
-__all__ = ["CMAES", "DIAGONAL_ABOVE"]
+__all__ = ["CMAES", "DIAGONAL_ABOVE", "MODEL_KEEP_FRACTION"]
 
 #: ``diagonal="auto"`` switches to sep-CMA-ES above this many parameters
 DIAGONAL_ABOVE = 1000
+
+#: ``surrogate="adaptive"``: the least fraction of a run's generations in which the model
+#: must have been trusted (told before all λ candidates were evaluated) to screen the next run
+MODEL_KEEP_FRACTION = 0.5
 
 #: pycma options this estimator sets itself (through its own arguments)
 _MANAGED_OPTIONS = frozenset(
@@ -126,6 +134,11 @@ class CMAES(PopulationEstimator):
             injected) once the model ranks the evaluated ones right. For smooth problems of
             a few dozen parameters at most (the full model has (D+1)(D+2)/2 coefficients);
             each restart starts a fresh model. The loop does not evaluate the mean by default.
+            ``"adaptive"``: as ``True``, but with restarts a run whose model was trusted
+            (the generation told before all λ candidates were evaluated) in fewer than
+            :data:`MODEL_KEEP_FRACTION` of its generations ends the model: the later runs
+            are plain CMA-ES. On rugged functions the quadratic model rarely ranks a
+            generation right, and its injected optimum misleads.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
             arguments above, the random generator and the verbosity are refused here.
@@ -145,7 +158,7 @@ class CMAES(PopulationEstimator):
         incpopsize: float = 2,
         options: dict | None = None,
         bipop: bool = False,
-        surrogate: bool = False,
+        surrogate: bool | str = False,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -159,8 +172,8 @@ class CMAES(PopulationEstimator):
         if not isinstance(bipop, bool):
             raise TypeError(f"bipop must be True or False, got {bipop!r}")
         self.bipop = bipop
-        if not isinstance(surrogate, bool):
-            raise TypeError(f"surrogate must be True or False, got {surrogate!r}")
+        if not (isinstance(surrogate, bool) or surrogate == "adaptive"):
+            raise TypeError(f"surrogate must be True, False or 'adaptive', got {surrogate!r}")
         self.surrogate = surrogate
         if options is None:
             options = {}
@@ -202,7 +215,11 @@ class CMAES(PopulationEstimator):
             "sigma": 0.0,
             "kind": "small",
             "best_f": math.inf,
+            "told": 0,  # lq-CMA-ES: generations told, and told before all λ were evaluated
+            "trusted": 0,
         }
+        # whether the current run screens with the model ("adaptive" may end it at a restart)
+        self._model_on = bool(self.surrogate)
         self._run_best_x: np.ndarray | None = None
         # lq-CMA-ES: the run's surrogate (model, settings, true evaluations) and the
         # generation being screened: pycma's candidates, their losses, how many to evaluate
@@ -292,12 +309,13 @@ class CMAES(PopulationEstimator):
                 else:
                     opts["maxiter"] = self._maxiter0
                     self._run["kind"] = "large"
-        if self.surrogate:  # fmin_lq_surr2: a fresh model for each run
+        if self._model_on:  # fmin_lq_surr2: a fresh model for each run
             from cma import fitness_models
 
             self._screen = fitness_models.SurrogatePopulation(None)
         self._generation = None
         self._run["best_f"], self._run_best_x = math.inf, None
+        self._run["told"] = self._run["trusted"] = 0
         return self._strategy(opts, sigma, first=restart == 0)
 
     def _strategy(self, opts: dict, sigma: float, first: bool = False) -> Any:
@@ -337,7 +355,7 @@ class CMAES(PopulationEstimator):
         """
         if self._es is None:
             self._start(x, seed)
-        if self.surrogate:
+        if self._model_on:
             self._asked = self._next_increment()
         else:
             self._asked = self._es.ask()
@@ -353,7 +371,7 @@ class CMAES(PopulationEstimator):
         if self._asked is None or len(self._asked) != len(losses):
             raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
         values = _fill_failed(losses)
-        if self.surrogate:
+        if self._model_on:
             self._asked = None
             if not self._screen_tell(values):
                 return Estimate(x=torch.from_numpy(self._reported_x()), extra=self._extra())
@@ -373,6 +391,7 @@ class CMAES(PopulationEstimator):
                 if f is not None and f < self._best_f:
                     self._best_f, self._best_x = float(f), np.array(xb, float)
                 self._restarts_done += 1
+                self._model_on = self._model_on and self._model_earned()
                 self._es = self._new_strategy(self._restarts_done)
                 stop = {}
         return Estimate(x=torch.from_numpy(self._reported_x()), stop=stop, extra=extra)
@@ -384,12 +403,22 @@ class CMAES(PopulationEstimator):
             "condition": _condition_number(es),
             "popsize": float(es.popsize),
             "restarts": float(self._restarts_done),
-        }
+        } | ({"surrogate": float(self._model_on)} if self.surrogate == "adaptive" else {})
+
+    def _model_earned(self) -> bool:
+        """Whether the finished run keeps the model for the next: always unless
+        ``surrogate="adaptive"``, where the model must have been trusted (a generation told
+        with fewer than λ evaluations) in at least :data:`MODEL_KEEP_FRACTION` of the run's
+        told generations."""
+        if self.surrogate != "adaptive":
+            return True
+        told, trusted = self._run["told"], self._run["trusted"]
+        return told > 0 and trusted >= MODEL_KEEP_FRACTION * told
 
     def _run_best(self) -> tuple[float | None, Any]:
         """The current run's best true loss and its point (a surrogate's model values in
         pycma's ``best`` are not losses)."""
-        if self.surrogate:
+        if self._model_on:
             f = self._run["best_f"]
             return (None, None) if math.isinf(f) else (f, self._run_best_x)
         return self._es.best.f, self._es.best.x
@@ -447,6 +476,8 @@ class CMAES(PopulationEstimator):
             return False
         model.sort(settings.model_sort_globally or done)
         model.adapt_max_relative_size(tau)
+        self._run["told"] += 1
+        self._run["trusted"] += done < n
         if done == n and settings.return_true_fitnesses:
             F = list(gen["f"])
         else:  # model values, shifted so that the lowest is the lowest true loss
@@ -476,6 +507,7 @@ class CMAES(PopulationEstimator):
             "x0": torch.from_numpy(self._x0.copy()),
             "seed": self._seed,
             "restarts_done": self._restarts_done,
+            "model_on": self._model_on,
             "best_f": self._best_f,
             "best_x": None if self._best_x is None else torch.from_numpy(self._best_x.copy()),
             "budget": dict(self._budget),
@@ -516,7 +548,8 @@ class CMAES(PopulationEstimator):
         self._best_x = None if best is None else best.numpy().astype(np.float64).copy()
         self._restarts_done = int(state["restarts_done"])
         load_strategy(self._es, state["pycma"])
-        if self.surrogate:
+        self._model_on = bool(state.get("model_on", self.surrogate))
+        if self._model_on:
             self._load_surrogate(state.get("surrogate"))
         rng = state["rng"]
         self._rng.bit_generator.state = {
@@ -528,7 +561,7 @@ class CMAES(PopulationEstimator):
 
     def _dump_surrogate(self) -> dict | None:
         """lq-CMA-ES's state: the model's archive and fit, and the open generation."""
-        if not self.surrogate or self._screen is None:
+        if not self._model_on or self._screen is None:
             return None
         model = self._screen.model
         seen: dict[int, str] = {}
