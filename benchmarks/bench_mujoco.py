@@ -119,7 +119,7 @@ def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=N
 
 
 # -- zoopt ------------------------------------------------------------------------------------
-def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds, steps=None, ev=None):
+def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds):
     """A zoopt run: (training episodes to threshold or None, env steps, seconds)."""
     import zoopt
     from zoopt.objectives.gym import GymObjective
@@ -148,8 +148,7 @@ def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds, steps
     t0 = time.perf_counter()
     zoopt.minimize(
         objective, torch.zeros(objective.dim), estimator=name, seed=seed,
-        steps=steps or 10**6, evaluate_center=False if steps else CHECK_EVERY,
-        callback=None if steps else watch, evaluator=ev, progress=False, **opts,
+        steps=10**6, evaluate_center=CHECK_EVERY, callback=watch, progress=False, **opts,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     objective.close()
