@@ -140,6 +140,19 @@ def test_estimator_names_and_options_are_checked():
     assert "compare.estimators[1]" in msg and "Did you mean 'gradient'?" in msg
 
 
+def test_an_option_that_takes_a_bool_or_a_string():
+    """cmaes's surrogate is true, false or "adaptive": the string passes the light type
+    check, a wrong string gets the estimator's own message, a number the type error."""
+    cfg = check(with_("estimators.cmaes", {"surrogate": "adaptive"}))
+    assert cfg["estimators"]["cmaes"]["surrogate"] == "adaptive"
+    msg = error_of(with_("estimators.cmaes", {"surrogate": "adaptiv"}))
+    assert msg.startswith("config: estimators.cmaes:")
+    assert "surrogate must be True, False or 'adaptive', got 'adaptiv'" in msg
+    assert "estimators.cmaes.surrogate: must be true or false, got 1" in error_of(
+        with_("estimators.cmaes", {"surrogate": 1})
+    )
+
+
 def test_per_estimator_optimizer_overrides():
     cfg = check(with_("estimators.es", {"sigma": 0.2, "optimizer": {"lr": 0.5}}))
     options, opt = estimator_settings(cfg, "es")

@@ -222,10 +222,11 @@ def _check_against(
             raise _unknown(path, key, list(params) + list(reserved))
         default = params[key].default
         # a light type check against the default: the constructor checks the rest
+        takes_str = "str" in str(params[key].annotation)  # e.g. surrogate: bool | str
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{path}.{key}: must be true or false, got {value!r}")
+            if not (isinstance(value, str) and takes_str):
+                raise ConfigError(f"{path}.{key}: must be true or false, got {value!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            takes_str = "str" in str(params[key].annotation)
             if isinstance(value, (bool, list, dict)) or (isinstance(value, str) and not takes_str):
                 raise ConfigError(f"{path}.{key}: must be a number, got {value!r}")
 
