@@ -268,7 +268,7 @@ def to_threshold(env_id, seeds, estimators, max_episodes, max_seconds):
         f"{task['paper']}; v5 is not the paper's v1), cap {max_episodes} episodes / "
         f"{max_seconds:.0f} s per run"
     )
-    for name in ["reference", *estimators]:
+    for name in estimators:
         found = []
         for seed in seeds:
             if name == "reference":
@@ -338,7 +338,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Swimmer only, small budgets")
     ap.add_argument("--envs", nargs="+", default=list(TASKS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--estimators", nargs="+", default=["ars", "default", "snes"])
+    ap.add_argument(
+        "--estimators", nargs="+", default=["reference", "ars", "default", "snes"],
+        help="'reference' is the numpy ARS V2-t",
+    )  # fmt: skip
     ap.add_argument("--max-episodes", type=int, default=20_000)
     ap.add_argument("--max-seconds", type=float, default=1800.0, help="cap per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
