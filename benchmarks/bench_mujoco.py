@@ -81,7 +81,8 @@ def rollout(env, M, mu, std, seed, states=None):
 
 
 def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=None, clock=None):
-    """ARS V2-t: returns (training episodes to threshold or None, env steps, seconds)."""
+    """ARS V2-t: (training episodes to threshold or None, env steps, seconds, training
+    episodes played)."""
     import gymnasium as gym
 
     env = gym.make(env_id)
@@ -100,7 +101,7 @@ def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=N
         if it % CHECK_EVERY == 0 and iterations is None:
             ret, _ = rollout(env, M, mu, std, seed * 100_003 + it)
             if ret >= task["threshold"]:
-                return episodes, steps, time.perf_counter() - t0
+                return episodes, steps, time.perf_counter() - t0, episodes
         if episodes >= max_episodes or time.perf_counter() - t0 > max_seconds:
             break
         deltas = rng.standard_normal((n, a, o))
@@ -115,12 +116,13 @@ def reference_ars(env_id, task, seed, *, max_episodes, max_seconds, iterations=N
         sigma_r = r[top].std() + 1e-8
         M += alpha / (b * sigma_r) * np.einsum("k,kao->ao", r[top, 0] - r[top, 1], deltas[top])
         stat.push_batch(np.asarray(states))
-    return None, steps, time.perf_counter() - t0
+    return None, steps, time.perf_counter() - t0, episodes
 
 
 # -- zoopt ------------------------------------------------------------------------------------
 def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds):
-    """A zoopt run: (training episodes to threshold or None, env steps, seconds)."""
+    """A zoopt run: (training episodes to threshold or None, env steps, seconds, training
+    episodes played)."""
     import zoopt
     from zoopt.objectives.gym import GymObjective
 
@@ -152,7 +154,8 @@ def zoopt_run(env_id, task, seed, estimator, *, max_episodes, max_seconds):
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     objective.close()
-    return (reached[0] if reached else None), objective.env_steps, seconds
+    played = objective.episodes_played - checks[0]
+    return (reached[0] if reached else None), objective.env_steps, seconds, played
 
 
 class NoOp:
@@ -243,7 +246,7 @@ def throughput(env_id, rounds, ks, iterations):
             with EnvClock() as zc:
                 zs, zt = zoopt_rate(env_id, t, r, iterations, clock=zc)
             with EnvClock() as rc:
-                _, rs, rt = reference_ars(
+                _, rs, rt, _ = reference_ars(
                     env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=iterations,
                     clock=rc,
                 )  # fmt: skip
@@ -279,9 +282,9 @@ def to_threshold(env_id, seeds, estimators, max_episodes, max_seconds):
                 got = zoopt_run(
                     env_id, task, seed, name, max_episodes=max_episodes, max_seconds=max_seconds
                 )
-            episodes, steps, seconds = got
+            episodes, steps, seconds, played = got
             found.append(episodes)
-            shown = "not reached" if episodes is None else f"{episodes} episodes"
+            shown = f"not reached in {played}" if episodes is None else f"{episodes} episodes"
             print(f"  {name:9s} seed {seed}: {shown} ({steps} env steps, {seconds:.0f} s)")
         done = sorted(e for e in found if e is not None)
         if len(done) * 2 > len(found):
