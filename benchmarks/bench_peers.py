@@ -178,11 +178,14 @@ def run_zoopt(name: str, task: Task, seed: int, obj: Counted) -> tuple:
     if task.kind == "final" and name == "cmaes":
         opts["restarts"] = 9
     m = zoopt.Minimizer(obj, x0, estimator=name, steps=10**9, seed=seed, **opts)
+    checked = None  # the last centre checked: a surrogate's step often leaves it unchanged
     try:
         while True:  # solved is checked before stopped, as _until_solved does for pycma
             m.step()
-            if obj.solved(m.x):
-                return True, obj.n, math.nan
+            if checked is None or not torch.equal(m.x, checked):
+                checked = m.x.clone()
+                if obj.solved(checked):
+                    return True, obj.n, math.nan
             if m.stop_reason:
                 break
     except Budget:
