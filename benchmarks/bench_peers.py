@@ -22,7 +22,9 @@ as ``cma.fmin_lq_surr2`` drives it, ``fmin_lq_surr2`` itself with IPOP restarts 
 Rastrigin-20); EvoTorch SNES, CMAES, PGPE (ClipUp); Nevergrad CMA, NGOpt; zoopt's default
 ``auto`` and every zoopt parameter-space estimator with its defaults (``gradient`` and
 ``reinforce`` need a differentiable surrogate or output sampling and are left out). A peer
-that is not installed or raises is reported as such.
+that is not installed or raises is reported as such. ``--draws zoopt`` gives pycma and
+pycma-lq the normal draws zoopt's ``cmaes`` makes for the same seed (pycma's ``randn``
+option), so that the two differ only where the algorithms do.
 
 The table gives, per task and method, solved/seeds and the median evaluations (episodes for
 CartPole) of the solved seeds, and for each zoopt estimator its ratio to the best peer's
@@ -193,11 +195,25 @@ def run_zoopt(name: str, task: Task, seed: int, obj: Counted) -> tuple:
     return False, obj.n, obj.final(m.x) if task.kind == "final" else math.nan
 
 
+#: "own" (pycma seeded with seed + 1) or "zoopt" (``--draws``; see :func:`pycma_options`)
+DRAWS = ["own"]
+
+
+def pycma_options(seed: int) -> dict:
+    """pycma's options for a seed: its own seeded generator, or with ``--draws zoopt`` the
+    normals of zoopt's ``cmaes`` (numpy's PCG64 at the run's first step seed)."""
+    opts = {"seed": seed + 1, "verbose": -9, "verb_log": 0}
+    if DRAWS[0] == "zoopt":
+        rng = np.random.Generator(np.random.PCG64(zoopt.step_seed(seed, 0)))
+        opts.update(seed=math.nan, randn=lambda lam, dim: rng.standard_normal((lam, dim)))
+    return opts
+
+
 def run_pycma(task: Task, seed: int, obj: Counted) -> tuple:
     import cma
 
     x0 = np.full(task.dim, task.x0)
-    opts = {"seed": seed + 1, "verbose": -9, "verb_log": 0}
+    opts = pycma_options(seed)
     if task.kind == "final":  # IPOP restarts through fmin2, the reported xbest
         best = [None]
         try:
@@ -237,7 +253,7 @@ def run_pycma_lq(task: Task, seed: int, obj: Counted) -> tuple:
     from cma import fitness_models
 
     x0 = np.full(task.dim, task.x0)
-    opts = {"seed": seed + 1, "verbose": -9, "verb_log": 0}
+    opts = pycma_options(seed)
 
     def f(x) -> float:
         return float(obj(torch.tensor(np.array(x))[None])[0])
@@ -375,8 +391,15 @@ def main() -> None:
         default="{}",
         help="JSON options for every zoopt estimator, e.g. '{\"eta_sigma\": 1.0}'",
     )
+    ap.add_argument(
+        "--draws",
+        choices=["own", "zoopt"],
+        default="own",
+        help="pycma's normal draws: its own seeded generator, or zoopt cmaes's for the seed",
+    )
     args = ap.parse_args()
     ZOOPT_OPTIONS.update(json.loads(args.zoopt_options))
+    DRAWS[0] = args.draws
     seeds = 2 if args.quick and args.seeds == 5 else args.seeds
     tasks = [TASKS[t] for t in args.tasks.split(",")]
     if args.quick:
