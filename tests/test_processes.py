@@ -147,7 +147,7 @@ def test_close_leaves_no_process_behind():
 
 DRIVER = textwrap.dedent(
     """
-    import sys, time, torch
+    import signal, sys, time, torch
     from zoopt import ExplicitPopulation, Objective
     from zoopt.evaluators import ProcessEvaluator
 
@@ -157,6 +157,8 @@ DRIVER = textwrap.dedent(
             return X.sum(-1)
 
     if __name__ == "__main__":
+        # a terminal's Python: started in the background, it would inherit SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         ev = ProcessEvaluator(2)
         print(" ".join(map(str, ev.pids)), flush=True)
         try:
