@@ -49,19 +49,28 @@ from pathlib import Path
 import torch
 
 import zoopt
-from zoopt.metrics import corpus_bleu
 from zoopt.objectives import TranslationObjective
 from zoopt.objectives.base import seeded_generator
-from zoopt.tasks import TransformerSeq2Seq, make_translation_task
+from zoopt.tasks import TransformerSeq2Seq, make_countdown_task, make_translation_task
 
 OUT = Path(__file__).resolve().parent / "out" / "finetune"
 
 
 def build(args: argparse.Namespace):
     """The task and a freshly initialised model (seeded)."""
-    task = make_translation_task(
-        args.train_size, seed=0, valid_size=200, test_size=args.test_size, max_clauses=1
-    )
+    if args.task == "countdown":
+        task = make_countdown_task(
+            args.train_size,
+            seed=0,
+            numbers=args.numbers,
+            max_number=args.max_number,
+            test_size=args.test_size,
+            prompt_size=args.prompt_size,
+        )
+    else:
+        task = make_translation_task(
+            args.train_size, seed=0, valid_size=200, test_size=args.test_size, max_clauses=1
+        )
     torch.manual_seed(0)
     model = TransformerSeq2Seq(
         len(task.src_vocab),
@@ -74,16 +83,22 @@ def build(args: argparse.Namespace):
     return task, model
 
 
+def metric_label(args: argparse.Namespace) -> str:
+    """The task's score as the tables name it."""
+    return "solved %" if args.task == "countdown" else "BLEU"
+
+
 def held_out(objective: TranslationObjective, x: torch.Tensor, split: str) -> tuple[float, float]:
-    """Corpus BLEU (0–100) and exact match (% of sentences whose greedy translation equals
-    the reference) of one greedy decode of a whole ``split`` at ``x`` ``(D,)``."""
+    """The task's score (corpus BLEU, or the share of Countdown problems solved; 0–100) and
+    exact match (% of outputs equal to the reference) of one greedy decode of a whole
+    ``split`` at ``x`` ``(D,)``."""
     pairs = objective.task.pairs(split)
-    refs = [t for _, t in pairs]
+    sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
     hyps: list[str] = []
     for start in range(0, len(pairs), 256):
-        hyps += objective.translate(x.detach(), [src for src, _ in pairs[start : start + 256]])
+        hyps += objective.translate(x.detach(), sources[start : start + 256])
     exact = 100.0 * sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
-    return corpus_bleu(hyps, refs), exact
+    return objective.task.corpus_score(hyps, sources, refs), exact
 
 
 def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
@@ -93,6 +108,8 @@ def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]
     settings."""
     names = ("train_size", "dim", "layers", "pretrain_steps", "pretrain_lr", "mle_batch")
     names += ("valid_every", "patience")
+    if args.task == "countdown":  # (the translation task's cache keys predate the option)
+        names += ("task", "prompt_size", "numbers", "max_number")
     key = json.dumps({k: getattr(args, k) for k in names}, sort_keys=True)
     path = OUT / f"mle_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     if path.exists():
@@ -123,7 +140,7 @@ def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]
         score = held_out(objective, m.x, "valid")
         history.append((i + 1, seconds, *score))
         print(
-            f"  MLE step {i + 1} ({seconds:.0f} s): valid BLEU {score[0]:.2f}, "
+            f"  MLE step {i + 1} ({seconds:.0f} s): valid {metric_label(args)} {score[0]:.2f}, "
             f"exact {score[1]:.1f}%",
             flush=True,
         )
@@ -150,10 +167,11 @@ def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]
 
 
 def methods(args: argparse.Namespace) -> dict[str, dict]:
-    """label -> (objective batch size, sequences per step, minimize options)."""
+    """label -> (objective batch size and split, sequences per step, minimize options)."""
     return {
         f"ES (rank {args.rank})": dict(
             batch=args.es_batch,
+            split=args.rl_split,
             per_step=args.population * args.es_batch,
             options=dict(
                 estimator="es",
@@ -167,6 +185,7 @@ def methods(args: argparse.Namespace) -> dict[str, dict]:
         ),
         "REINFORCE (RLOO)": dict(
             batch=args.rl_batch,
+            split=args.rl_split,
             per_step=args.samples * args.rl_batch,
             options=dict(
                 estimator="reinforce",
@@ -177,6 +196,7 @@ def methods(args: argparse.Namespace) -> dict[str, dict]:
         ),
         "more MLE": dict(
             batch=args.mle_batch,
+            split="train",
             per_step=args.mle_batch,
             options=dict(estimator="gradient", lr=args.lr),
         ),
@@ -186,7 +206,7 @@ def methods(args: argparse.Namespace) -> dict[str, dict]:
 def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple]:
     """One run: ``[(sequences, seconds, test BLEU, test exact match %), …]`` from the start to
     the budget."""
-    objective = TranslationObjective(model, task, batch_size=spec["batch"])
+    objective = TranslationObjective(model, task, batch_size=spec["batch"], split=spec["split"])
     steps = max(1, round(args.budget / spec["per_step"]))
     every = max(1, round(args.eval_every / spec["per_step"]))
     m = zoopt.Minimizer(
@@ -209,7 +229,8 @@ def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple]:
                 ((i + 1) * spec["per_step"], seconds, *held_out(objective, m.x, args.eval_split))
             )
             print(
-                f"    {curve[-1][0]:6d} sequences {seconds:6.1f} s  test BLEU {curve[-1][2]:.2f}"
+                f"    {curve[-1][0]:6d} sequences {seconds:6.1f} s  {args.eval_split} "
+                f"{metric_label(args)} {curve[-1][2]:.2f}"
                 f"  exact {curve[-1][3]:.1f}%",
                 flush=True,
             )
@@ -222,18 +243,19 @@ def _mean_sd(values: list[float], sign: str = "") -> str:
     return f"{statistics.mean(values):{sign}.2f} ± {sd:.2f}"
 
 
-def report(curves: dict[str, list[list[tuple]]], start: tuple[float, float]) -> str:
-    """The table: final held-out BLEU and exact match (mean ± sd over seeds), their gains,
-    the differences against more MLE (mean ± sd of the per-seed differences), wall time."""
+def report(curves: dict[str, list[list[tuple]]], start: tuple[float, float], metric: str) -> str:
+    """The table: final held-out score (``metric``) and exact match (mean ± sd over seeds),
+    their gains, the differences against more MLE (mean ± sd of the per-seed differences),
+    wall time."""
     lines = [
-        f"MLE checkpoint: test BLEU {start[0]:.2f}, exact match {start[1]:.2f}%",
-        "| method | sequences | test BLEU | gain | vs more MLE "
+        f"MLE checkpoint: {metric} {start[0]:.2f}, exact match {start[1]:.2f}%",
+        f"| method | sequences | {metric} | gain | vs more MLE "
         "| exact match % | gain | vs more MLE | seconds (mean) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in curves.items():
         cells = []
-        for j in (2, 3):  # BLEU, exact match
+        for j in (2, 3):  # score, exact match
             final = [c[-1][j] for c in runs]
             cells += [_mean_sd(final), f"{statistics.mean(final) - start[j - 2]:+.2f}", "–"]
             if "more MLE" in curves:  # the per-seed differences
@@ -246,8 +268,9 @@ def report(curves: dict[str, list[list[tuple]]], start: tuple[float, float]) -> 
     return "\n".join(lines)
 
 
-def plot(curves, start: tuple[float, float], path: Path) -> None:
-    """Test BLEU (top) and exact match (bottom) against sequences (left) and seconds (right)."""
+def plot(curves, start: tuple[float, float], path: Path, metric: str) -> None:
+    """The held-out score (top) and exact match (bottom) against sequences (left) and
+    seconds (right)."""
     try:
         import matplotlib
 
@@ -265,7 +288,7 @@ def plot(curves, start: tuple[float, float], path: Path) -> None:
                 axes[row, 0].plot(seqs, ys, **kw)
                 axes[row, 1].plot(secs, ys, **kw)
     xlabels = ("generated sequences", "seconds (evaluation excluded)")
-    ylabels = ("test BLEU (greedy)", "test exact match % (greedy)")
+    ylabels = (f"test {metric} (greedy)", "test exact match % (greedy)")
     for row in range(2):
         for col in range(2):
             ax = axes[row, col]
@@ -275,7 +298,7 @@ def plot(curves, start: tuple[float, float], path: Path) -> None:
             ax.grid(alpha=0.3)
     axes[0, 0].legend()
     n = len(next(iter(curves.values())))
-    fig.suptitle(f"Fine-tuning a 5.8M-parameter Transformer from converged MLE ({n} seeds)")
+    fig.suptitle(f"Fine-tuning a Transformer from converged MLE ({n} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
@@ -300,15 +323,16 @@ def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
     minibatches (share scoring 100, share of sentences whose samples all score alike, which
     get a zero leave-one-out advantage); ES members' minibatch BLEU against θ's over 8 steps
     at lr 10⁻¹² (θ fixed)."""
-    objective = TranslationObjective(model, task, batch_size=args.rl_batch)
+    objective = TranslationObjective(model, task, batch_size=args.rl_batch, split=args.rl_split)
     pairs = task.pairs("train")[:1000]
+    sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
     hyps: list[str] = []
     for start in range(0, len(pairs), 250):
-        hyps += objective.translate(x0, [src for src, _ in pairs[start : start + 250]])
-    refs = [t for _, t in pairs]
+        hyps += objective.translate(x0, sources[start : start + 250])
     exact = 100.0 * sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)
+    score = task.corpus_score(hyps, sources, refs)
     print(
-        f"training pairs ({len(pairs):,}): greedy BLEU {corpus_bleu(hyps, refs):.2f}, "
+        f"training pairs ({len(pairs):,}): greedy {metric_label(args)} {score:.2f}, "
         f"exact {exact:.1f}%"
     )
 
@@ -320,13 +344,15 @@ def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
     )  # (32·B, M)
     alike = (losses.max(1).values - losses.min(1).values).abs() < 1e-9
     print(
-        f"REINFORCE, {args.samples} samples of {len(losses)} training sentences: mean sentence "
-        f"BLEU {100 * (1 - losses.mean()):.2f}; samples at 100: "
+        f"REINFORCE, {args.samples} samples of {len(losses)} {args.rl_split} sources: mean "
+        f"sentence score {100 * (1 - losses.mean()):.2f}; samples at 100: "
         f"{100 * (losses < 1e-9).float().mean():.1f}%; sentences whose samples all score alike "
         f"(zero advantage): {100 * alike.float().mean():.1f}%"
     )
 
-    objective = _RecordingObjective(model, task, batch_size=args.es_batch, center=x0)
+    objective = _RecordingObjective(
+        model, task, batch_size=args.es_batch, split=args.rl_split, center=x0
+    )
     spec = methods(args)[f"ES (rank {args.rank})"]["options"]
     m = zoopt.Minimizer(
         objective,
@@ -343,7 +369,8 @@ def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
     bleu = torch.cat([-out for out, _ in objective.records])
     theta = torch.cat([torch.full((len(out),), -c) for out, c in objective.records])
     print(
-        f"ES, {len(bleu)} members on {args.es_batch}-sentence training minibatches: θ's BLEU "
+        f"ES, {len(bleu)} members on {args.es_batch}-source {args.rl_split} minibatches: θ's "
+        f"{metric_label(args)} "
         f"{theta.mean():.2f}; member − θ {(bleu - theta).mean():+.2f}; members equal to θ "
         f"{100 * ((bleu - theta).abs() < 1e-9).float().mean():.1f}%, above θ "
         f"{100 * (bleu > theta + 1e-9).float().mean():.1f}%"
@@ -359,6 +386,21 @@ def main() -> None:
     p.add_argument("--pretrain-only", action="store_true", help="MLE pretraining alone")
     p.add_argument("--diagnose", action="store_true", help="the rewards seen at the checkpoint")
     p.add_argument("--tag", default=None, help="name of the result files (default full/quick)")
+    p.add_argument(
+        "--task",
+        default="translation",
+        choices=("translation", "countdown"),
+        help="translation (BLEU) or countdown (share solved, by a verifier)",
+    )
+    p.add_argument(
+        "--rl-split",
+        default=None,
+        help="split ES and REINFORCE draw sources from (default: train for translation, "
+        "prompts for countdown: problems without a reference read)",
+    )
+    p.add_argument("--prompt-size", type=int, default=20000, help="countdown: prompts split")
+    p.add_argument("--numbers", type=int, default=4, help="countdown: operands per problem")
+    p.add_argument("--max-number", type=int, default=20, help="countdown: largest operand")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-size", type=int, default=5000)
     p.add_argument("--test-size", type=int, default=300)
@@ -389,7 +431,13 @@ def main() -> None:
         args.pretrain_steps, args.budget, args.eval_every, args.seeds = 40, 256, 128, 2
         args.valid_every = 20
         args.population, args.es_batch = 4, 8
+        args.prompt_size = min(args.prompt_size, 500)
+    if args.rl_split is None:
+        args.rl_split = "prompts" if args.task == "countdown" else "train"
     tag = args.tag or ("quick" if args.quick else "full")
+    if args.task == "countdown" and args.tag is None:
+        tag = f"countdown_{tag}"
+    metric = metric_label(args)
     torch.set_num_threads(args.threads)
 
     if args.merge:  # the result files of runs started with --seed (and --methods)
@@ -400,8 +448,8 @@ def main() -> None:
             for label, runs in saved["curves"].items():
                 found.setdefault(label, []).extend(runs)
         curves = {label: found[label] for label in methods(args) if label in found}
-        print(report(curves, start))
-        plot(curves, start, OUT / f"{tag}.png")
+        print(report(curves, start, metric))
+        plot(curves, start, OUT / f"{tag}.png", metric)
         return
 
     task, model = build(args)
@@ -414,7 +462,7 @@ def main() -> None:
         return
     start = held_out(TranslationObjective(model, task), x0, args.eval_split)
     print(
-        f"MLE checkpoint: {args.eval_split} BLEU {start[0]:.2f}, exact match {start[1]:.2f}%",
+        f"MLE checkpoint: {args.eval_split} {metric} {start[0]:.2f}, exact match {start[1]:.2f}%",
         flush=True,
     )
     curves = {}
@@ -426,7 +474,7 @@ def main() -> None:
         for seed in seeds:
             print(f"  {label}, seed {seed}", flush=True)
             curves.setdefault(label, []).append(finetune(task, model, x0, seed, spec, args))
-    print(report(curves, start))
+    print(report(curves, start, metric))
     OUT.mkdir(parents=True, exist_ok=True)
     name = tag if args.seed is None else f"{tag}_seed{args.seed}"
     if chosen:
@@ -434,7 +482,7 @@ def main() -> None:
     saved = {"args": vars(args), "pretrain": info, "start": start, "curves": curves}
     (OUT / f"{name}.json").write_text(json.dumps(saved))
     if args.seed is None:
-        plot(curves, start, OUT / f"{name}.png")
+        plot(curves, start, OUT / f"{name}.png", metric)
 
 
 if __name__ == "__main__":

@@ -203,7 +203,7 @@ def test_sample_outputs_shapes_losses_and_gradient(task):
     # the losses are 1 − sentence BLEU/100 of the decoded samples
     tokens, _, _ = model.sample(obj._minibatch(2)[0], 3, torch.Generator().manual_seed(1))
     hyp = task.tgt_vocab.decode(tokens[0])[1]
-    ref = obj._minibatch(2)[2][0]
+    ref = obj._minibatch(2)[3][0]
     expected = 1 - sacrebleu.sentence_bleu(hyp, [ref]).score / 100
     assert float(out.losses[0, 1]) == pytest.approx(expected)
 
@@ -213,7 +213,7 @@ def test_surrogate_is_the_model_cross_entropy(task):
     obj = TranslationObjective(model, task, batch_size=8)
     x = obj.flat_parameters().requires_grad_(True)
     value = obj.surrogate(x, seed=4)
-    src, tgt, _ = obj._minibatch(4)
+    src, tgt, _, _ = obj._minibatch(4)
     torch.testing.assert_close(value, model.cross_entropy(src, tgt))
     (grad,) = torch.autograd.grad(value, x)
     assert float(grad.norm()) > 0

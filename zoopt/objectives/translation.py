@@ -1,8 +1,10 @@
-"""BLEU as an objective: a sequence-to-sequence model's translations scored by sacrebleu.
+"""A sequence task's score as an objective: BLEU of translations, or a verifier's verdict.
 
-Loss = −corpus BLEU (0–100) of the greedy translations of the step's minibatch, so the
-reported metric is BLEU itself (``metric_sign = -1``). BLEU (Papineni et al., 2002) is
-computed by sacrebleu (Post, 2018) through :mod:`zoopt.metrics`. Three views of one model:
+Loss = −(the task's score, 0–100) of the greedy outputs for the step's minibatch, so the
+reported metric is the score itself (``metric_sign = -1``): corpus BLEU (Papineni et al.,
+2002; sacrebleu, Post, 2018, through :mod:`zoopt.metrics`) for the translation task, the
+share of problems solved for the Countdown task (:mod:`zoopt.tasks.countdown`), whose
+verifier reads no reference. Three views of one model:
 
 * :meth:`TranslationObjective.evaluate` — parameter space: K flat parameter vectors → K
   losses (for ``"sampling"``, ``"es"``, ``"cmaes"``);
@@ -38,23 +40,26 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from zoopt.lowrank import LowRankError, LowRankMembers, LowRankStructure
-from zoopt.metrics import corpus_bleu, sentence_bleu_batch
 from zoopt.objectives.base import Objective, OutputSamples, seeded_generator
 from zoopt.population_forward import check_population_forward, inplace_forward, population_forward
 from zoopt.tasks.sequence import SequenceModel
-from zoopt.tasks.translation import TranslationTask
+from zoopt.tasks.sequence_task import SequenceTask
 
 __all__ = ["TranslationObjective"]
 
 
 class TranslationObjective(Objective):
-    """Minimise −BLEU of a sequence-to-sequence model on a translation task.
+    """Minimise minus the score (BLEU, or the share solved) of a sequence-to-sequence model
+    on a sequence task.
 
     Args:
         model: a :class:`~zoopt.tasks.sequence.SequenceModel` (``Seq2Seq``,
             ``TransformerSeq2Seq``) whose parameters (flattened) are optimised; its
             vocabulary sizes and special ids must match ``task``'s vocabularies.
-        task: a :class:`~zoopt.tasks.translation.TranslationTask`.
+        task: a :class:`~zoopt.tasks.sequence_task.SequenceTask`: the translation task
+            (``make_translation_task``, scored by BLEU) or the Countdown task
+            (``make_countdown_task``, scored by its verifier); the loss is minus the task's
+            score and ``metric_name`` the task's.
         batch_size: sentences per step, drawn from the training split without replacement
             from the step's seed (common random numbers: every candidate of a step sees the
             same sentences); ``None`` or a size ≥ the split uses the whole split.
@@ -71,7 +76,6 @@ class TranslationObjective(Objective):
         dim: D, the number of model parameters.
     """
 
-    metric_name = "bleu"
     metric_sign = -1.0
     #: low-rank members are decoded by a population forward or in place, never as rows
     accepts_members = True
@@ -79,7 +83,7 @@ class TranslationObjective(Objective):
     def __init__(
         self,
         model: nn.Module,
-        task: TranslationTask,
+        task: SequenceTask,
         batch_size: int | None = 32,
         max_len: int | None = None,
         split: str = "train",
@@ -91,9 +95,10 @@ class TranslationObjective(Objective):
                 "model must be a zoopt.tasks.SequenceModel (Seq2Seq, TransformerSeq2Seq), "
                 f"got {type(model).__name__}"
             )
-        if not isinstance(task, TranslationTask):
+        if not isinstance(task, SequenceTask):
             raise TypeError(
-                f"task must be a TranslationTask (make_translation_task), got {type(task).__name__}"
+                "task must be a zoopt.tasks.SequenceTask (make_translation_task, "
+                f"make_countdown_task), got {type(task).__name__}"
             )
         for side, size, vocab in (
             ("src", model.src_vocab_size, task.src_vocab),
@@ -132,6 +137,8 @@ class TranslationObjective(Objective):
         self.batch_size, self.max_len, self.split = batch_size, max_len, split
         self.src, self.tgt = task.encode(split)
         self.refs = [t for _, t in task.pairs(split)]
+        self.sources = [s for s, _ in task.pairs(split)]
+        self.metric_name = task.metric_name
         self._names = [n for n, _ in model.named_parameters()]
         self._shapes = [p.shape for _, p in model.named_parameters()]
         self._numels = [p.numel() for _, p in model.named_parameters()]
@@ -158,17 +165,20 @@ class TranslationObjective(Objective):
         g = seeded_generator(seed)
         return torch.randperm(n, generator=g)[: self.batch_size]
 
-    def _minibatch(self, seed: int) -> tuple[Tensor, Tensor, list[str]]:
+    def _minibatch(self, seed: int) -> tuple[Tensor, Tensor, list[str], list[str]]:
+        """``(src, tgt, sources, references)`` of the step's minibatch."""
         idx = self.batch_indices(seed)
         src, tgt = self.src[idx], self.tgt[idx]
         # trim columns that are padding in every row of this minibatch
         src = src[:, : int((src != self.model.pad_id).sum(1).max())]
         tgt = tgt[:, : int((tgt != self.model.pad_id).sum(1).max())]
-        return src, tgt, [self.refs[i] for i in idx.tolist()]
+        rows = idx.tolist()
+        return src, tgt, [self.sources[i] for i in rows], [self.refs[i] for i in rows]
 
     # -- the objective -----------------------------------------------------------------------
     def evaluate(self, X: Tensor, seed: int = 0) -> Tensor:
-        """−corpus BLEU of the greedy translations of the step's minibatch, per candidate.
+        """Minus the task's score (corpus BLEU, or the share solved) of the greedy outputs for
+        the step's minibatch, per candidate.
 
         Args:
             X: ``(K, D)`` flat parameter vectors, or K low-rank members
@@ -181,9 +191,10 @@ class TranslationObjective(Objective):
         if isinstance(X, LowRankMembers):
             if X.dim != self.dim:
                 raise ValueError(f"X: members of D={X.dim} parameters, the model has {self.dim}")
-            src, _, refs = self._minibatch(seed)
+            src, _, sources, refs = self._minibatch(seed)
             hyps = self.translate_members(X, src)
-            return torch.tensor([-corpus_bleu(h, refs) for h in hyps], dtype=X.center.dtype)
+            scores = [self.task.corpus_score(h, sources, refs) for h in hyps]
+            return -torch.tensor(scores, dtype=X.center.dtype)
         if (
             not isinstance(X, Tensor)
             or X.ndim != 2
@@ -194,19 +205,19 @@ class TranslationObjective(Objective):
                 f"X must be a floating-point tensor of shape (K, {self.dim}), got "
                 f"{tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__}"
             )
-        src, _, refs = self._minibatch(seed)
+        src, _, sources, refs = self._minibatch(seed)
         losses = torch.empty(X.shape[0], dtype=X.dtype)
         with torch.no_grad():
             # vmap over K fails on nn.GRU ("Batching rule not implemented for
             # aten::gru.input"), so one batched greedy decode per candidate
             for k in range(X.shape[0]):
                 hyps = self.translate_ids(X[k], src)
-                losses[k] = -corpus_bleu(hyps, refs)
+                losses[k] = -self.task.corpus_score(hyps, sources, refs)
         return losses
 
     def surrogate(self, x: Tensor, seed: int = 0) -> Tensor:
         """Mean per-token cross-entropy on the step's minibatch (teacher forcing), a scalar."""
-        src, tgt, _ = self._minibatch(seed)
+        src, tgt, _, _ = self._minibatch(seed)
         return _call_method(self.model, self.params(x), "cross_entropy", src, tgt)
 
     def sample_outputs(
@@ -217,16 +228,18 @@ class TranslationObjective(Objective):
         Returns:
             :class:`~zoopt.objectives.base.OutputSamples` with ``log_probs (N, M)`` summed
             token log-probabilities (differentiable with respect to ``x``), ``losses (N, M)``
-            = 1 − sentence BLEU/100 of each sample, and ``entropy (N,)`` the mean over the
-            M samples of the summed per-token entropies.
+            = 1 − score/100 of each sample (sentence BLEU, or the verifier's 0/1), and
+            ``entropy (N,)`` the mean over the M samples of the summed per-token entropies.
         """
-        src, _, refs = self._minibatch(seed)
+        src, _, sources, refs = self._minibatch(seed)
         tokens, log_probs, entropy = _call_method(
             self.model, self.params(x), "sample", src, num_samples, generator, self.max_len
         )
         n, m, _ = tokens.shape
         hyps = self.task.tgt_vocab.decode(tokens.reshape(n * m, -1))
-        scores = sentence_bleu_batch(hyps, [r for r in refs for _ in range(m)])
+        scores = self.task.sentence_scores(
+            hyps, [s for s in sources for _ in range(m)], [r for r in refs for _ in range(m)]
+        )
         losses = 1.0 - torch.tensor(scores, dtype=log_probs.dtype).view(n, m) / 100.0
         return OutputSamples(log_probs=log_probs, losses=losses, entropy=entropy.mean(1))
 
@@ -272,18 +285,23 @@ class TranslationObjective(Objective):
         """Greedy translations of source ``sentences`` at parameters ``x`` ``(D,)``."""
         return self.translate_ids(x, self.task.src_vocab.encode(sentences))
 
-    def bleu(self, x: Tensor, split: str = "test", batch_size: int = 256) -> float:
-        """Corpus BLEU (0–100) of the greedy translations of a whole split at ``x`` ``(D,)``."""
+    def score(self, x: Tensor, split: str = "test", batch_size: int = 256) -> float:
+        """The task's score (0–100: corpus BLEU, or the share solved) of the greedy outputs
+        for a whole split at ``x`` ``(D,)``."""
         if split not in self._encoded:
             self._encoded[split] = self.task.encode(split)
         src_all, _ = self._encoded[split]
-        refs = [t for _, t in self.task.pairs(split)]
+        pairs = self.task.pairs(split)
         hyps: list[str] = []
-        for start in range(0, len(refs), batch_size):
+        for start in range(0, len(pairs), batch_size):
             src = src_all[start : start + batch_size]
             src = src[:, : int((src != self.model.pad_id).sum(1).max())]
             hyps += self.translate_ids(x.detach(), src)
-        return corpus_bleu(hyps, refs)
+        return self.task.corpus_score(hyps, [s for s, _ in pairs], [t for _, t in pairs])
+
+    def bleu(self, x: Tensor, split: str = "test", batch_size: int = 256) -> float:
+        """:meth:`score` under its name for the translation task (corpus BLEU, 0–100)."""
+        return self.score(x, split, batch_size)
 
     def flat_parameters(self) -> Tensor:
         """The model's current parameters as a flat vector ``(D,)`` (a copy)."""

@@ -35,8 +35,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
-from torch import Tensor
+from zoopt.metrics import corpus_bleu, sentence_bleu_batch
+from zoopt.tasks.sequence_task import BOS, EOS, PAD, UNK, SequenceTask, Vocabulary
 
 __all__ = [
     "Vocabulary",
@@ -52,8 +52,6 @@ __all__ = [
     "UNK",
 ]
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIALS = (PAD, BOS, EOS, UNK)
 
 # -- the source side: English-like words with their inflections --------------------------
 _NOUNS = [  # (singular, plural)
@@ -164,79 +162,6 @@ _TGT_CONJUNCTIONS = {"and": "e", "but": "ma", "because": "kar"}
 _ONSETS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _CODAS = "lmnrst"
-
-
-class Vocabulary:
-    """Token ↔ index map with the special tokens ``<pad>`` (0), ``<bos>``, ``<eos>``, ``<unk>``.
-
-    Args:
-        tokens: the ordinary tokens (duplicates and specials are ignored; order is kept).
-    """
-
-    def __init__(self, tokens: Sequence[str]):
-        self.tokens: list[str] = list(SPECIALS)
-        self.index: dict[str, int] = {t: i for i, t in enumerate(SPECIALS)}
-        for t in tokens:
-            if not isinstance(t, str) or not t or any(c.isspace() for c in t):
-                raise ValueError(f"tokens must be non-empty strings without spaces, got {t!r}")
-            if t not in self.index:
-                self.index[t] = len(self.tokens)
-                self.tokens.append(t)
-        self.pad_id, self.bos_id = self.index[PAD], self.index[BOS]
-        self.eos_id, self.unk_id = self.index[EOS], self.index[UNK]
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __contains__(self, token: str) -> bool:
-        return token in self.index
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.tokens == other.tokens
-
-    def __repr__(self) -> str:
-        return f"Vocabulary({len(self)} tokens)"
-
-    def encode(self, sentences: Sequence[str], add_eos: bool = True) -> Tensor:
-        """Whitespace-tokenise and index ``sentences`` into a padded ``(N, T)`` LongTensor.
-
-        Unknown words map to ``<unk>``; each row ends with ``<eos>`` (when ``add_eos``) and is
-        right-padded with ``<pad>`` to the longest row.
-        """
-        if isinstance(sentences, str) or not isinstance(sentences, Sequence):
-            raise TypeError(f"sentences must be a list of strings, got {type(sentences).__name__}")
-        if not sentences:
-            raise ValueError("sentences must not be empty")
-        rows = []
-        for i, s in enumerate(sentences):
-            if not isinstance(s, str):
-                raise TypeError(f"sentences[{i}] must be a string, got {type(s).__name__}")
-            ids = [self.index.get(t, self.unk_id) for t in s.split()]
-            rows.append(ids + [self.eos_id] if add_eos else ids)
-        width = max(1, max(len(r) for r in rows))
-        out = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        return out
-
-    def decode(self, ids: Tensor) -> list[str]:
-        """Strings from an ``(N, T)`` index tensor: stop at ``<eos>``, drop ``<pad>``/``<bos>``."""
-        if not isinstance(ids, Tensor) or ids.ndim != 2:
-            raise ValueError(
-                f"ids must be a 2-D LongTensor (N, T), got "
-                f"{tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__}"
-            )
-        out = []
-        for row in ids.tolist():
-            words = []
-            for i in row:
-                if i == self.eos_id:
-                    break
-                if i in (self.pad_id, self.bos_id):
-                    continue
-                words.append(self.tokens[i] if 0 <= i < len(self.tokens) else UNK)
-            out.append(" ".join(words))
-        return out
 
 
 # -- sentence structure -------------------------------------------------------------------
@@ -431,8 +356,8 @@ class TranslationGrammar:
 
 
 @dataclass
-class TranslationTask:
-    """A generated parallel corpus with its vocabularies.
+class TranslationTask(SequenceTask):
+    """A generated parallel corpus with its vocabularies, scored by BLEU (sacrebleu).
 
     Attributes:
         train_pairs, valid_pairs, test_pairs: lists of (source, target) strings.
@@ -441,28 +366,21 @@ class TranslationTask:
         sentences: the structured :class:`Sentence` of each pair, per split.
     """
 
-    train_pairs: list[tuple[str, str]]
-    valid_pairs: list[tuple[str, str]]
-    test_pairs: list[tuple[str, str]]
-    src_vocab: Vocabulary
-    tgt_vocab: Vocabulary
     grammar: TranslationGrammar | None = None
     sentences: dict[str, list[Sentence]] = field(default_factory=dict, repr=False)
+    metric_name = "bleu"
 
-    def pairs(self, split: str) -> list[tuple[str, str]]:
-        """The pairs of ``split`` (``"train"``, ``"valid"`` or ``"test"``)."""
-        table = {"train": self.train_pairs, "valid": self.valid_pairs, "test": self.test_pairs}
-        if split not in table:
-            raise ValueError(f"split must be one of ['train', 'valid', 'test'], got {split!r}")
-        return table[split]
+    def sentence_scores(
+        self, hypotheses: Sequence[str], sources: Sequence[str], references: Sequence[str]
+    ) -> list[float]:
+        """Sentence BLEU (0–100) of each output against its reference."""
+        return sentence_bleu_batch(hypotheses, references)
 
-    def encode(self, split: str) -> tuple[Tensor, Tensor]:
-        """``(src (N, S), tgt (N, T))`` padded index tensors of ``split``, both ending in EOS."""
-        pairs = self.pairs(split)
-        return (
-            self.src_vocab.encode([s for s, _ in pairs]),
-            self.tgt_vocab.encode([t for _, t in pairs]),
-        )
+    def corpus_score(
+        self, hypotheses: Sequence[str], sources: Sequence[str], references: Sequence[str]
+    ) -> float:
+        """Corpus BLEU (0–100)."""
+        return corpus_bleu(hypotheses, references)
 
 
 def make_translation_task(
