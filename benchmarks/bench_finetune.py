@@ -168,7 +168,7 @@ def pretrain(task, model, args: argparse.Namespace) -> tuple[torch.Tensor, dict]
 
 def methods(args: argparse.Namespace) -> dict[str, dict]:
     """label -> (objective batch size and split, sequences per step, minimize options)."""
-    return {
+    table = {
         f"ES (rank {args.rank})": dict(
             batch=args.es_batch,
             split=args.rl_split,
@@ -200,7 +200,18 @@ def methods(args: argparse.Namespace) -> dict[str, dict]:
             per_step=args.mle_batch,
             options=dict(estimator="gradient", lr=args.lr),
         ),
+        # countdown only: maximum likelihood on the prompts' own references, as if every
+        # prompt came with a worked answer (the control that labels would buy)
+        "MLE on new labels": dict(
+            batch=args.mle_batch,
+            split="prompts",
+            per_step=args.mle_batch,
+            options=dict(estimator="gradient", lr=args.lr),
+        ),
     }
+    if args.task != "countdown":
+        del table["MLE on new labels"]
+    return table
 
 
 def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple]:
@@ -280,7 +291,7 @@ def plot(curves, start: tuple[float, float], path: Path, metric: str) -> None:
         print("matplotlib is not installed: plot skipped")
         return
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey="row")
-    for (label, runs), colour in zip(curves.items(), ("C0", "C1", "C2"), strict=False):
+    for (label, runs), colour in zip(curves.items(), ("C0", "C1", "C2", "C3"), strict=False):
         for j, c in enumerate(runs):
             seqs, secs, bleu, exact = zip(*c, strict=True)
             kw = dict(color=colour, alpha=0.8, label=label if j == 0 else None)
