@@ -35,6 +35,17 @@ the published table).
 
 The seeds share the MLE checkpoint and the data; they differ in the fine-tuning's minibatches,
 draws and samples.
+
+``--task countdown`` runs the same comparison on generated Countdown problems
+(:mod:`zoopt.tasks.countdown`: reach the target with the given numbers, several correct answers
+per problem), scored by a verifier (the share solved) instead of BLEU. MLE pretrains on the
+labelled training problems (one reference answer each); ES and REINFORCE draw from the
+``prompts`` split, problems whose references the verifier never reads, and a fourth method,
+"MLE on new labels", trains on those prompts' references (what labelling them would buy).
+
+    python benchmarks/bench_finetune.py --task countdown --numbers 3 --max-number 30 \
+        --prompt-size 10000 --seed S --samples 16 --rl-batch 16 --es-batch 32 \
+        --es-lr 1e-4 --budget 32768 --eval-every 4096          # S in 0 1 2, then --merge
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ import zoopt
 from zoopt.objectives import TranslationObjective
 from zoopt.objectives.base import seeded_generator
 from zoopt.tasks import TransformerSeq2Seq, make_countdown_task, make_translation_task
+from zoopt.tasks.countdown import check_countdown
 
 OUT = Path(__file__).resolve().parent / "out" / "finetune"
 
@@ -328,11 +340,29 @@ class _RecordingObjective(TranslationObjective):
         return losses
 
 
+def countdown_outcomes(hyps: list[str], sources: list[str]) -> dict[str, int]:
+    """Counts of Countdown answers: solved, malformed, wrong numbers (not exactly the given
+    ones), wrong value (the given numbers, another result)."""
+    kinds = dict.fromkeys(("solved", "malformed", "wrong numbers", "wrong value"), 0)
+    for h, s in zip(hyps, sources, strict=True):
+        words, given = h.split(), sorted(s.split(" = ")[0].split())
+        if check_countdown(h, s):
+            kinds["solved"] += 1
+        elif len(words) % 2 == 0 or any(op not in "+-*" for op in words[1::2]):
+            kinds["malformed"] += 1
+        elif sorted(words[0::2]) != given:
+            kinds["wrong numbers"] += 1
+        else:
+            kinds["wrong value"] += 1
+    return kinds
+
+
 def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
-    """What the metric-driven methods see on training sentences at the checkpoint ``x0``:
-    greedy BLEU and exact match on 1,000 training pairs; REINFORCE's M samples of 32
-    minibatches (share scoring 100, share of sentences whose samples all score alike, which
-    get a zero leave-one-out advantage); ES members' minibatch BLEU against θ's over 8 steps
+    """What the metric-driven methods see at the checkpoint ``x0``: the greedy score and
+    exact match on 1,000 training pairs (for Countdown, what kind of answers fail);
+    REINFORCE's M samples of 32 minibatches of ``--rl-split`` (share scoring 100, share of
+    sources whose samples all score alike, which get a zero leave-one-out advantage, share
+    with at least one sample at 100); ES members' minibatch score against θ's over 8 steps
     at lr 10⁻¹² (θ fixed)."""
     objective = TranslationObjective(model, task, batch_size=args.rl_batch, split=args.rl_split)
     pairs = task.pairs("train")[:1000]
@@ -346,6 +376,9 @@ def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
         f"training pairs ({len(pairs):,}): greedy {metric_label(args)} {score:.2f}, "
         f"exact {exact:.1f}%"
     )
+    if args.task == "countdown":
+        kinds = countdown_outcomes(hyps, sources)
+        print("  greedy answers: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
 
     losses = torch.cat(
         [
@@ -354,11 +387,13 @@ def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
         ]
     )  # (32·B, M)
     alike = (losses.max(1).values - losses.min(1).values).abs() < 1e-9
+    some = (losses < 1e-9).any(1)
     print(
         f"REINFORCE, {args.samples} samples of {len(losses)} {args.rl_split} sources: mean "
         f"sentence score {100 * (1 - losses.mean()):.2f}; samples at 100: "
         f"{100 * (losses < 1e-9).float().mean():.1f}%; sentences whose samples all score alike "
-        f"(zero advantage): {100 * alike.float().mean():.1f}%"
+        f"(zero advantage): {100 * alike.float().mean():.1f}%; sources with at least one "
+        f"sample at 100: {100 * some.float().mean():.1f}%"
     )
 
     objective = _RecordingObjective(
