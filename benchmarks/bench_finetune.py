@@ -55,6 +55,7 @@ import hashlib
 import json
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -258,7 +259,28 @@ def finetune(task, model, x0, seed: int, spec: dict, args) -> list[tuple]:
                 flush=True,
             )
     m.close()
+    if args.task == "countdown":
+        shape, share = answer_shape(objective, m.x, args.eval_split)
+        print(f"    most common answer shape: {shape!r} in {share:.0f}% of answers", flush=True)
     return curve
+
+
+def answer_shape(objective: TranslationObjective, x: torch.Tensor, split: str) -> tuple[str, float]:
+    """The most common shape of the greedy Countdown answers (numbers as ``n``: ``"n + n -
+    n"``) over ``split`` at ``x``, and its share (%)."""
+    sources = [s for s, _ in objective.task.pairs(split)]
+    hyps = objective.translate(x.detach(), sources)
+    shapes = Counter(" ".join("n" if w.isdigit() else w for w in h.split()) for h in hyps)
+    shape, count = shapes.most_common(1)[0]
+    return shape, 100.0 * count / len(hyps)
+
+
+def sum_baseline(task, split: str) -> float:
+    """Share (%) of ``split``'s Countdown problems whose target is the sum of their numbers:
+    what the one fixed answer shape "n + n + … + n" solves."""
+    pairs = task.pairs(split)
+    hits = sum(sum(map(int, s.split(" = ")[0].split())) == int(s.split(" = ")[1]) for s, _ in pairs)
+    return 100.0 * hits / len(pairs)
 
 
 def _mean_sd(values: list[float], sign: str = "") -> str:
@@ -511,6 +533,14 @@ def main() -> None:
         f"MLE checkpoint: {args.eval_split} {metric} {start[0]:.2f}, exact match {start[1]:.2f}%",
         flush=True,
     )
+    if args.task == "countdown":
+        shape, share = answer_shape(TranslationObjective(model, task), x0, args.eval_split)
+        print(
+            f"checkpoint's most common answer shape {shape!r} in {share:.0f}% of answers; "
+            f"all '+' (the sum) solves {sum_baseline(task, args.eval_split):.2f}% of "
+            f"{args.eval_split}",
+            flush=True,
+        )
     curves = {}
     chosen = None if args.methods == "all" else args.methods.lower().split(",")
     seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
