@@ -313,9 +313,11 @@ def report(curves: dict[str, list[list[tuple]]], start: tuple[float, float], met
     return "\n".join(lines)
 
 
-def plot(curves, start: tuple[float, float], path: Path, metric: str) -> None:
+def plot(
+    curves, start: tuple[float, float], path: Path, metric: str, baseline: float | None = None
+) -> None:
     """The held-out score (top) and exact match (bottom) against sequences (left) and
-    seconds (right)."""
+    seconds (right); ``baseline``: a reference level of the score (dotted)."""
     try:
         import matplotlib
 
@@ -338,6 +340,8 @@ def plot(curves, start: tuple[float, float], path: Path, metric: str) -> None:
         for col in range(2):
             ax = axes[row, col]
             ax.axhline(start[row], color="grey", lw=0.8, ls="--")
+            if row == 0 and baseline is not None:
+                ax.axhline(baseline, color="black", lw=0.8, ls=":", label="always n + n + n")
             ax.set_xlabel(xlabels[col])
             ax.set_ylabel(ylabels[row])
             ax.grid(alpha=0.3)
@@ -517,7 +521,11 @@ def main() -> None:
                 found.setdefault(label, []).extend(runs)
         curves = {label: found[label] for label in methods(args) if label in found}
         print(report(curves, start, metric))
-        plot(curves, start, OUT / f"{tag}.png", metric)
+        baseline = None
+        if args.task == "countdown":
+            baseline = sum_baseline(build(args)[0], args.eval_split)
+            print(f"all '+' (the sum) solves {baseline:.2f}% of {args.eval_split}")
+        plot(curves, start, OUT / f"{tag}.png", metric, baseline)
         return
 
     task, model = build(args)
