@@ -53,6 +53,20 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         ],
         [],
     ),
+    "countdown_verifier.py": (
+        [
+            *["--train-size", "60", "--prompts", "30", "--dim", "16", "--mle-steps", "4"],
+            *["--check-every", "2", "--sequences", "64"],
+        ],
+        [
+            r"MLE step\s+2: valid solved\s+[\d.]+%",
+            r"method\s+test solved %\s+commonest answer shape",
+            rf"\nMLE checkpoint\s+{NUMBER}",
+            rf"\nreinforce, verifier\s+{NUMBER}",
+            rf"\nmore MLE \(control\)\s+{NUMBER}",
+        ],
+        [],
+    ),
     "digits.py": (
         # budget 130 = 2 steps of 64 candidates and θ; then θ once more for the report
         ["--estimators", "es", "--budget", "130", "--batch-size", "32"],
