@@ -15,6 +15,12 @@ labels. The script:
 
     python examples/countdown_verifier.py --seed 0
 
+Measured with the defaults (seed 0; counts of steps, so not machine-dependent): the MLE
+checkpoint (step 600, 32.5 % of validation solved) solves 33.67 % of the test problems,
+reinforce 38.33 % and more MLE 40.67 %: 600 MLE steps have not converged, and MLE still
+gains. With ``--mle-steps 2000 --check-every 250`` (best validation 47.0 % at step 750):
+48.33, 50.33 and 50.33 %.
+
 docs/large_models.md has the full-size comparison (5.7M parameters, with low-rank ES).
 """
 
