@@ -30,7 +30,7 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from zoopt.tasks.sequence_task import SequenceTask, Vocabulary
 
@@ -102,7 +102,7 @@ class CountdownTask(SequenceTask):
         operators: the allowed operators, e.g. ``"+-"``.
     """
 
-    prompt_pairs: list[tuple[str, str]] = None  # type: ignore[assignment]
+    prompt_pairs: list[tuple[str, str]] = field(default_factory=list)
     operators: str = "+-"
     metric_name = "solved"
 
