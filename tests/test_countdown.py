@@ -75,6 +75,7 @@ def test_encode_decode_round_trip(task):
         ("12 - 3 +", False),  # malformed
         ("12 3 + 4", False),
         ("12 - 3 / 4", False),  # an operator not allowed
+        ("12 -+ 3 + 4", False),  # operators are single tokens
         ("", False),
         ("<unk>", False),
     ],

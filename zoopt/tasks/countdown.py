@@ -82,7 +82,7 @@ def check_countdown(answer: str, source: str, operators: str = "+-") -> bool:
     if len(tokens) % 2 == 0:
         return False
     used, ops = tokens[0::2], tokens[1::2]
-    if Counter(used) != numbers or any(op not in operators for op in ops):
+    if Counter(used) != numbers or not set(ops) <= set(operators):
         return False
     try:
         return _value([int(t) for t in used], ops) == int(target)
