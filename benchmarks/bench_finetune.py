@@ -64,7 +64,7 @@ import zoopt
 from zoopt.objectives import TranslationObjective
 from zoopt.objectives.base import seeded_generator
 from zoopt.tasks import TransformerSeq2Seq, make_countdown_task, make_translation_task
-from zoopt.tasks.countdown import check_countdown
+from zoopt.tasks.countdown import check_countdown, problem_parts
 
 OUT = Path(__file__).resolve().parent / "out" / "finetune"
 
@@ -278,9 +278,9 @@ def answer_shape(objective: TranslationObjective, x: torch.Tensor, split: str) -
 def sum_baseline(task, split: str) -> float:
     """Share (%) of ``split``'s Countdown problems whose target is the sum of their numbers:
     what the one fixed answer shape "n + n + … + n" solves."""
-    pairs = task.pairs(split)
-    hits = sum(sum(map(int, s.split(" = ")[0].split())) == int(s.split(" = ")[1]) for s, _ in pairs)
-    return 100.0 * hits / len(pairs)
+    parts = [problem_parts(s) for s, _ in task.pairs(split)]
+    hits = sum(sum(map(int, numbers)) == int(target) for numbers, target in parts)
+    return 100.0 * hits / len(parts)
 
 
 def _mean_sd(values: list[float], sign: str = "") -> str:
@@ -366,15 +366,15 @@ class _RecordingObjective(TranslationObjective):
         return losses
 
 
-def countdown_outcomes(hyps: list[str], sources: list[str]) -> dict[str, int]:
+def countdown_outcomes(hyps: list[str], sources: list[str], operators: str) -> dict[str, int]:
     """Counts of Countdown answers: solved, malformed, wrong numbers (not exactly the given
     ones), wrong value (the given numbers, another result)."""
     kinds = dict.fromkeys(("solved", "malformed", "wrong numbers", "wrong value"), 0)
     for h, s in zip(hyps, sources, strict=True):
-        words, given = h.split(), sorted(s.split(" = ")[0].split())
-        if check_countdown(h, s):
+        words, given = h.split(), sorted(problem_parts(s)[0])
+        if check_countdown(h, s, operators):
             kinds["solved"] += 1
-        elif len(words) % 2 == 0 or any(op not in "+-*" for op in words[1::2]):
+        elif len(words) % 2 == 0 or not set(words[1::2]) <= set(operators):
             kinds["malformed"] += 1
         elif sorted(words[0::2]) != given:
             kinds["wrong numbers"] += 1
@@ -403,7 +403,7 @@ def diagnose(task, model, x0: torch.Tensor, args: argparse.Namespace) -> None:
         f"exact {exact:.1f}%"
     )
     if args.task == "countdown":
-        kinds = countdown_outcomes(hyps, sources)
+        kinds = countdown_outcomes(hyps, sources, task.operators)
         print("  greedy answers: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
 
     losses = torch.cat(

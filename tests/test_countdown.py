@@ -8,7 +8,7 @@ import torch
 import zoopt
 from zoopt.objectives import TranslationObjective
 from zoopt.tasks import SequenceTask, TransformerSeq2Seq, make_countdown_task
-from zoopt.tasks.countdown import check_countdown, solve_countdown
+from zoopt.tasks.countdown import check_countdown, problem_parts, solve_countdown
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_splits_are_distinct_and_every_reference_solves_its_problem(task):
     assert len(set(sources)) == len(sources)
     for split in sizes:
         for source, reference in task.pairs(split):
-            left, target = source.split(" = ")
-            numbers = [int(t) for t in left.split()]
+            words, target = problem_parts(source)
+            numbers = [int(t) for t in words]
             assert numbers == sorted(numbers) and len(numbers) == 4
             assert check_countdown(reference, source)
             assert reference in solve_countdown(numbers, int(target))
@@ -50,8 +50,8 @@ def test_splits_are_distinct_and_every_reference_solves_its_problem(task):
 def test_most_problems_have_several_answers(task):
     counts = []
     for source, _ in task.train_pairs:
-        left, target = source.split(" = ")
-        counts.append(len(solve_countdown([int(t) for t in left.split()], int(target))))
+        words, target = problem_parts(source)
+        counts.append(len(solve_countdown([int(t) for t in words], int(target))))
     assert min(counts) >= 1 and sum(c > 1 for c in counts) > 0.9 * len(counts)
 
 

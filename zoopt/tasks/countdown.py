@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 
 from zoopt.tasks.sequence_task import SequenceTask, Vocabulary
 
-__all__ = ["CountdownTask", "make_countdown_task", "solve_countdown", "check_countdown"]
+__all__ = [
+    "CountdownTask",
+    "make_countdown_task",
+    "solve_countdown",
+    "check_countdown",
+    "problem_parts",
+]
 
 _OPERATORS = ("+", "-", "*")
 
@@ -72,12 +78,18 @@ def _spell(numbers: Sequence[int], ops: Sequence[str]) -> str:
     return " ".join(words)
 
 
+def problem_parts(source: str) -> tuple[list[str], str]:
+    """The number words and the target word of a problem ``"n1 … nk = t"``."""
+    left, _, right = source.partition(" = ")
+    return left.split(), right.strip()
+
+
 def check_countdown(answer: str, source: str, operators: str = "+-") -> bool:
     """Whether ``answer`` solves the problem ``source`` (``"n1 … nk = t"``): alternating
     numbers and allowed operators, the given numbers each used exactly once, the target
     reached. Malformed answers are wrong, never an error."""
-    left, _, right = source.partition(" = ")
-    numbers, target = Counter(left.split()), right.strip()
+    given, target = problem_parts(source)
+    numbers = Counter(given)
     tokens = answer.split()
     if len(tokens) % 2 == 0:
         return False
