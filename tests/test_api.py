@@ -284,10 +284,11 @@ def test_bad_bounds(bounds, integer, match):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_schedule_follows_max_evaluations(schedule):
-    # 8 + 1 evaluations a step: max_evaluations=90 ends the run after 10 of the 500 steps
+    # 8 evaluations a step, + the centre at step 1: max_evaluations=81 ends the run after 10
+    # of the 500 steps
     res = zoopt.minimize(
         sphere, torch.ones(3), estimator="es", population=8, schedule=schedule,
-        max_evaluations=90, lr=0.1, covariance="none", eta_mean=None,  # the optimizer's step
+        max_evaluations=81, lr=0.1, covariance="none", eta_mean=None,  # the optimizer's step
     )  # fmt: skip
     assert res.stop_reason == "max_evaluations" and res.steps == 10
     lrs = res.history["lr"]

@@ -9,6 +9,7 @@ import zoopt
 from zoopt.config import validate
 from zoopt.estimators.auto import (
     CMAES_MAX_DIM,
+    PROBE_DRAWS,
     RESTART_MIN_EVALUATIONS_PER_D,
     SURROGATE_MAX_DIM,
     choose_estimator,
@@ -117,6 +118,24 @@ def test_noise_is_probed_and_counted():
     assert m.evaluations == 2 == sum(calls)  # the probe's two evaluations are counted
     m.run()
     assert m.evaluations == sum(calls)
+
+
+def test_a_degenerate_start_is_probed_again_at_a_draw():
+    # a zero policy: every episode plays one action, so x0's returns agree across seeds,
+    # and only the second point shows the noise
+    def returns(X):
+        noise = 0.1 * torch.rand(len(X), dtype=X.dtype)
+        return torch.where(
+            X.abs().sum(1) > 0, sphere(X) + noise, torch.zeros(len(X), dtype=X.dtype)
+        )
+
+    m = zoopt.Minimizer(returns, torch.zeros(3), steps=2, seed=0)
+    assert m.estimator.name == "snes" and "noisy losses" in m.notes[0]
+    assert m.evaluations == 4  # two pairs
+    m = zoopt.Minimizer(sphere, torch.zeros(3), steps=2, seed=0)  # deterministic: 3 pairs
+    assert m.estimator.name == "cmaes" and m.evaluations == 2 * (1 + PROBE_DRAWS)
+    m = zoopt.Minimizer(returns, torch.zeros(101), steps=2, seed=0)  # snes whatever the noise
+    assert m.estimator.name == "snes" and m.evaluations == 0
 
 
 def test_integer_and_ask_tell():

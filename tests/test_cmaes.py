@@ -26,7 +26,9 @@ class Recorder:
         self.fn, self.populations = fn, []
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        if len(X) > 1:  # a generation and, as its last row, the mean; keep the generation
+        # a generation and, as its last row, the mean (``evaluate_center=True``): keep the
+        # generation
+        if len(X) > 1:
             self.populations.append(X[:-1].clone())
         return self.fn(X)
 
@@ -48,7 +50,9 @@ def f64(fn):
 def test_visits_the_points_of_pycma_driven_directly() -> None:
     rec = Recorder(rosenbrock)
     x0 = torch.zeros(8, dtype=torch.float64)
-    m = zoopt.Minimizer(rec, x0, estimator="cmaes", steps=60, seed=5, sigma=0.3)
+    m = zoopt.Minimizer(
+        rec, x0, estimator="cmaes", steps=60, seed=5, sigma=0.3, evaluate_center=True
+    )
     m.run()
     es = direct_strategy(m.estimator, x0.numpy(), seed=5)
     assert len(rec.populations) == 60
@@ -185,8 +189,9 @@ def test_one_evaluator_call_per_generation() -> None:
     r = zoopt.minimize(
         sphere, torch.ones(6), estimator="cmaes", steps=7, seed=0, evaluator=ev, population=12
     )
-    # one batched call per generation, the mean as its 13th row (plus the final mean alone)
-    assert ev.sizes == [13] * 7 + [1]
+    # one batched call per generation, the mean as its 13th row at the first step (the
+    # centre's schedule: every 10th), plus the final mean alone
+    assert ev.sizes == [13] + [12] * 6 + [1]
     assert r.evaluations == sum(ev.sizes)
 
 
@@ -200,7 +205,10 @@ def _save_load(state: dict) -> dict:
 @pytest.mark.parametrize("diagonal", [False, True])
 def test_checkpoint_resume_visits_the_same_points(diagonal: bool) -> None:
     """Interrupted after a restart, saved, loaded code-free, resumed: the same points."""
-    opts = dict(estimator="cmaes", steps=400, seed=2, restarts=3, options={"tolfun": 1e-3})
+    opts = dict(
+        estimator="cmaes", steps=400, seed=2, restarts=3, options={"tolfun": 1e-3},
+        evaluate_center=True,
+    )  # fmt: skip
     x0 = torch.ones(6, dtype=torch.float64)
     rec_a = Recorder(rastrigin)
     a = zoopt.Minimizer(rec_a, x0, diagonal=diagonal, **opts)

@@ -24,9 +24,9 @@ def test_result_fields_and_history():
         assert len(r.history[key]) == 30, key
     ev = r.history["evaluations"]
     assert all(b > a for a, b in zip(ev, ev[1:], strict=False))
-    # K = 4 + ⌊3 ln 5⌋ = 8 candidates (es's default at D ≤ 20) + the centre per step, + the
-    # final evaluation
-    assert r.evaluations == 30 * 9 + 1
+    # K = 4 + ⌊3 ln 5⌋ = 8 candidates (es's default at D ≤ 20) per step, the centre at
+    # steps 1, 11 and 21, and the final evaluation
+    assert r.evaluations == 30 * 8 + 3 + 1
 
 
 def test_same_seed_same_result_different_seed_different():
@@ -100,7 +100,8 @@ def test_clipping_bounds_the_update():
 
 def test_max_evaluations_and_callback_stop_early():
     r = zoopt.minimize(sphere, torch.ones(4), estimator="es", steps=100, max_evaluations=100)
-    assert r.stop_reason == "max_evaluations" and r.steps == 12  # 8 candidates + the centre
+    # 8 candidates a step, + the centre at steps 1 and 11: 13 steps reach 100 evaluations
+    assert r.stop_reason == "max_evaluations" and r.steps == 13
     seen = []
     r = zoopt.minimize(
         sphere,
@@ -201,7 +202,7 @@ def test_objective_that_is_not_callable():
 def test_estimator_object_for_full_control():
     est = zoopt.get_estimator("es", sigma=0.05, population=8)
     r = zoopt.minimize(sphere, torch.ones(3), estimator=est, steps=10)
-    assert r.evaluations == 10 * 9 + 1
+    assert r.evaluations == 10 * 8 + 1 + 1  # the centre at step 1 and at the end
     with pytest.raises(TypeError, match="options"):
         zoopt.minimize(sphere, torch.ones(3), estimator=est, sigma=0.1, steps=2)
 
@@ -223,8 +224,8 @@ def test_local_evaluator_refuses_an_empty_population():
 # ---------------------------------------------------------------------------------------
 # the centre schedule and its counting
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ars", "pgpe"])
-def test_ars_and_pgpe_evaluate_the_centre_every_tenth_step_and_count_it_apart(name):
+@pytest.mark.parametrize("name", ["ars", "pgpe", "snes"])
+def test_population_estimators_evaluate_the_centre_every_tenth_step_and_count_it_apart(name):
     from zoopt.objectives import GymObjective
 
     objective = GymObjective("CartPole-v1", episodes=2)
@@ -241,13 +242,20 @@ def test_ars_and_pgpe_evaluate_the_centre_every_tenth_step_and_count_it_apart(na
     assert objective.episodes_played == (12 * k + 3) * 2  # every episode played is counted
 
 
-def test_centre_schedule_is_an_option_and_other_estimators_keep_every_step():
-    every = zoopt.minimize(sphere, torch.ones(3), estimator="ars", steps=3, evaluate_center=True)
+def test_centre_schedule_is_an_option_and_gradient_estimators_keep_every_step():
+    every = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=3, evaluate_center=True)
     assert not any(math.isnan(v) for v in every.history["loss"])
     assert every.history["center_evaluations"] == [1, 2, 3]
     es = zoopt.minimize(sphere, torch.ones(3), estimator="es", steps=3, population=4)
-    assert es.history["center_evaluations"] == [1, 2, 3]
+    assert es.history["center_evaluations"] == [1, 1, 1]
     assert "training_episodes" not in es.history  # not an episodic objective
+    grad = zoopt.minimize(sphere, torch.ones(3), estimator="gradient", steps=3)
+    assert grad.history["center_evaluations"] == [1, 2, 3]
+    # cmaes without a surrogate as the others; with one, never (its steps are increments)
+    cma = zoopt.minimize(sphere, torch.ones(3), estimator="cmaes", steps=12, seed=0)
+    assert cma.history["center_evaluations"][-1] == 2
+    lq = zoopt.minimize(sphere, torch.ones(3), estimator="cmaes", surrogate=True, steps=5)
+    assert lq.history["center_evaluations"][-1] == 0
 
 
 def test_an_estimator_that_owns_its_mean_never_builds_the_optimizer():

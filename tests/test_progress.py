@@ -74,6 +74,25 @@ def test_fit_fields_and_row_fields():
     assert [k for k, _ in row_fields(no_alpha, "loss", float)] == ["loss", "best", "ev/s"]
 
 
+def test_the_last_evaluated_metric_is_held_between_centre_evaluations(capsys):
+    no_centre = dict(_row(0), metric=math.nan)
+    assert row_fields(no_centre, "loss", float)[0][0] == "best"  # nothing evaluated yet
+    assert row_fields(no_centre, "loss", float, held=0.5)[0] == ("loss", "0.5")
+    assert row_fields(_row(0), "loss", float, held=0.5)[0] == ("loss", "0.9556")
+
+    def sphere(X):
+        return (X**2).sum(dim=1)
+
+    # θ is evaluated at steps 1 and 11 only; the lines of every step show its last loss
+    m = zoopt.Minimizer(sphere, torch.ones(3), estimator="snes", population=4, progress="lines")
+    m.progress_every = 0.0  # a line every step
+    m.run(12)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " step " in ln]
+    assert len(lines) == 12
+    shown = [ln.split(" loss=")[1].split()[0] for ln in lines]
+    assert len(set(shown[:10])) == 1 and shown[10] == shown[11] != shown[0]
+
+
 def test_minimize_shows_plain_lines_and_a_bar(capsys):
     def sphere(X):
         return (X**2).sum(dim=1)
@@ -82,7 +101,7 @@ def test_minimize_shows_plain_lines_and_a_bar(capsys):
     zoopt.minimize(sphere, torch.ones(3), progress="lines", **opts)
     err = capsys.readouterr().err
     assert "step 3/3" in err and "best=" in err
-    assert "loss=nan" not in err  # θ's loss is left out on steps that did not evaluate it
+    assert "loss=nan" not in err  # θ's loss is never shown as NaN
     zoopt.minimize(sphere, torch.ones(3), progress=True, **opts)
     assert "/3 |" in capsys.readouterr().err  # the bar was drawn (and cleared at the end)
     zoopt.minimize(sphere, torch.ones(3), progress=False, **opts)

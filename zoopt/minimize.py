@@ -93,8 +93,9 @@ class Minimizer(StallWatch):
             m.tell([my_loss(x) for x in X])  # K losses
         print(m.best_x, m.result())
 
-    With ``evaluate_center=True`` (the default when an objective is given) the rows also
-    hold θ as their last row, so the history's ``loss`` is the centre's loss.
+    On the steps that evaluate θ (``evaluate_center``: every 10th by default when an
+    objective is given) the rows also hold θ as their last row, and the history's ``loss``
+    is the centre's loss (NaN on the other steps).
     """
 
     #: seconds between plain progress lines (``progress="lines"``)
@@ -166,6 +167,7 @@ class Minimizer(StallWatch):
             self.auto_choice = resolve_auto(
                 objective if self.has_objective else None, x,
                 max_evaluations=max_evaluations, steps=steps, options=estimator_options,
+                seed=seed,
             )  # fmt: skip
             estimator, estimator_options = self.auto_choice.estimator, self.auto_choice.options
             if self.auto_choice.max_evaluations is not None:  # steps read as generations
@@ -178,7 +180,7 @@ class Minimizer(StallWatch):
         self._tap: BehaviourTap | None = None
         if self.novelty is not None:
             self._tap = novelty_tap(self.estimator, self.objective, self.has_objective)
-        if evaluate_center is None:  # ars, pgpe: every n-th step (CENTER_EVERY)
+        if evaluate_center is None:  # population estimators: every n-th step (CENTER_EVERY)
             evaluate_center = self.has_objective and getattr(self.estimator, "center_every", True)
         self.evaluate_center = evaluate_center
         self.steps, self.seed = steps, seed
@@ -657,12 +659,14 @@ def minimize(
             lie inside. ``cmaes`` hands the box to pycma's own boundary handling.
         integer: indices of coordinates evaluated at integer values (rounded at evaluation;
             ``cmaes`` also passes them as pycma's ``integer_variables``).
-        evaluate_center: evaluate θ every step (True, the default), never (False; the
-            history's ``loss`` is then NaN), or every n-th step (an int; the default of
-            ``ars`` and ``pgpe``, whose estimators never read the centre's loss, is every
-            10th; ``cmaes`` with a surrogate evaluates it never). θ travels as one more row
-            of the population's evaluator call, so it costs one candidate; the history counts
-            these ``center_evaluations`` apart.
+        evaluate_center: evaluate θ every step (True), never (False; the history's
+            ``loss`` is then NaN), or every n-th step (an int). None, the default: every
+            10th step for the population estimators, whose steps never read the centre's
+            loss (every step would spend 1/(K + 1) of the budget on reporting), never for
+            ``cmaes`` with a surrogate, every step for ``gradient`` and ``reinforce``; θ
+            is also evaluated once at the end (``Result.loss``). θ travels as one more row
+            of the population's evaluator call, so it costs one candidate; the history
+            counts these ``center_evaluations`` apart.
         novelty: novelty search as part of the loss (:mod:`zoopt.novelty`): a weight λ in
             (0, 1] of (1 − λ)·loss − λ·novelty, ``"adaptive"`` (NSRA-ES), True (λ = 0.5),
             a dict of :class:`zoopt.novelty.Novelty`'s arguments or a ``Novelty``. Needs a

@@ -36,14 +36,16 @@ def _rate(x: float) -> str:
 
 
 def row_fields(
-    row: dict, metric_name: str, metric: Callable[[float], float]
+    row: dict, metric_name: str, metric: Callable[[float], float], held: float = math.nan
 ) -> list[tuple[str, str]]:
     """``(name, value)`` of a history row's progress fields, in :data:`FIELD_ORDER`.
 
-    ``metric`` maps a loss to the reported metric; θ's metric appears only on steps that
-    evaluated θ (see ``evaluate_center``), α and ESS only for estimators that report them.
+    ``metric`` maps a loss to the reported metric. θ's metric is the row's on steps that
+    evaluated θ (see ``evaluate_center``), else ``held``, the last one evaluated (none
+    before the first); α and ESS appear only for estimators that report them.
     """
-    fields = [] if math.isnan(row["metric"]) else [(metric_name[:8], f"{row['metric']:.4g}")]
+    shown = held if math.isnan(row["metric"]) else row["metric"]
+    fields = [] if math.isnan(shown) else [(metric_name[:8], f"{shown:.4g}")]
     fields.append(("best", f"{metric(row['best_loss']):.4g}"))
     if row["seconds"] > 0:
         fields.append(("ev/s", _rate(row["evaluations"] / row["seconds"])))
@@ -81,6 +83,7 @@ class Progress:
         from tqdm.auto import tqdm
 
         self.metric_name, self.metric, self.fixed_ncols = metric_name, metric, ncols
+        self.held = math.nan  # θ's metric at the last step that evaluated θ
         self._fitted = -math.inf
         self.bar = tqdm(
             total=total,
@@ -102,6 +105,8 @@ class Progress:
         """Advance one step; ``row``'s fields are refitted at most every ``mininterval`` s."""
         bar = self.bar
         bar.update(1)
+        if not math.isnan(row["metric"]):
+            self.held = row["metric"]
         now = time.monotonic()
         if now - self._fitted < bar.mininterval and bar.n < bar.total:
             return  # fitting costs more than a step of a fast objective
@@ -113,7 +118,7 @@ class Progress:
             **{**d, "n": d["total"], "bar_format": _NO_BAR, "ncols": None, "postfix": None}
         )
         room = self._width() - len(bare) - MIN_BAR - 2  # 2: the ", " before the fields
-        fields = fit_fields(row_fields(row, self.metric_name, self.metric), room)
+        fields = fit_fields(row_fields(row, self.metric_name, self.metric, self.held), room)
         bar.set_postfix_str(fields, refresh=False)
 
     def note(self, text: str) -> None:
@@ -143,15 +148,19 @@ class LineProgress:
     ):
         self.total, self.n, self.desc, self.every = total, initial, desc, every
         self.metric_name, self.metric = metric_name, metric
+        self.held = math.nan  # θ's metric at the last step that evaluated θ
         self.last = -math.inf
 
     def update(self, row: dict) -> None:
         """Count one step; print a line when ``every`` seconds have passed or at the end."""
         self.n += 1
+        if not math.isnan(row["metric"]):
+            self.held = row["metric"]
         now = time.monotonic()
         if now - self.last >= self.every or self.n >= self.total:
             self.last = now
-            fields = " ".join(f"{k}={v}" for k, v in row_fields(row, self.metric_name, self.metric))
+            shown = row_fields(row, self.metric_name, self.metric, self.held)
+            fields = " ".join(f"{k}={v}" for k, v in shown)
             print(f"{self.desc} step {self.n}/{self.total} {fields}", file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:

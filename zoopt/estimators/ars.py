@@ -11,7 +11,6 @@ with α = η_μ·σ. σ is fixed (no adaptation), as in the paper.
 from __future__ import annotations
 
 from zoopt.estimators import register
-from zoopt.estimators.base import CENTER_EVERY
 from zoopt.estimators.es import ES
 
 __all__ = ["ARS"]
@@ -24,9 +23,6 @@ class ARS(ES):
     Args: ``sigma`` (ν), ``population`` (K = 2N, None: from D), ``top`` (b, None:
     half of the pairs), ``eta_mean`` (α/ν, 1), ``rank`` (None, or low-rank draws of a
     module's weight matrices; :mod:`zoopt.lowrank`)."""
-
-    #: the loop evaluates θ every n-th step by default: the step never reads its loss
-    center_every = CENTER_EVERY
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ import torch
 from torch import Tensor
 
 from zoopt.estimators import register
-from zoopt.estimators.base import Estimate, PopulationEstimator, check_positive
+from zoopt.estimators.base import CENTER_EVERY, Estimate, PopulationEstimator, check_positive
 from zoopt.estimators.pycma_state import (
     Unplain,
     dump_strategy,
@@ -234,10 +234,10 @@ class CMAES(PopulationEstimator):
         return self.restarts > 0
 
     @property
-    def center_every(self) -> bool:  # type: ignore[override]
-        """The loop's default ``evaluate_center``: every step, but never with a surrogate,
-        whose steps evaluate a handful of candidates each."""
-        return not self.surrogate
+    def center_every(self) -> bool | int:  # type: ignore[override]
+        """The loop's default ``evaluate_center``: every :data:`CENTER_EVERY`-th step, but
+        never with a surrogate, whose steps evaluate a handful of candidates each."""
+        return False if self.surrogate else CENTER_EVERY
 
     # -- pycma -----------------------------------------------------------------------------
     def setup(self, objective: Objective, x0: Tensor) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from zoopt.estimators import register
-from zoopt.estimators.base import CENTER_EVERY, Estimate, check_positive
+from zoopt.estimators.base import Estimate, check_positive
 from zoopt.estimators.es import ES
 from zoopt.optim import ClipUp
 from zoopt.population import Population
@@ -36,9 +36,6 @@ class PGPE(ES):
     (0.2), ``max_speed`` (None: σ√D/15), ``momentum`` (0.9), ``rank`` (None, or low-rank
     draws of a module's weight matrices, with one adapted σ per matrix;
     :mod:`zoopt.lowrank`)."""
-
-    #: the loop evaluates θ every n-th step by default: the step never reads its loss
-    center_every = CENTER_EVERY
 
     def __init__(
         self,
