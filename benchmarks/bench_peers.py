@@ -28,7 +28,9 @@ option), so that the two differ only where the algorithms do.
 
 The table gives, per task and method, solved/seeds and the median evaluations (episodes for
 CartPole) of the solved seeds, and for each zoopt estimator its ratio to the best peer's
-median (< 1: fewer evaluations than the best peer).
+median (< 1: fewer evaluations than the best peer). Each method's progress line also gives
+COCO's expected running time (ERT): the evaluations of all its runs, a failed run's whole
+budget included, per solved run, which charges a method for the seeds it misses.
 
 Run: ``python benchmarks/bench_peers.py [--quick] [--seeds 5] [--tasks sphere,ellipsoid]
 [--methods pycma,zoopt-snes]``
@@ -426,9 +428,13 @@ def main() -> None:
             solved = [r[1] for r in runs if r[0]]
             med = statistics.median(solved) if solved else math.nan
             finals = [r[2] for r in runs if not math.isnan(r[2])]
+            # COCO's expected running time: every run's evaluations (a failed run's whole
+            # budget included) per solved run
+            ert = sum(r[1] for r in runs) / len(solved) if solved else math.nan
             print(
                 f"{task.name:13s} {method:16s} solved {len(solved)}/{len(runs)} "
-                f"median {fmt(med)} final {fmt(statistics.median(finals)) if finals else '—'} "
+                f"median {fmt(med)} ERT {fmt(ert)} "
+                f"final {fmt(statistics.median(finals)) if finals else '—'} "
                 f"({time.perf_counter() - t0:.0f} s) {'' if status == 'ok' else status}",
                 flush=True,
             )
