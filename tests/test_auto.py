@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -136,6 +137,28 @@ def test_a_degenerate_start_is_probed_again_at_a_draw():
     assert m.estimator.name == "cmaes" and m.evaluations == 2 * (1 + PROBE_DRAWS)
     m = zoopt.Minimizer(returns, torch.zeros(101), steps=2, seed=0)  # snes whatever the noise
     assert m.estimator.name == "snes" and m.evaluations == 0
+
+
+def test_the_probe_evaluations_seed_the_surrogate_and_the_best_point():
+    calls = []
+
+    def f(X):
+        calls.append(X.clone())
+        return sphere(X)
+
+    m = zoopt.Minimizer(f, torch.full((4,), 0.5, dtype=torch.float64), steps=3, seed=0)
+    probe = m.auto_choice.probe
+    assert not probe.noisy and probe.points.shape == (1 + PROBE_DRAWS, 4)
+    assert torch.equal(probe.points[0], torch.full((4,), 0.5, dtype=torch.float64))
+    assert probe.losses.tolist() == sphere(probe.points).tolist()
+    assert m.best_loss == min(probe.losses.tolist())  # x0 and the draws count as evaluated
+    m.step()
+    model = m.estimator._screen.model  # pycma's LQModel: the probe's points are in it
+    archived = {tuple(x) for x in np.asarray(model.X).tolist()}
+    assert {tuple(x) for x in probe.points.tolist()} <= archived
+    # inside a box the loss belongs to the repaired point: nothing is reused
+    boxed = zoopt.Minimizer(f, torch.zeros(4), bounds=(-1, 1), steps=3, seed=0)
+    assert boxed.auto_choice.probe is None
 
 
 def test_integer_and_ask_tell():

@@ -203,11 +203,18 @@ class Minimizer(StallWatch):
         self.schedule_steps: int | None = None
         self.estimator.bind_module(self.module)
         self.estimator.setup(self.objective, self.theta)
+
         self.step_count = 0
         self.evaluations = 0
         self.center_evaluations = 0  # of them, evaluations of θ (not training)
         self.best_loss = math.inf
         self._best = self._repair(self.theta).clone()
+        probe = self.auto_choice.probe if self.auto_choice is not None else None
+        if probe is not None:  # the noise probe's evaluations are not thrown away
+            points = probe.points.to(self.theta)
+            self.estimator.reuse(points, probe.losses)
+            for x, loss in zip(points, probe.losses.tolist(), strict=True):
+                self._consider(loss, x)
         self.history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
         self.elapsed = 0.0
         self.stop_reason = ""

@@ -33,8 +33,9 @@ population (:func:`zoopt.proposal.default_population`); the report says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -43,6 +44,7 @@ from zoopt.proposal import default_population
 
 __all__ = [
     "AutoChoice",
+    "Probe",
     "CMAES_MAX_DIM",
     "PROBE_DRAWS",
     "PROBE_SIGMA",
@@ -69,6 +71,22 @@ PROBE_SIGMA = 0.1
 PROBE_DRAWS = 2
 
 
+class Probe(NamedTuple):
+    """What the noise probe found (:func:`is_noisy`).
+
+    Attributes:
+        noisy: whether two evaluations of one point with different seeds differed.
+        evaluations: the evaluations spent (2 per point).
+        points: the points probed ``(n, D)``, x0 first.
+        losses: each point's loss with seed 0 ``(n,)`` (float64).
+    """
+
+    noisy: bool
+    evaluations: int
+    points: Tensor
+    losses: Tensor
+
+
 @dataclass(frozen=True)
 class AutoChoice:
     """What ``estimator="auto"`` chose and why.
@@ -81,6 +99,9 @@ class AutoChoice:
         evaluations: objective evaluations the choice spent (the noise probe).
         max_evaluations: the evaluation budget the run takes instead of a steps-only budget
             (the surrogate's steps evaluate 1 to λ candidates), or None.
+        probe: the noise probe's points and losses (:class:`Probe`), which the run reuses
+            (:meth:`zoopt.estimators.base.Estimator.reuse`), or None (not probed, or
+            probed inside a box, where the loss belongs to the repaired point).
     """
 
     estimator: str
@@ -89,6 +110,7 @@ class AutoChoice:
     reason: str = ""
     evaluations: int = 0
     max_evaluations: int | None = None
+    probe: Probe | None = None
 
     def __str__(self) -> str:
         return self.reason
@@ -175,31 +197,32 @@ def _cmaes_label(options: dict) -> str:
     return label
 
 
-def is_noisy(objective: Any, x0: Tensor, sigma: float = PROBE_SIGMA, seed: int = 0) -> tuple:
+def is_noisy(objective: Any, x0: Tensor, sigma: float = PROBE_SIGMA, seed: int = 0) -> Probe:
     """Whether two evaluations with different seeds differ, at ``x0`` ``(D,)`` and, while
-    the pairs agree, at up to :data:`PROBE_DRAWS` draws x0 + σ·z: ``(noisy, evaluations
-    spent)``, 2 on most noisy problems, 2·(1 + PROBE_DRAWS) on a deterministic one.
+    the pairs agree, at up to :data:`PROBE_DRAWS` draws x0 + σ·z: 2 evaluations on most
+    noisy problems, 2·(1 + PROBE_DRAWS) on a deterministic one (:class:`Probe`).
 
     One pair can agree on a noisy task: a zero linear policy plays every CartPole episode
     with one action, and a poor policy's returns are a few small integers, so two episodes
     often tie (x0 = 0 in 41 of 100 seeds of ``bench_peers``'s CartPole, one draw with
     σ = 0.5 in about a third of the rest)."""
     x = x0.detach()
-    if _differs(objective, x):
-        return True, 2
     gen = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
-    for i in range(1, PROBE_DRAWS + 1):
-        z = torch.randn(x.shape, generator=gen, dtype=torch.float64)
-        if _differs(objective, x + (sigma * z).to(x.dtype)):
-            return True, 2 * (i + 1)
-    return False, 2 * (PROBE_DRAWS + 1)
-
-
-def _differs(objective: Any, x: Tensor) -> bool:
-    """Whether ``x`` ``(D,)`` evaluated with seeds 0 and 1 gives two different losses."""
-    a = torch.as_tensor(objective.evaluate(x[None], 0)).reshape(-1)
-    b = torch.as_tensor(objective.evaluate(x[None], 1)).reshape(-1)
-    return bool(a.numel() and b.numel()) and not torch.equal(a[:1], b[:1])
+    points, losses, noisy = [], [], False
+    for i in range(PROBE_DRAWS + 1):
+        point = x
+        if i:
+            z = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+            point = x + (sigma * z).to(x.dtype)
+        a, b = (torch.as_tensor(objective.evaluate(point[None], s)).reshape(-1) for s in (0, 1))
+        points.append(point)
+        losses.append(float(a[0]) if a.numel() else math.nan)
+        if a.numel() and b.numel() and not torch.equal(a[:1], b[:1]):
+            noisy = True
+            break
+    return Probe(
+        noisy, 2 * len(points), torch.stack(points), torch.tensor(losses, dtype=torch.float64)
+    )
 
 
 def _probe_sigma(options: dict) -> float:
@@ -234,10 +257,11 @@ def resolve_auto(
     bounds = box is not None and bool(
         torch.isfinite(box.lower).any() or torch.isfinite(box.upper).any()
     )
-    noisy, spent = None, 0
+    noisy, spent, probe = None, 0, None
     # above CMAES_MAX_DIM the choice is snes whatever the noise: nothing to probe
     if objective is not None and x0.numel() <= CMAES_MAX_DIM:
-        noisy, spent = is_noisy(objective, x0, _probe_sigma(options), seed)
+        probe = is_noisy(objective, x0, _probe_sigma(options), seed)
+        noisy, spent = probe.noisy, probe.evaluations
     choice = choose_estimator(
         int(x0.numel()),
         max_evaluations,
@@ -249,5 +273,5 @@ def resolve_auto(
     )
     return AutoChoice(
         choice.estimator, choice.options, choice.label, choice.reason, spent,
-        choice.max_evaluations,
+        choice.max_evaluations, probe=probe if box is None else None,
     )  # fmt: skip

@@ -121,6 +121,11 @@ class Estimator:
         """Called once before the first step with the objective and the start ``(D,)``."""
         self._nonfinite_warned = False
 
+    def reuse(self, points: Tensor, losses: Tensor) -> None:
+        """Points ``(n, D)`` evaluated before the first step and their losses ``(n,)``
+        (``auto``'s noise probe), given after :meth:`setup`; the default ignores them.
+        ``cmaes`` with a surrogate adds them to its model's archive."""
+
     def estimate(self, objective: Objective, x: Tensor, evaluator: Any, seed: int) -> Estimate:
         """One step at parameters ``x`` ``(D,)`` with the step's ``seed``."""
         raise NotImplementedError

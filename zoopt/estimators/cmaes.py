@@ -334,11 +334,25 @@ class CMAES(PopulationEstimator):
         )
         return es
 
+    def reuse(self, points: Tensor, losses: Tensor) -> None:
+        """With a surrogate, the first run's model starts with these evaluated points
+        ``(n, D)`` and losses ``(n,)`` in its archive (the evaluations ``auto``'s noise
+        probe made); later runs start fresh models, as ``cma.fmin_lq_surr2``'s do."""
+        self._prior = (
+            points.detach().to("cpu", torch.float64).numpy().copy(),
+            losses.detach().to("cpu", torch.float64).numpy().copy(),
+        )
+
     def _start(self, x: Tensor, seed: int) -> None:
         self._x0 = x.detach().to("cpu", torch.float64).numpy().copy()
         self._seed = int(seed)
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
         self._es = self._new_strategy(0)
+        prior = getattr(self, "_prior", None)
+        if self._model_on and prior is not None:
+            finite = np.isfinite(prior[1])
+            if finite.any():
+                self._screen.model.add_data(prior[0][finite], prior[1][finite])
 
     @property
     def strategy(self) -> Any:
