@@ -71,6 +71,7 @@ def solve(estimator: str, seed: int, steps: int) -> dict:
         steps=steps,
         seed=seed,
         callback=check,
+        evaluate_center=True,  # the trigger reads θ's training return at every step
         progress=False,
         **SETTINGS.get(estimator, {}),
     )

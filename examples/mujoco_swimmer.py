@@ -59,6 +59,7 @@ def main() -> None:
         shaping="centered_ranks",
         lr=0.05,
         callback=log,
+        evaluate_center=True,  # θ's return at every step, for the curve (one more episode)
         progress=False,
     )
     trained_steps = objective.env_steps  # before the held-out episodes below

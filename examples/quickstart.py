@@ -96,7 +96,10 @@ def main() -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name, (objective, r, _) in results.items():
-        evaluations, loss = r.history["evaluations"], r.history["loss"]
+        # θ's loss where the step evaluated it (population estimators: every 10th step)
+        history = zip(r.history["evaluations"], r.history["loss"], strict=True)
+        points = [(e, v) for e, v in history if v == v]  # v == v: not NaN
+        evaluations, loss = [e for e, _ in points], [v for _, v in points]
         if objective == "bandit-5":  # its minimum is not 0: plot the gap to the best arm
             loss = [v - bandit.best_loss() for v in loss]
             right.plot(evaluations, loss, label=name, color="C4")

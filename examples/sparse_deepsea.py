@@ -70,6 +70,7 @@ def run(name: str, size: int, seed: int, steps: int) -> str:
             steps=steps,
             seed=seed,
             callback=watch,
+            evaluate_center=True,  # θ's return at every step: the first step that reaches it
             progress=False,
             **SETTINGS[name],
         )
