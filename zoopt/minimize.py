@@ -203,7 +203,6 @@ class Minimizer(StallWatch):
         self.schedule_steps: int | None = None
         self.estimator.bind_module(self.module)
         self.estimator.setup(self.objective, self.theta)
-
         self.step_count = 0
         self.evaluations = 0
         self.center_evaluations = 0  # of them, evaluations of θ (not training)

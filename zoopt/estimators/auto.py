@@ -44,10 +44,10 @@ from zoopt.proposal import default_population
 
 __all__ = [
     "AutoChoice",
-    "Probe",
     "CMAES_MAX_DIM",
     "PROBE_DRAWS",
     "PROBE_SIGMA",
+    "Probe",
     "RESTART_MIN_EVALUATIONS_PER_D",
     "RESTARTS",
     "SURROGATE_MAX_DIM",
