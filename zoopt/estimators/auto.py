@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,7 +71,8 @@ PROBE_SIGMA = 0.1
 PROBE_DRAWS = 2
 
 
-class Probe(NamedTuple):
+@dataclass(frozen=True)
+class Probe:
     """What the noise probe found (:func:`is_noisy`).
 
     Attributes:
