@@ -140,13 +140,7 @@ def test_a_degenerate_start_is_probed_again_at_a_draw():
 
 
 def test_the_probe_evaluations_seed_the_surrogate_and_the_best_point():
-    calls = []
-
-    def f(X):
-        calls.append(X.clone())
-        return sphere(X)
-
-    m = zoopt.Minimizer(f, torch.full((4,), 0.5, dtype=torch.float64), steps=3, seed=0)
+    m = zoopt.Minimizer(sphere, torch.full((4,), 0.5, dtype=torch.float64), steps=3, seed=0)
     probe = m.auto_choice.probe
     assert not probe.noisy and probe.points.shape == (1 + PROBE_DRAWS, 4)
     assert torch.equal(probe.points[0], torch.full((4,), 0.5, dtype=torch.float64))
@@ -157,7 +151,7 @@ def test_the_probe_evaluations_seed_the_surrogate_and_the_best_point():
     archived = {tuple(x) for x in np.asarray(model.X).tolist()}
     assert {tuple(x) for x in probe.points.tolist()} <= archived
     # inside a box the loss belongs to the repaired point: nothing is reused
-    boxed = zoopt.Minimizer(f, torch.zeros(4), bounds=(-1, 1), steps=3, seed=0)
+    boxed = zoopt.Minimizer(sphere, torch.zeros(4), bounds=(-1, 1), steps=3, seed=0)
     assert boxed.auto_choice.probe is None
 
 

@@ -193,6 +193,9 @@ class CMAES(PopulationEstimator):
         if unknown:
             raise ValueError(f"options {unknown} are not pycma options (see cma.CMAOptions())")
         self.options = dict(options)
+        # points evaluated before the first step (reuse), kept across _reset: a resume
+        # before the first step rebuilds the same first model
+        self._prior: tuple[np.ndarray, np.ndarray] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -348,11 +351,11 @@ class CMAES(PopulationEstimator):
         self._seed = int(seed)
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
         self._es = self._new_strategy(0)
-        prior = getattr(self, "_prior", None)
-        if self._model_on and prior is not None:
-            finite = np.isfinite(prior[1])
+        if self._model_on and self._prior is not None:
+            points, losses = self._prior
+            finite = np.isfinite(losses)
             if finite.any():
-                self._screen.model.add_data(prior[0][finite], prior[1][finite])
+                self._screen.model.add_data(points[finite], losses[finite])
 
     @property
     def strategy(self) -> Any:
