@@ -11,7 +11,8 @@ that idles, or plays past its episode's end, earns nothing). For K×E = 256 epis
   centre's return reaches 475, aggregated over the run: every env step of the run (the
   population's and the centre's) over the time spent evaluating. Occupancy = useful
   steps / simulated slot-steps over the run; the centre's share of evaluation time is
-  printed too.
+  printed too. ``--episode-cap C`` adds the same run with the straggler cap of Salimans et
+  al. (``GymObjective(episode_cap=C)``; it changes the objective, see its docstring).
 
 (c) shows where idle slots do cost: on ``SyncVectorEnv`` each slot is a Python
 ``env.step``, so occupancy is speed.
@@ -183,6 +184,13 @@ def main() -> None:
         default=[None],
         help="zoopt's slot counts (default: its own)",
     )
+    ap.add_argument(
+        "--episode-cap",
+        type=float,
+        default=None,
+        metavar="C",
+        help="also run (b) with the straggler cap episode_cap=C (Salimans et al.: 2)",
+    )
     args = ap.parse_args()
     X = torch.randn(N, 10, generator=torch.Generator().manual_seed(0))  # (a) K=256, E=1
     variants = {f"zoopt (slots={s or 'default'})": (GymObjective, s) for s in args.slots}
@@ -203,7 +211,11 @@ def main() -> None:
         sync = {f"before ({args.before})": before("CartPole-v1", vectorization="sync"), **sync}
     c: dict[str, list] = {name: [] for name in sync}
     a: dict[str, list] = {name: [] for name in ["native", *variants]}
-    b: dict[str, list] = {name: [] for name in variants}
+    runs_b = {name: (variant, {}) for name, variant in variants.items()}
+    if args.episode_cap is not None:
+        capped = (GymObjective, None), {"episode_cap": args.episode_cap}
+        runs_b[f"zoopt (episode_cap={args.episode_cap:g})"] = capped
+    b: dict[str, list] = {name: [] for name in runs_b}
     # interleaved rounds: a load change on the shared machine hits every method alike
     for r in range(args.rounds):
         a["native"].append((native_rate(args.seconds), 1.0, float("nan")))
@@ -213,12 +225,12 @@ def main() -> None:
             a[name].append(random_rate(objectives[name], X, args.seconds))
         for name in list(sync)[:: 1 if r % 2 == 0 else -1]:
             c[name].append(random_rate(sync[name], X, args.seconds))
-        for name in order:
-            variant = variants[name]
+        for name in list(runs_b)[:: 1 if r % 2 == 0 else -1]:
+            variant, kw = runs_b[name]
             for s in range(args.es_runs):
-                run = es_run(lambda v=variant: now(v, episodes=4), args.es_steps, s)
+                run = es_run(lambda v=variant, kw=kw: now(v, episodes=4, **kw), args.es_steps, s)
                 b[name].append((run, r))
-        for name in variants:  # the reference of the same round, for (b)'s ratio
+        for name in runs_b:  # the reference of the same round, for (b)'s ratio
             for run, rr in b[name]:
                 run.setdefault("ref", a["native"][rr][0])
 
@@ -250,7 +262,7 @@ def main() -> None:
         f"population exceeds {bound:.2f}×"
     )
     print("  (b) es run, population 64 × 4 episodes, random start until return ≥ 475:")
-    for name in variants:
+    for name in runs_b:
         runs = [run for run, _ in b[name]]
         ratio = np.median([run["rate"] / run["ref"] for run in runs])
         print(

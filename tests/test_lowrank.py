@@ -111,9 +111,73 @@ def test_factors_do_not_depend_on_the_slice():
             assert torch.equal(a, b[17:35])
 
 
+def test_factors_of_some_tensors_equal_those_of_all():
+    """Each tensor's factors come from its own seed: asking for a few, in any order, gives
+    the entries of the whole list."""
+    model = Tagger()
+    pop = _population(model, size=10)
+    members = pop.members(3, 10)
+    full = members.factors()
+    for a, i in zip(members.factors(tensors=[5, 0, 3]), [5, 0, 3], strict=True):
+        b = full[i]
+        if isinstance(a, tuple):
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        else:
+            assert torch.equal(a, b)
+
+
 # ---------------------------------------------------------------------------------------
 # the population forward
 # ---------------------------------------------------------------------------------------
+def test_population_forward_holds_one_layers_factors_at_a_time(monkeypatch):
+    """Factors are made when their layer runs and dropped after it: while the last layer
+    runs, no factor tensor made for an earlier layer is alive."""
+    import weakref
+
+    from zoopt.lowrank import LowRankMembers
+
+    made = []
+    original = LowRankMembers.factors
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        made.append([weakref.ref(u) for f in out for u in (f if isinstance(f, tuple) else (f,))])
+        return out
+
+    monkeypatch.setattr(LowRankMembers, "factors", spy)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Linear(16, 3))
+    alive = []
+    model[3].register_forward_pre_hook(
+        lambda *_: alive.append([r() is not None for refs in made for r in refs])
+    )
+    pop = _population(model, rank=2, size=6)
+    population_forward(model, pop.members(), torch.randn(4, 6))
+    # layers 0 and 2 made A, B and a bias each, and dropped them before layer 3 ran
+    assert len(made) == 3 and alive == [[False] * 6]
+
+
+def test_a_layer_run_twice_gets_the_same_members():
+    """A layer called again in one forward (a loop, a shared layer) adds the same members'
+    terms each time."""
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.out = nn.Linear(5, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.out(
+                torch.tanh(self.inner(torch.tanh(self.inner(torch.tanh(self.inner(x))))))
+            )
+
+    torch.manual_seed(4)
+    model = Twice().double()
+    pop = _population(model, rank=2, size=6)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    out = population_forward(model, pop.members(), x)
+    torch.testing.assert_close(out, _explicit(model, pop.materialize(), x), rtol=0, atol=1e-10)
+
+
 def test_population_forward_equals_explicit_forwards():
     torch.manual_seed(1)
     model = Tagger().double()

@@ -29,7 +29,7 @@ A full covariance (xnes) would mix every coordinate and is not offered.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator  # noqa: F401  (Callable: the inherited reducer field's annotation, for the API reference)
+from collections.abc import Callable, Iterator, Sequence  # noqa: F401  (Callable: the inherited reducer field's annotation, for the API reference)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,26 +226,31 @@ class LowRankStructure:
 
 
 def _noise(
-    structure: LowRankStructure, seed: int, start: int, stop: int, dtype: torch.dtype
+    structure: LowRankStructure,
+    seed: int,
+    start: int,
+    stop: int,
+    dtype: torch.dtype,
+    tensors: Sequence[int] | None = None,
 ) -> Iterator[Any]:
     """Unit draws of noise indices ``start:stop`` for each tensor in turn (drawn when asked
     for, so one tensor's draws are held at a time): ``(A (n, m, r), B (n, cols, r))`` for a
-    matrix, ``Z (n, numel)`` otherwise (n = stop − start), on the CPU."""
+    matrix, ``Z (n, numel)`` otherwise (n = stop − start), on the CPU. ``tensors``: the
+    positions in ``structure.tensors`` to draw, in that order (all by default); a tensor's
+    draws do not depend on which others are drawn."""
     b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK + 1
     off = b0 * NOISE_BLOCK
     g = torch.Generator()
     r = structure.rank
-    for t in structure.tensors:
-        blocks = []
+    chosen = structure.tensors if tensors is None else [structure.tensors[i] for i in tensors]
+    for t in chosen:
+        per_member = (t.rows + t.cols, r) if t.lowrank else (t.numel,)
+        z = torch.empty((b1 - b0) * NOISE_BLOCK, *per_member, dtype=dtype)
         for b in range(b0, b1):  # blocks of NOISE_BLOCK members, not single members
             g.manual_seed(factor_seed(seed, b, t.index))
-            if t.lowrank:
-                blocks.append(
-                    torch.randn(NOISE_BLOCK, t.rows + t.cols, r, generator=g, dtype=dtype)
-                )
-            else:
-                blocks.append(torch.randn(NOISE_BLOCK, t.numel, generator=g, dtype=dtype))
-        z = (torch.cat(blocks) if len(blocks) > 1 else blocks[0])[start - off : stop - off]
+            block = z[(b - b0) * NOISE_BLOCK : (b - b0 + 1) * NOISE_BLOCK]
+            torch.randn(NOISE_BLOCK, *per_member, generator=g, dtype=dtype, out=block)
+        z = z[start - off : stop - off]
         yield (z[:, : t.rows], z[:, t.rows :]) if t.lowrank else z
 
 
@@ -288,10 +293,12 @@ class LowRankPopulation(GaussianPopulation):
     __hash__ = None
 
     # -- unit draws ---------------------------------------------------------------------------
-    def unit_noise(self, start: int = 0, stop: int | None = None) -> Iterator[Any]:
+    def unit_noise(
+        self, start: int = 0, stop: int | None = None, tensors: Sequence[int] | None = None
+    ) -> Iterator[Any]:
         """Independent unit draws ``start:stop`` per tensor (see :func:`_noise`)."""
         stop = self.num_noise if stop is None else stop
-        return _noise(self.structure, self.seed, start, stop, self.center.dtype)
+        return _noise(self.structure, self.seed, start, stop, self.center.dtype, tensors)
 
     def _row_signs(self, start: int, stop: int) -> tuple[Tensor, Tensor, int]:
         """Noise index ``(n,)`` relative to the first, the sign ``(n,)`` of rows
@@ -436,11 +443,16 @@ class LowRankMembers:
         rows = pop.center + pop.sigma * pop.shaped(pop.perturbations(self.start, self.stop))
         return rows if self.device is None else rows.to(self.device)
 
-    def factors(self, dtype: torch.dtype | None = None) -> list[Any]:
+    def factors(
+        self, dtype: torch.dtype | None = None, tensors: Sequence[int] | None = None
+    ) -> list[Any]:
         """The members' signed, scaled perturbation of every tensor, in structure order:
         ``(A (n, m, r), B (n, cols, r))`` with member i's weight W + AᵢBᵢᵀ for a matrix
         (σ·s_W·sign/√r folded into A), ``δ (n, numel)`` with member i's tensor + δᵢ
-        otherwise. Centre rows get zeros. n·r·(m + n) numbers per matrix."""
+        otherwise. Centre rows get zeros. n·r·(m + n) numbers per matrix.
+
+        ``tensors``: positions in ``structure.tensors`` to give, in that order (all by
+        default); each tensor's factors are the same whichever others are asked for."""
         pop = self.population
         n = len(self)
         k = min(self.stop, pop.size)
@@ -455,23 +467,28 @@ class LowRankMembers:
                 t = torch.cat([t, t.new_zeros(centre, *t.shape[1:])])
             return t.to(device=device, dtype=dtype)
 
+        every = pop.structure.tensors
+        chosen = every if tensors is None else [every[i] for i in tensors]
         if k <= self.start:  # only centre rows
             return [
                 (rows(pop.center.new_zeros(0, t.rows, r)), rows(pop.center.new_zeros(0, t.cols, r)))
                 if t.lowrank
                 else rows(pop.center.new_zeros(0, t.numel))
-                for t in pop.structure.tensors
+                for t in chosen
             ]
         idx, sign, j0 = pop._row_signs(self.start, k)
         out: list[Any] = []
-        for t, z in zip(
-            pop.structure.tensors, pop.unit_noise(j0, j0 + int(idx.max()) + 1), strict=True
-        ):
+        noise = pop.unit_noise(j0, j0 + int(idx.max()) + 1, tensors)
+        for t, z in zip(chosen, noise, strict=True):
+            # each product is made in the one copy that indexing makes (no further temporaries)
             if t.lowrank:
                 s = 1.0 if scale is None else float(scale[t.offset])
-                coef = ((pop.sigma * s / math.sqrt(r)) * sign)[:, None, None]
-                out.append((rows(z[0][idx] * coef), rows(z[1][idx])))
+                a = z[0][idx].mul_(((pop.sigma * s / math.sqrt(r)) * sign)[:, None, None])
+                out.append((rows(a), rows(z[1][idx])))
             else:
-                s = 1.0 if scale is None else scale[t.offset : t.offset + t.numel].cpu()
-                out.append(rows(z[idx] * (pop.sigma * sign[:, None]) * s))
+                d = z[idx].mul_(pop.sigma * sign[:, None])
+                if scale is not None:
+                    d.mul_(scale[t.offset : t.offset + t.numel].cpu())
+                out.append(rows(d))
+            del z
         return out

@@ -15,8 +15,11 @@ its members' terms to the one shared product:
     MultiheadAttention   q, k, v from the packed projection as for Linear, then scaled
                 dot-product attention per row and the output projection (an nn.Linear)
 
-so the extra cost per layer is r·(m + n) per row against m·n for the shared product, and the
-extra memory the members' factors, K·r·(m + n) per matrix. The output is ``(K, B, …)``.
+so the extra cost per layer is r·(m + n) per row against m·n for the shared product. A
+layer's factors (K·r·(m + n) numbers for a matrix, K·numel for a bias or norm) are made from
+their seeds when the layer runs and dropped after it, so one layer's are held at a time; a
+layer that runs again (a decoding loop) keeps them from its second call on. The output is
+``(K, B, …)``.
 ``method=`` runs another method of the module the same way, e.g. ``"greedy"``: a sequence
 model's whole decoding loop then runs once for the K·B rows.
 
@@ -117,15 +120,41 @@ def check_population_forward(module: nn.Module, structure: LowRankStructure) -> 
     _plan(module, structure)
 
 
+class _LayerDraws:
+    """One layer's members' factors ``{attribute: factors}``, made when the layer runs.
+
+    :meth:`take` makes them for one call of the layer and does not hold them, so a forward
+    that runs each layer once holds one layer's factors at a time; a layer that runs again
+    (a decoding loop) makes them once more and from then on keeps them.
+    """
+
+    def __init__(self, members: LowRankMembers, attrs: dict[str, int]):
+        self.members, self.attrs = members, attrs
+        self.calls = 0
+        self.kept: dict | None = None
+
+    def take(self) -> dict:
+        """``{attribute: factors}`` of this layer's tensors (see ``LowRankMembers.factors``)."""
+        if self.kept is not None:
+            return self.kept
+        self.calls += 1
+        made = self.members.factors(tensors=list(self.attrs.values()))
+        f = dict(zip(self.attrs, made, strict=True))
+        if self.calls > 1:
+            self.kept = f
+        return f
+
+
 def _leading(t: Tensor, k: int) -> Tensor:
     """``t`` ``(K·N, …)`` viewed as ``(K, N·…)`` rows of its last dimension."""
     return t.reshape(k, -1, t.shape[-1])
 
 
-def _linear(layer: nn.Linear, k: int, f: dict) -> Any:
+def _linear(layer: nn.Linear, k: int, draws: _LayerDraws) -> Any:
     def forward(x: Tensor) -> Tensor:
         y = F.linear(x, layer.weight, layer.bias)  # the shared product, a fresh tensor
         yk = _leading(y, k)  # a view: the members' terms are added in place
+        f = draws.take()
         if "weight" in f:
             a, b = f["weight"]
             yk.baddbmm_(torch.bmm(_leading(x, k), b), a.transpose(1, 2))
@@ -136,11 +165,12 @@ def _linear(layer: nn.Linear, k: int, f: dict) -> Any:
     return forward
 
 
-def _conv(layer: nn.Module, k: int, f: dict) -> Any:
+def _conv(layer: nn.Module, k: int, draws: _LayerDraws) -> Any:
     conv = _CONV[type(layer)]
     opts = (layer.stride, layer.padding, layer.dilation)
 
     def forward(x: Tensor) -> Tensor:
+        f = draws.take()
         y = conv(x, layer.weight, layer.bias, *opts)
         yk = y.view(k, -1, *y.shape[1:])  # (K, B, out, *spatial)
         if "weight" in f:
@@ -161,20 +191,21 @@ def _conv(layer: nn.Module, k: int, f: dict) -> Any:
     return forward
 
 
-def _embedding(layer: nn.Embedding, k: int, f: dict) -> Any:
+def _embedding(layer: nn.Embedding, k: int, draws: _LayerDraws) -> Any:
     def forward(idx: Tensor) -> Tensor:
         y = F.embedding(idx, layer.weight, layer.padding_idx, None, 2.0, False, layer.sparse)
-        a, b = f["weight"]  # (K, num, r), (K, dim, r)
         ik = idx.reshape(k, -1)
         rows = torch.arange(k, device=idx.device)[:, None]
+        a, b = draws.take()["weight"]  # (K, num, r), (K, dim, r)
         _leading(y, k).baddbmm_(a[rows, ik], b.transpose(1, 2))  # + Aₖ[idx] Bₖᵀ, (K, N, dim)
         return y
 
     return forward
 
 
-def _layer_norm(layer: nn.LayerNorm, k: int, f: dict) -> Any:
+def _layer_norm(layer: nn.LayerNorm, k: int, draws: _LayerDraws) -> Any:
     def forward(x: Tensor) -> Tensor:
+        f = draws.take()
         y = F.layer_norm(x, layer.normalized_shape, None, None, layer.eps)
         shape = tuple(layer.normalized_shape)
         yk = y.reshape(k, -1, *shape)
@@ -196,10 +227,10 @@ def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.zeros_like(mask, dtype=dtype).masked_fill(~mask, -math.inf)
 
 
-def _attention(layer: nn.MultiheadAttention, k: int, f: dict) -> Any:
+def _attention(layer: nn.MultiheadAttention, k: int, draws: _LayerDraws) -> Any:
     e, heads = layer.embed_dim, layer.num_heads
 
-    def project(x: Tensor, part: int) -> Tensor:
+    def project(x: Tensor, part: int, f: dict) -> Tensor:
         rows = slice(part * e, (part + 1) * e)
         bias = None if layer.in_proj_bias is None else layer.in_proj_bias[rows]
         y = _leading(F.linear(x, layer.in_proj_weight[rows], bias), k)
@@ -227,7 +258,8 @@ def _attention(layer: nn.MultiheadAttention, k: int, f: dict) -> Any:
         def split(t: Tensor) -> Tensor:  # (N, L, E) → (N, heads, L, E/heads)
             return t.reshape(n, t.shape[1], heads, -1).transpose(1, 2)
 
-        q, kk, v = split(project(query, 0)), split(project(key, 1)), split(project(value, 2))
+        f = draws.take()
+        q, kk, v = (split(project(t, i, f)) for i, t in enumerate((query, key, value)))
         mask = None
         if attn_mask is not None:
             mask = ~attn_mask if attn_mask.dtype == torch.bool else attn_mask
@@ -272,16 +304,16 @@ def _rows_first(inner: Any, rows: int, trailing: int) -> Any:
     return forward
 
 
-def _wrapper(layer: nn.Module, k: int, f: dict, rows: int) -> Any:
+def _wrapper(layer: nn.Module, k: int, draws: _LayerDraws, rows: int) -> Any:
     if isinstance(layer, nn.MultiheadAttention):
-        return _attention(layer, k, f)
+        return _attention(layer, k, draws)
     if isinstance(layer, nn.Linear):
-        return _rows_first(_linear(layer, k, f), rows, 1)
+        return _rows_first(_linear(layer, k, draws), rows, 1)
     if isinstance(layer, tuple(_CONV)):
-        return _conv(layer, k, f)
+        return _conv(layer, k, draws)
     if isinstance(layer, nn.Embedding):
-        return _rows_first(_embedding(layer, k, f), rows, 0)
-    return _rows_first(_layer_norm(layer, k, f), rows, len(layer.normalized_shape))
+        return _rows_first(_embedding(layer, k, draws), rows, 0)
+    return _rows_first(_layer_norm(layer, k, draws), rows, len(layer.normalized_shape))
 
 
 def _repeat(x: Any, k: int, batch_dim: int) -> Any:
@@ -324,7 +356,6 @@ def population_forward(
     structure = members.structure
     plan = _plan(module, structure)
     k = len(members)
-    factors = members.factors()
     center = members.center
     params = {
         t.name: center[t.offset : t.offset + t.numel].view(t.shape) for t in structure.tensors
@@ -343,8 +374,7 @@ def population_forward(
         if method != "forward":  # functional_call runs forward: point it at the method
             module.forward = call
         for layer, attrs in plan:
-            f = {name: factors[i] for name, i in attrs.items()}
-            layer.forward = _wrapper(layer, k, f, rows)
+            layer.forward = _wrapper(layer, k, _LayerDraws(members, attrs), rows)
             wrapped.append(layer)
         torch.backends.mha.set_fastpath_enabled(False)  # fused kernels read weights directly
         with _eval_mode(module):
