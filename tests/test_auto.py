@@ -9,6 +9,7 @@ import torch
 import zoopt
 from zoopt.config import validate
 from zoopt.estimators.auto import (
+    ADAPTIVE_MIN_DIM,
     CMAES_MAX_DIM,
     PROBE_DRAWS,
     RESTART_MIN_EVALUATIONS_PER_D,
@@ -20,6 +21,7 @@ from zoopt.proposal import default_population
 
 LQ = {"surrogate": True}
 LQ_IPOP = {"surrogate": True, "restarts": 9}
+ADAPTIVE_IPOP = {"surrogate": "adaptive", "restarts": 9}
 BIPOP = {"restarts": 9, "bipop": True}
 LOW = RESTART_MIN_EVALUATIONS_PER_D * 10 - 1  # just too few evaluations to restart at D = 10
 
@@ -27,8 +29,11 @@ LOW = RESTART_MIN_EVALUATIONS_PER_D * 10 - 1  # just too few evaluations to rest
 @pytest.mark.parametrize(
     ("kwargs", "estimator", "options", "label"),
     [
-        # small and smooth, budget for restarts: lq-CMA-ES with IPOP
-        (dict(dim=10, budget=20_000), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
+        # small and smooth, budget for restarts: lq-CMA-ES with IPOP; from ADAPTIVE_MIN_DIM
+        # on, a run whose model was rarely trusted hands the later runs to plain CMA-ES
+        (dict(dim=ADAPTIVE_MIN_DIM - 1, budget=20_000), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
+        (dict(dim=ADAPTIVE_MIN_DIM, budget=20_000), "cmaes", ADAPTIVE_IPOP,
+         "cmaes+adaptive-surrogate+ipop"),
         # small and smooth, too little budget for a second run: no restarts
         (dict(dim=10, budget=LOW), "cmaes", LQ, "cmaes+surrogate"),
         # only steps known: restarts (they happen only when a run ends)
@@ -51,8 +56,8 @@ def test_every_branch_of_the_rule(kwargs, estimator, options, label):
 
 
 def test_the_reason_names_the_facts():
-    c = choose_estimator(10, 20_000, bounds=True)
-    assert c.reason == "auto chose cmaes+surrogate+ipop: D = 10, budget 20,000, bounds"
+    c = choose_estimator(8, 20_000, bounds=True)
+    assert c.reason == "auto chose cmaes+surrogate+ipop: D = 8, budget 20,000, bounds"
     assert "noisy losses" in choose_estimator(10, 1000, noisy=True).reason
     assert "pycma not installed" in choose_estimator(3, cmaes_available=False).reason
 
@@ -61,8 +66,8 @@ def test_a_steps_only_budget_is_read_as_generations_under_the_surrogate():
     c = choose_estimator(10, steps=500)
     assert c.max_evaluations == 500 * default_population(10, antithetic=False) == 5000
     assert c.reason == (
-        "auto chose cmaes+surrogate+ipop: D = 10, budget 500 steps read as 5,000 evaluations"
-        " (500 generations of λ = 10)"
+        "auto chose cmaes+adaptive-surrogate+ipop: D = 10, budget 500 steps read as 5,000 "
+        "evaluations (500 generations of λ = 10)"
     )
     # a budget in evaluations, or a choice without the model, keeps the steps as they are
     assert choose_estimator(10, 20_000, steps=500).max_evaluations is None
@@ -77,14 +82,16 @@ def test_a_steps_only_budget_is_read_as_generations_under_the_surrogate():
 
 def test_user_options_take_precedence():
     c = choose_estimator(10, 20_000, options={"restarts": 2, "sigma": 0.3})
-    assert c.options == {"surrogate": True, "restarts": 2, "sigma": 0.3}
+    assert c.options == {"surrogate": "adaptive", "restarts": 2, "sigma": 0.3}
+    c = choose_estimator(10, 20_000, options={"surrogate": True})
+    assert c.options == {"surrogate": True, "restarts": 9}
 
 
 @pytest.mark.parametrize(
     ("options", "label"),
     [
-        ({"bipop": True}, "cmaes+surrogate+bipop"),
-        ({"restarts": 0}, "cmaes+surrogate"),
+        ({"bipop": True}, "cmaes+adaptive-surrogate+bipop"),
+        ({"restarts": 0}, "cmaes+surrogate"),  # no later run for the model to hand over
         ({"surrogate": False}, "cmaes+ipop"),
         ({"surrogate": "adaptive"}, "cmaes+adaptive-surrogate+ipop"),
     ],

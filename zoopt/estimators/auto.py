@@ -22,8 +22,10 @@ The rule (:func:`choose_estimator`), in order:
 
 and ``cmaes`` restarts (IPOP with the surrogate, as ``cma.fmin_lq_surr2`` ships; BIPOP
 without) when the budget is unknown or at least :data:`RESTART_MIN_EVALUATIONS_PER_D`·D
-evaluations. Options the user gives (``sigma``, ``population``, …) go to the chosen estimator
-and take precedence over the rule's.
+evaluations. With restarts and D ≥ :data:`ADAPTIVE_MIN_DIM` the surrogate is
+``"adaptive"``: a run whose model was rarely trusted (a rugged function) hands the later,
+larger runs to plain CMA-ES. Options the user gives (``sigma``, ``population``, …) go to the
+chosen estimator and take precedence over the rule's.
 
 With the surrogate one step is one evaluator call of 1 to λ candidates, so a budget given
 only in steps would end a run after a few hundred evaluations. Such a budget is read as that
@@ -43,6 +45,7 @@ from torch import Tensor
 from zoopt.proposal import default_population
 
 __all__ = [
+    "ADAPTIVE_MIN_DIM",
     "AutoChoice",
     "CMAES_MAX_DIM",
     "PROBE_DRAWS",
@@ -64,6 +67,9 @@ CMAES_MAX_DIM = 100
 RESTART_MIN_EVALUATIONS_PER_D = 100
 #: the number of restarts chosen (they only happen when a run's termination criteria fire)
 RESTARTS = 9
+#: from this many parameters on, restarts under the surrogate use ``surrogate="adaptive"``:
+#: the model is dropped for the later runs after a run in which it was rarely trusted
+ADAPTIVE_MIN_DIM = 10
 #: the scale of the noise probe's draws x0 + σ·z when the user gives no ``sigma`` (the
 #: Gaussian estimators' default σ)
 PROBE_SIGMA = 0.1
@@ -181,6 +187,13 @@ def choose_estimator(
             if not surrogate:
                 rule["bipop"] = True
     chosen = {**rule, **(options or {})}
+    if (
+        "surrogate" not in (options or {})
+        and chosen.get("surrogate")
+        and chosen.get("restarts")
+        and dim >= ADAPTIVE_MIN_DIM
+    ):  # later runs exist: a run whose model was rarely trusted hands them to plain CMA-ES
+        chosen["surrogate"] = "adaptive"
     if name == "cmaes":  # the label names what is built, the user's options included
         label = _cmaes_label(chosen)
     reason = f"auto chose {label}: " + ", ".join(facts)
