@@ -380,9 +380,8 @@ class MLPPolicy(Policy):
                 return low + (np.tanh(h) + 1.0) * half
             lh = bounds.get(h.shape)
             if lh is None:
-                lh = bounds[h.shape] = tuple(
-                    np.ascontiguousarray(np.broadcast_to(x, h.shape)) for x in (low, high)
-                )
+                lh = bounds[h.shape] = (np.empty_like(h), np.empty_like(h))
+                lh[0][...], lh[1][...] = low, high
             # np.clip's values, without its Python wrapper (h is this call's own array)
             return np.minimum(np.maximum(h, lh[0], out=h), lh[1], out=h)
 

@@ -14,7 +14,9 @@ which slot played it or on S.
 Two loops, the same episodes. On the CPU the host looks at every step anyway, so the loop
 runs on numpy arrays (the adapters' ``*_host`` methods, the numpy policy, buffers allocated
 once per evaluation) and touches only the slots that ended: at a few slots, each call per
-time step is a measurable share of a cheap environment's step. On an accelerator the
+time step is a measurable share of a cheap environment's step; once one slot is left live
+and no episode is pending, that slot steps alone (at K = 2 the longer of the two
+episodes, on ``sync`` environments with the numpy policy). On an accelerator the
 scheduler state is written with masks and cumulative sums only, so the loop never waits
 for the device except for a look at "all done?" every ``check_every`` steps.
 """
@@ -252,9 +254,8 @@ def _play_on_host(
     if normalizer is not None:
         # the frozen statistics repeated per slot: ufuncs on equal shapes cost half of
         # broadcasting ones
-        mean, inv_std = (
-            np.ascontiguousarray(np.broadcast_to(t.numpy(), (s, obs_dim))) for t in normalizer[:2]
-        )
+        mean, inv_std = (np.empty((s, obs_dim), dtype=t.numpy().dtype) for t in normalizer[:2])
+        mean[...], inv_std[...] = normalizer[0].numpy(), normalizer[1].numpy()
         clip = normalizer[2]
         normed = np.empty((s, obs_dim), dtype=np_dtype)  # (S, obs_dim), reused every step
         normed_3d = normed.reshape(s, 1, obs_dim)
