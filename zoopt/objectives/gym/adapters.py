@@ -74,7 +74,7 @@ class SlotEnv:
 
     def step_slot_host(self, slot: int, action) -> tuple[np.ndarray, float, bool]:
         """Step slot ``slot`` alone with its ``action`` (a row of :meth:`step_host`'s
-        actions): its observation ``(obs,)`` (a row of the observations
+        actions): its observation ``(obs_dim,)`` (a row of the observations
         :meth:`step_host` returns), reward and episode end. Adapters with
         :attr:`steps_one_slot` only."""
         raise NotImplementedError
