@@ -256,6 +256,64 @@ def test_host_loop_on_arrays_equals_the_masked_loop(slots):
                 assert c0 < 25  # the cap was in force
 
 
+class DriftingPoint(gym.Env):
+    """A point on a line pushed by its action: observation (x, v) float64, action in
+    [−1, 1], episode over once |x| > 1 (after a policy-dependent number of steps)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = self.np_random.uniform(-0.5, 0.5, 2)
+        return self.state.copy(), {}
+
+    def step(self, action):
+        x, v = self.state
+        v = 0.9 * v + 0.05 * float(action[0]) + 0.01
+        self.state = np.array([x + v, v])
+        return self.state.copy(), -x * x, abs(x + v) > 1.0, False, {}
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_the_last_live_slot_stepping_alone_plays_what_all_slots_play(monkeypatch, slots):
+    """Once one slot is left live and no episode is pending, the CPU loop steps that slot
+    alone: the same returns, behaviours, slot-steps, straggler caps and normaliser
+    statistics (over several blocks of the normaliser's sums) as the loop stepping every
+    slot to the end; also for an evaluation of a single episode (ARS's centre)."""
+    from zoopt.objectives.gym import rollout
+    from zoopt.objectives.gym.adapters import SyncSlots
+
+    alone = []  # the loop step at which a slot went on alone
+    real = rollout._play_last_slot
+    monkeypatch.setattr(rollout, "_play_last_slot", lambda *a: alone.append(a[4]) or real(*a))
+    runs = []
+    for one_slot_steps in (True, False):
+        monkeypatch.setattr(SyncSlots, "steps_one_slot", one_slot_steps)
+        for kw in (dict(), dict(episode_cap=1.5), dict(behaviour="visited")):
+            obj = GymObjective(
+                DriftingPoint, episodes=2, slots=slots, max_episode_steps=300,
+                normalize_observations=True, **kw,
+            )  # fmt: skip
+            X = torch.randn(3, obj.dim, generator=torch.Generator().manual_seed(1))
+            losses = torch.stack([obj.evaluate(X, seed=s) for s in (1, 2, 3)])
+            center = obj.episode_returns(X[0], seed=4, episodes=1, update_stats=True)
+            _, behaviours = obj.evaluate_with_behaviour(X, seed=5)
+            s = obj.observation_statistics
+            runs.append(
+                (losses, center, behaviours, obj.env_steps, obj.slot_steps, s.count,
+                 s.mean, s.m2, obj.current_episode_cap)
+            )  # fmt: skip
+        if one_slot_steps:
+            assert max(alone) > 0  # a slot went on alone mid-evaluation
+            assert alone.count(0) == 3  # and from the start for the single episode
+    half = len(runs) // 2
+    for a, b in zip(runs[:half], runs[half:], strict=True):
+        for u, v in zip(a, b, strict=True):
+            assert torch.equal(u, v) if isinstance(u, torch.Tensor) else u == v
+    assert runs[0][3] > 3 * 64  # the sums span several blocks of the normaliser
+
+
 def test_sampled_episodes_on_the_host_equal_the_masked_loop():
     """Recorded stochastic rollouts (reinforce) on the numpy host loop: the same episodes,
     log-probabilities and squashed actions as the masked loop."""

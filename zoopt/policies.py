@@ -362,6 +362,9 @@ class MLPPolicy(Policy):
         start = self.action_start if self.discrete else 0
         discrete = self.discrete
         tanh = not discrete and self.squash_mode == "tanh"
+        # the output's shape -> the bounds repeated to it: a ufunc on equal shapes costs
+        # half of a broadcasting one, and a rollout clips at every time step
+        bounds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
         def forward(obs: np.ndarray) -> np.ndarray:
             h = obs.astype(dtype, copy=False)
@@ -375,8 +378,12 @@ class MLPPolicy(Policy):
                 return h.argmax(-1) + start
             if tanh:
                 return low + (np.tanh(h) + 1.0) * half
+            lh = bounds.get(h.shape)
+            if lh is None:
+                lh = bounds[h.shape] = (np.empty_like(h), np.empty_like(h))
+                lh[0][...], lh[1][...] = low, high
             # np.clip's values, without its Python wrapper (h is this call's own array)
-            return np.minimum(np.maximum(h, low, out=h), high, out=h)
+            return np.minimum(np.maximum(h, lh[0], out=h), lh[1], out=h)
 
         return forward
 

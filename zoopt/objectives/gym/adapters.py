@@ -69,6 +69,16 @@ class SlotEnv:
         )
         return out.numpy()
 
+    #: whether :meth:`step_slot_host` steps one slot alone (the host loop's last live slot)
+    steps_one_slot = False
+
+    def step_slot_host(self, slot: int, action) -> tuple[np.ndarray, float, bool]:
+        """Step slot ``slot`` alone with its ``action`` (a row of :meth:`step_host`'s
+        actions): its observation ``(obs_dim,)`` (a row of the observations
+        :meth:`step_host` returns), reward and episode end. Adapters with
+        :attr:`steps_one_slot` only."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the environments."""
 
@@ -204,16 +214,37 @@ class SyncSlots(SlotEnv):
         a = actions
         if self.action_dtype is not None:
             a = a.astype(self.action_dtype, copy=False)
-        reward, ended, put = self.reward, self.ended, self._put
+        reward, ended, rows = self.reward, self.ended, self._rows
         for i, env in enumerate(self.envs):
             if ended[i]:  # not stepped until it restarts: its last observation, reward 0
                 reward[i] = 0.0
                 continue
             raw, reward[i], terminated, truncated, _ = env.step(a[i])
-            put(i, raw)
+            if rows is not None:  # _put, inline: a call per slot and step is measurable
+                rows[i] = raw
+            else:
+                self.raw[i] = raw
             if terminated or truncated:
                 ended[i] = True
         return self._observations(), reward, ended
+
+    steps_one_slot = True
+
+    def step_slot_host(self, slot: int, action) -> tuple[np.ndarray, float, bool]:
+        if self.action_dtype is not None:
+            action = action.astype(self.action_dtype, copy=False)
+        raw, reward, terminated, truncated, _ = self.envs[slot].step(action)
+        if self._rows is not None:
+            self._rows[slot] = raw
+            obs = self.obs[slot]
+        else:
+            self.raw[slot] = raw
+            obs = self._observations()[slot]
+        done = bool(terminated or truncated)
+        if done:
+            self.ended[slot] = True
+        # float64, as step_host's reward array holds it
+        return obs, float(reward), done
 
     def restart_host(self, rows: np.ndarray, seed_index: np.ndarray, obs: np.ndarray) -> np.ndarray:
         for i in rows.tolist():

@@ -129,15 +129,28 @@ class ObservationSums:
         """:meth:`add` on the CPU's arrays: ``obs`` ``(S, obs_dim)``, ``live`` ``(S,)`` or
         None (every row)."""
         if self._block is None or self._block.shape[1:] != obs.shape:
-            self._flush()
-            self._block = np.empty((self.BLOCK_STEPS, *obs.shape), dtype=obs.dtype)
-            self._live = np.empty((self.BLOCK_STEPS, obs.shape[0]), dtype=bool)
+            self.host_block(*obs.shape, obs.dtype)
         i = self._filled
         self._block[i] = obs
         self._live[i] = True if live is None else live
         self._filled = i + 1
         if self._filled == self.BLOCK_STEPS:
             self._flush()
+
+    def host_block(self, num_slots: int, obs_dim: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """A fresh CPU block for a loop that writes its observations itself: step i of the
+        block writes ``block[i]`` ``(S, obs_dim)`` and, once a slot idles, ``live[i]``
+        ``(S,)`` (all true as returned); :meth:`add_block_host` adds the steps written. What
+        an earlier block held is added first."""
+        self._flush()
+        self._block = np.empty((self.BLOCK_STEPS, num_slots, obs_dim), dtype=dtype)
+        self._live = np.ones((self.BLOCK_STEPS, num_slots), dtype=bool)
+        return self._block, self._live
+
+    def add_block_host(self, steps: int) -> None:
+        """Add the first ``steps`` steps of the :meth:`host_block` block to the sums."""
+        self._filled = steps
+        self._flush()
 
     def _flush(self) -> None:
         """Add the CPU block's live rows to the sums (numpy on views of the same memory)."""

@@ -14,7 +14,9 @@ which slot played it or on S.
 Two loops, the same episodes. On the CPU the host looks at every step anyway, so the loop
 runs on numpy arrays (the adapters' ``*_host`` methods, the numpy policy, buffers allocated
 once per evaluation) and touches only the slots that ended: at a few slots, each call per
-time step is a measurable share of a cheap environment's step. On an accelerator the
+time step is a measurable share of a cheap environment's step; once one slot is left live
+and no episode is pending, that slot steps alone (at K = 2 the longer of the two
+episodes, on ``sync`` environments with the numpy policy). On an accelerator the
 scheduler state is written with masks and cumulative sums only, so the loop never waits
 for the device except for a look at "all done?" every ``check_every`` steps.
 """
@@ -221,7 +223,8 @@ def _play_on_host(
     """:func:`play_episodes` on the CPU with the host looking at every step: numpy arrays
     throughout (the adapters' ``*_host`` methods), buffers allocated once per evaluation,
     and only the slots that ended touched. At a few slots the loop's own calls per time
-    step are what it costs on top of the environments, so they are kept to a handful."""
+    step are what it costs on top of the environments, so they are kept to a handful, and
+    the last live slot steps alone (:func:`_play_last_slot`)."""
     e = len(seeds)
     n, s = k * e, env.num_slots
     np_dtype = torch.empty((), dtype=dtype).numpy().dtype
@@ -235,6 +238,10 @@ def _play_on_host(
     live = np.ones(s, dtype=bool)
     # until the queue runs dry every slot is live: no mask to apply
     all_live = True
+    # a greedy numpy policy acts on each row alone, so the last live slot can step alone
+    # with the same float operations (a sampling actor draws for every row, a recording
+    # loop keeps every row)
+    alone = numpy_actor_for is not None and env.steps_one_slot and not record and squash is None
     if numpy_actor_for is None:  # a torch actor, on views of the same memory
 
         def numpy_actor_for(c: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -243,15 +250,23 @@ def _play_on_host(
 
     obs = env.reset_host(seed_index)
     obs_dim = obs.shape[1]
+    norm = None
     if normalizer is not None:
-        mean, inv_std, clip = (
-            normalizer[0].numpy(),
-            normalizer[1].numpy(),
-            normalizer[2],
-        )
+        # the frozen statistics repeated per slot: ufuncs on equal shapes cost half of
+        # broadcasting ones
+        mean, inv_std = (np.empty((s, obs_dim), dtype=t.numpy().dtype) for t in normalizer[:2])
+        mean[...], inv_std[...] = normalizer[0].numpy(), normalizer[1].numpy()
+        clip = normalizer[2]
         normed = np.empty((s, obs_dim), dtype=np_dtype)  # (S, obs_dim), reused every step
         normed_3d = normed.reshape(s, 1, obs_dim)
         lo, hi = np.asarray(-clip, dtype=np_dtype), np.asarray(clip, dtype=np_dtype)
+        norm = (mean, inv_std, lo, hi, normed)
+    # the normaliser's block of observations, written here: one copy per step
+    block = live_block = None
+    filled = 0
+    if sums is not None:
+        block, live_block = sums.host_block(s, obs_dim, obs.dtype)
+        block_steps = len(block)
     actor = numpy_actor_for(candidate)
     # row n of the behaviours is a write-off row, as for the returns
     seen = None if behaviour is None else torch.zeros(n + 1, obs_dim).numpy()
@@ -261,12 +276,20 @@ def _play_on_host(
     # truncate at max_episode_steps)
     max_loop_steps = math.ceil(n / s) * max_episode_steps + 1
     steps = 0
+    # the slot left to step alone, once there is one (a single episode: from the start)
+    last = 0 if alone and n == 1 else -1
     with torch.no_grad():
-        while steps < max_loop_steps:
-            if sums is not None:
-                sums.add_host(obs, None if all_live else live)
+        while last < 0 and steps < max_loop_steps:
+            if block is not None:
+                block[filled] = obs
+                if not all_live:
+                    live_block[filled] = live
+                filled += 1
+                if filled == block_steps:
+                    sums.add_block_host(filled)
+                    filled = 0
             o = obs if obs.dtype == np_dtype else obs.astype(np_dtype)
-            if normalizer is not None:
+            if norm is not None:
                 # (o − mean)·(1/std) clipped to ±clip, the float ops of the masked path
                 np.subtract(o, mean, out=normed)
                 np.multiply(normed, inv_std, out=normed)
@@ -296,8 +319,8 @@ def _play_on_host(
             slots = np.flatnonzero(ended)
             finished = episode[slots]
             if seen is not None:  # the observation the episode ended in
-                last = obs[slots]
-                seen[finished] = np.maximum(seen[finished], last) if visited else last
+                ends = obs[slots]
+                seen[finished] = np.maximum(seen[finished], ends) if visited else ends
             returns[finished] = ret[slots]
             lengths[finished] = steps - started[slots]
             take = min(len(slots), n - next_episode)
@@ -315,8 +338,31 @@ def _play_on_host(
             if take < len(slots):  # the queue is dry: the others idle
                 live[slots[take:]] = False
                 all_live = False
-                if not np.count_nonzero(live):
+            if next_episode == n:  # no episode pending: one live slot steps alone
+                left = s if all_live else np.count_nonzero(live)
+                if left == 1 and alone:
+                    last = int(np.flatnonzero(live)[0])
                     break
+                if not left:
+                    break
+        if last >= 0:  # one live slot and no pending episode
+            if block is not None:
+                live_block[filled:] = live
+            blocks = None if block is None else (sums, block, live_block, filled)
+            steps, total, ended, row, filled = _play_last_slot(
+                env, last, numpy_actor_for(candidate[last : last + 1]), obs, steps,
+                max_loop_steps, int(started[last]), float(ret[last]),
+                norm, np_dtype, blocks, None if not visited else seen[episode[last]],
+                episode_cap,
+            )  # fmt: skip
+            if ended:
+                j = episode[last]
+                returns[j] = total
+                lengths[j] = steps - started[last]
+                if seen is not None:
+                    seen[j] = np.maximum(seen[j], row) if visited else row
+    if block is not None:
+        sums.add_block_host(filled)
     out = Rollout(
         returns=torch.from_numpy(returns[:n].reshape(k, e)),
         lengths=torch.from_numpy(lengths[:n].reshape(k, e)),
@@ -331,6 +377,74 @@ def _play_on_host(
             torch.from_numpy(np.stack(rec_mask)),
         )
     return out
+
+
+def _play_last_slot(
+    env: SlotEnv,
+    slot: int,
+    actor: Callable[[np.ndarray], np.ndarray],
+    obs: np.ndarray,
+    steps: int,
+    max_loop_steps: int,
+    started: int,
+    total: float,
+    norm: tuple | None,
+    np_dtype: np.dtype,
+    blocks: tuple | None,
+    seen: np.ndarray | None,
+    episode_cap: int | None,
+) -> tuple[int, float, bool, np.ndarray, int]:
+    """The host loop once ``slot`` is the only live slot and no episode is pending: that
+    slot steps alone (``env.step_slot_host``), so each loop step's calls serve its one
+    environment step instead of S rows of which one counts. Its row goes through the same
+    float operations as in the batched step (normalisation, the policy's matmul of that
+    row with ``actor``, the actor of ``slot``'s candidate alone, and clip), and the
+    normaliser's block and the loop-step count advance as there, so returns, statistics
+    and slot-steps are bit for bit the batched loop's.
+
+    ``obs`` ``(S, obs_dim)``: the observations; ``norm``: the host loop's
+    ``(mean, 1/std, lo, hi, normed)`` arrays or None; ``blocks``: ``(sums, block, live,
+    filled)`` or None; ``seen``: the episode's ``"visited"`` behaviour row, or None.
+    Returns the loop steps, the episode's return, whether it ended, its last observation
+    ``(obs_dim,)`` and the steps written into the block.
+    """
+    row = obs[slot]
+    if norm is not None:
+        mean, inv_std, lo, hi, normed = norm
+        mean, inv_std, x = mean[slot], inv_std[slot], normed[slot]
+        x_3d = x.reshape(1, 1, -1)
+    if blocks is not None:
+        sums, block, live_block, filled = blocks
+        block_steps, mask = len(block), live_block[filled].copy()  # slot alone
+    end = max_loop_steps if episode_cap is None else min(max_loop_steps, started + episode_cap)
+    step = env.step_slot_host
+    while steps < end:
+        if blocks is not None:
+            block[filled, slot] = row
+            filled += 1
+            if filled == block_steps:
+                sums.add_block_host(filled)
+                filled = 0
+                live_block[:] = mask
+        o = row if row.dtype == np_dtype else row.astype(np_dtype)
+        if norm is not None:
+            np.subtract(o, mean, out=x)
+            np.multiply(x, inv_std, out=x)
+            np.minimum(np.maximum(x, lo, out=x), hi, out=x)
+            o_3d = x_3d
+        else:
+            o_3d = o.reshape(1, 1, -1)
+        a = actor(o_3d)  # (1, 1, …)
+        if seen is not None:
+            np.maximum(seen, row, out=seen)
+        row, reward, done = step(slot, a[0, 0])
+        steps += 1
+        total += reward
+        if done:
+            return steps, total, True, row, (filled if blocks is not None else 0)
+    # the straggler cap ends the episode; the loop's bound leaves it live
+    capped = episode_cap is not None and steps - started >= episode_cap
+    return steps, total, capped, row, (filled if blocks is not None else 0)
 
 
 def _keep_max(seen: Tensor, obs: Tensor, index: Tensor) -> None:
