@@ -290,10 +290,7 @@ def _play_on_host(
                     filled = 0
             o = obs if obs.dtype == np_dtype else obs.astype(np_dtype)
             if norm is not None:
-                # (o − mean)·(1/std) clipped to ±clip, the float ops of the masked path
-                np.subtract(o, mean, out=normed)
-                np.multiply(normed, inv_std, out=normed)
-                np.minimum(np.maximum(normed, lo, out=normed), hi, out=normed)
+                _normalize(o, mean, inv_std, lo, hi, normed)
                 o, o_3d = normed, normed_3d
             else:
                 o_3d = o.reshape(s, 1, obs_dim)
@@ -379,6 +376,21 @@ def _play_on_host(
     return out
 
 
+def _normalize(
+    o: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out = clip((o − mean)·(1/std), lo, hi)`` in place, the float ops of the masked
+    path: observations ``(S, obs_dim)`` or one slot's row ``(obs_dim,)``."""
+    np.subtract(o, mean, out=out)
+    np.multiply(out, inv_std, out=out)
+    np.minimum(np.maximum(out, lo, out=out), hi, out=out)
+
+
 def _play_last_slot(
     env: SlotEnv,
     slot: int,
@@ -428,9 +440,7 @@ def _play_last_slot(
                 live_block[:] = mask
         o = row if row.dtype == np_dtype else row.astype(np_dtype)
         if norm is not None:
-            np.subtract(o, mean, out=x)
-            np.multiply(x, inv_std, out=x)
-            np.minimum(np.maximum(x, lo, out=x), hi, out=x)
+            _normalize(o, mean, inv_std, lo, hi, x)
             o_3d = x_3d
         else:
             o_3d = o.reshape(1, 1, -1)
