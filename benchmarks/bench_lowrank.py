@@ -313,6 +313,11 @@ def part_fullrank(args: argparse.Namespace) -> None:
     )
 
 
+def seed_range(args: argparse.Namespace) -> range:
+    """The seeds of parts (c) and (c'): ``--seeds`` of them from ``--first-seed``."""
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def part_digits(args: argparse.Namespace) -> None:
     import zoopt
     from zoopt.datasets import load_classification
@@ -321,12 +326,13 @@ def part_digits(args: argparse.Namespace) -> None:
     X_tr, y_tr, X_te, y_te = load_classification("digits")
     print(
         f"\n(c) digits, MLP 64-1024-1024-10, K = {args.digits_population}, "
-        f"{args.digits_steps} steps, minibatch {args.batch}, seeds 0..{args.seeds - 1}"
+        f"{args.digits_steps} steps, minibatch {args.batch}, "
+        f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1}"
     )
     print("| draws | seed | test accuracy | evaluations | seconds |")
     print("|---|---|---|---|---|")
     results: dict[str, list] = {}
-    for seed in range(args.seeds):
+    for seed in seed_range(args):
         for rank in (None, 4):  # interleaved, same seed, same initial model
             torch.manual_seed(seed)
             model = mlp([64, 1024, 1024, 10])
@@ -384,7 +390,7 @@ def part_budget(args: argparse.Namespace) -> None:
         + " | seconds |"
     )
     print("|---" * (args.budget_steps // 20 + 2) + "|")
-    for seed in range(args.seeds):
+    for seed in seed_range(args):
         torch.manual_seed(seed)
         model = mlp([64, 1024, 1024, 10])
         obj = SupervisedObjective(model, X_tr, y_tr, batch_size=args.batch)
@@ -425,6 +431,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu", help="device of (a)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds of (c) and (c')")
     parser.add_argument("--digits-population", type=int, default=32)
     parser.add_argument("--digits-steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=128, help="digits minibatch")
