@@ -381,8 +381,8 @@ def part_budget(args: argparse.Namespace) -> None:
     X_tr, y_tr, X_te, y_te = load_classification("digits")
     k = args.digits_population
     print(
-        f"\n(c') digits, rank 4 for {args.budget_steps} steps (K = {k}), test accuracy "
-        "every 20 steps"
+        f"\n(c') digits, rank {args.digits_rank} for {args.budget_steps} steps (K = {k}), "
+        "test accuracy every 20 steps"
     )
     print(
         "| seed | "
@@ -399,7 +399,7 @@ def part_budget(args: argparse.Namespace) -> None:
             obj,
             model,
             estimator="es",
-            rank=4,
+            rank=args.digits_rank,
             seed=seed,
             population=k,
             sigma=0.02,
@@ -436,6 +436,7 @@ def main() -> None:
     parser.add_argument("--digits-steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=128, help="digits minibatch")
     parser.add_argument("--budget-steps", type=int, default=240, help="steps of (c')")
+    parser.add_argument("--digits-rank", type=int, default=4, help="rank of (c')")
     # the memory probe's own options (run in a subprocess)
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--mode", default="inference")
