@@ -322,8 +322,9 @@ def compiled_graph(repeats: int, workers: int, d: int = 1_000) -> dict:
     c: dict = {"cg_stalls": 0, "compiles": []}
 
     def with_graph(actors: list, measure) -> float:
-        """``measure(run)`` with ``run(task)`` one execution of a graph over ``actors``."""
-        while True:
+        """``measure(graph)`` on a fresh graph over ``actors``; rebuilt after a stall (at
+        most 3 tries)."""
+        for _ in range(3):
             t0 = time.perf_counter()
             graph = _graph(actors)
             try:
@@ -334,6 +335,7 @@ def compiled_graph(repeats: int, workers: int, d: int = 1_000) -> dict:
                 c["cg_stalls"] += 1
             finally:
                 graph.teardown()
+        raise RuntimeError(f"3 compiled graphs over {len(actors)} actors stalled")
 
     def dispatch(w: int, graph=None, steps: int = 40) -> float:
         cpu = 0.0
