@@ -30,11 +30,21 @@ added there. Occupancy = the workers' time spent on episodes over W × the predi
 so that the ideal step on 1,440 workers is 6.9 s) and CartPole-like (K = 256, D = 1,000, 5 ms
 episodes).
 
+``--compiled`` also measures Ray's compiled graphs (``ray.dag.InputNode``,
+``MultiOutputNode``, ``experimental_compile``: channels that stay open between executions)
+on pools of the same size, against ordinary actor calls, interleaved (:func:`compiled_graph`):
+the driver's CPU per actor for dispatch alone (execute, then read results that are already
+there), its CPU per step while the workers run (channel reads poll), the workers' CPU while
+they wait for the next step, a step's wall time on this machine with CPU-bound work, and the
+time until an actor killed mid-execution surfaces; then the model with ``c_call`` replaced by
+the compiled graph's cost per actor (a flat graph: one channel per worker, no relay).
+
 ``--gcs-seconds S`` also runs S seconds of small steps twice, with the task-event cap of a
 private instance and with a cap of 100,000 tasks, and prints the GCS server's memory after
 warm-up and at the end of each (flat means within ±10%).
 
-Run: ``python benchmarks/bench_ray_scale.py [--repeats 3] [--workers 8] [--gcs-seconds 60]``
+Run: ``python benchmarks/bench_ray_scale.py [--repeats 3] [--workers 8] [--compiled]
+[--gcs-seconds 60]``
 """
 
 from __future__ import annotations
@@ -247,6 +257,164 @@ def target_case(repeats: int) -> dict[str, list[float]]:
     return out
 
 
+def _spin(seconds: float) -> None:
+    """Burn ``seconds`` of this thread's CPU (a CPU-bound episode)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(range(1000))
+
+
+class GraphWorker:
+    """A bare actor for :func:`compiled_graph`: returns a small array, as a worker's losses."""
+
+    def step(self, task):
+        theta, seed, sleep, busy = task
+        if sleep:
+            time.sleep(sleep)
+        if busy:
+            _spin(busy)
+        return np.full(4, float(seed), dtype=np.float32)
+
+    def cpu(self) -> float:
+        """This process's CPU seconds so far (an ordinary call)."""
+        return time.process_time()
+
+
+def _graph(actors: list):
+    from ray.dag import InputNode, MultiOutputNode
+
+    with InputNode() as inp:
+        dag = MultiOutputNode([a.step.bind(inp) for a in actors])
+    return dag.experimental_compile()
+
+
+#: seconds an execution of a compiled graph may take before it counts as stalled
+GRAPH_TIMEOUT_S = 10.0
+
+
+def compiled_graph(repeats: int, workers: int, d: int = 1_000) -> dict:
+    """Ray's compiled graphs against ordinary actor calls, on this instance, interleaved.
+
+    One graph exists at a time (an actor serves one compiled graph at a time: a second graph
+    over the same actor never starts its loop), compiled for each measurement and torn down
+    after it; the ordinary calls go to other actors. Each step sends ``(θ (d,) float32, seed,
+    sleep, busy)`` to every actor and gets 4 floats back. An execution that has not returned
+    after :data:`GRAPH_TIMEOUT_S` counts as a stall: the graph is rebuilt and the measurement
+    repeated. Returns seconds:
+
+    * ``cg_call`` / ``plain_call``: driver CPU per actor for dispatch alone (execute or
+      submit, then, 20 ms later, read results that are already there), from steps on 1 and
+      on ``workers`` actors;
+    * ``cg_wait`` / ``plain_wait``: driver CPU per step while ``workers`` actors sleep 20 ms;
+    * ``cg_idle`` / ``plain_idle``: the ``workers`` actors' CPU per second between steps;
+    * ``cg_wall`` / ``plain_wall``: wall per step on 2 actors with 20 ms of CPU work each and
+      5 ms of the driver's own CPU work between steps (the one-machine case);
+    * ``cg_compile``: compiling and the first execution; ``cg_stalls``: stalled executions;
+    * ``cg_fault``: from killing an actor mid-execution to the error (``cg_fault_error``),
+      ``cg_rebuild``: tearing the graph down and compiling it again without that actor.
+    """
+    from ray.exceptions import RayChannelTimeoutError
+
+    actor = ray.remote(num_cpus=0, max_restarts=0)(GraphWorker)
+    pool, plain = [actor.remote() for _ in range(workers)], [actor.remote() for _ in range(workers)]
+    ray.get([a.cpu.remote() for a in pool + plain])
+    theta = np.random.default_rng(0).random(d, dtype=np.float32)
+    c: dict = {"cg_stalls": 0, "compiles": []}
+
+    def with_graph(actors: list, measure) -> float:
+        """``measure(graph)`` on a fresh graph over ``actors``; rebuilt after a stall (at
+        most 3 tries)."""
+        for _ in range(3):
+            t0 = time.perf_counter()
+            graph = _graph(actors)
+            try:
+                ray.get(graph.execute((theta, 0, 0.0, 0.0)), timeout=GRAPH_TIMEOUT_S)
+                c["compiles"].append(time.perf_counter() - t0)
+                return measure(graph)
+            except RayChannelTimeoutError:
+                c["cg_stalls"] += 1
+            finally:
+                graph.teardown()
+        raise RuntimeError(f"3 compiled graphs over {len(actors)} actors stalled")
+
+    def dispatch(w: int, graph=None, steps: int = 40) -> float:
+        cpu = 0.0
+        for s in range(steps):
+            t0 = time.process_time()
+            if graph is not None:
+                ref = graph.execute((theta, s, 0.0, 0.0))
+            else:
+                ref = [a.step.remote((theta, s, 0.0, 0.0)) for a in plain[:w]]
+            cpu += time.process_time() - t0
+            time.sleep(0.02)  # every result is there before it is read
+            t0 = time.process_time()
+            ray.get(ref, timeout=GRAPH_TIMEOUT_S)
+            cpu += time.process_time() - t0
+        return cpu / steps
+
+    def waiting(graph=None, steps: int = 20) -> float:
+        task = (theta, 1, 0.02, 0.0)
+        t0 = time.process_time()
+        for _ in range(steps):
+            if graph is not None:
+                ray.get(graph.execute(task), timeout=GRAPH_TIMEOUT_S)
+            else:
+                ray.get([a.step.remote(task) for a in plain])
+        return (time.process_time() - t0) / steps
+
+    def idle(actors: list) -> float:
+        before = sum(ray.get([a.cpu.remote() for a in actors]))
+        time.sleep(1.0)
+        return sum(ray.get([a.cpu.remote() for a in actors])) - before
+
+    def wall(graph=None, steps: int = 10) -> float:
+        task = (theta, 1, 0.0, 0.02)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            if graph is not None:
+                ray.get(graph.execute(task), timeout=GRAPH_TIMEOUT_S)
+            else:
+                ray.get([a.step.remote(task) for a in plain[:2]])
+            _spin(0.005)  # the driver's ask and tell
+        return (time.perf_counter() - t0) / steps
+
+    runs: dict = {f"{p}_{k}": [] for p in ("cg", "plain") for k in ("call", "wait", "idle", "wall")}
+    for _ in range(repeats):  # interleaved
+        one = with_graph(pool[:1], lambda g: dispatch(1, g))
+        many = with_graph(pool, lambda g: dispatch(workers, g))
+        runs["cg_call"].append((many - one) / (workers - 1))
+        runs["plain_call"].append((dispatch(workers) - dispatch(1)) / (workers - 1))
+        runs["cg_wait"].append(with_graph(pool, waiting))
+        runs["plain_wait"].append(waiting())
+        runs["cg_idle"].append(with_graph(pool, lambda g: idle(pool)))
+        runs["plain_idle"].append(idle(plain))
+        runs["cg_wall"].append(with_graph(pool[:2], wall))
+        runs["plain_wall"].append(wall())
+    c |= {k: statistics.median(v) for k, v in runs.items()}
+    c["runs"] = runs
+    c["cg_compile"] = statistics.median(c["compiles"])
+
+    def fault(graph) -> None:  # an actor killed mid-execution: the error, then a rebuild
+        ref = graph.execute((theta, 2, 0.5, 0.0))
+        time.sleep(0.1)
+        t0 = time.perf_counter()
+        ray.kill(pool[-1], no_restart=True)
+        try:
+            ray.get(ref, timeout=60)
+            c["cg_fault_error"] = "none"
+        except Exception as exc:  # what the driver sees
+            c["cg_fault_error"] = type(exc).__name__
+        c["cg_fault"] = time.perf_counter() - t0
+
+    with_graph(pool, fault)
+    t0 = time.perf_counter()
+    with_graph(pool[:-1], lambda g: None)
+    c["cg_rebuild"] = time.perf_counter() - t0
+    for a in pool + plain:
+        ray.kill(a)
+    return c
+
+
 def dispatch_seconds(c: dict, n: int, relay: bool) -> float:
     """The serial dispatch of n calls: n·c_call from the driver, or, relayed, ⌊√n⌋ calls
     from the driver and then the largest group's children from its head."""
@@ -319,11 +487,55 @@ def gcs_memory(seconds: float, system_config: dict | None) -> tuple[float, float
         ray.shutdown()
 
 
+def print_compiled(c: dict, g: dict, workers: int) -> None:
+    """The compiled graph's measurements and the model with its cost per actor."""
+
+    def ms(key):
+        runs = ", ".join(f"{1e3 * v:.3f}" for v in g["runs"][key])
+        return f"{1e3 * g[key]:.3f} ms ({runs})"
+
+    print(f"\ncompiled graphs against ordinary calls, {workers} actors, D=1,000 payload:")
+    print(f"  dispatch, driver CPU per actor   compiled {ms('cg_call')}")
+    print(
+        f"                                   ordinary {ms('plain_call')}: "
+        f"{g['plain_call'] / g['cg_call']:.2f}x the compiled"
+    )
+    print(f"  driver CPU per step, actors sleeping 20 ms: compiled {ms('cg_wait')}")
+    print(
+        f"                                              ordinary {ms('plain_wait')}: "
+        f"compiled {g['cg_wait'] / g['plain_wait']:.2f}x"
+    )
+    print(
+        f"  the {workers} actors' CPU per second between steps: compiled "
+        f"{g['cg_idle']:.2f} s, ordinary {g['plain_idle']:.2f} s"
+    )
+    print(
+        f"  wall per step, 2 actors x 20 ms CPU + 5 ms driver work: compiled {ms('cg_wall')}, "
+        f"ordinary {ms('plain_wall')}: compiled {g['cg_wall'] / g['plain_wall']:.2f}x"
+    )
+    print(
+        f"  compile and first execution {g['cg_compile']:.2f} s; executions stalled past "
+        f"{GRAPH_TIMEOUT_S:g} s: {g['cg_stalls']}; actor killed mid-execution: "
+        f"{g['cg_fault_error']} after {g['cg_fault']:.2f} s, teardown (after that fault) and "
+        f"rebuild {g['cg_rebuild']:.2f} s"
+    )
+    cg = {**c, "c_call": g["cg_call"]}
+    print("  model with c_call = the compiled cost per actor (flat, no relay):")
+    for name, w in (("cartpole", 16), ("cartpole", 32), ("cartpole", 64), ("humanoid", 1440)):
+        step, eff = predict(cg, *WORKLOADS[name], w, relay=False)
+        base = predict(c, *WORKLOADS[name], w)[1]
+        print(
+            f"    {name:<9} W={w:>5}: step {step:.4f} s, occupancy {100 * eff:.1f}% "
+            f"(ordinary calls, relayed: {100 * base:.1f}%)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8, help="pool for c_call")
     parser.add_argument("--gcs-seconds", type=float, default=0.0)
+    parser.add_argument("--compiled", action="store_true", help="measure compiled graphs")
     args = parser.parse_args()
     # Ray runs its workers at niceness 15; the local evaluator of the target case runs here,
     # so this process moves to the same niceness (as bench_ray.py does): on a shared machine
@@ -332,6 +544,7 @@ def main() -> None:
     start_local_ray(num_cpus=2)
     c = measure(args.repeats, args.workers)
     target = target_case(args.repeats)
+    graph = compiled_graph(args.repeats, args.workers) if args.compiled else None
     ray.shutdown()
 
     def ms(values):
@@ -411,6 +624,8 @@ def main() -> None:
         f"unrelayed it needs c_call <= {1e3 * need:.3f} ms)"
     )
     print(f"cartpole at W=5,000 (K < W): step {predict(c, k, d, t_ep, 5000)[0]:.4f} s")
+    if graph is not None:
+        print_compiled(c, graph, args.workers)
     if args.gcs_seconds > 0:
         from zoopt.evaluators.ray import TASK_EVENT_LIMITS
 
