@@ -373,6 +373,23 @@ def test_bipop_visits_the_points_of_cma_fmin2(monkeypatch) -> None:
         assert np.array_equal(a, b)
 
 
+def test_a_bipop_checkpoint_in_a_small_run_loads_code_free() -> None:
+    """A small run's σ₀·0.01^U is a plain float: the checkpoint loads with weights_only."""
+    x0 = 3.0 * torch.ones(3, dtype=torch.float64)
+    kw = dict(estimator="cmaes", steps=10**6, seed=2, sigma=2.0, restarts=9, bipop=True)
+    a = zoopt.Minimizer(rastrigin, x0, **kw)
+    while a.estimator.state_dict().get("budget", {}).get("small_runs", 0) < 1:
+        a.step()
+    state = _save_load(a.state_dict())
+    assert type(state["estimator"]["run"]["sigma"]) is float
+    b = zoopt.Minimizer(rastrigin, x0, **kw)
+    b.load_state_dict(state)
+    for _ in range(5):
+        a.step()
+        b.step()
+    assert torch.equal(a.x, b.x)
+
+
 def test_a_plateau_does_not_end_the_run() -> None:
     """All λ losses equal (a quantised metric far from its next level): no early stop."""
 

@@ -309,7 +309,7 @@ class CMAES(PopulationEstimator):
                     b["small_runs"] += 1
                     large = restart - b["small_runs"]
                     u1, u2 = self._rng.uniform(size=2)
-                    sigma = self.sigma * 0.01**u1
+                    sigma = self.sigma * 0.01 ** float(u1)  # a float: the checkpoint's
                     opts["popsize"] = int(self._popsize0 * (self.incpopsize**large) ** (u2**2))
                     opts["maxiter"] = min(self._maxiter0, 0.5 * b["large"] / opts["popsize"])
                     self._run["kind"] = "small"
