@@ -19,8 +19,8 @@ module adds what zoopt needs around it:
   fresh strategy from x0 with the population multiplied by ``incpopsize``; or BIPOP
   (Hansen, 2009, ``bipop=True``), pycma's ``fmin`` regime rule interleaving runs with small
   populations and a smaller σ₀ while their budget is below the large runs' (``restarts``
-  counts the large runs, as ``cma.fmin2``'s does); both visit ``cma.fmin2``'s points when
-  pycma draws from the same generator;
+  counts the large runs, as ``cma.fmin2``'s does); it visits ``cma.fmin2``'s points when
+  pycma draws from the same generator (``tolflatfitness`` off, no final-mean evaluation);
 * with restarts the reported parameters are the best run's: the current run's mean while
   its best loss is the lowest found, otherwise the best solution of the earlier run that
   found lower (``cma.fmin2``'s ``xbest``); and ``Result.x``/``Result.loss`` are the best
