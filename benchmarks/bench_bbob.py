@@ -25,7 +25,8 @@ included.
 
 Run: ``python benchmarks/bench_bbob.py [--quick] [--dims 2,5,10,20] [--instances 1-5]
 [--functions 1-24] [--budget 10000] [--methods ...] [--out results.json]
-[--plot docs/bbob_ecdf.png]``; ``--report a.json,b.json`` merges saved runs and reports them.
+[--plot docs/bbob_ecdf.png]``; ``--report a.json,b.json`` merges saved runs and reports them
+(the records of several seeds pooled).
 """
 
 from __future__ import annotations
@@ -204,8 +205,10 @@ def report(records: list[dict], budgets: list[int], methods: list[str]) -> str:
             1, len({r["fid"] for r in rows})
         )
         n_fun = len({r["fid"] for r in rows})
+        n_seeds = len({r.get("seed") for r in rows})  # merged records of several seeds
+        seeds = f" × {n_seeds} seeds" if n_seeds > 1 else ""
         out.append(
-            f"\n**D = {dim}** ({n_fun} functions × {n_inst} instances × 51 targets; "
+            f"\n**D = {dim}** ({n_fun} functions × {n_inst} instances{seeds} × 51 targets; "
             "fraction reached at budget·D evaluations)\n"
         )
         cols = [f"{b}·D" for b in budgets]
@@ -312,7 +315,7 @@ def main() -> None:
                             traceback.print_exc(limit=3)
                         records.append({
                             "method": method, "dim": dim, "fid": fid, "instance": inst,
-                            "budget_per_d": budget, "evaluations": run.n,
+                            "seed": args.seed, "budget_per_d": budget, "evaluations": run.n,
                             "hits": [h if math.isfinite(h) else None for h in run.hits],
                         })  # fmt: skip
                         if args.out:  # saved after every problem: a cut run still reports

@@ -334,6 +334,62 @@ def test_bipop_interleaves_small_runs_and_resumes_exactly() -> None:
         CMAES(bipop="yes")
 
 
+def test_bipop_visits_the_points_of_cma_fmin2(monkeypatch) -> None:
+    """BIPOP restarts are cma.fmin2's (x0, σ₀·0.01^U, λ, maxiter, termination criteria and
+    budget accounting of every run) when pycma draws from the estimator's generator; its
+    small runs do not count against ``restarts``, so they run on after the 9th restart."""
+    seed, budget = 2, 16_000
+    x0 = np.full(3, 3.0)
+    rng = np.random.Generator(np.random.PCG64(step_seed(seed, 0)))
+    monkeypatch.setattr(np.random, "uniform", rng.uniform)  # fmin2's BIPOP draws
+    fn, points = f64(rastrigin), []
+
+    def objective(x):
+        points.append(np.array(x))
+        return fn(x)
+
+    est = CMAES(sigma=2.0, restarts=9, bipop=True)
+    opts = est.pycma_options(len(x0)) | dict(
+        randn=lambda lam, dim: rng.standard_normal((lam, dim)), maxfevals=budget,
+        eval_final_mean=False,  # zoopt evaluates no final mean (evaluate_center=False below)
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cma.fmin2(objective, x0, 2.0, opts, restarts=9, bipop=True)
+    rec = []
+
+    def batched(X: torch.Tensor) -> torch.Tensor:
+        rec.extend(X.numpy().copy())
+        return rastrigin(X)
+
+    r = zoopt.minimize(
+        batched, torch.from_numpy(x0.copy()), estimator=est, seed=seed, steps=10**9,
+        max_evaluations=budget, evaluate_center=False, progress=False,
+    )  # fmt: skip
+    assert r.history["restarts"][-1] > 9  # small runs on top of the 9 large restarts
+    assert r.stop_reason == "max_evaluations"
+    assert len(rec) >= len(points) >= budget
+    for a, b in zip(points, rec, strict=False):
+        assert np.array_equal(a, b)
+
+
+def test_a_bipop_checkpoint_in_a_small_run_loads_code_free() -> None:
+    """A small run's σ₀·0.01^U is a plain float: the checkpoint loads with weights_only."""
+    x0 = 3.0 * torch.ones(3, dtype=torch.float64)
+    kw = dict(estimator="cmaes", steps=10**6, seed=2, sigma=2.0, restarts=9, bipop=True)
+    a = zoopt.Minimizer(rastrigin, x0, **kw)
+    while a.estimator.state_dict().get("budget", {}).get("small_runs", 0) < 1:
+        a.step()
+    state = _save_load(a.state_dict())
+    assert type(state["estimator"]["run"]["sigma"]) is float
+    b = zoopt.Minimizer(rastrigin, x0, **kw)
+    b.load_state_dict(state)
+    for _ in range(5):
+        a.step()
+        b.step()
+    assert torch.equal(a.x, b.x)
+
+
 def test_a_plateau_does_not_end_the_run() -> None:
     """All λ losses equal (a quantised metric far from its next level): no early stop."""
 

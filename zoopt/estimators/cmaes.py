@@ -18,7 +18,9 @@ module adds what zoopt needs around it:
 * IPOP restarts (Auger & Hansen, 2005): when pycma's termination criteria fire, start a
   fresh strategy from x0 with the population multiplied by ``incpopsize``; or BIPOP
   (Hansen, 2009, ``bipop=True``), pycma's ``fmin`` regime rule interleaving runs with small
-  populations and a smaller σ₀ while their budget is below the large runs';
+  populations and a smaller σ₀ while their budget is below the large runs' (``restarts``
+  counts the large runs, as ``cma.fmin2``'s does); it visits ``cma.fmin2``'s points when
+  pycma draws from the same generator (``tolflatfitness`` off, no final-mean evaluation);
 * with restarts the reported parameters are the best run's: the current run's mean while
   its best loss is the lowest found, otherwise the best solution of the earlier run that
   found lower (``cma.fmin2``'s ``xbest``); and ``Result.x``/``Result.loss`` are the best
@@ -126,7 +128,9 @@ class CMAES(PopulationEstimator):
             ``cma.fmin2``.
         incpopsize: population growth factor per restart (≥ 1; IPOP uses 2).
         bipop: restart as BIPOP-CMA-ES (needs ``restarts`` > 0): small-population runs with
-            σ₀·0.01^U are interleaved while their evaluations are below the large runs'.
+            σ₀·0.01^U are interleaved while their evaluations are below the large runs';
+            as in ``cma.fmin2``, ``restarts`` counts the large runs only, the small ones
+            come on top.
         surrogate: lq-CMA-ES, ``cma.fmin_lq_surr2``'s scheme: a linear-quadratic model of
             the evaluated points pre-screens each generation; a step of the loop evaluates
             the next increment of candidates in model order, and a generation ends (pycma's
@@ -305,7 +309,7 @@ class CMAES(PopulationEstimator):
                     b["small_runs"] += 1
                     large = restart - b["small_runs"]
                     u1, u2 = self._rng.uniform(size=2)
-                    sigma = self.sigma * 0.01**u1
+                    sigma = self.sigma * 0.01 ** float(u1)  # a float: the checkpoint's
                     opts["popsize"] = int(self._popsize0 * (self.incpopsize**large) ** (u2**2))
                     opts["maxiter"] = min(self._maxiter0, 0.5 * b["large"] / opts["popsize"])
                     self._run["kind"] = "small"
@@ -402,7 +406,7 @@ class CMAES(PopulationEstimator):
             stop = {}  # a plateau: pycma widens σ on flat fitness; search on
         if stop:
             final = "ftarget" in stop or "maxfevals" in stop  # as in cma.fmin2
-            if self._restarts_done < self.restarts and not final:
+            if self._large_restarts() < self.restarts and not final:
                 self._budget[self._run["kind"]] += es.countevals  # BIPOP's accounting
                 f, xb = self._run_best()
                 if f is not None and f < self._best_f:
@@ -421,6 +425,11 @@ class CMAES(PopulationEstimator):
             "popsize": float(es.popsize),
             "restarts": float(self._restarts_done),
         } | ({"surrogate": float(self._model_on)} if self.surrogate == "adaptive" else {})
+
+    def _large_restarts(self) -> int:
+        """The restarts that count against ``restarts``: all of IPOP's; BIPOP's large runs
+        only, as in ``cma.fmin2`` (its small-population runs are interleaved on top)."""
+        return self._restarts_done - int(self._budget["small_runs"])
 
     def _model_earned(self) -> bool:
         """Whether the finished run keeps the model for the next: always unless
