@@ -320,13 +320,16 @@ class Minimizer(StallWatch):
         if asked.with_center:
             self._consider(center_loss, self._repair(self.theta))
         pop = losses[:k].to(dtype=self.theta.dtype)
-        if not bool(torch.isfinite(pop).all()):
+        # the K losses once on the host: the checks, the history and the stall watch read
+        # them there (numpy's per-call cost is a fraction of torch's)
+        host = pop.detach().to("cpu", torch.float64).numpy()
+        if not np.isfinite(host).all():
             self.estimator._warn_nonfinite(pop)
             try:
                 sanitize_losses(pop, self.estimator.name)
             except NonFiniteLossError as e:
                 self._fail(f"step {self.step_count + 1}: {e}")
-        seen, extra = pop, {"signal_fraction": signal_fraction(pop)}
+        seen, extra = pop, {"signal_fraction": signal_fraction(host)}
         if self.novelty is not None:
             center = behaviours[k] if asked.with_center else None
             seen, info = self.novelty.combine(pop, behaviours[:k], center)
@@ -335,8 +338,8 @@ class Minimizer(StallWatch):
         est.losses, est.population = pop, asked.population  # the raw losses: best, history
         est.evaluations = est.evaluations or k
         est.extra.update(extra)
-        self._watch_stall(seen, pop)
-        return self._apply(est, center_loss, self._t_ask, asked.with_center)
+        self._watch_stall(host if self.novelty is None else seen, host)
+        return self._apply(est, center_loss, self._t_ask, asked.with_center, host)
 
     def step(self) -> dict:
         """Take one step (ask → evaluate → tell); returns the step's history row."""
@@ -386,8 +389,17 @@ class Minimizer(StallWatch):
             self.best_loss = loss
             self._best = x.detach().clone()
 
-    def _apply(self, est: Estimate, center_loss: float, t0: float, centered: bool) -> dict:
-        """Best-so-far, the update of θ, the schedule and the history row of one step."""
+    def _apply(
+        self,
+        est: Estimate,
+        center_loss: float,
+        t0: float,
+        centered: bool,
+        host: np.ndarray | None = None,
+    ) -> dict:
+        """Best-so-far, the update of θ, the schedule and the history row of one step.
+
+        ``host``: ``est.losses`` as float64 numpy when the caller has them."""
         t = self.step_count
         est_name = self.estimator.name or type(self.estimator).__name__
         spent = est.evaluations + int(centered)
@@ -395,10 +407,12 @@ class Minimizer(StallWatch):
         pop_loss = math.nan
         if est.losses is not None and est.losses.numel() and est.population is not None:
             # K numbers: numpy's per-call cost is a fraction of torch's
-            losses = est.losses.detach().cpu().double().numpy()
-            losses = np.where(np.isfinite(losses), losses, np.inf)
+            if host is None:
+                host = est.losses.detach().cpu().double().numpy()
+            finite = np.isfinite(host)
+            losses = np.where(finite, host, np.inf)
             i = int(np.argmin(losses))
-            pop_loss = float(losses[np.isfinite(losses)].mean())
+            pop_loss = float(host[finite].mean())
             if losses[i] < self.best_loss:
                 self._consider(float(losses[i]), self._repair(est.population.rows(i, i + 1)[0]))
         self._build_scheduler(spent)
@@ -438,7 +452,9 @@ class Minimizer(StallWatch):
             with torch.no_grad():
                 self.theta.copy_(torch.clamp(self.theta, lo.to(self.theta), hi.to(self.theta)))
             update_norm = float((self.theta - before).norm())
-        if not bool(torch.isfinite(self.theta).all()):
+        # est.x was checked above (and a clamp keeps finite values finite); an optimizer's
+        # step can overflow
+        if est.x is None and not bool(torch.isfinite(self.theta).all()):
             with torch.no_grad():
                 self.theta.copy_(before)
             self._fail(
