@@ -51,6 +51,13 @@ def step_seed(seed: int, step: int) -> int:
     return int(ss.generate_state(1, np.uint64)[0] & np.uint64(2**63 - 1))
 
 
+def _all_finite(x: Tensor, norm: float) -> bool:
+    """Whether every entry of ``x`` is finite, given the norm of ``x`` or of ``x − y``: an
+    infinite or NaN entry makes that norm infinite or NaN, so a finite norm says so without
+    another pass over ``x``; its entries are read only when the norm is not finite."""
+    return math.isfinite(norm) or bool(torch.isfinite(x).all())
+
+
 def _needs_objective(estimator: Estimator) -> str:
     return (
         f"estimator {estimator.name!r} evaluates the objective itself (its surrogate or its "
@@ -422,15 +429,17 @@ class Minimizer(StallWatch):
         grad_norm = math.nan
         if est.x is not None:
             new = est.x.to(self.theta)
-            if not bool(torch.isfinite(new).all()):
+            delta = new - before
+            update_norm = float(delta.norm())
+            if not _all_finite(new, update_norm):
                 self._fail(f"step {t + 1}: {est_name} proposed NaN/Inf parameters")
             with torch.no_grad():
                 self.theta.copy_(new)
         else:
             grad = est.grad.to(self.theta)
-            if not bool(torch.isfinite(grad).all()):
-                self._fail(f"step {t + 1}: {est_name} produced a NaN/Inf pseudo-gradient")
             grad_norm = float(grad.norm())
+            if not _all_finite(grad, grad_norm):
+                self._fail(f"step {t + 1}: {est_name} produced a NaN/Inf pseudo-gradient")
             if self.max_grad_norm is not None and grad_norm > self.max_grad_norm:
                 grad = grad * (self.max_grad_norm / grad_norm)
             self.theta.grad = grad
@@ -438,8 +447,9 @@ class Minimizer(StallWatch):
             self.theta.grad = None
             if self.scheduler is not None:
                 self.scheduler.step()
-        delta = self.theta - before
-        update_norm = float(delta.norm())
+            delta = self.theta - before
+            update_norm = float(delta.norm())
+        step_norm = update_norm  # before the clip and the box: finite iff θ is
         # an estimator that owns its mean (CMA-ES) is not clipped: its distribution would
         # drift away from the parameters
         if est.x is None and self.max_step_norm is not None and update_norm > self.max_step_norm:
@@ -452,9 +462,7 @@ class Minimizer(StallWatch):
             with torch.no_grad():
                 self.theta.copy_(torch.clamp(self.theta, lo.to(self.theta), hi.to(self.theta)))
             update_norm = float((self.theta - before).norm())
-        # est.x was checked above (and a clamp keeps finite values finite); an optimizer's
-        # step can overflow
-        if est.x is None and not bool(torch.isfinite(self.theta).all()):
+        if not _all_finite(self.theta, step_norm):  # an optimizer's step can overflow
             with torch.no_grad():
                 self.theta.copy_(before)
             self._fail(
