@@ -439,7 +439,8 @@ def top_pair_weights(losses: Tensor, top: int) -> Tensor:
     step direction. Non-finite losses take the largest finite loss. Returns ``(K,)``.
 
     The K numbers are weighed in numpy on the host (torch's per-call cost is most of the
-    work at small K), with torch's float operations: the same weights as torch computes.
+    work at small K), with torch's float operations: the weights torch computes in the
+    losses' dtype, bit for bit (bfloat16 losses, which numpy lacks, are weighed in float32).
     """
     losses = _as_losses(losses, rows=False)
     if losses.numel() % 2:
