@@ -281,3 +281,47 @@ def test_optimizer_options_are_checked_even_when_the_optimizer_is_built_late():
     m.step()
     assert isinstance(m.optimizer, torch.optim.SGD)
     assert m.optimizer.param_groups[0]["lr"] == 0.05
+
+
+class _Scripted(zoopt.estimators.Estimator):
+    """Proposes the parameters (or the pseudo-gradients) it is given, one per step."""
+
+    name = "scripted"
+
+    def __init__(self, steps: list[dict]):
+        self.steps = steps
+
+    def estimate(self, objective, x, evaluator, seed):
+        return zoopt.estimators.Estimate(**self.steps.pop(0), evaluations=1)
+
+
+@pytest.mark.parametrize(
+    ("steps", "match"),
+    [
+        ([{"x": torch.tensor([1.0, math.nan])}], "step 1: scripted proposed NaN/Inf"),
+        ([{"x": torch.ones(2)}, {"x": torch.tensor([math.inf, 0.0])}], "step 2: scripted"),
+        ([{"grad": torch.tensor([0.0, -math.inf])}], "step 1: scripted produced a NaN/Inf"),
+        ([{"grad": torch.tensor([-3e38, 0.0])}], "step 1: parameters became NaN/Inf"),
+    ],
+)
+def test_non_finite_steps_are_caught_whatever_their_norm(steps, match):
+    """The finiteness checks read a norm first: a NaN/Inf entry still fails the step and
+    keeps the last finite parameters."""
+    x0 = torch.tensor([3e38, 0.0])
+    with pytest.raises(zoopt.NonFiniteError, match=match) as info:
+        zoopt.minimize(
+            sphere, x0, estimator=_Scripted(steps), optimizer="sgd", lr=1.0, steps=3,
+            evaluate_center=False,
+        )  # fmt: skip
+    assert torch.isfinite(info.value.result.x).all()
+
+
+def test_finite_parameters_whose_step_norm_overflows_are_kept():
+    """A finite proposal whose distance from θ overflows float32 is a step, not a failure."""
+    far = torch.tensor([-3e38, 3e38])
+    m = zoopt.Minimizer(
+        sphere, torch.tensor([3e38, -3e38]), estimator=_Scripted([{"x": far}]), steps=1,
+        evaluate_center=False,
+    )  # fmt: skip
+    row = m.step()
+    assert torch.equal(m.theta, far) and row["update_norm"] == math.inf

@@ -184,3 +184,42 @@ def test_weights_over_rows_equal_the_weights_row_by_row():
     assert torch.equal(zoopt.tilt_weights(losses, 1.0)[2], torch.zeros(12))
     assert torch.equal(zoopt.linear_weights(losses, 1.0)[2], torch.zeros(12))
     assert float(zoopt.solve_alpha(losses, 0.5)[2]) == 1.0
+
+
+def _top_pair_weights_in_torch(losses: torch.Tensor, top: int) -> torch.Tensor:
+    """ARS's weights written with torch operations (the definition, for comparison)."""
+    mask = torch.isfinite(losses)
+    pairs = torch.where(mask, losses, losses[mask].max()).reshape(-1, 2)
+    best = torch.argsort(pairs.min(dim=1).values, stable=True)[:top]
+    kept = pairs[best]
+    std = float(kept.std(unbiased=False)) if kept.numel() > 1 else 0.0
+    diff = (kept[:, 0] - kept[:, 1]) / (2 * top * (std if std > 0 else 1.0))
+    c = torch.zeros_like(pairs)
+    c[best, 0] = -diff
+    c[best, 1] = diff
+    return c.reshape(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_top_pair_weights_equal_torch_bit_for_bit(dtype):
+    """The host computation gives torch's weights exactly: ties, failed rows, any top."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        n = 1 + trial % 9
+        scale = 10.0 ** float(torch.randint(-4, 5, (), generator=g))
+        losses = (torch.randn(2 * n, generator=g, dtype=torch.float64) * scale).to(dtype)
+        if trial % 3 == 0:  # ties
+            losses = torch.round(losses / scale * 2) * scale / 2
+        if trial % 5 == 0 and n > 1:  # failed rows
+            losses[int(torch.randint(0, 2 * n, (), generator=g))] = math.nan
+            losses[int(torch.randint(0, 2 * n, (), generator=g))] = math.inf
+        top = 1 + trial % n
+        got = zoopt.weights.top_pair_weights(losses, top)
+        want = _top_pair_weights_in_torch(losses, top)
+        assert got.dtype == dtype and torch.equal(got, want), (losses, top)
+        assert torch.equal(torch.signbit(got), torch.signbit(want))
+
+
+def test_top_pair_weights_all_non_finite_raises():
+    with pytest.raises(NonFiniteLossError):
+        zoopt.weights.top_pair_weights(torch.tensor([math.nan, math.inf]), 1)

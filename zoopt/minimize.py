@@ -51,6 +51,13 @@ def step_seed(seed: int, step: int) -> int:
     return int(ss.generate_state(1, np.uint64)[0] & np.uint64(2**63 - 1))
 
 
+def _all_finite(x: Tensor, norm: float) -> bool:
+    """Whether every entry of ``x`` is finite, given the norm of ``x`` or of ``x − y``: an
+    infinite or NaN entry makes that norm infinite or NaN, so a finite norm says so without
+    another pass over ``x``; its entries are read only when the norm is not finite."""
+    return math.isfinite(norm) or bool(torch.isfinite(x).all())
+
+
 def _needs_objective(estimator: Estimator) -> str:
     return (
         f"estimator {estimator.name!r} evaluates the objective itself (its surrogate or its "
@@ -320,13 +327,16 @@ class Minimizer(StallWatch):
         if asked.with_center:
             self._consider(center_loss, self._repair(self.theta))
         pop = losses[:k].to(dtype=self.theta.dtype)
-        if not bool(torch.isfinite(pop).all()):
+        # the K losses once on the host: the checks, the history and the stall watch read
+        # them there (numpy's per-call cost is a fraction of torch's)
+        host = pop.detach().to("cpu", torch.float64).numpy()
+        if not np.isfinite(host).all():
             self.estimator._warn_nonfinite(pop)
             try:
                 sanitize_losses(pop, self.estimator.name)
             except NonFiniteLossError as e:
                 self._fail(f"step {self.step_count + 1}: {e}")
-        seen, extra = pop, {"signal_fraction": signal_fraction(pop)}
+        seen, extra = pop, {"signal_fraction": signal_fraction(host)}
         if self.novelty is not None:
             center = behaviours[k] if asked.with_center else None
             seen, info = self.novelty.combine(pop, behaviours[:k], center)
@@ -335,8 +345,8 @@ class Minimizer(StallWatch):
         est.losses, est.population = pop, asked.population  # the raw losses: best, history
         est.evaluations = est.evaluations or k
         est.extra.update(extra)
-        self._watch_stall(seen, pop)
-        return self._apply(est, center_loss, self._t_ask, asked.with_center)
+        self._watch_stall(host if self.novelty is None else seen, host)
+        return self._apply(est, center_loss, self._t_ask, asked.with_center, host)
 
     def step(self) -> dict:
         """Take one step (ask → evaluate → tell); returns the step's history row."""
@@ -386,8 +396,17 @@ class Minimizer(StallWatch):
             self.best_loss = loss
             self._best = x.detach().clone()
 
-    def _apply(self, est: Estimate, center_loss: float, t0: float, centered: bool) -> dict:
-        """Best-so-far, the update of θ, the schedule and the history row of one step."""
+    def _apply(
+        self,
+        est: Estimate,
+        center_loss: float,
+        t0: float,
+        centered: bool,
+        host: np.ndarray | None = None,
+    ) -> dict:
+        """Best-so-far, the update of θ, the schedule and the history row of one step.
+
+        ``host``: ``est.losses`` as float64 numpy when the caller has them."""
         t = self.step_count
         est_name = self.estimator.name or type(self.estimator).__name__
         spent = est.evaluations + int(centered)
@@ -395,10 +414,12 @@ class Minimizer(StallWatch):
         pop_loss = math.nan
         if est.losses is not None and est.losses.numel() and est.population is not None:
             # K numbers: numpy's per-call cost is a fraction of torch's
-            losses = est.losses.detach().cpu().double().numpy()
-            losses = np.where(np.isfinite(losses), losses, np.inf)
+            if host is None:
+                host = est.losses.detach().cpu().double().numpy()
+            finite = np.isfinite(host)
+            losses = np.where(finite, host, np.inf)
             i = int(np.argmin(losses))
-            pop_loss = float(losses[np.isfinite(losses)].mean())
+            pop_loss = float(host[finite].mean())
             if losses[i] < self.best_loss:
                 self._consider(float(losses[i]), self._repair(est.population.rows(i, i + 1)[0]))
         self._build_scheduler(spent)
@@ -408,15 +429,17 @@ class Minimizer(StallWatch):
         grad_norm = math.nan
         if est.x is not None:
             new = est.x.to(self.theta)
-            if not bool(torch.isfinite(new).all()):
+            delta = new - before
+            update_norm = float(delta.norm())
+            if not _all_finite(new, update_norm):
                 self._fail(f"step {t + 1}: {est_name} proposed NaN/Inf parameters")
             with torch.no_grad():
                 self.theta.copy_(new)
         else:
             grad = est.grad.to(self.theta)
-            if not bool(torch.isfinite(grad).all()):
-                self._fail(f"step {t + 1}: {est_name} produced a NaN/Inf pseudo-gradient")
             grad_norm = float(grad.norm())
+            if not _all_finite(grad, grad_norm):
+                self._fail(f"step {t + 1}: {est_name} produced a NaN/Inf pseudo-gradient")
             if self.max_grad_norm is not None and grad_norm > self.max_grad_norm:
                 grad = grad * (self.max_grad_norm / grad_norm)
             self.theta.grad = grad
@@ -424,8 +447,9 @@ class Minimizer(StallWatch):
             self.theta.grad = None
             if self.scheduler is not None:
                 self.scheduler.step()
-        delta = self.theta - before
-        update_norm = float(delta.norm())
+            delta = self.theta - before
+            update_norm = float(delta.norm())
+        step_norm = update_norm  # before the clip and the box: finite iff θ is
         # an estimator that owns its mean (CMA-ES) is not clipped: its distribution would
         # drift away from the parameters
         if est.x is None and self.max_step_norm is not None and update_norm > self.max_step_norm:
@@ -438,7 +462,7 @@ class Minimizer(StallWatch):
             with torch.no_grad():
                 self.theta.copy_(torch.clamp(self.theta, lo.to(self.theta), hi.to(self.theta)))
             update_norm = float((self.theta - before).norm())
-        if not bool(torch.isfinite(self.theta).all()):
+        if not _all_finite(self.theta, step_norm):  # an optimizer's step can overflow
             with torch.no_grad():
                 self.theta.copy_(before)
             self._fail(

@@ -27,17 +27,30 @@ class StalledSearchWarning(UserWarning):
     """Every loss of the population has been equal for ``Minimizer.stall_steps`` steps."""
 
 
-def signal_fraction(losses: Tensor) -> float:
+def signal_fraction(losses: Tensor | np.ndarray) -> float:
     """The share of finite losses that differ from the most common one (0: the population
     sees a plateau, so the estimate is zero; e.g. no draw found a sparse reward)."""
-    values = losses.detach().to("cpu", torch.float64).numpy()
+    values = _host_values(losses)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return math.nan
-    levels, counts = np.unique(values, return_counts=True)
-    if counts.max() == 1:  # no two alike: no plateau
+    if len(set(values.tolist())) == values.size:  # no two alike: no plateau (no sort)
         return 1.0
+    levels, counts = np.unique(values, return_counts=True)
     return float(np.mean(values != levels[np.argmax(counts)]))
+
+
+def _host_values(losses: Tensor | np.ndarray) -> np.ndarray:
+    """``(K,)`` losses as float64 numpy (exact for every float dtype)."""
+    if isinstance(losses, Tensor):
+        return losses.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(losses, dtype=np.float64)
+
+
+def _all_equal(values: np.ndarray) -> bool:
+    """Whether the finite entries of ``values`` are more than one and all equal."""
+    finite = values[np.isfinite(values)]
+    return finite.size > 1 and bool((finite == finite[0]).all())
 
 
 class StallWatch:
@@ -48,15 +61,16 @@ class StallWatch:
     #: steps with every population loss equal (a zero estimate) before the run says so
     stall_steps: int = 10
 
-    def _watch_stall(self, losses: Tensor, raw: Tensor) -> None:
-        """Say once when every loss the estimator saw (``losses``; ``raw`` before novelty)
-        has been equal for ``stall_steps`` steps, unless all reach the best loss seen."""
-        finite = losses[torch.isfinite(losses)]
-        flat = finite.numel() > 1 and bool((finite == finite[0]).all())
+    def _watch_stall(self, losses: Tensor | np.ndarray, raw: Tensor | np.ndarray) -> None:
+        """Say once when every loss the estimator saw (``losses`` ``(K,)``; ``raw`` before
+        novelty) has been equal for ``stall_steps`` steps, unless all reach the best loss
+        seen."""
+        flat = _all_equal(_host_values(losses))
         self._flat_steps = self._flat_steps + 1 if flat else 0
         if self._flat_steps != self.stall_steps or any(n.startswith(STALL) for n in self.notes):
             return
-        raw = raw[torch.isfinite(raw)]
+        raw = _host_values(raw)
+        raw = raw[np.isfinite(raw)]
         # some earlier population's losses differed (this step's are all equal)
         seen_signal = any(f > 0 for f in self.history.get("signal_fraction", []))
         if seen_signal and bool((raw == raw[0]).all()) and float(raw[0]) <= self.best_loss:

@@ -437,19 +437,44 @@ def top_pair_weights(losses: Tensor, top: int) -> Tensor:
     min(L⁺, L⁻) keep c⁺ = −c⁻ = −(L⁺ − L⁻)/(2·b·σ_R), σ_R the standard deviation of their 2b
     losses; the others get 0. Then Σᵢ cᵢ zᵢ = Σ_top (r⁺ − r⁻) δ/(b σ_R) with r = −L, ARS's
     step direction. Non-finite losses take the largest finite loss. Returns ``(K,)``.
+
+    The K numbers are weighed in numpy on the host (torch's per-call cost is most of the
+    work at small K), with torch's float operations: the weights torch computes in the
+    losses' dtype, bit for bit (bfloat16 losses, which numpy lacks, are weighed in float32).
     """
     losses = _as_losses(losses, rows=False)
     if losses.numel() % 2:
         raise ValueError(f"losses must come in antithetic pairs (even K), got {losses.numel()}")
-    pairs = fill_worst(losses).reshape(-1, 2)
-    n = pairs.shape[0]
+    n = losses.numel() // 2
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n:
         raise ValueError(f"top must be an int in [1, {n}] (the number of pairs), got {top!r}")
-    best = torch.argsort(pairs.min(dim=1).values, stable=True)[:top]
+    values = _host_losses(losses)
+    mask = np.isfinite(values)
+    if not mask.all():
+        if not mask.any():
+            raise NonFiniteLossError(f"all {values.size} losses are NaN or Inf")
+        values = np.where(mask, values, values[mask].max())  # fill_worst
+    pairs = values.reshape(n, 2)
+    best = np.argsort(pairs.min(axis=1), kind="stable")[:top]
     kept = pairs[best]
-    std = float(kept.std(unbiased=False)) if kept.numel() > 1 else 0.0
-    diff = (kept[:, 0] - kept[:, 1]) / (2 * top * (std if std > 0 else 1.0))
-    c = torch.zeros_like(pairs)
+    # torch's std (its reduction order and accumulation), on the same contiguous values
+    std = float(torch.from_numpy(kept).std(unbiased=False)) if kept.size > 1 else 0.0
+    c = np.zeros_like(pairs)
+    diff = _divide(kept[:, 0] - kept[:, 1], 2 * top * (std if std > 0 else 1.0))
     c[best, 0] = -diff
     c[best, 1] = diff
-    return c.reshape(-1)
+    return torch.from_numpy(c.reshape(-1)).to(losses.device, losses.dtype)
+
+
+def _host_losses(losses: Tensor) -> np.ndarray:
+    """``(K,)`` losses as a numpy array of their dtype on the host (float32 for bfloat16,
+    which numpy lacks)."""
+    losses = losses.detach().cpu()
+    return (losses.float() if losses.dtype == torch.bfloat16 else losses).numpy()
+
+
+def _divide(x: np.ndarray, divisor: float) -> np.ndarray:
+    """``x / divisor`` as torch divides a tensor by a Python number: both in the dtype's
+    computation type (float32 for float16), the result rounded to ``x``'s dtype."""
+    op = np.result_type(x.dtype, np.float32)
+    return (x.astype(op) / op.type(divisor)).astype(x.dtype)
