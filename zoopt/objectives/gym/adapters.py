@@ -234,12 +234,8 @@ class SyncSlots(SlotEnv):
         if self.action_dtype is not None:
             action = action.astype(self.action_dtype, copy=False)
         raw, reward, terminated, truncated, _ = self.envs[slot].step(action)
-        if self._rows is not None:
-            self._rows[slot] = raw
-            obs = self.obs[slot]
-        else:
-            self.raw[slot] = raw
-            obs = self._observations()[slot]
+        self._put(slot, raw)
+        obs = self._observations()[slot]
         done = bool(terminated or truncated)
         if done:
             self.ended[slot] = True
