@@ -337,14 +337,16 @@ def compiled_graph(repeats: int, workers: int, d: int = 1_000) -> dict:
                 graph.teardown()
         raise RuntimeError(f"3 compiled graphs over {len(actors)} actors stalled")
 
+    def send(task: tuple, graph, actors: list):
+        """One step's task to every actor: an execution of ``graph`` if given, else an
+        ordinary call to each of ``actors``; the result's reference(s)."""
+        return graph.execute(task) if graph is not None else [a.step.remote(task) for a in actors]
+
     def dispatch(w: int, graph=None, steps: int = 40) -> float:
         cpu = 0.0
         for s in range(steps):
             t0 = time.process_time()
-            if graph is not None:
-                ref = graph.execute((theta, s, 0.0, 0.0))
-            else:
-                ref = [a.step.remote((theta, s, 0.0, 0.0)) for a in plain[:w]]
+            ref = send((theta, s, 0.0, 0.0), graph, plain[:w])
             cpu += time.process_time() - t0
             time.sleep(0.02)  # every result is there before it is read
             t0 = time.process_time()
@@ -356,10 +358,7 @@ def compiled_graph(repeats: int, workers: int, d: int = 1_000) -> dict:
         task = (theta, 1, 0.02, 0.0)
         t0 = time.process_time()
         for _ in range(steps):
-            if graph is not None:
-                ray.get(graph.execute(task), timeout=GRAPH_TIMEOUT_S)
-            else:
-                ray.get([a.step.remote(task) for a in plain])
+            ray.get(send(task, graph, plain), timeout=GRAPH_TIMEOUT_S)
         return (time.process_time() - t0) / steps
 
     def idle(actors: list) -> float:
@@ -371,10 +370,7 @@ def compiled_graph(repeats: int, workers: int, d: int = 1_000) -> dict:
         task = (theta, 1, 0.0, 0.02)
         t0 = time.perf_counter()
         for _ in range(steps):
-            if graph is not None:
-                ray.get(graph.execute(task), timeout=GRAPH_TIMEOUT_S)
-            else:
-                ray.get([a.step.remote(task) for a in plain[:2]])
+            ray.get(send(task, graph, plain[:2]), timeout=GRAPH_TIMEOUT_S)
             _spin(0.005)  # the driver's ask and tell
         return (time.perf_counter() - t0) / steps
 
