@@ -234,6 +234,72 @@ def report(records: list[dict], budgets: list[int], methods: list[str]) -> str:
     return "\n".join(out)
 
 
+def common_problems(records: list[dict], methods: list[str]) -> list[dict]:
+    """The records of the (dimension, function, instance) problems that every one of
+    ``methods`` ran, so that their fractions count the same problems."""
+    ran = [{(r["dim"], r["fid"], r["instance"]) for r in records if r["method"] == m}
+           for m in methods]  # fmt: skip
+    shared = set.intersection(*ran) if ran else set()
+    return [r for r in records if (r["dim"], r["fid"], r["instance"]) in shared]
+
+
+def _runs_for_budget(runs: list[dict], budget: int) -> list[dict]:
+    """Per (function, instance, seed), the run given the fewest evaluations that still
+    covers ``budget``·D: a method that plans by its budget (NGOpt picks its algorithm from
+    it) is read at 10²·D from a run told 10²·D where there is one. Empty unless every
+    problem has such a run."""
+    best: dict = {}
+    for r in runs:
+        key = (r["fid"], r["instance"], r.get("seed", id(r)))
+        if r["budget_per_d"] >= budget and (
+            key not in best or r["budget_per_d"] < best[key]["budget_per_d"]
+        ):
+            best[key] = r
+    problems = {(r["fid"], r["instance"], r.get("seed", id(r))) for r in runs}
+    return list(best.values()) if len(best) == len(problems) else []
+
+
+def targets_report(records: list[dict], methods: list[str]) -> str:
+    """One markdown table per D: each method's fraction reached at 10²·D, 10³·D and
+    10⁴·D, overall and per group, on the problems all methods ran; a budget appears for a
+    method only if its runs were given that many evaluations. A last row per budget gives
+    the first method's margin over the best of the others (negative: behind). Each budget
+    reads the runs of :func:`_runs_for_budget`."""
+    out = []
+    records = common_problems(records, methods)
+    for dim in sorted({r["dim"] for r in records}):
+        rows = [r for r in records if r["dim"] == dim]
+        problems = len({(r["fid"], r["instance"]) for r in rows})
+        seeds = sorted({str(r.get("seed", "pooled")) for r in rows})
+        out.append(
+            f"\n**D = {dim}** ({problems} problems, seeds {', '.join(map(str, seeds))}; "
+            "fraction of (function, instance, target) triples reached)\n"
+        )
+        out.append("| budget | method | all | " + " | ".join(GROUPS) + " |")
+        out.append("|" + "---|" * (3 + len(GROUPS)))
+        for budget in (100, 1000, 10_000):
+            table = {}
+            for method in methods:
+                mine = _runs_for_budget([r for r in rows if r["method"] == method], budget)
+                if not mine:
+                    continue
+                cells = [ecdf([np.asarray(r["hits"], float) for r in mine], budget * dim)]
+                for fids in GROUPS.values():
+                    g = [np.asarray(r["hits"], float) for r in mine if r["fid"] in fids]
+                    cells.append(ecdf(g, budget * dim))
+                table[method] = cells
+            for method, cells in table.items():
+                text = ["—" if math.isnan(c) else f"{c:.3f}" for c in cells]
+                out.append(f"| {budget}·D | {method} | " + " | ".join(text) + " |")
+            first, others = methods[0], [m for m in table if m != methods[0]]
+            if first in table and others:
+                best = np.max([table[m] for m in others], axis=0)
+                margin = np.asarray(table[first]) - best
+                text = ["—" if math.isnan(c) else f"{c:+.3f}" for c in margin]
+                out.append(f"| {budget}·D | {first} − best other | " + " | ".join(text) + " |")
+    return "\n".join(out)
+
+
 def plot(records: list[dict], methods: list[str], path: str, max_budget: int) -> None:
     import matplotlib
 
@@ -283,14 +349,25 @@ def main() -> None:
     ap.add_argument("--out", default="", help="save the records (JSON)")
     ap.add_argument("--plot", default="", help="ECDF figure per D (PNG)")
     ap.add_argument("--report", default="", help="comma-separated saved JSON files to report")
+    ap.add_argument(
+        "--targets",
+        action="store_true",
+        help="with --report: the first method against the others at 10²·D, 10³·D and "
+        "10⁴·D, per group, on the problems all of them ran",
+    )
     args = ap.parse_args()
     methods = args.methods.split(",")
     if args.report:
-        records = []
+        # a run recorded in several files counts once, the last file's (records saved
+        # before they carried their seed are all kept: they pool several seeds)
+        merged = {}
         for path in args.report.split(","):
             with open(path) as fh:
                 saved = json.load(fh)
-            records += saved["records"]
+            for r in saved["records"]:
+                seed = r.get("seed", ("unnamed", len(merged)))
+                merged[r["method"], r["dim"], r["fid"], r["instance"], seed, r["budget_per_d"]] = r
+        records = list(merged.values())
         budget = max(r["budget_per_d"] for r in records)
     else:
         dims, fids, insts = _ints(args.dims), _ints(args.functions), _ints(args.instances)
@@ -335,6 +412,9 @@ def main() -> None:
                 json.dump({"args": vars(args), "records": records}, fh)
     for r in records:
         r["hits"] = [math.inf if h is None else h for h in r["hits"]]
+    if args.targets:
+        print(targets_report(records, methods))
+        return
     budgets = [b for b in (10, 100, 1000, 10_000) if b <= budget]
     print(report(records, budgets, [m for m in methods if any(r["method"] == m for r in records)]))
     if args.plot:
