@@ -37,7 +37,7 @@ LOW = RESTART_MIN_EVALUATIONS_PER_D * 10 - 1  # just too few evaluations to rest
         # small and smooth, too little budget for a second run: no restarts
         (dict(dim=10, budget=LOW), "cmaes", LQ, "cmaes+surrogate"),
         # only steps known: restarts (they happen only when a run ends)
-        (dict(dim=5, steps=300), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
+        (dict(dim=ADAPTIVE_MIN_DIM - 1, steps=300), "cmaes", LQ_IPOP, "cmaes+surrogate+ipop"),
         # too many coefficients for the model: CMA-ES with BIPOP
         (dict(dim=SURROGATE_MAX_DIM + 1, budget=10**6), "cmaes", BIPOP, "cmaes+bipop"),
         (dict(dim=SURROGATE_MAX_DIM + 1, budget=100), "cmaes", {}, "cmaes"),
@@ -57,7 +57,7 @@ def test_every_branch_of_the_rule(kwargs, estimator, options, label):
 
 def test_the_reason_names_the_facts():
     c = choose_estimator(8, 20_000, bounds=True)
-    assert c.reason == "auto chose cmaes+surrogate+ipop: D = 8, budget 20,000, bounds"
+    assert c.reason == "auto chose cmaes+adaptive-surrogate+ipop: D = 8, budget 20,000, bounds"
     assert "noisy losses" in choose_estimator(10, 1000, noisy=True).reason
     assert "pycma not installed" in choose_estimator(3, cmaes_available=False).reason
 
@@ -110,7 +110,7 @@ def test_bad_input_is_named(dim, budget):
 def test_minimize_defaults_to_auto_and_reports_the_choice():
     r = zoopt.minimize(sphere, torch.ones(6, dtype=torch.float64), max_evaluations=1000, seed=0)
     assert r.estimator == "cmaes"
-    assert r.notes[0] == "auto chose cmaes+surrogate+ipop: D = 6, budget 1,000"
+    assert r.notes[0] == "auto chose cmaes+adaptive-surrogate+ipop: D = 6, budget 1,000"
     assert r.best_loss < 1e-6  # a quadratic: the model finds it in a few dozen evaluations
 
 

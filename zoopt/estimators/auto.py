@@ -69,7 +69,7 @@ RESTART_MIN_EVALUATIONS_PER_D = 100
 RESTARTS = 9
 #: from this many parameters on, restarts under the surrogate use ``surrogate="adaptive"``:
 #: the model is dropped for the later runs after a run in which it was rarely trusted
-ADAPTIVE_MIN_DIM = 10
+ADAPTIVE_MIN_DIM = 5
 #: the scale of the noise probe's draws x0 + σ·z when the user gives no ``sigma`` (the
 #: Gaussian estimators' default σ)
 PROBE_SIGMA = 0.1
