@@ -18,7 +18,8 @@ pycma's lq-CMA-ES (``cma.fmin_lq_surr2``, IPOP restarts), Nevergrad's NGOpt, and
 ``auto`` (the default estimator), ``snes``, ``xnes`` and ``cmaes`` (``restarts=9``); on request
 ``zoopt-auto-bipop``, ``auto`` with ``bipop=True`` (BIPOP instead of IPOP restarts), and
 ``zoopt-auto-adaptive``, ``auto`` with ``surrogate="adaptive"`` (a restart drops the model
-when the previous run rarely trusted it), and ``zoopt-cmaes-bipop``, ``cmaes`` with
+when the previous run rarely trusted it), ``zoopt-auto-lq``, ``auto`` with ``surrogate=True``
+(the model kept in every run), and ``zoopt-cmaes-bipop``, ``cmaes`` with
 ``restarts=9, bipop=True`` (no surrogate). Every
 evaluation any method makes is counted, zoopt's centre evaluations and its noise probe
 included.
@@ -26,7 +27,9 @@ included.
 Run: ``python benchmarks/bench_bbob.py [--quick] [--dims 2,5,10,20] [--instances 1-5]
 [--functions 1-24] [--budget 10000] [--methods ...] [--out results.json]
 [--plot docs/bbob_ecdf.png]``; ``--report a.json,b.json`` merges saved runs and reports them
-(the records of several seeds pooled).
+(the records of several seeds pooled; ``--dims``, ``--functions`` and ``--instances`` select
+among them); with ``--targets`` the first method against the best peer at 10²·D, 10³·D and
+10⁴·D per group, on the problems every method ran.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ GROUPS = {
 PEERS = ["pycma-ipop", "pycma-bipop", "pycma-lq", "ng-NGOpt"]
 ZOOPT = ["zoopt-auto", "zoopt-snes", "zoopt-xnes", "zoopt-cmaes"]
 #: further zoopt variants, run when named in ``--methods``
-EXTRA = ["zoopt-auto-bipop", "zoopt-auto-adaptive", "zoopt-cmaes-bipop"]
+EXTRA = ["zoopt-auto-bipop", "zoopt-auto-adaptive", "zoopt-auto-lq", "zoopt-cmaes-bipop"]
 SIGMA0 = 2.0
 
 
@@ -172,6 +175,8 @@ def run_method(method: str, run: Run, x0: np.ndarray, seed: int) -> None:
                 name, opts = "auto", {"bipop": True}
             elif name == "auto-adaptive":  # auto's choice, the model dropped where it fails
                 name, opts = "auto", {"surrogate": "adaptive"}
+            elif name == "auto-lq":  # auto's choice, the model kept in every run
+                name, opts = "auto", {"surrogate": True}
             elif name == "cmaes-bipop":  # CMA-ES with BIPOP restarts, no surrogate
                 name, opts = "cmaes", {"restarts": 9, "bipop": True}
             x = torch.from_numpy(x0.copy())
@@ -235,36 +240,52 @@ def report(records: list[dict], budgets: list[int], methods: list[str]) -> str:
 
 
 def common_problems(records: list[dict], methods: list[str]) -> list[dict]:
-    """The records of the (dimension, function, instance) problems that every one of
-    ``methods`` ran, so that their fractions count the same problems."""
-    ran = [{(r["dim"], r["fid"], r["instance"]) for r in records if r["method"] == m}
-           for m in methods]  # fmt: skip
-    shared = set.intersection(*ran) if ran else set()
-    return [r for r in records if (r["dim"], r["fid"], r["instance"]) in shared]
+    """Per dimension, the records of ``methods`` on the (function, instance) problems that
+    every one of them with runs at that dimension ran, so that their fractions count the
+    same problems."""
+    out = []
+    for dim in {r["dim"] for r in records}:
+        ran = [{(r["fid"], r["instance"]) for r in records
+                if r["dim"] == dim and r["method"] == m} for m in methods]  # fmt: skip
+        ran = [p for p in ran if p]
+        shared = set.intersection(*ran) if ran else set()
+        out += [r for r in records if r["dim"] == dim and r["method"] in methods
+                and (r["fid"], r["instance"]) in shared]  # fmt: skip
+    return out
 
 
 def _runs_for_budget(runs: list[dict], budget: int) -> list[dict]:
-    """Per (function, instance, seed), the run given the fewest evaluations that still
+    """Per (function, instance), the runs (every seed) of the smallest budget that still
     covers ``budget``·D: a method that plans by its budget (NGOpt picks its algorithm from
-    it) is read at 10²·D from a run told 10²·D where there is one. Empty unless every
-    problem has such a run."""
-    best: dict = {}
+    it) is read at 10²·D from runs told 10²·D where there are some. Empty unless every
+    problem has such runs."""
+    chosen: dict = {}
     for r in runs:
-        key = (r["fid"], r["instance"], r.get("seed", id(r)))
-        if r["budget_per_d"] >= budget and (
-            key not in best or r["budget_per_d"] < best[key]["budget_per_d"]
-        ):
-            best[key] = r
-    problems = {(r["fid"], r["instance"], r.get("seed", id(r))) for r in runs}
-    return list(best.values()) if len(best) == len(problems) else []
+        key = (r["fid"], r["instance"])
+        if r["budget_per_d"] >= budget:
+            chosen[key] = min(chosen.get(key, r["budget_per_d"]), r["budget_per_d"])
+    if len(chosen) < len({(r["fid"], r["instance"]) for r in runs}):
+        return []
+    return [r for r in runs if r["budget_per_d"] == chosen[r["fid"], r["instance"]]]
+
+
+def _problem_mean(runs: list[dict], evals: float) -> float:
+    """The fraction of targets reached within ``evals``, averaged over each problem's seeds
+    and then over the problems, so that a problem run with more seeds weighs the same."""
+    per_problem: dict = {}
+    for r in runs:
+        per_problem.setdefault((r["fid"], r["instance"]), []).append(np.asarray(r["hits"], float))
+    return (
+        float(np.mean([ecdf(h, evals) for h in per_problem.values()])) if per_problem else math.nan
+    )
 
 
 def targets_report(records: list[dict], methods: list[str]) -> str:
     """One markdown table per D: each method's fraction reached at 10²·D, 10³·D and
-    10⁴·D, overall and per group, on the problems all methods ran; a budget appears for a
-    method only if its runs were given that many evaluations. A last row per budget gives
-    the first method's margin over the best of the others (negative: behind). Each budget
-    reads the runs of :func:`_runs_for_budget`."""
+    10⁴·D (:func:`_problem_mean`), overall and per group, on the problems all methods ran;
+    a budget appears for a method only if its runs were given that many evaluations. A last
+    row per budget gives the first method's margin over the best peer, pycma or Nevergrad
+    (negative: behind). Each budget reads the runs of :func:`_runs_for_budget`."""
     out = []
     records = common_problems(records, methods)
     for dim in sorted({r["dim"] for r in records}):
@@ -283,20 +304,19 @@ def targets_report(records: list[dict], methods: list[str]) -> str:
                 mine = _runs_for_budget([r for r in rows if r["method"] == method], budget)
                 if not mine:
                     continue
-                cells = [ecdf([np.asarray(r["hits"], float) for r in mine], budget * dim)]
+                cells = [_problem_mean(mine, budget * dim)]
                 for fids in GROUPS.values():
-                    g = [np.asarray(r["hits"], float) for r in mine if r["fid"] in fids]
-                    cells.append(ecdf(g, budget * dim))
+                    cells.append(_problem_mean([r for r in mine if r["fid"] in fids], budget * dim))
                 table[method] = cells
             for method, cells in table.items():
                 text = ["—" if math.isnan(c) else f"{c:.3f}" for c in cells]
                 out.append(f"| {budget}·D | {method} | " + " | ".join(text) + " |")
-            first, others = methods[0], [m for m in table if m != methods[0]]
-            if first in table and others:
-                best = np.max([table[m] for m in others], axis=0)
+            first, peers = methods[0], [m for m in table if not m.startswith("zoopt")]
+            if first in table and peers:
+                best = np.max([table[m] for m in peers], axis=0)
                 margin = np.asarray(table[first]) - best
                 text = ["—" if math.isnan(c) else f"{c:+.3f}" for c in margin]
-                out.append(f"| {budget}·D | {first} − best other | " + " | ".join(text) + " |")
+                out.append(f"| {budget}·D | {first} − best peer | " + " | ".join(text) + " |")
     return "\n".join(out)
 
 
@@ -337,9 +357,9 @@ def _ints(text: str) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dims", default="2,5,10,20")
-    ap.add_argument("--functions", default="1-24")
-    ap.add_argument("--instances", default="1-5")
+    ap.add_argument("--dims", default=None, help="default 2,5,10,20")
+    ap.add_argument("--functions", default=None, help="default 1-24")
+    ap.add_argument("--instances", default=None, help="default 1-5")
     ap.add_argument("--budget", type=int, default=10_000, help="evaluations per D")
     ap.add_argument("--methods", default=",".join(PEERS + ZOOPT))
     ap.add_argument("--seed", type=int, default=0)
@@ -348,12 +368,24 @@ def main() -> None:
     )
     ap.add_argument("--out", default="", help="save the records (JSON)")
     ap.add_argument("--plot", default="", help="ECDF figure per D (PNG)")
-    ap.add_argument("--report", default="", help="comma-separated saved JSON files to report")
+    ap.add_argument(
+        "--report",
+        default="",
+        help="comma-separated saved JSON files to report (--dims, --functions and "
+        "--instances select among their runs)",
+    )
     ap.add_argument(
         "--targets",
         action="store_true",
-        help="with --report: the first method against the others at 10²·D, 10³·D and "
-        "10⁴·D, per group, on the problems all of them ran",
+        help="with --report: the methods at 10²·D, 10³·D and 10⁴·D per group, on the "
+        "problems all of them ran, and the first one's margin over the best peer (--plot "
+        "then draws those problems)",
+    )
+    ap.add_argument(
+        "--budget-of-runs",
+        type=int,
+        default=0,
+        help="with --report: only the runs given this many evaluations per D",
     )
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -368,10 +400,16 @@ def main() -> None:
                 seed = r.get("seed", ("unnamed", len(merged)))
                 merged[r["method"], r["dim"], r["fid"], r["instance"], seed, r["budget_per_d"]] = r
         records = list(merged.values())
+        if args.budget_of_runs:  # one budget's runs: ECDF curves that do not mix budgets
+            records = [r for r in records if r["budget_per_d"] == args.budget_of_runs]
+        # --dims, --functions and --instances, where given, select among the saved runs
+        for key, arg in (("dim", args.dims), ("fid", args.functions), ("instance", args.instances)):
+            if arg:
+                records = [r for r in records if r[key] in _ints(arg)]
         budget = max(r["budget_per_d"] for r in records)
     else:
-        dims, fids, insts = _ints(args.dims), _ints(args.functions), _ints(args.instances)
-        budget = args.budget
+        dims, fids = _ints(args.dims or "2,5,10,20"), _ints(args.functions or "1-24")
+        insts, budget = _ints(args.instances or "1-5"), args.budget
         if args.quick:
             dims, insts, budget = [2, 5], [1], min(budget, 100)
         records = []
@@ -414,9 +452,11 @@ def main() -> None:
         r["hits"] = [math.inf if h is None else h for h in r["hits"]]
     if args.targets:
         print(targets_report(records, methods))
-        return
-    budgets = [b for b in (10, 100, 1000, 10_000) if b <= budget]
-    print(report(records, budgets, [m for m in methods if any(r["method"] == m for r in records)]))
+        records = common_problems(records, methods)  # the figure counts the same problems
+    else:
+        budgets = [b for b in (10, 100, 1000, 10_000) if b <= budget]
+        ran = [m for m in methods if any(r["method"] == m for r in records)]
+        print(report(records, budgets, ran))
     if args.plot:
         plot(records, methods, args.plot, budget)
         print(f"figure: {args.plot}")
