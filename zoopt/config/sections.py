@@ -100,6 +100,9 @@ RAY_OPTIONS_SCHEMA: dict[str, Field] = {
         "GPUs reserved by each worker (fractions share a GPU)",
     ),
     "chunks_per_worker": Field(INT, None, _at_least(1), "pieces per worker per population"),
+    "processes_per_worker": Field(
+        INT, None, _at_least(1), "local processes each worker evaluates on (one actor per node)"
+    ),
     "max_retries": Field(INT, None, _at_least(0), "re-runs of a chunk whose worker died"),
     "startup_timeout": Field(FLOAT, None, _positive, "seconds to wait for the workers to start"),
     "log_to_driver": Field(BOOL, None, None, "forward the workers' output to this process"),

@@ -23,13 +23,15 @@ import contextlib
 import multiprocessing as mp
 import os
 import pickle
+import selectors
 import signal
 import time
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -63,8 +65,9 @@ class WorkerObjectiveError(RemoteObjectiveError):
 
 # -- the worker process ----------------------------------------------------------------------
 def _worker_main(conn: Connection, seed: int) -> None:
-    """A worker's loop: messages ``("objective", blob)``, ``("payload", population,
-    shared_state, seed)``, ``("task", start, stop, rows)`` and ``("stop",)``."""
+    """A worker's loop: messages ``("objective", blob)``, ``("task", start, stop, rows,
+    step)`` and ``("stop",)``; ``step``, the pickled ``(population, shared_state, seed)``,
+    comes with a worker's first task of a step, else None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     torch.set_num_threads(1)
     seed_global_rngs(seed)
@@ -90,15 +93,17 @@ def _worker_main(conn: Connection, seed: int) -> None:
                 if isinstance(objective, ObjectiveFactory):
                     objective.build()
                 continue
-            if kind == "payload":
-                population, shared, step_seed = message[1:]
-                if shared is not None and failure is None:
-                    objective.load_shared_state(shared)
-                continue
         except Exception as exc:  # reported with the next task's rows
             failure = (type(exc).__name__, str(exc), traceback.format_exc())
             continue
-        _, start, stop, rows = message
+        _, start, stop, rows, step = message
+        if step is not None:  # the first task of a step carries the step's payload
+            try:
+                population, shared, step_seed = pickle.loads(step)
+                if shared is not None and failure is None:
+                    objective.load_shared_state(shared)
+            except Exception as exc:
+                failure = (type(exc).__name__, str(exc), traceback.format_exc())
         try:
             if failure is not None:
                 conn.send(("error", start, stop, *failure))
@@ -159,10 +164,13 @@ class ProcessEvaluator:
             ``"forkserver"``. Objectives defined in a script need the script's
             ``if __name__ == "__main__":`` guard, as for any ``multiprocessing`` use.
         startup_timeout: seconds the workers may take to start.
+        dumps: how the objective is pickled for the workers (default ``pickle.dumps``;
+            e.g. ``cloudpickle.dumps`` for objectives defined interactively). Python only.
 
-    Per step the driver pickles the objective once (when it changed), sends each busy
-    worker one payload (θ, σ, noise seed, the objective's shared state) and one small
-    message per chunk; losses come back as arrays.
+    Per step the driver pickles the objective once (when it changed) and the step's payload
+    (θ, σ, noise seed, the objective's shared state) once; each busy worker gets one small
+    message per chunk, its first of the step carrying the payload's bytes; losses come back
+    as arrays.
 
     Example::
 
@@ -180,6 +188,7 @@ class ProcessEvaluator:
         seed: int = 0,
         start_method: str = "spawn",
         startup_timeout: float = 120.0,
+        dumps: Callable[[Any], bytes] = pickle.dumps,
     ):
         if num_workers is None:
             num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
@@ -195,6 +204,8 @@ class ProcessEvaluator:
             raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
         if not (isinstance(startup_timeout, (int, float)) and startup_timeout > 0):
             raise ValueError(f"startup_timeout must be a positive number, got {startup_timeout!r}")
+        if not callable(dumps):
+            raise TypeError(f"dumps must be a callable object -> bytes, got {dumps!r}")
         self.num_workers = num_workers
         self.chunks_per_worker = chunks_per_worker
         self.max_batch = check_max_batch(max_batch)
@@ -202,9 +213,11 @@ class ProcessEvaluator:
         self.seed = int(seed)
         self.start_method = start_method
         self.startup_timeout = float(startup_timeout)
+        self.dumps = dumps
         #: workers replaced after dying, over the evaluator's lifetime
         self.restarts = 0
         self._workers: list[_Worker] = []
+        self._selector = selectors.DefaultSelector()  # every worker's pipe and sentinel
         self._ctx = mp.get_context(start_method)
         self._started = self._closed = False
         self._objective: Any = None
@@ -245,7 +258,10 @@ class ProcessEvaluator:
         process = self._ctx.Process(target=_worker_main, args=(child, self.seed), daemon=True)
         process.start()
         child.close()
-        return _Worker(process, parent)
+        w = _Worker(process, parent)
+        self._selector.register(parent, selectors.EVENT_READ, w)
+        self._selector.register(process.sentinel, selectors.EVENT_READ, w)
+        return w
 
     def _await_ready(self, w: _Worker, deadline: float) -> None:
         if not w.conn.poll(max(0.0, deadline - time.monotonic())):
@@ -256,6 +272,11 @@ class ProcessEvaluator:
         w.conn.recv()
         w.ready = True
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (also after Ctrl-C or a lost pool during a step)."""
+        return self._closed
+
     def close(self) -> None:
         """Stop and join every worker; idempotent."""
         if self._closed:
@@ -263,6 +284,7 @@ class ProcessEvaluator:
         self._closed = True
         if self._finalizer is not None:
             self._finalizer()  # runs _stop_workers once
+        self._selector.close()
         self._objective = None
 
     def __enter__(self) -> ProcessEvaluator:
@@ -282,7 +304,7 @@ class ProcessEvaluator:
         if objective is self._objective:
             return
         try:
-            self._blob = pickle.dumps(objective)
+            self._blob = self.dumps(objective)
         except Exception as e:
             raise TypeError(
                 f"ProcessEvaluator: the objective {type(objective).__name__} cannot be pickled "
@@ -306,28 +328,60 @@ class ProcessEvaluator:
         k = len(population)
         if k == 0:
             raise ValueError("population must hold at least one candidate, got 0 rows")
+        bounds = chunk_bounds(k, self.num_workers * self.chunks_per_worker, self.max_batch)
+        results = self.evaluate_ranges(
+            objective, population, seed, bounds, shared_state=objective.shared_state()
+        )
+        losses = torch.cat([losses for losses, _ in results])
+        for _, stats in results:  # merged in row order: deterministic statistics
+            if stats is not None:
+                objective.absorb_stats(stats)
+        return losses
+
+    def evaluate_ranges(
+        self,
+        objective: Objective,
+        population: Population | None,
+        seed: int,
+        bounds: list[tuple[int, int]],
+        *,
+        shared_state: Any = None,
+        rows: list[Tensor] | None = None,
+    ) -> list[tuple[Tensor, Any]]:
+        """Each range's ``(losses, statistics)``, in the order of ``bounds``, not merged.
+
+        For a caller that merges the objective's statistics itself (the Ray evaluator's
+        workers with ``processes_per_worker``). ``bounds`` are ``(start, stop)`` row ranges
+        of ``population``, each one task seeded from (``seed``, start); ``shared_state``
+        is loaded into every worker's objective before its first task of the step; with
+        ``rows`` (one tensor per range) the rows travel instead of being regenerated from
+        ``population``, which may then be None. ``objective`` is pickled once, when it
+        changes, and never built here.
+
+        Raises:
+            WorkerObjectiveError: the objective raised in a worker (names the rows).
+            RuntimeError: a chunk's worker died more than ``max_retries`` times.
+        """
         self.start()
         self._pickled(objective)
         self._steps += 1
-        shipped = shippable(population)
-        payload = ("payload", shipped, objective.shared_state(), int(seed))
-        bounds = chunk_bounds(k, self.num_workers * self.chunks_per_worker, self.max_batch)
+        shipped = None if rows is not None else shippable(population)
+        if rows is None and shipped is None:
+            rows = [population.rows(a, b).detach().to("cpu") for a, b in bounds]
+        # pickled once, whatever the number of workers
+        step = pickle.dumps((shipped, shared_state, int(seed)), pickle.HIGHEST_PROTOCOL)
         try:
-            results = self._run(bounds, population, payload, shipped is None)
+            results = self._run(bounds, rows, step)
         except WorkerObjectiveError:
             raise
         except BaseException:
             # Ctrl-C or a lost pool: the workers may be mid-chunk; stop them all
             self.close()
             raise
-        losses = torch.cat([_from_wire(results[i][0]) for i in range(len(bounds))])
-        for i in range(len(bounds)):  # merged in row order: deterministic statistics
-            if results[i][1] is not None:
-                objective.absorb_stats(results[i][1])
-        return losses
+        return [(_from_wire(results[i][0]), results[i][1]) for i in range(len(bounds))]
 
     def _run(
-        self, bounds: list[tuple[int, int]], population: Population, payload: tuple, rows: bool
+        self, bounds: list[tuple[int, int]], rows: list[Tensor] | None, step: bytes
     ) -> dict[int, tuple]:
         pending = deque(range(len(bounds)))
         tries = [0] * len(bounds)
@@ -340,15 +394,16 @@ class ProcessEvaluator:
                         if not w.process.is_alive():  # died between steps
                             self._replace(w)
                             continue
-                        self._send(w, pending.popleft(), bounds, population, payload, rows)
+                        self._send(w, pending.popleft(), bounds, rows, step)
             busy = [w for w in self._workers if w.task is not None or not w.ready]
             if error is not None and not any(w.task is not None for w in busy):
                 break
             if not busy:
                 raise RuntimeError("ProcessEvaluator: no worker left to evaluate on")
-            handles = {w.conn: w for w in busy} | {w.process.sentinel: w for w in busy}
-            for handle in wait(list(handles)):
-                w = handles[handle]
+            # one selector for the pool's lifetime: registering every pipe and sentinel for
+            # each wait would cost O(workers) per message
+            woken = [key.data for key, _ in self._selector.select()]
+            for w in dict.fromkeys(woken):  # a pipe and a sentinel may both wake a worker
                 if w not in self._workers:
                     continue  # already replaced in this sweep
                 try:
@@ -383,29 +438,25 @@ class ProcessEvaluator:
         return results
 
     def _send(
-        self,
-        w: _Worker,
-        index: int,
-        bounds: list[tuple[int, int]],
-        population: Population,
-        payload: tuple,
-        rows: bool,
+        self, w: _Worker, index: int, bounds: list[tuple[int, int]], rows: Any, step: bytes
     ) -> None:
         start, stop = bounds[index]
-        X = _to_wire(population.rows(start, stop).detach().to("cpu")) if rows else None
+        X = None if rows is None else _to_wire(rows[index].detach().to("cpu"))
         w.task = index
         # a worker that dies meanwhile breaks the pipe: its sentinel then reports the loss
         with contextlib.suppress(OSError):
             if w.token != self._token:
                 w.conn.send(("objective", self._blob))
                 w.token = self._token
-            if w.step != self._steps:
-                w.conn.send(payload)
-                w.step = self._steps
-            w.conn.send(("task", start, stop, X))
+            first = w.step != self._steps
+            w.step = self._steps
+            w.conn.send(("task", start, stop, X, step if first else None))
 
     def _replace(self, w: _Worker) -> None:
         """A worker died: join it and start a replacement (it joins when it answers)."""
+        for handle in (w.conn, w.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(handle)
         _stop_workers([w])
         self._workers[self._workers.index(w)] = self._spawn()
         self.restarts += 1

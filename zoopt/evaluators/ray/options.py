@@ -22,6 +22,7 @@ OPTIONS = (
     "num_gpus_per_worker",
     "device",
     "chunks_per_worker",
+    "processes_per_worker",
     "max_batch",
     "max_retries",
     "seed",
@@ -67,10 +68,12 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"address must be None (start a local instance), 'auto' or 'host:port', got {address!r}"
         )
-    check_number("num_cpus_per_worker", options["num_cpus_per_worker"], positive=True)
+    if options["num_cpus_per_worker"] is not None:
+        check_number("num_cpus_per_worker", options["num_cpus_per_worker"], positive=True)
     if options["num_gpus_per_worker"] is not None:
         check_number("num_gpus_per_worker", options["num_gpus_per_worker"], positive=False)
     check_int("chunks_per_worker", options["chunks_per_worker"], 1)
+    check_int("processes_per_worker", options["processes_per_worker"], 1)
     check_int("max_retries", options["max_retries"], 0)
     check_max_batch(options["max_batch"])
     if not isinstance(options["seed"], int) or isinstance(options["seed"], bool):

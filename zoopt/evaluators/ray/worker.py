@@ -26,6 +26,7 @@ from torch import Tensor
 from zoopt.evaluators.base import candidates
 from zoopt.evaluators.chunks import RemoteObjectiveError, chunk_seed, seed_global_rngs
 from zoopt.evaluators.factory import ObjectiveFactory
+from zoopt.evaluators.processes import ProcessEvaluator, WorkerObjectiveError
 from zoopt.objectives.base import Objective, check_losses
 from zoopt.population import GaussianPopulation
 
@@ -112,16 +113,31 @@ def partial_sums(
 
 
 class EvaluationWorker:
-    """A Ray actor holding one copy of the objective (one process, one BLAS thread)."""
+    """A Ray actor holding one copy of the objective (one process, one BLAS thread), or,
+    with ``processes`` > 1, a pool of that many local processes that evaluate its ranges
+    (:class:`~zoopt.evaluators.processes.ProcessEvaluator`): one actor per machine then
+    serves all its cores, and the driver makes one call per machine, not one per core."""
 
-    def __init__(self, seed: int, device: str | None):
+    def __init__(self, seed: int, device: str | None, processes: int = 1):
         torch.set_num_threads(1)
         self.seed = seed
         self.device = torch.device(device) if device else None
         self.token: int | None = None
         self.objective: Objective | None = None
         self.payload: tuple[int, StepPayload] | None = None
+        self.processes = processes
+        self.pool: ProcessEvaluator | None = self._new_pool() if processes > 1 else None
         seed_global_rngs(seed)
+
+    def _new_pool(self) -> ProcessEvaluator:
+        # cloudpickle: the objective arrived through Ray's object store, which accepts
+        # objectives defined interactively; the processes build it (the actor never does)
+        pool = ProcessEvaluator(self.processes, seed=self.seed, dumps=ray.cloudpickle.dumps)
+        return pool.start()
+
+    def pids(self) -> list[int]:
+        """Process ids of the actor's local processes (empty without ``processes``)."""
+        return [] if self.pool is None else self.pool.pids
 
     def ready(self) -> int:
         """The worker's process id: it is placed and running."""
@@ -146,7 +162,7 @@ class EvaluationWorker:
                 # every worker builds its copy from the same RNG state, so factories that
                 # draw random data or initial weights build identical objectives everywhere
                 seed_global_rngs(self.seed)
-                if isinstance(objective, ObjectiveFactory):
+                if isinstance(objective, ObjectiveFactory) and self.pool is None:
                     objective.build()
                 self.objective, self.token = objective, token
         if self.payload is None:
@@ -167,6 +183,8 @@ class EvaluationWorker:
         start = stop = 0
         try:
             payload = self._load(box)
+            if self.pool is not None:
+                return self._evaluate_on_pool(payload, ranges, rows)
             if payload.shared_state is not None:
                 self.objective.load_shared_state(payload.shared_state)
             name = getattr(self.objective, "name", type(self.objective).__name__)
@@ -189,6 +207,29 @@ class EvaluationWorker:
             return ("ok", out)
         except Exception as exc:  # surfaced on the driver as ObjectiveError, not retried
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
+
+    def _evaluate_on_pool(self, payload: StepPayload, ranges: list, rows: list | None) -> tuple:
+        """The ranges of one call on the actor's processes, one task each (seeded from the
+        step seed and the range's first row, as on a single-process worker)."""
+        if self.pool.closed:  # a step interrupted on this actor stopped it
+            self.pool = self._new_pool()
+        try:
+            out = self.pool.evaluate_ranges(
+                self.objective,
+                payload.population,
+                payload.seed,
+                list(ranges),
+                shared_state=payload.shared_state,
+                rows=rows,
+            )
+        except WorkerObjectiveError as exc:
+            start, stop = exc.rows
+            return ("error", start, stop, exc.error_type, exc.message, exc.worker_traceback)
+        except RuntimeError as exc:  # a range lost its process more than max_retries times
+            first, last = ranges[0][0], ranges[-1][1]
+            return ("error", first, last, type(exc).__name__, str(exc), traceback.format_exc())
+        items = zip(ranges, out, strict=True)
+        return ("ok", [(a, to_wire(losses), stats) for (a, _), (losses, stats) in items])
 
     def relay(self, task: tuple) -> tuple:
         """Pass on each child's part of a step, then evaluate this worker's own.
