@@ -21,6 +21,11 @@ is timed is the evaluator, not the objective):
   on 2 Ray workers (the reduction on the workers) against the local evaluator, interleaved,
   this process at the Ray workers' niceness (15) so that both compete on equal terms.
 
+* one actor per machine (``processes_per_worker``): ``c_pipe``, such an actor's CPU per
+  process and step (a :class:`ProcessEvaluator` in this process, pools of 2 and 8), and
+  ``c_pool``, its CPU per step besides; a step on this machine through one actor with 2
+  processes against 2 actors.
+
 The model: one core per worker, 32 workers per machine, a 10 Gb/s network; n = min(W, K)
 calls, one per worker that has rows (K/W rows each, balanced to the row); θ sent once to
 each machine involved; the driver's dispatch serial (n·c_call + c_step); the reduction in
@@ -28,7 +33,8 @@ R = min(n, ⌈√K⌉) tasks, each regenerating K/R rows and sending D float64 t
 added there. Occupancy = the workers' time spent on episodes over W × the predicted step =
 (K·t_episode/W) / step. Workloads: Humanoid-like (K = 10,000, D = 170,000, t_episode chosen
 so that the ideal step on 1,440 workers is 6.9 s) and CartPole-like (K = 256, D = 1,000, 5 ms
-episodes).
+episodes). The "per machine" columns model one actor per machine with 32 processes: the
+driver calls ⌈n/32⌉ actors (relayed from 16), each actor adds ``c_pool`` + 32·``c_pipe``.
 
 ``--compiled`` also measures Ray's compiled graphs (``ray.dag.InputNode``,
 ``MultiOutputNode``, ``experimental_compile``: channels that stay open between executions)
@@ -61,7 +67,7 @@ import torch
 
 from zoopt import GaussianPopulation, Objective
 from zoopt.estimators import get_estimator
-from zoopt.evaluators import LocalEvaluator
+from zoopt.evaluators import LocalEvaluator, ProcessEvaluator
 from zoopt.evaluators.ray import RayEvaluator, start_local_ray
 from zoopt.evaluators.ray.evaluator import REDUCE_THRESHOLD, RELAY_FROM
 from zoopt.evaluators.ray.scheduler import relay_plan
@@ -228,6 +234,63 @@ def measure(repeats: int, workers: int) -> dict:
     # trip plus the workers' share of the work (K·D·c_red/W): with many workers and with 2
     c["threshold"] = c["t_reduce_trip"] / c["c_sum32"]
     c["threshold_2"] = c["t_reduce_trip"] / max(1e-12, c["c_sum32"] - c["c_red"] / 2)
+    return c
+
+
+def measure_machines(repeats: int, processes: int = 8) -> dict:
+    """The constants of one actor per machine (``processes_per_worker``), interleaved.
+
+    ``c_pipe``, ``c_pool``: a :class:`ProcessEvaluator` in this process, as such an actor runs
+    it, on a CartPole-sized population (K = 256, D = 1,000): its CPU per process and step
+    (the payload with the first task, the losses back), from pools of 2 and ``processes``
+    processes, and its CPU per step besides. Then steps through Ray on this machine: one
+    actor with 2 processes against 2 actors of one process (driver CPU and wall per step).
+    """
+    c: dict = {}
+    obj = Free()
+
+    def pop(s: int) -> GaussianPopulation:
+        return GaussianPopulation(torch.zeros(1_000), 0.1, s, 256)
+
+    pools = {2: ProcessEvaluator(2), processes: ProcessEvaluator(processes)}
+    per: dict[int, list[float]] = {p: [] for p in pools}
+    try:
+        for ev in pools.values():
+            ev.evaluate(obj, pop(0), 0)  # started, the objective built
+        for _ in range(repeats):
+            for p, ev in pools.items():
+                per[p].append(
+                    statistics.median(
+                        _cpu(lambda e=ev: e.evaluate(obj, pop(1), 1)) for _ in range(30)
+                    )
+                )
+    finally:
+        for ev in pools.values():
+            ev.close()
+    small, large = statistics.median(per[2]), statistics.median(per[processes])
+    c["c_pipe"] = max(0.0, (large - small) / (processes - 2))
+    c["c_pool"] = max(0.0, small - 2 * c["c_pipe"])
+    c["pool_steps"], c["pool_processes"] = per, processes
+    machine = RayEvaluator(num_workers=1, processes_per_worker=2, num_cpus_per_worker=1)
+    cores = RayEvaluator(num_workers=2, num_cpus_per_worker=0.5)
+    runs: dict[str, dict[str, list[float]]] = {
+        "machine": {"cpu": [], "wall": []},
+        "cores": {"cpu": [], "wall": []},
+    }
+    try:
+        for ev in (machine, cores):
+            ev.evaluate(obj, pop(0), 0)
+        for _ in range(repeats):
+            for name, ev in (("machine", machine), ("cores", cores)):
+                t0, c0 = time.perf_counter(), time.process_time()
+                for s in range(30):
+                    ev.evaluate(obj, pop(s), s)
+                runs[name]["cpu"].append((time.process_time() - c0) / 30)
+                runs[name]["wall"].append((time.perf_counter() - t0) / 30)
+    finally:
+        machine.close()
+        cores.close()
+    c["ray_machine"] = runs
     return c
 
 
@@ -421,20 +484,32 @@ def dispatch_seconds(c: dict, n: int, relay: bool) -> float:
 
 
 def predict(
-    c: dict, k: int, d: int, t_ep: float, w: int, relay: bool | None = None
+    c: dict,
+    k: int,
+    d: int,
+    t_ep: float,
+    w: int,
+    relay: bool | None = None,
+    per_machine: bool = False,
 ) -> tuple[float, float]:
     """(predicted step seconds, occupancy) on ``w`` workers: only min(w, k) workers have
     rows, so only that many calls are made; relayed from ``RELAY_FROM`` workers on, as the
-    evaluator does (``relay`` forces either)."""
-    if relay is None:
-        relay = min(w, k) >= RELAY_FROM
+    evaluator does (``relay`` forces either). ``per_machine``: one actor per machine with
+    ``processes_per_worker`` = its cores; the driver calls the m actors, and each actor
+    serves its processes one after another (``c_pool`` + p·``c_pipe``); the reduction runs
+    on the m actors."""
     n = min(w, k)
     machines = math.ceil(n / CORES_PER_MACHINE)
+    callees = machines if per_machine else n
+    if relay is None:
+        relay = callees >= RELAY_FROM
     t_put = machines * d * 4 / NETWORK_BYTES_PER_S
-    dispatch = dispatch_seconds(c, n, relay) + c["c_step"]
+    dispatch = dispatch_seconds(c, callees, relay) + c["c_step"]
+    if per_machine:
+        dispatch += c["c_pool"] + min(n, CORES_PER_MACHINE) * c["c_pipe"]
     compute = math.ceil(k / w) * (t_ep + d * c["c_gen"])
     if k * d >= c["threshold"]:
-        r = min(n, math.ceil(math.sqrt(k)))
+        r = min(callees, math.ceil(math.sqrt(k)))
         reduce = (
             r * c["c_call"]
             + math.ceil(k / r) * d * c["c_red"]
@@ -539,6 +614,7 @@ def main() -> None:
     os.nice(max(0, RAY_WORKER_NICENESS - os.nice(0)))
     start_local_ray(num_cpus=2)
     c = measure(args.repeats, args.workers)
+    c |= measure_machines(args.repeats)
     target = target_case(args.repeats)
     graph = compiled_graph(args.repeats, args.workers) if args.compiled else None
     ray.shutdown()
@@ -560,6 +636,22 @@ def main() -> None:
         f"({c['relayed_step'] / flat:.2f}x)"
     )
     print(f"  head CPU per child call   c_head  {1e3 * c['c_head']:.3f} ms")
+    pp = c["pool_processes"]
+    print(
+        f"  actor with processes: CPU per process and step  c_pipe  {1e3 * c['c_pipe']:.3f} ms "
+        f"({c['c_pipe'] / c['c_call']:.2f}x c_call; pools of 2 and {pp}: "
+        f"{ms(c['pool_steps'][2])} / {ms(c['pool_steps'][pp])} ms a step)"
+    )
+    print(f"  actor with processes: CPU per step besides      c_pool  {1e3 * c['c_pool']:.3f} ms")
+    rm = c["ray_machine"]
+    med = {name: {key: statistics.median(v) for key, v in r.items()} for name, r in rm.items()}
+    print(
+        f"  a step on this machine (K=256, D=1,000, near-free objective): 1 actor x 2 processes "
+        f"driver CPU {ms(rm['machine']['cpu'])} ms, wall {ms(rm['machine']['wall'])} ms; "
+        f"2 actors {ms(rm['cores']['cpu'])} ms, wall {ms(rm['cores']['wall'])} ms "
+        f"(driver CPU {med['machine']['cpu'] / med['cores']['cpu']:.2f}x, "
+        f"wall {med['machine']['wall'] / med['cores']['wall']:.2f}x)"
+    )
     print(
         f"  per range, 64 per worker          {1e3 * c['c_range_64']:.3f} ms "
         f"({c['c_range_64'] / c['c_bare']:.2f}x the bare call)"
@@ -602,21 +694,26 @@ def main() -> None:
         print(f"\n{name}: K={k:,} D={d:,} episode {1e3 * t_ep:.1f} ms")
         print(
             f"  {'W':>6} {'ideal s':>9} {'step s':>9} {'occupancy':>10} "
-            f"{'unrelayed s':>12} {'occupancy':>10}"
+            f"{'unrelayed s':>12} {'occupancy':>10} {'per machine s':>14} {'occupancy':>10}"
         )
         for w in WORKERS:
             step, eff = predict(c, k, d, t_ep, w)
             flat_step, flat_eff = predict(c, k, d, t_ep, w, relay=False)
+            node_step, node_eff = predict(c, k, d, t_ep, w, per_machine=True)
             print(
                 f"  {w:>6} {k * t_ep / w:>9.4f} {step:>9.4f} {100 * eff:>9.1f}% "
-                f"{flat_step:>12.4f} {100 * flat_eff:>9.1f}%"
+                f"{flat_step:>12.4f} {100 * flat_eff:>9.1f}% "
+                f"{node_step:>14.4f} {100 * node_eff:>9.1f}%"
             )
     k, d, t_ep = WORKLOADS["cartpole"]
     need = call_cost_for(c, k, d, t_ep, 64, 0.70)
     humanoid = predict(c, *WORKLOADS["humanoid"], 1440)[1]
+    humanoid_m = predict(c, *WORKLOADS["humanoid"], 1440, per_machine=True)[1]
     print(
-        f"\ntargets: humanoid W=1440 >= 85% ({100 * humanoid:.1f}%), "
+        f"\ntargets: humanoid W=1440 >= 85% ({100 * humanoid:.1f}%; one actor per machine "
+        f"{100 * humanoid_m:.1f}%), "
         f"cartpole W=64 >= 70% ({100 * predict(c, k, d, t_ep, 64)[1]:.1f}%; "
+        f"one actor per machine {100 * predict(c, k, d, t_ep, 64, per_machine=True)[1]:.1f}%; "
         f"unrelayed it needs c_call <= {1e3 * need:.3f} ms)"
     )
     print(f"cartpole at W=5,000 (K < W): step {predict(c, k, d, t_ep, 5000)[0]:.4f} s")

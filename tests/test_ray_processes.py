@@ -193,6 +193,14 @@ def test_processes_per_worker_sets_the_default_cpus_and_comes_from_configs():
     assert RayEvaluator(processes_per_worker=4).num_cpus_per_worker == 4
     assert RayEvaluator(processes_per_worker=4, num_cpus_per_worker=2).num_cpus_per_worker == 2
     assert RayEvaluator().num_cpus_per_worker == 1
-    from zoopt.config import RAY_OPTIONS_SCHEMA
+    from zoopt.config import ConfigError, validate
+    from zoopt.experiment import build_evaluator
 
-    assert "processes_per_worker" in RAY_OPTIONS_SCHEMA
+    table = {"kind": "ray", "num_workers": 2, "options": {"processes_per_worker": 3}}
+    cfg = validate({"objective": {"kind": "function"}, "evaluator": table})
+    ev = build_evaluator(cfg)  # built, not started
+    assert isinstance(ev, RayEvaluator) and ev.processes_per_worker == 3
+    assert ev.num_cpus_per_worker == 3 and ev.num_workers == 2
+    table["options"]["processes_per_worker"] = 0
+    with pytest.raises(ConfigError, match=r"evaluator.options.processes_per_worker: must be"):
+        validate({"objective": {"kind": "function"}, "evaluator": table})

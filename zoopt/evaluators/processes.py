@@ -402,12 +402,17 @@ class ProcessEvaluator:
                 raise RuntimeError("ProcessEvaluator: no worker left to evaluate on")
             # one selector for the pool's lifetime: registering every pipe and sentinel for
             # each wait would cost O(workers) per message
-            woken = [key.data for key, _ in self._selector.select()]
-            for w in dict.fromkeys(woken):  # a pipe and a sentinel may both wake a worker
+            woken: dict[_Worker, bool] = {}  # worker -> whether its pipe is readable
+            for key, _ in self._selector.select():
+                woken[key.data] = woken.get(key.data, False) or key.fileobj is key.data.conn
+            for w, readable in woken.items():
                 if w not in self._workers:
                     continue  # already replaced in this sweep
                 try:
-                    message = w.conn.recv() if w.conn.poll() else None
+                    # a readable pipe holds a message (or its end): no poll, which would
+                    # build a selector of its own; woken by the sentinel alone, the process
+                    # ended and a last message may still be buffered
+                    message = w.conn.recv() if readable or w.conn.poll() else None
                 except (EOFError, OSError):
                     message = None
                 if message is None:
