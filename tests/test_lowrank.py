@@ -398,6 +398,11 @@ def test_factors_regenerated_on_ray_equal_the_local_ones(ray_address):
     here = zoopt.minimize(obj, copy.deepcopy(model), **kw)
     assert on_ray.history["loss"] == here.history["loss"]
     assert torch.equal(on_ray.x, here.x)
+    # one actor with two processes: the processes regenerate the members too
+    with RayEvaluator(num_workers=1, processes_per_worker=2, num_cpus_per_worker=1) as ev:
+        pooled = zoopt.minimize(obj, copy.deepcopy(model), evaluator=ev, **kw)
+    assert pooled.history["loss"] == here.history["loss"]
+    assert torch.equal(pooled.x, here.x)
 
 
 def test_a_model_whose_population_of_rows_exceeds_memory_runs(tmp_path):

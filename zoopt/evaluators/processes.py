@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoopt.evaluators.base import candidate_rows, check_max_batch
+from zoopt.evaluators.base import candidate_rows, candidates, check_max_batch
 from zoopt.evaluators.chunks import (
     RemoteObjectiveError,
     chunk_bounds,
@@ -108,7 +108,8 @@ def _worker_main(conn: Connection, seed: int) -> None:
             if failure is not None:
                 conn.send(("error", start, stop, *failure))
                 continue
-            X = population.rows(start, stop) if rows is None else _from_wire(rows)
+            # regenerated here: rows, or a low-rank population's members
+            X = candidates(objective, population, start, stop) if rows is None else _from_wire(rows)
             seed_global_rngs(chunk_seed(step_seed, start))
             name = getattr(objective, "name", type(objective).__name__)
             losses = check_losses(objective.evaluate(X, step_seed), len(X), name).to("cpu")
