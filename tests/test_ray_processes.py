@@ -174,6 +174,13 @@ def test_relayed_steps_through_pooled_actors_equal_local_ones(ray_address):
     assert len(pids) == 4 and _gone(pids)  # close() left no process behind
 
 
+def test_processes_that_cannot_start_in_time_fail_the_start_clearly(ray_address):
+    ev = RayEvaluator(num_workers=1, processes_per_worker=2, startup_timeout=0.05)
+    with pytest.raises((TimeoutError, RuntimeError), match="startup_timeout"):
+        ev.start()
+    ev.close()
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

@@ -236,7 +236,7 @@ class RayEvaluator:
                 max_concurrency=1,
                 **options,
             )
-            .remote(self.seed, self.device, self.processes_per_worker)
+            .remote(self.seed, self.device, self.processes_per_worker, self.startup_timeout)
         )
 
     def close(self) -> None:

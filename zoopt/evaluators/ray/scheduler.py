@@ -78,6 +78,10 @@ class WorkerPool:
                 f"startup_timeout={timeout:g}s; available resources: "
                 f"{ray.available_resources()}"
             ) from None
+        except ray_exceptions.RayActorError as exc:  # a worker's constructor raised
+            for a in actors:
+                _kill(a)
+            raise RuntimeError(f"RayEvaluator: a worker failed while starting: {exc}") from exc
         self.ready = actors
         self.nodes = {a: node for a, (_, node) in zip(actors, answers, strict=True)}
 

@@ -118,21 +118,28 @@ class EvaluationWorker:
     (:class:`~zoopt.evaluators.processes.ProcessEvaluator`): one actor per machine then
     serves all its cores, and the driver makes one call per machine, not one per core."""
 
-    def __init__(self, seed: int, device: str | None, processes: int = 1):
+    def __init__(
+        self, seed: int, device: str | None, processes: int = 1, startup_timeout: float = 300.0
+    ):
         torch.set_num_threads(1)
         self.seed = seed
         self.device = torch.device(device) if device else None
         self.token: int | None = None
         self.objective: Objective | None = None
         self.payload: tuple[int, StepPayload] | None = None
-        self.processes = processes
+        self.processes, self.startup_timeout = processes, startup_timeout
         self.pool: ProcessEvaluator | None = self._new_pool() if processes > 1 else None
         seed_global_rngs(seed)
 
     def _new_pool(self) -> ProcessEvaluator:
         # cloudpickle: the objective arrived through Ray's object store, which accepts
         # objectives defined interactively; the processes build it (the actor never does)
-        pool = ProcessEvaluator(self.processes, seed=self.seed, dumps=ray.cloudpickle.dumps)
+        pool = ProcessEvaluator(
+            self.processes,
+            seed=self.seed,
+            dumps=ray.cloudpickle.dumps,
+            startup_timeout=self.startup_timeout,
+        )
         return pool.start()
 
     def pids(self) -> list[int]:
