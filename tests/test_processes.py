@@ -225,3 +225,32 @@ def test_explicit_rows_travel_as_bytes_in_their_dtype(evaluator):
     B = X.to(torch.bfloat16)
     losses = evaluator.evaluate(zoopt.FunctionObjective(rastrigin), ExplicitPopulation(B), 0)
     assert torch.equal(losses.to(torch.float64), rastrigin(B).to(torch.float64))
+
+
+def test_seeding_a_chunk_equals_torchs_own_manual_seed():
+    """A chunk's seeding skips the devices this process cannot have: its draws equal those
+    after ``torch.manual_seed`` (and NumPy's and ``random``'s seeds) bit for bit."""
+    import random
+
+    import numpy as np
+
+    from zoopt.evaluators.chunks import seed_global_rngs
+
+    def draws():
+        return (
+            torch.rand(5),
+            torch.randn(3, dtype=torch.float64),
+            np.random.rand(2),
+            random.random(),
+        )
+
+    for seed in (0, 12345, 2**62 + 5, -3):
+        seed_global_rngs(seed)
+        ours = draws()
+        s = seed & (2**63 - 1)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+        ref = draws()
+        assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
+        assert (ours[2] == ref[2]).all() and ours[3] == ref[3]
