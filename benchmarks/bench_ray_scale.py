@@ -34,7 +34,8 @@ added there. Occupancy = the workers' time spent on episodes over W × the predi
 (K·t_episode/W) / step. Workloads: Humanoid-like (K = 10,000, D = 170,000, t_episode chosen
 so that the ideal step on 1,440 workers is 6.9 s) and CartPole-like (K = 256, D = 1,000, 5 ms
 episodes). The "per machine" columns model one actor per machine with 32 processes: the
-driver calls ⌈n/32⌉ actors (relayed from 16), each actor adds ``c_pool`` + 32·``c_pipe``.
+driver calls ⌈n/32⌉ actors (relayed from 16), each actor adds ``c_pool`` + 32·``c_pipe``
+(and for the reduction ``c_pool`` + its share of the min(n, ⌈√K⌉) ranges × ``c_pipe``).
 
 ``--compiled`` also measures Ray's compiled graphs (``ray.dag.InputNode``,
 ``MultiOutputNode``, ``experimental_compile``: channels that stay open between executions)
@@ -496,8 +497,8 @@ def predict(
     rows, so only that many calls are made; relayed from ``RELAY_FROM`` workers on, as the
     evaluator does (``relay`` forces either). ``per_machine``: one actor per machine with
     ``processes_per_worker`` = its cores; the driver calls the m actors, and each actor
-    serves its processes one after another (``c_pool`` + p·``c_pipe``); the reduction runs
-    on the m actors."""
+    serves its processes one after another (``c_pool`` + p·``c_pipe``), for the reduction
+    too."""
     n = min(w, k)
     machines = math.ceil(n / CORES_PER_MACHINE)
     callees = machines if per_machine else n
@@ -509,9 +510,12 @@ def predict(
         dispatch += c["c_pool"] + min(n, CORES_PER_MACHINE) * c["c_pipe"]
     compute = math.ceil(k / w) * (t_ep + d * c["c_gen"])
     if k * d >= c["threshold"]:
-        r = min(callees, math.ceil(math.sqrt(k)))
+        r = min(n, math.ceil(math.sqrt(k)))  # on the workers, or on the actors' processes
+        calls = min(callees, r) * c["c_call"]
+        if per_machine:  # each actor hands its ranges to its processes
+            calls += c["c_pool"] + math.ceil(r / machines) * c["c_pipe"]
         reduce = (
-            r * c["c_call"]
+            calls
             + math.ceil(k / r) * d * c["c_red"]
             + r * d * 8 / NETWORK_BYTES_PER_S
             + r * d * c["c_add"]

@@ -118,6 +118,52 @@ def test_shared_state_reaches_the_processes_and_statistics_merge_in_row_order(po
     assert driver.count == 24
 
 
+#: float32 unit roundoff (see tests/test_ray.py for the bound)
+U32 = 2.0**-24
+
+
+@pytest.mark.parametrize("scale", ["none", "diagonal", "full"])
+def test_reduce_on_the_processes_equals_local_to_float_tolerance(pooled, scale):
+    d, k = 30, 42
+    g = torch.Generator().manual_seed(4)
+    shape = {
+        "none": None,
+        "diagonal": torch.rand(d, generator=g) + 0.5,
+        "full": torch.eye(d) + 0.05 * torch.randn(d, d, generator=g),
+    }[scale]
+    pop = GaussianPopulation(torch.randn(d, generator=g), 0.3, 17, k, scale=shape)
+    c = torch.randn(k, generator=g)
+    pooled.evaluate(Counting(), pop, seed=1)  # the processes hold this step's population
+    first, second = pop.reduce(c, square=True)
+    r_first, r_second = pooled.reduce(pop, c, square=True)
+    z = pop.perturbations()
+    assert r_first.shape == first.shape and r_second.shape == second.shape
+    assert bool(((r_first - first).abs() <= 16 * U32 * (c.abs() @ z.abs())).all())
+    if shape is not None and shape.ndim == 2:
+        bound = (z.T * c.abs()) @ z.abs() + c.abs().sum()
+    else:
+        bound = c.abs() @ (z * z + 1)
+    assert bool(((r_second - second).abs() <= 16 * U32 * bound).all())
+    assert pooled._reduce_bounds(pop) == [(0, 21), (21, 42)]  # one range per process
+    # a population the processes have not seen travels with the reduction
+    other = GaussianPopulation(torch.randn(d, generator=g), 0.3, 18, k, scale=shape)
+    assert torch.allclose(pooled.reduce(other, c)[0], other.reduce(c)[0], rtol=0, atol=1e-5)
+
+
+def test_an_es_run_reduced_on_the_processes_equals_local_to_float_tolerance(pooled):
+    x0 = torch.linspace(-1.0, 1.5, 8)
+    kw = dict(estimator="es", steps=3, seed=2, population=12, shaping="centered_ranks")
+    local = zoopt.minimize(rastrigin, x0, **kw)
+    old = pooled.reduce_threshold
+    try:
+        pooled.reduce_threshold = 80
+        remote = zoopt.minimize(rastrigin, x0, evaluator=pooled, **kw)
+    finally:
+        pooled.reduce_threshold = old
+    assert torch.allclose(remote.x, local.x, rtol=0, atol=1e-5)
+    assert not torch.equal(remote.x, x0)
+
+
 def test_objective_exception_names_rows_and_the_pool_goes_on(pooled):
     X = torch.zeros(8, 3)
     X[5, 1] = 1e6  # candidate 5 makes the simulator fail

@@ -25,6 +25,7 @@ __all__ = [
     "RemoteObjectiveError",
     "chunk_bounds",
     "chunk_seed",
+    "partial_sums",
     "seed_global_rngs",
     "shippable",
 ]
@@ -120,3 +121,18 @@ def shippable(population: Population) -> Population | None:
     shipped.reducer = None
     shipped._cache = None
     return shipped
+
+
+def partial_sums(
+    population: GaussianPopulation, start: int, stop: int, coeffs: Tensor, square: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The part of ``population.reduce(coeffs, square)`` from rows ``start:stop`` (float64).
+
+    ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. Returns Σ cᵢ zᵢ ``(D,)`` and,
+    with ``square``, Σ cᵢ (zᵢ² − 1) ``(D,)`` or, for a full factor, Σ cᵢ (zᵢzᵢᵀ − I)
+    ``(D, D)``: :meth:`GaussianPopulation.partial_reduce`, which folds antithetic pairs and
+    works one noise block at a time. Accumulated in float64, so that adding the parts in row
+    order on the driver loses nothing measurable against one float32 sum over all K rows.
+    """
+    population = getattr(population, "population", population)  # a centred one: its rows 0:K
+    return population.partial_reduce(coeffs, start, stop, square)

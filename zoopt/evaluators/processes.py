@@ -43,6 +43,7 @@ from zoopt.evaluators.chunks import (
     RemoteObjectiveError,
     chunk_bounds,
     chunk_seed,
+    partial_sums,
     seed_global_rngs,
     shippable,
 )
@@ -66,8 +67,9 @@ class WorkerObjectiveError(RemoteObjectiveError):
 # -- the worker process ----------------------------------------------------------------------
 def _worker_main(conn: Connection, seed: int) -> None:
     """A worker's loop: messages ``("objective", blob)``, ``("task", start, stop, rows,
-    step)`` and ``("stop",)``; ``step``, the pickled ``(population, shared_state, seed)``,
-    comes with a worker's first task of a step, else None."""
+    step)``, ``("reduce", start, stop, coeffs, square, step)`` and ``("stop",)``; ``step``,
+    the pickled ``(population, shared_state, seed)``, comes with a worker's first task of a
+    step, else None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when to stop
     torch.set_num_threads(1)
     seed_global_rngs(seed)
@@ -96,7 +98,7 @@ def _worker_main(conn: Connection, seed: int) -> None:
         except Exception as exc:  # reported with the next task's rows
             failure = (type(exc).__name__, str(exc), traceback.format_exc())
             continue
-        _, start, stop, rows, step = message
+        start, stop, step = message[1], message[2], message[-1]
         if step is not None:  # the first task of a step carries the step's payload
             try:
                 population, shared, step_seed = pickle.loads(step)
@@ -104,6 +106,17 @@ def _worker_main(conn: Connection, seed: int) -> None:
                     objective.load_shared_state(shared)
             except Exception as exc:
                 failure = (type(exc).__name__, str(exc), traceback.format_exc())
+        if kind == "reduce":  # partial sums of the step's population: no objective needed
+            try:
+                coeffs, square = message[3], message[4]
+                first, second = partial_sums(population, start, stop, _from_wire(coeffs), square)
+                conn.send(("ok", start, first.numpy(), None if second is None else second.numpy()))
+            except Exception as exc:
+                conn.send(
+                    ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
+                )
+            continue
+        rows = message[3]
         try:
             if failure is not None:
                 conn.send(("error", start, stop, *failure))
@@ -225,6 +238,8 @@ class ProcessEvaluator:
         self._blob = b""
         self._token = 0
         self._steps = 0
+        self._population: Any = None  # a weak reference to the last step's population
+        self._step_blob = b""
         self._finalizer: Any = None
 
     # -- life cycle -----------------------------------------------------------------------
@@ -365,25 +380,74 @@ class ProcessEvaluator:
         """
         self.start()
         self._pickled(objective)
-        self._steps += 1
         shipped = None if rows is not None else shippable(population)
         if rows is None and shipped is None:
             rows = [population.rows(a, b).detach().to("cpu") for a, b in bounds]
         # pickled once, whatever the number of workers
-        step = pickle.dumps((shipped, shared_state, int(seed)), pickle.HIGHEST_PROTOCOL)
+        self._new_step(population, (shipped, shared_state, int(seed)))
+
+        def request(i: int, step: bytes | None) -> tuple:
+            X = None if rows is None else _to_wire(rows[i].detach().to("cpu"))
+            return ("task", *bounds[i], X, step)
+
+        results = self._run_guarded(bounds, request)
+        return [(_from_wire(results[i][0]), results[i][1]) for i in range(len(bounds))]
+
+    def reduce_ranges(
+        self,
+        population: Population,
+        bounds: list[tuple[int, int]],
+        coeffs: list[Any],
+        square: bool,
+    ) -> list[tuple[Tensor, Tensor | None]]:
+        """Each range's float64 partial sums of a Gaussian population, in the order of
+        ``bounds``: Σ cᵢ zᵢ and, with ``square``, the second moment, as
+        :func:`~zoopt.evaluators.chunks.partial_sums` computes them (``coeffs``: one
+        array per range). Workers that received ``population`` in the last
+        :meth:`evaluate_ranges` regenerate its noise without receiving it again.
+
+        Raises:
+            WorkerObjectiveError: a range failed in a worker (names the rows).
+            RuntimeError: a range's worker died more than ``max_retries`` times.
+        """
+        self.start()
+        if self._population is None or self._population() is not population:
+            self._new_step(population, (shippable(population), None, 0))
+
+        def request(i: int, step: bytes | None) -> tuple:
+            return ("reduce", *bounds[i], np.asarray(coeffs[i]), bool(square), step)
+
+        results = self._run_guarded(bounds, request)
+        return [
+            (
+                _from_wire(results[i][0]),
+                None if results[i][1] is None else _from_wire(results[i][1]),
+            )
+            for i in range(len(bounds))
+        ]
+
+    def _new_step(self, population: Any, payload: tuple) -> None:
+        """A new step: its payload pickled once, sent with each worker's first task."""
+        self._steps += 1
+        try:  # weak: a population (and its noise cache) is freed with its step
+            self._population = weakref.ref(population)
+        except TypeError:
+            self._population = None
+        self._step_blob = pickle.dumps(payload, pickle.HIGHEST_PROTOCOL)
+
+    def _run_guarded(self, bounds: list[tuple[int, int]], request: Any) -> dict[int, tuple]:
         try:
-            results = self._run(bounds, rows, step)
+            return self._run(bounds, request)
         except WorkerObjectiveError:
             raise
         except BaseException:
             # Ctrl-C or a lost pool: the workers may be mid-chunk; stop them all
             self.close()
             raise
-        return [(_from_wire(results[i][0]), results[i][1]) for i in range(len(bounds))]
 
-    def _run(
-        self, bounds: list[tuple[int, int]], rows: list[Tensor] | None, step: bytes
-    ) -> dict[int, tuple]:
+    def _run(self, bounds: list[tuple[int, int]], request: Any) -> dict[int, tuple]:
+        """Every range, handed out from a queue: ``request(index, step)`` is what a worker
+        is sent for range ``index`` (``step``: the step's payload for its first range)."""
         pending = deque(range(len(bounds)))
         tries = [0] * len(bounds)
         results: dict[int, tuple] = {}
@@ -395,7 +459,7 @@ class ProcessEvaluator:
                         if not w.process.is_alive():  # died between steps
                             self._replace(w)
                             continue
-                        self._send(w, pending.popleft(), bounds, rows, step)
+                        self._send(w, pending.popleft(), request)
             busy = [w for w in self._workers if w.task is not None or not w.ready]
             if error is not None and not any(w.task is not None for w in busy):
                 break
@@ -443,11 +507,7 @@ class ProcessEvaluator:
             raise WorkerObjectiveError((start, stop), etype, text, tb)
         return results
 
-    def _send(
-        self, w: _Worker, index: int, bounds: list[tuple[int, int]], rows: Any, step: bytes
-    ) -> None:
-        start, stop = bounds[index]
-        X = None if rows is None else _to_wire(rows[index].detach().to("cpu"))
+    def _send(self, w: _Worker, index: int, request: Any) -> None:
         w.task = index
         # a worker that dies meanwhile breaks the pipe: its sentinel then reports the loss
         with contextlib.suppress(OSError):
@@ -456,7 +516,7 @@ class ProcessEvaluator:
                 w.token = self._token
             first = w.step != self._steps
             w.step = self._steps
-            w.conn.send(("task", start, stop, X, step if first else None))
+            w.conn.send(request(index, self._step_blob if first else None))
 
     def _replace(self, w: _Worker) -> None:
         """A worker died: join it and start a replacement (it joins when it answers)."""

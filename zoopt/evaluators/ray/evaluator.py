@@ -67,8 +67,8 @@ class RayEvaluator:
             cores (e.g. ``num_workers=nodes, processes_per_worker=32``) the driver makes one
             Ray call per machine and step instead of one per core; the actor hands its
             ranges to its processes through pipes, several times cheaper per task than a Ray
-            call. Same numbers as one actor per core. CPU only; the estimator's sums
-            (``reduce_threshold``) run on the actor itself.
+            call. Same numbers as one actor per core (the estimator's sums, from
+            ``reduce_threshold``, also run on the processes). CPU only.
         max_batch: at most this many candidates per task (a memory bound, as for the local
             evaluator); more tasks are made when needed.
         max_retries: how many times a chunk whose worker died is re-run before giving up.
@@ -293,7 +293,7 @@ class RayEvaluator:
         driver; R ≈ √K balances the two on a 10 Gb/s network (see
         ``benchmarks/bench_ray_scale.py``), e.g. 100 tasks for K = 10,000.
         """
-        pieces = self.num_workers * self.chunks_per_worker
+        pieces = self.num_workers * self.processes_per_worker * self.chunks_per_worker
         return self._bounds(population, min(pieces, math.ceil(math.sqrt(len(population)))))
 
     def _payload(self, objective: Objective | None, population: Population, seed: int) -> Any:
@@ -438,7 +438,8 @@ class RayEvaluator:
             return actor.reduce.remote((self._box(actor, payload), ranges, parts, square))
 
         bounds = self._reduce_bounds(population)
-        results = run_tasks(self._pool, bounds, submit, self.max_retries)
+        depth = 2 if self.processes_per_worker == 1 else 1  # see evaluate
+        results = run_tasks(self._pool, bounds, submit, self.max_retries, depth=depth)
         first, second = torch.zeros(population.dim, dtype=torch.float64), None
         for a, _ in bounds:
             part, part2 = results[a]

@@ -24,7 +24,12 @@ import torch
 from torch import Tensor
 
 from zoopt.evaluators.base import candidates
-from zoopt.evaluators.chunks import RemoteObjectiveError, chunk_seed, seed_global_rngs
+from zoopt.evaluators.chunks import (
+    RemoteObjectiveError,
+    chunk_seed,
+    partial_sums,
+    seed_global_rngs,
+)
 from zoopt.evaluators.factory import ObjectiveFactory
 from zoopt.evaluators.processes import ProcessEvaluator, WorkerObjectiveError
 from zoopt.objectives.base import Objective, check_losses
@@ -95,21 +100,6 @@ def to_wire(t: Tensor) -> Any:
 def from_wire(x: Any) -> Tensor:
     """The tensor sent by :func:`to_wire`."""
     return torch.from_numpy(np.array(x)) if isinstance(x, np.ndarray) else x
-
-
-def partial_sums(
-    population: GaussianPopulation, start: int, stop: int, coeffs: Tensor, square: bool
-) -> tuple[Tensor, Tensor | None]:
-    """The part of ``population.reduce(coeffs, square)`` from rows ``start:stop`` (float64).
-
-    ``coeffs`` holds the rows' ``(stop - start,)`` coefficients. Returns Σ cᵢ zᵢ ``(D,)`` and,
-    with ``square``, Σ cᵢ (zᵢ² − 1) ``(D,)`` or, for a full factor, Σ cᵢ (zᵢzᵢᵀ − I)
-    ``(D, D)``: :meth:`GaussianPopulation.partial_reduce`, which folds antithetic pairs and
-    works one noise block at a time. Accumulated in float64, so that adding the parts in row
-    order on the driver loses nothing measurable against one float32 sum over all K rows.
-    """
-    population = getattr(population, "population", population)  # a centred one: its rows 0:K
-    return population.partial_reduce(coeffs, start, stop, square)
 
 
 class EvaluationWorker:
@@ -238,6 +228,29 @@ class EvaluationWorker:
         items = zip(ranges, out, strict=True)
         return ("ok", [(a, to_wire(losses), stats) for (a, _), (losses, stats) in items])
 
+    def _reduce_on_pool(
+        self, payload: StepPayload, ranges: list, coeffs: list, square: bool
+    ) -> tuple:
+        """The partial sums of one call's ranges on the actor's processes, one task each."""
+        if self.pool.closed:
+            self.pool = self._new_pool()
+        try:
+            out = self.pool.reduce_ranges(payload.population, list(ranges), coeffs, square)
+        except WorkerObjectiveError as exc:
+            start, stop = exc.rows
+            return ("error", start, stop, exc.error_type, exc.message, exc.worker_traceback)
+        except RuntimeError as exc:  # a range lost its process more than max_retries times
+            first, last = ranges[0][0], ranges[-1][1]
+            return ("error", first, last, type(exc).__name__, str(exc), traceback.format_exc())
+        items = zip(ranges, out, strict=True)
+        return (
+            "ok",
+            [
+                (a, to_wire(one), None if two is None else to_wire(two))
+                for (a, _), (one, two) in items
+            ],
+        )
+
     def relay(self, task: tuple) -> tuple:
         """Pass on each child's part of a step, then evaluate this worker's own.
 
@@ -285,6 +298,8 @@ class EvaluationWorker:
         start = stop = 0
         try:
             payload = self._load(box)
+            if self.pool is not None:
+                return self._reduce_on_pool(payload, ranges, coeffs, square)
             out = []
             for (start, stop), c in zip(ranges, coeffs, strict=True):
                 first, second = partial_sums(payload.population, start, stop, from_wire(c), square)
