@@ -18,7 +18,7 @@ import time
 
 import pytest
 import torch
-from evaluator_objectives import Diverging, SlowRastrigin
+from evaluator_objectives import Diverging, SlowRastrigin, alive
 
 import zoopt
 from zoopt import ExplicitPopulation, GaussianPopulation
@@ -26,19 +26,6 @@ from zoopt.evaluators import ProcessEvaluator, make_evaluator
 from zoopt.evaluators.processes import WorkerObjectiveError
 from zoopt.objectives.functions import rastrigin
 from zoopt.objectives.gym import GymObjective
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers: look at its state
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _same(a: list, b: list) -> bool:
@@ -114,7 +101,7 @@ def test_worker_killed_mid_step_is_replaced_and_run_is_unchanged(evaluator):
     )
     killer[0].join()
     assert evaluator.restarts == restarts + 1
-    assert not _alive(victim) and victim not in evaluator.pids
+    assert not alive(victim) and victim not in evaluator.pids
     assert torch.equal(disturbed.x, undisturbed.x)
     assert _same(disturbed.history["loss"], undisturbed.history["loss"])
     assert _same(disturbed.history["population_loss"], undisturbed.history["population_loss"])
@@ -138,9 +125,9 @@ def test_objective_exception_names_rows_and_pool_goes_on(evaluator):
 def test_close_leaves_no_process_behind():
     ev = ProcessEvaluator(2)
     pids = ev.pids
-    assert all(_alive(p) for p in pids)
+    assert all(alive(p) for p in pids)
     ev.close()
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     with pytest.raises(RuntimeError, match="closed"):
         ev.evaluate(Diverging(), ExplicitPopulation(torch.zeros(2, 2)), 0)
 
@@ -179,7 +166,7 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     )
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert len(pids) == 2 and all(alive(p) for p in pids)
         time.sleep(1.0)  # the workers are asleep inside the objective
         # a terminal's Ctrl-C reaches the whole process group; the workers ignore it
         proc.send_signal(signal.SIGINT)
@@ -189,7 +176,7 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 3 and "interrupted" in out
-    assert not any(_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,15 @@ from zoopt.objectives.functions import rastrigin
 ray = pytest.importorskip("ray")
 
 import evaluator_objectives  # noqa: E402
-from evaluator_objectives import Diverging, SlowRastrigin, simulate  # noqa: E402
+from evaluator_objectives import (  # noqa: E402
+    Diverging,
+    RunningMeanObjective,
+    SlowRastrigin,
+    all_gone,
+    assert_reduced_like_local,
+    reduce_case,
+    simulate,
+)
 
 from zoopt.evaluators.ray import ObjectiveError, RayEvaluator  # noqa: E402
 from zoopt.evaluators.ray.resources import resolve_resources  # noqa: E402
@@ -44,40 +52,6 @@ ray.cloudpickle.register_pickle_by_value(evaluator_objectives)
 # ---------------------------------------------------------------------------------------
 # objectives used by the tests
 # ---------------------------------------------------------------------------------------
-class RunningMeanObjective(Objective):
-    """An objective that learns statistics from its evaluations, like an obs. normaliser.
-
-    Losses are ‖x‖² + offset, where ``offset`` is frozen state shared from the driver;
-    every evaluation copy counts the rows it saw and sums them (``pop_stats``).
-    """
-
-    def __init__(self, offset: float = 0.0):
-        self.offset = offset
-        self.count, self.total = 0, None
-
-    def evaluate(self, X, seed=0):
-        self.count += len(X)
-        s = X.sum(0)
-        self.total = s if self.total is None else self.total + s
-        return (X * X).sum(-1) + self.offset
-
-    def pop_stats(self):
-        out = (self.count, self.total)
-        self.count, self.total = 0, None
-        return out
-
-    def absorb_stats(self, stats):
-        count, total = stats
-        self.count += count
-        self.total = total if self.total is None else self.total + total
-
-    def shared_state(self):
-        return {"offset": self.offset}
-
-    def load_shared_state(self, state):
-        self.offset = state["offset"]
-
-
 class PidReporter(Objective):
     """Sphere whose statistics are the id of the process that built it."""
 
@@ -332,35 +306,12 @@ def test_objective_error_on_a_relayed_child_names_its_rows(relayed):
 # ---------------------------------------------------------------------------------------
 # the reduction over the population, on the workers
 # ---------------------------------------------------------------------------------------
-#: float32 unit roundoff. The workers' float64 partial sums, added in row order, differ from
-#: the local float32 sum over all K rows by the local sum's rounding: a few units relative
-#: to Σ|cᵢ||zᵢ| (and Σ|cᵢ|(zᵢ² + 1) for the second moment)
-U32 = 2.0**-24
-
-
 @pytest.mark.parametrize("scale", ["none", "diagonal", "full"])
 @pytest.mark.parametrize("antithetic", [True, False])
 def test_reduce_on_workers_equals_local_to_float_tolerance(evaluator, scale, antithetic):
-    d, k = 30, 42
-    g = torch.Generator().manual_seed(4)
-    shape = {
-        "none": None,
-        "diagonal": torch.rand(d, generator=g) + 0.5,
-        "full": torch.eye(d) + 0.05 * torch.randn(d, d, generator=g),
-    }[scale]
-    pop = GaussianPopulation(torch.randn(d, generator=g), 0.3, 17, k, antithetic, scale=shape)
-    c = torch.randn(k, generator=g)
-    first, second = pop.reduce(c, square=True)
+    pop, c = reduce_case(scale, antithetic)
     r_first, r_second = evaluator.reduce(pop, c, square=True)
-    z = pop.perturbations()
-    assert r_first.shape == first.shape and r_second.shape == second.shape
-    assert r_first.dtype == first.dtype
-    assert bool(((r_first - first).abs() <= 16 * U32 * (c.abs() @ z.abs())).all())
-    if shape is not None and shape.ndim == 2:
-        bound = (z.T * c.abs()) @ z.abs() + c.abs().sum()
-    else:
-        bound = c.abs() @ (z * z + 1)
-    assert bool(((r_second - second).abs() <= 16 * U32 * bound).all())
+    assert_reduced_like_local(pop, c, (r_first, r_second))
     assert evaluator.reduce(pop, c)[1] is None
     # whichever worker sums which rows, the driver adds the parts in row order: exact repeat
     assert torch.equal(evaluator.reduce(pop, c, square=True)[0], r_first)
@@ -658,7 +609,7 @@ def test_join_by_address_and_private_instance_leave_nothing_behind(ray_address):
     # joining: the evaluator disconnected, the session's instance still serves
     assert report["joined_connected_after_close"] is False
     assert ray.get(ray.put(41)) == 41 and ray.cluster_resources().get("CPU") == 2
-    assert _all_gone([report["joined_pid"]])  # its worker went with it
+    assert all_gone([report["joined_pid"]])  # its worker went with it
     # the private instance listened on loopback only and left no process behind
     assert report["auth"] == "TOKEN"  # Ray's default for a new instance, kept
     assert report["node_ip"] == "127.0.0.1"
@@ -666,7 +617,7 @@ def test_join_by_address_and_private_instance_leave_nothing_behind(ray_address):
     assert report["private_initialized_after"] is False
     assert math.isfinite(report["loss"])
     assert len(report["pids"]) >= 4  # GCS, raylet, agents, workers were seen...
-    assert _all_gone(report["pids"])  # ...and are all gone
+    assert all_gone(report["pids"])  # ...and are all gone
 
 
 def test_only_the_token_auth_enabled_notice_is_hidden():
@@ -678,23 +629,6 @@ def test_only_the_token_auth_enabled_notice_is_hidden():
     drop = _DropTokenAuthNotice()
     assert not drop.filter(record("Token authentication is enabled for this Ray cluster."))
     assert drop.filter(record("Token authentication is disabled for this Ray cluster."))
-
-
-def _all_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_objective_factory_is_a_transparent_proxy(tmp_path):

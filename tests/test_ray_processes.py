@@ -11,20 +11,26 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import pytest
 import torch
 
 import zoopt
-from zoopt import ExplicitPopulation, GaussianPopulation, Objective
+from zoopt import ExplicitPopulation, GaussianPopulation
 from zoopt.evaluators import LocalEvaluator
 from zoopt.objectives.functions import rastrigin
 
 ray = pytest.importorskip("ray")
 
 import evaluator_objectives  # noqa: E402
-from evaluator_objectives import Diverging, SlowRastrigin  # noqa: E402
+from evaluator_objectives import (  # noqa: E402
+    Diverging,
+    RunningMeanObjective,
+    SlowRastrigin,
+    all_gone,
+    assert_reduced_like_local,
+    reduce_case,
+)
 
 from zoopt.evaluators.ray import ObjectiveError, RayEvaluator  # noqa: E402
 
@@ -33,54 +39,8 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 ray.cloudpickle.register_pickle_by_value(evaluator_objectives)
 
 
-class Counting(Objective):
-    """‖x‖² + ``offset`` (shared from the driver); statistics: rows seen and their sum."""
-
-    def __init__(self, offset: float = 0.0):
-        self.offset, self.count, self.total = offset, 0, None
-
-    def evaluate(self, X, seed=0):
-        self.count += len(X)
-        self.total = X.sum(0) if self.total is None else self.total + X.sum(0)
-        return (X * X).sum(-1) + self.offset
-
-    def pop_stats(self):
-        out, (self.count, self.total) = (self.count, self.total), (0, None)
-        return out
-
-    def absorb_stats(self, stats):
-        count, total = stats
-        self.count += count
-        self.total = total if self.total is None else self.total + total
-
-    def shared_state(self):
-        return {"offset": self.offset}
-
-    def load_shared_state(self, state):
-        self.offset = state["offset"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie still answers: look at its state
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _pids(evaluator: RayEvaluator) -> list[int]:
     return [pid for actor in evaluator.workers for pid in ray.get(actor.pids.remote())]
-
-
-def _gone(pids: list[int], within: float = 60.0) -> bool:
-    deadline = time.monotonic() + within
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return not any(_alive(p) for p in pids)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +68,7 @@ def test_same_numbers_as_local_for_gaussian_and_explicit_populations(pooled):
 
 
 def test_shared_state_reaches_the_processes_and_statistics_merge_in_row_order(pooled):
-    driver = Counting(offset=2.5)
+    driver = RunningMeanObjective(offset=2.5)
     pop = GaussianPopulation(torch.ones(4), 0.5, 99, 12)
     X = pop.materialize()
     assert torch.equal(pooled.evaluate(driver, pop, seed=3), (X * X).sum(-1) + 2.5)
@@ -118,35 +78,14 @@ def test_shared_state_reaches_the_processes_and_statistics_merge_in_row_order(po
     assert driver.count == 24
 
 
-#: float32 unit roundoff (see tests/test_ray.py for the bound)
-U32 = 2.0**-24
-
-
 @pytest.mark.parametrize("scale", ["none", "diagonal", "full"])
 def test_reduce_on_the_processes_equals_local_to_float_tolerance(pooled, scale):
-    d, k = 30, 42
-    g = torch.Generator().manual_seed(4)
-    shape = {
-        "none": None,
-        "diagonal": torch.rand(d, generator=g) + 0.5,
-        "full": torch.eye(d) + 0.05 * torch.randn(d, d, generator=g),
-    }[scale]
-    pop = GaussianPopulation(torch.randn(d, generator=g), 0.3, 17, k, scale=shape)
-    c = torch.randn(k, generator=g)
-    pooled.evaluate(Counting(), pop, seed=1)  # the processes hold this step's population
-    first, second = pop.reduce(c, square=True)
-    r_first, r_second = pooled.reduce(pop, c, square=True)
-    z = pop.perturbations()
-    assert r_first.shape == first.shape and r_second.shape == second.shape
-    assert bool(((r_first - first).abs() <= 16 * U32 * (c.abs() @ z.abs())).all())
-    if shape is not None and shape.ndim == 2:
-        bound = (z.T * c.abs()) @ z.abs() + c.abs().sum()
-    else:
-        bound = c.abs() @ (z * z + 1)
-    assert bool(((r_second - second).abs() <= 16 * U32 * bound).all())
+    pop, c = reduce_case(scale)
+    pooled.evaluate(RunningMeanObjective(), pop, seed=1)  # the processes now hold pop
+    assert_reduced_like_local(pop, c, pooled.reduce(pop, c, square=True))
     assert pooled._reduce_bounds(pop) == [(0, 21), (21, 42)]  # one range per process
     # a population the processes have not seen travels with the reduction
-    other = GaussianPopulation(torch.randn(d, generator=g), 0.3, 18, k, scale=shape)
+    other = GaussianPopulation(torch.randn(30), 0.3, 18, 42, scale=pop.scale)
     assert torch.allclose(pooled.reduce(other, c)[0], other.reduce(c)[0], rtol=0, atol=1e-5)
 
 
@@ -203,7 +142,7 @@ def test_actor_killed_mid_step_is_replaced_and_its_processes_exit(pooled):
     killer.join()
     assert pooled.restarts == restarts + 1 and victim not in pooled.workers
     assert torch.equal(disturbed, undisturbed)
-    assert _gone(pids)  # their pipe closed with the actor: no orphan left running
+    assert all_gone(pids, 60.0)  # their pipe closed with the actor: no orphan left running
 
 
 def test_relayed_steps_through_pooled_actors_equal_local_ones(ray_address):
@@ -217,7 +156,7 @@ def test_relayed_steps_through_pooled_actors_equal_local_ones(ray_address):
         remote = zoopt.minimize(rastrigin, x0, evaluator=ev, **kw)
     assert torch.equal(local.x, remote.x)
     assert local.history["population_loss"] == remote.history["population_loss"]
-    assert len(pids) == 4 and _gone(pids)  # close() left no process behind
+    assert len(pids) == 4 and all_gone(pids, 60.0)  # close() left no process behind
 
 
 def test_processes_that_cannot_start_in_time_fail_the_start_clearly(ray_address):

@@ -205,51 +205,48 @@ class EvaluationWorker:
         except Exception as exc:  # surfaced on the driver as ObjectiveError, not retried
             return ("error", start, stop, type(exc).__name__, str(exc), traceback.format_exc())
 
-    def _evaluate_on_pool(self, payload: StepPayload, ranges: list, rows: list | None) -> tuple:
-        """The ranges of one call on the actor's processes, one task each (seeded from the
-        step seed and the range's first row, as on a single-process worker)."""
+    def _on_pool(self, ranges: list, work: Any) -> tuple:
+        """``work(pool)`` on the actor's processes, one task per range; its per-range
+        results as ``("ok", [(start, *result), ...])``, or the error tuple of the range
+        that raised (or of the call, for a range that lost its process too often)."""
         if self.pool.closed:  # a step interrupted on this actor stopped it
             self.pool = self._new_pool()
         try:
-            out = self.pool.evaluate_ranges(
+            out = work(self.pool)
+        except WorkerObjectiveError as exc:
+            start, stop = exc.rows
+            return ("error", start, stop, exc.error_type, exc.message, exc.worker_traceback)
+        except RuntimeError as exc:  # a range lost its process more than max_retries times
+            first, last = ranges[0][0], ranges[-1][1]
+            return ("error", first, last, type(exc).__name__, str(exc), traceback.format_exc())
+        # losses (or first sums) as arrays, then the range's statistics (or second sums)
+        return ("ok", [(a, to_wire(r[0]), r[1]) for (a, _), r in zip(ranges, out, strict=True)])
+
+    def _evaluate_on_pool(self, payload: StepPayload, ranges: list, rows: list | None) -> tuple:
+        """Losses and statistics of one call's ranges on the actor's processes (each range
+        seeded from the step seed and its first row, as on a single-process worker)."""
+        return self._on_pool(
+            ranges,
+            lambda pool: pool.evaluate_ranges(
                 self.objective,
                 payload.population,
                 payload.seed,
                 list(ranges),
                 shared_state=payload.shared_state,
                 rows=rows,
-            )
-        except WorkerObjectiveError as exc:
-            start, stop = exc.rows
-            return ("error", start, stop, exc.error_type, exc.message, exc.worker_traceback)
-        except RuntimeError as exc:  # a range lost its process more than max_retries times
-            first, last = ranges[0][0], ranges[-1][1]
-            return ("error", first, last, type(exc).__name__, str(exc), traceback.format_exc())
-        items = zip(ranges, out, strict=True)
-        return ("ok", [(a, to_wire(losses), stats) for (a, _), (losses, stats) in items])
+            ),
+        )
 
     def _reduce_on_pool(
         self, payload: StepPayload, ranges: list, coeffs: list, square: bool
     ) -> tuple:
-        """The partial sums of one call's ranges on the actor's processes, one task each."""
-        if self.pool.closed:
-            self.pool = self._new_pool()
-        try:
-            out = self.pool.reduce_ranges(payload.population, list(ranges), coeffs, square)
-        except WorkerObjectiveError as exc:
-            start, stop = exc.rows
-            return ("error", start, stop, exc.error_type, exc.message, exc.worker_traceback)
-        except RuntimeError as exc:  # a range lost its process more than max_retries times
-            first, last = ranges[0][0], ranges[-1][1]
-            return ("error", first, last, type(exc).__name__, str(exc), traceback.format_exc())
-        items = zip(ranges, out, strict=True)
-        return (
-            "ok",
-            [
-                (a, to_wire(one), None if two is None else to_wire(two))
-                for (a, _), (one, two) in items
-            ],
-        )
+        """The partial sums of one call's ranges on the actor's processes."""
+
+        def work(pool: ProcessEvaluator) -> list:
+            parts = pool.reduce_ranges(payload.population, list(ranges), coeffs, square)
+            return [(first, None if second is None else to_wire(second)) for first, second in parts]
+
+        return self._on_pool(ranges, work)
 
     def relay(self, task: tuple) -> tuple:
         """Pass on each child's part of a step, then evaluate this worker's own.
