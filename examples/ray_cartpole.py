@@ -6,6 +6,8 @@ and each worker regenerates its rows of the noise. The losses equal those of a l
 
     python examples/ray_cartpole.py                          # a private Ray instance, 2 workers
     ray start --head && python examples/ray_cartpole.py --address auto --workers 8
+    # on a cluster of 4 machines of 32 cores: one actor per machine, 32 processes each
+    python examples/ray_cartpole.py --address auto --workers 4 --processes-per-worker 32
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ torch.set_num_threads(1)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="Ray worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="Ray worker actors")
+    parser.add_argument(
+        "--processes-per-worker", type=int, default=1, help="local processes of each actor"
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -41,7 +46,11 @@ def main() -> None:
         if not math.isnan(row["metric"]):  # θ is evaluated every 10th step (1, 11, …)
             print(f"step {row['step']:3d}  return {row['metric']:7.1f}", flush=True)
 
-    with RayEvaluator(num_workers=args.workers, address=args.address) as evaluator:
+    with RayEvaluator(
+        num_workers=args.workers,
+        address=args.address,
+        processes_per_worker=args.processes_per_worker,
+    ) as evaluator:
         result = zoopt.minimize(
             objective,
             x0,

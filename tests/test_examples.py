@@ -167,7 +167,8 @@ CASES: dict[str, tuple[list[str], list[str], list[str]]] = {
         ["curves.png"],
     ),
     "ray_cartpole.py": (
-        ["--workers", "2", "--steps", "2"],  # --address: the session's instance, below
+        # one actor with two processes; --address: the session's instance, below
+        ["--workers", "1", "--processes-per-worker", "2", "--steps", "2"],
         [
             rf"step\s+1\s+return\s+{NUMBER}",
             rf"held-out return {NUMBER} \(20 episodes\) after 2 steps, 66 evaluations",
