@@ -554,7 +554,7 @@ def test_adaptive_surrogate_resumes_exactly(restarted: bool) -> None:
     """Saved at a generation's end, before the first restart (its counts of told and trusted
     generations decide the next run) or after it (the model dropped): the same points."""
     x0 = torch.full((2,), 2.0, dtype=torch.float64)
-    kw = dict(steps=800, **_ADAPTIVE)
+    kw = dict(steps=1600, **_ADAPTIVE)
     rec_a = Evaluated(rastrigin)
     a = zoopt.Minimizer(rec_a, x0, **kw)
     if restarted:
@@ -573,7 +573,6 @@ def test_adaptive_surrogate_resumes_exactly(restarted: bool) -> None:
     assert b.estimator._model_on == a.estimator._model_on == (not restarted)
     start = len(rec_a.rows)
     ra, rb = a.run(), b.run()
-    assert a.history["surrogate"][-1] == 0.0
     assert len(rec_b.rows) == len(rec_a.rows) - start > 20
     for pa, pb in zip(rec_a.rows[start:], rec_b.rows, strict=True):
         assert torch.equal(pa, pb)
