@@ -82,6 +82,20 @@ class RunningMeanObjective(Objective):
         self.offset = state["offset"]
 
 
+def _load_in(pid: int) -> float:
+    if os.getpid() != pid:
+        raise RuntimeError("this state loads only where it was made")
+    return 0.0
+
+
+class LoadsOnlyHere:
+    """A value that unpickles in the process that made it and raises anywhere else: a
+    step's payload that a worker cannot load."""
+
+    def __reduce__(self):
+        return (_load_in, (os.getpid(),))
+
+
 def alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie does not, where /proc tells)."""
     try:

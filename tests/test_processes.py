@@ -18,7 +18,15 @@ import time
 
 import pytest
 import torch
-from evaluator_objectives import Diverging, SlowRastrigin, alive
+from evaluator_objectives import (
+    Diverging,
+    LoadsOnlyHere,
+    RunningMeanObjective,
+    SlowRastrigin,
+    alive,
+    assert_reduced_like_local,
+    reduce_case,
+)
 
 import zoopt
 from zoopt import ExplicitPopulation, GaussianPopulation
@@ -120,6 +128,30 @@ def test_objective_exception_names_rows_and_pool_goes_on(evaluator):
     assert evaluator.restarts == restarts  # not retried, nobody replaced
     ok = evaluator.evaluate(Diverging(), ExplicitPopulation(X[:4]), 0)
     assert torch.equal(ok, torch.zeros(4))
+
+
+def test_a_step_whose_payload_fails_to_load_fails_alone(evaluator):
+    """A worker that cannot load a step's payload reports it for that step's ranges, the
+    evaluation's and the reduction's (not the sums of the step before), and takes the next
+    step as usual."""
+    objective = RunningMeanObjective()
+    bounds = [(0, 21), (21, 42)]
+    first, _ = reduce_case("diagonal")
+    evaluator.evaluate_ranges(objective, first, 0, bounds, shared_state={"offset": 0.0})
+    pop, c = reduce_case("none")
+    with pytest.raises(WorkerObjectiveError, match="loads only where it was made"):
+        evaluator.evaluate_ranges(
+            objective, pop, 1, bounds, shared_state={"offset": LoadsOnlyHere()}
+        )
+    coeffs = [c[a:b].numpy() for a, b in bounds]
+    with pytest.raises(WorkerObjectiveError, match="loads only where it was made"):
+        evaluator.reduce_ranges(pop, bounds, coeffs, True)
+    out = evaluator.evaluate_ranges(objective, pop, 2, bounds, shared_state={"offset": 1.0})
+    X = pop.rows(0, 42)
+    assert torch.allclose(torch.cat([losses for losses, _ in out]), (X * X).sum(-1) + 1.0)
+    sums = evaluator.reduce_ranges(pop, bounds, coeffs, True)
+    total = tuple(sum(part[i].double() for part in sums).float() for i in (0, 1))
+    assert_reduced_like_local(pop, c, total)
 
 
 def test_close_leaves_no_process_behind():

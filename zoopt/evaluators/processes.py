@@ -76,7 +76,8 @@ def _worker_main(conn: Connection, seed: int) -> None:
     objective: Any = None
     population: Any = None
     step_seed = 0
-    failure: tuple | None = None  # an objective or payload that failed to load
+    failure: tuple | None = None  # an objective that failed to load
+    step_failure: tuple | None = None  # the current step's payload that failed to load
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -100,13 +101,18 @@ def _worker_main(conn: Connection, seed: int) -> None:
             continue
         start, stop, step = message[1], message[2], message[-1]
         if step is not None:  # the first task of a step carries the step's payload
+            step_failure = None
             try:
                 population, shared, step_seed = pickle.loads(step)
                 if shared is not None and failure is None:
                     objective.load_shared_state(shared)
-            except Exception as exc:
-                failure = (type(exc).__name__, str(exc), traceback.format_exc())
+            except Exception as exc:  # reported for every range of this step, then cleared
+                population = None
+                step_failure = (type(exc).__name__, str(exc), traceback.format_exc())
         if kind == "reduce":  # partial sums of the step's population: no objective needed
+            if step_failure is not None:
+                conn.send(("error", start, stop, *step_failure))
+                continue
             try:
                 coeffs, square = message[3], message[4]
                 first, second = partial_sums(population, start, stop, _from_wire(coeffs), square)
@@ -118,8 +124,8 @@ def _worker_main(conn: Connection, seed: int) -> None:
             continue
         rows = message[3]
         try:
-            if failure is not None:
-                conn.send(("error", start, stop, *failure))
+            if failure is not None or step_failure is not None:
+                conn.send(("error", start, stop, *(failure or step_failure)))
                 continue
             # regenerated here: rows, or a low-rank population's members
             X = candidates(objective, population, start, stop) if rows is None else _from_wire(rows)
