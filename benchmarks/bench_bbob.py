@@ -19,8 +19,9 @@ pycma's lq-CMA-ES (``cma.fmin_lq_surr2``, IPOP restarts), Nevergrad's NGOpt, and
 ``zoopt-auto-bipop``, ``auto`` with ``bipop=True`` (BIPOP instead of IPOP restarts), and
 ``zoopt-auto-adaptive``, ``auto`` with ``surrogate="adaptive"`` (a restart drops the model
 when the previous run rarely trusted it), ``zoopt-auto-lq``, ``auto`` with ``surrogate=True``
-(the model kept in every run), and ``zoopt-cmaes-bipop``, ``cmaes`` with
-``restarts=9, bipop=True`` (no surrogate). Every
+(the model kept in every run), ``zoopt-auto-inject``, ``auto`` with ``model_step=False`` (the
+model's optimum injected, the mean left to CMA-ES, as lq-CMA-ES does), and
+``zoopt-cmaes-bipop``, ``cmaes`` with ``restarts=9, bipop=True`` (no surrogate). Every
 evaluation any method makes is counted, zoopt's centre evaluations and its noise probe
 included.
 
@@ -68,7 +69,13 @@ GROUPS = {
 PEERS = ["pycma-ipop", "pycma-bipop", "pycma-lq", "ng-NGOpt"]
 ZOOPT = ["zoopt-auto", "zoopt-snes", "zoopt-xnes", "zoopt-cmaes"]
 #: further zoopt variants, run when named in ``--methods``
-EXTRA = ["zoopt-auto-bipop", "zoopt-auto-adaptive", "zoopt-auto-lq", "zoopt-cmaes-bipop"]
+EXTRA = [
+    "zoopt-auto-bipop",
+    "zoopt-auto-adaptive",
+    "zoopt-auto-lq",
+    "zoopt-auto-inject",
+    "zoopt-cmaes-bipop",
+]
 SIGMA0 = 2.0
 
 
@@ -177,6 +184,8 @@ def run_method(method: str, run: Run, x0: np.ndarray, seed: int) -> None:
                 name, opts = "auto", {"surrogate": "adaptive"}
             elif name == "auto-lq":  # auto's choice, the model kept in every run
                 name, opts = "auto", {"surrogate": True}
+            elif name == "auto-inject":  # auto's choice, the model's optimum injected only
+                name, opts = "auto", {"model_step": False}
             elif name == "cmaes-bipop":  # CMA-ES with BIPOP restarts, no surrogate
                 name, opts = "cmaes", {"restarts": 9, "bipop": True}
             x = torch.from_numpy(x0.copy())

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import zoopt
-from zoopt.estimators.cmaes import CMAES, DIAGONAL_ABOVE
+from zoopt.estimators.cmaes import CMAES, DIAGONAL_ABOVE, MODEL_STEP_MAX_NORM
 from zoopt.estimators.cmaes import MODEL_KEEP_FRACTION as CMAES_KEEP
 from zoopt.evaluators.local import LocalEvaluator
 from zoopt.minimize import step_seed
@@ -293,13 +293,15 @@ def test_with_restarts_the_result_is_the_best_runs() -> None:
 
 def test_with_restarts_a_run_cut_by_the_budget_reports_the_best_point() -> None:
     """As cma.fmin2 returns xbest: the budget cuts the last run while its mean is worse than
-    the best point found (the surrogate's injected model optimum), so that point is the result."""
+    the best point found (the surrogate's injected model optimum), so that point is the result.
+    ``model_step=False``: the mean is left to CMA-ES (with the model's step it would be at the
+    optimum itself)."""
     from zoopt.estimators.cmaes import _mean_phenotype
 
     def f(X):
         return ((X - 0.5) ** 2).sum(dim=1)
 
-    est = CMAES(sigma=1.0, restarts=9, surrogate=True)
+    est = CMAES(sigma=1.0, restarts=9, surrogate=True, model_step=False)
     x0 = torch.zeros(5, dtype=torch.float64)
     r = zoopt.minimize(f, x0, estimator=est, max_evaluations=200, seed=1, progress=False)
     mean = torch.from_numpy(_mean_phenotype(est.strategy))
@@ -307,8 +309,8 @@ def test_with_restarts_a_run_cut_by_the_budget_reports_the_best_point() -> None:
     assert torch.equal(r.x, r.best_x) and r.loss == r.best_loss
     assert r.loss == pytest.approx(float(f(r.x[None])[0]))
     # without restarts the result stays the final mean (the distribution's centre)
-    r1 = zoopt.minimize(f, x0, estimator=CMAES(sigma=1.0, surrogate=True), max_evaluations=200,
-                        seed=1, progress=False)  # fmt: skip
+    r1 = zoopt.minimize(f, x0, estimator=CMAES(sigma=1.0, surrogate=True, model_step=False),
+                        max_evaluations=200, seed=1, progress=False)  # fmt: skip
     assert r1.loss == pytest.approx(float(f(torch.as_tensor(r1.x)[None])[0]))
     assert r1.loss >= r1.best_loss
 
@@ -438,12 +440,14 @@ class Evaluated:
 
 
 def test_surrogate_evaluates_the_points_of_pycmas_lq_cma_es() -> None:
-    """Batched increments evaluate what pycma's SurrogatePopulation evaluates, in order."""
+    """Batched increments evaluate what pycma's SurrogatePopulation evaluates, in order
+    (``model_step=False``: the model's optimum only injected, as pycma does)."""
     from cma import fitness_models
 
     rec = Evaluated(rosenbrock)
     x0 = torch.zeros(5, dtype=torch.float64)
-    m = zoopt.Minimizer(rec, x0, estimator="cmaes", surrogate=True, steps=80, seed=3, sigma=0.5)
+    kw = dict(estimator="cmaes", surrogate=True, model_step=False, steps=80, seed=3, sigma=0.5)
+    m = zoopt.Minimizer(rec, x0, **kw)
     for _ in range(80):
         m.step()
     assert m.evaluate_center is False  # no mean evaluations beside the screened candidates
@@ -502,13 +506,150 @@ def test_surrogate_resumes_exactly() -> None:
     assert torch.equal(ra.x, rb.x) and ra.best_loss == rb.best_loss
 
 
+def _elli8(X: torch.Tensor) -> torch.Tensor:
+    c = 1e6 ** (torch.arange(8, dtype=X.dtype) / 7)
+    return (c * X**2).sum(-1)
+
+
+def _evaluations_to_1e8(model_step: bool, seed: int) -> int:
+    kw = dict(estimator="cmaes", surrogate=True, sigma=1.0, steps=10**6)
+    x0 = torch.ones(8, dtype=torch.float64)
+    m = zoopt.Minimizer(_elli8, x0, model_step=model_step, seed=seed, **kw)
+    while float(_elli8(m.x[None])[0]) >= 1e-8 and m.evaluations < 5000:
+        m.step()
+    return m.evaluations
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_model_step_puts_the_mean_on_a_quadratics_minimiser(seed: int) -> None:
+    """Once the model is exact, a trusted generation moves the mean onto the minimiser of an
+    ellipsoid (condition 1e6); with the optimum only injected CMA-ES takes many times longer."""
+    stepped, injected = _evaluations_to_1e8(True, seed), _evaluations_to_1e8(False, seed)
+    assert stepped < 50 and injected > 4 * stepped
+
+
+def _rosenbrock_run(model_step: bool, steps: int) -> tuple[zoopt.Minimizer, list]:
+    rec = Evaluated(rosenbrock)
+    x0 = torch.zeros(6, dtype=torch.float64)
+    kw = dict(estimator="cmaes", surrogate=True, seed=0, sigma=1.0, steps=steps)
+    m = zoopt.Minimizer(rec, x0, model_step=model_step, **kw)
+    m.run()
+    return m, rec.rows
+
+
+def test_model_step_waits_for_a_model_that_predicts_the_new_points(monkeypatch) -> None:
+    """On Rosenbrock the quadratic model predicts a generation's points to 1e-4 of its
+    spread only near the optimum: until then the points are lq-CMA-ES's. Without that
+    condition the mean would follow the model from early on, down the curved valley."""
+    import zoopt.estimators.cmaes as cmaes_module
+
+    stepped, rows = _rosenbrock_run(True, 200)
+    _, injected = _rosenbrock_run(False, 200)
+    flags = stepped.history["model_step"]
+    first = flags.index(1.0)
+    assert first >= 40 and set(flags) == {0.0, 1.0}
+    n = int(stepped.history["evaluations"][first])  # evaluated up to the first step
+    assert all(torch.equal(a, b) for a, b in zip(rows[:n], injected[:n], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(rows, injected, strict=False))
+    monkeypatch.setattr(cmaes_module, "MODEL_STEP_MAX_ERROR", math.inf)
+    ungated, _ = _rosenbrock_run(True, 200)
+    assert ungated.history["model_step"].index(1.0) < first // 2
+
+
+def test_model_steps_resume_exactly() -> None:
+    """Saved at a generation's end after the model's steps began: the same points and steps
+    after loading; saved with a generation open: its prediction error rides along."""
+    kw = dict(estimator="cmaes", surrogate=True, seed=0, sigma=1.0, steps=400)
+    x0 = torch.zeros(6, dtype=torch.float64)
+    rec_a = Evaluated(rosenbrock)
+    a = zoopt.Minimizer(rec_a, x0, **kw)
+    while sum(a.history.get("model_step", [])) < 2 or a.estimator._generation is not None:
+        a.step()
+    rec_b = Evaluated(rosenbrock)
+    b = zoopt.Minimizer(rec_b, x0, **kw)
+    b.load_state_dict(_save_load(a.state_dict()))
+    start, n = len(rec_a.rows), len(a.history["model_step"])
+    for _ in range(60):
+        a.step()
+        b.step()
+    assert len(rec_b.rows) == len(rec_a.rows) - start > 20
+    assert all(torch.equal(p, q) for p, q in zip(rec_a.rows[start:], rec_b.rows, strict=True))
+    assert a.history["model_step"][n:] == b.history["model_step"][n:]
+    assert sum(a.history["model_step"][n:]) > 0
+    while a.estimator._generation is None:  # a generation left open
+        a.step()
+    c = zoopt.Minimizer(Evaluated(rosenbrock), x0, **kw)
+    c.load_state_dict(_save_load(a.state_dict()))
+    error = a.estimator._generation["model_error"]
+    assert c.estimator._generation["model_error"] == error and math.isfinite(error)
+
+
+def _fitted_model(f, center: np.ndarray, n: int = 60) -> object:
+    """pycma's LQModel fitted to ``n`` points of ``f`` around ``center`` (full quadratic)."""
+    from cma import fitness_models
+
+    model = fitness_models.LQModel()
+    rng = np.random.default_rng(0)
+    for x in center + 0.5 * rng.standard_normal((n, len(center))):
+        model.add_data_row(x, f(x))
+    assert model.types  # enough data for a quadratic
+    return model
+
+
+def _strategy_after_a_step(**options) -> CMAES:
+    est = CMAES(sigma=0.1, surrogate=True, **options)
+    m = zoopt.Minimizer(sphere, torch.zeros(4, dtype=torch.float64), estimator=est, seed=0)
+    m.step()
+    return est
+
+
+def test_model_step_is_capped_in_the_mahalanobis_norm() -> None:
+    est = _strategy_after_a_step()
+    es = est.strategy
+    mean = es.mean.copy()
+    model = _fitted_model(lambda x: float(((x - 100.0) ** 2).sum()), mean)
+    toward = np.asarray(model.xopt) - mean
+    assert es.mahalanobis_norm(toward) > 10 * MODEL_STEP_MAX_NORM * 2  # far beyond the cap
+    est._step_to_model(model)
+    moved = es.mean - mean
+    assert es.mahalanobis_norm(moved) == pytest.approx(MODEL_STEP_MAX_NORM * math.sqrt(4))
+    cos = moved @ toward / (np.linalg.norm(moved) * np.linalg.norm(toward))
+    assert cos == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("case", ["saddle", "bounds"])
+def test_model_step_leaves_the_mean_where_it_does_not_apply(case: str) -> None:
+    """An indefinite model has no minimiser; inside pycma's bounds the optimum is only
+    injected (pycma repairs what leaves the box)."""
+    options = {"bounds": [-1.0, 1.0]} if case == "bounds" else {}
+    est = _strategy_after_a_step(options=options)
+    mean = est.strategy.mean.copy()
+    if case == "saddle":
+        model = _fitted_model(lambda x: float(x[0] ** 2 - x[1] ** 2 + x[2] ** 2 + x[3] ** 2), mean)
+    else:
+        model = _fitted_model(lambda x: float(((x - 0.5) ** 2).sum()), mean)
+    assert not np.allclose(model.xopt, mean)  # a step would move it
+    est._step_to_model(model)
+    assert np.array_equal(est.strategy.mean, mean)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_model_step_is_a_bool(value) -> None:
+    with pytest.raises(TypeError, match="model_step must be True or False"):
+        CMAES(model_step=value)
+
+
 @pytest.mark.parametrize("value", [1, "yes", None])
 def test_surrogate_is_a_bool_or_adaptive(value) -> None:
     with pytest.raises(TypeError, match="surrogate must be True, False or 'adaptive'"):
         CMAES(surrogate=value)
 
 
-_ADAPTIVE = dict(estimator="cmaes", surrogate="adaptive", seed=0, sigma=2.0, restarts=2)
+#: the model's optimum injected only (``model_step=False``): on 2-D Rastrigin the mean's
+#: steps to the model change which runs trust it, and these cases need one that does not
+_ADAPTIVE = dict(
+    estimator="cmaes", surrogate="adaptive", model_step=False, seed=0, sigma=2.0, restarts=2
+)
 
 
 def _first_restart(m: zoopt.Minimizer) -> None:

@@ -42,6 +42,13 @@ module adds what zoopt needs around it:
   evaluation at a time (``SurrogatePopulation``); here each increment of it (1, 2, 3, 5,
   8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
   same points are evaluated in batches and the model's archive rides in the checkpoint;
+* the model's step (``model_step=True``, the default with a surrogate): after a generation
+  the model ranked right (told before all λ were evaluated), a model whose Hessian is
+  positive definite moves the mean to its optimum, at most :data:`MODEL_STEP_MAX_NORM`·√D
+  away in the strategy's Mahalanobis norm, as the quadratic metamodel of ``snes``/``xnes``
+  steps (:mod:`zoopt.metamodel`); lq-CMA-ES only injects the optimum, whose mean then
+  follows at CMA-ES's pace. On a quadratic the mean lands on the minimiser once the model
+  is exact;
 * ``surrogate="adaptive"``: with restarts, the model is dropped for the remaining runs after
   a run that trusted it (told a generation before all λ were evaluated) in fewer than
   :data:`MODEL_KEEP_FRACTION` of its generations: on rugged functions (bbob's Weierstrass,
@@ -80,7 +87,13 @@ from zoopt.objectives.base import Objective
 from zoopt.objectives.box import BoxObjective
 from zoopt.population import ExplicitPopulation, Population
 
-__all__ = ["CMAES", "DIAGONAL_ABOVE", "MODEL_KEEP_FRACTION"]
+__all__ = [
+    "CMAES",
+    "DIAGONAL_ABOVE",
+    "MODEL_KEEP_FRACTION",
+    "MODEL_STEP_MAX_ERROR",
+    "MODEL_STEP_MAX_NORM",
+]
 
 #: ``diagonal="auto"`` switches to sep-CMA-ES above this many parameters
 DIAGONAL_ABOVE = 1000
@@ -88,6 +101,15 @@ DIAGONAL_ABOVE = 1000
 #: ``surrogate="adaptive"``: the least fraction of a run's generations in which the model
 #: must have been trusted (told before all λ candidates were evaluated) to screen the next run
 MODEL_KEEP_FRACTION = 0.5
+
+#: ``model_step``: the longest move of the mean to the model's optimum, in units of √D of the
+#: strategy's Mahalanobis norm (a draw of the generation lies about √D away)
+MODEL_STEP_MAX_NORM = 2.0
+
+#: ``model_step``: the step is taken only where the model predicted the generation's
+#: evaluated points, before they joined it, to within this fraction of the spread of its
+#: archive's losses (a model that is the function, to that precision, where it was asked)
+MODEL_STEP_MAX_ERROR = 1e-4
 
 #: pycma options this estimator sets itself (through its own arguments)
 _MANAGED_OPTIONS = frozenset(
@@ -143,6 +165,12 @@ class CMAES(PopulationEstimator):
             :data:`MODEL_KEEP_FRACTION` of its generations ends the model: the later runs
             are plain CMA-ES. On rugged functions the quadratic model rarely ranks a
             generation right, and its injected optimum misleads.
+        model_step: with ``surrogate``, after a generation the model ranked right (told
+            before all λ candidates were evaluated), a model with a positive definite
+            Hessian moves the mean to its optimum (at most :data:`MODEL_STEP_MAX_NORM`·√D in
+            the strategy's Mahalanobis norm). Not with pycma's ``bounds``, a variable
+            transformation or integer variables, where the optimum is only injected.
+            ``False``: ``cma.fmin_lq_surr2``'s points exactly.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
             arguments above, the random generator and the verbosity are refused here.
@@ -163,6 +191,7 @@ class CMAES(PopulationEstimator):
         options: dict | None = None,
         bipop: bool = False,
         surrogate: bool | str = False,
+        model_step: bool = True,
     ):
         self.sigma = float(check_positive("sigma", sigma))
         if population is not None:
@@ -179,6 +208,9 @@ class CMAES(PopulationEstimator):
         if not (isinstance(surrogate, bool) or surrogate == "adaptive"):
             raise TypeError(f"surrogate must be True, False or 'adaptive', got {surrogate!r}")
         self.surrogate = surrogate
+        if not isinstance(model_step, bool):
+            raise TypeError(f"model_step must be True or False, got {model_step!r}")
+        self.model_step = model_step
         if options is None:
             options = {}
         if not isinstance(options, dict):
@@ -233,6 +265,7 @@ class CMAES(PopulationEstimator):
         self._screen: Any = None
         self._generation: dict | None = None
         self._increment: list[int] = []
+        self._stepped = False  # whether this step moved the mean to the model's optimum
 
     @property
     def reports_best(self) -> bool:  # type: ignore[override]
@@ -392,6 +425,7 @@ class CMAES(PopulationEstimator):
         if self._asked is None or len(self._asked) != len(losses):
             raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
         values = _fill_failed(losses)
+        self._stepped = False
         if self._model_on:
             self._asked = None
             if not self._screen_tell(values):
@@ -419,12 +453,16 @@ class CMAES(PopulationEstimator):
 
     def _extra(self) -> dict:
         es = self._es
-        return {
-            "sigma": float(es.sigma),
-            "condition": _condition_number(es),
-            "popsize": float(es.popsize),
-            "restarts": float(self._restarts_done),
-        } | ({"surrogate": float(self._model_on)} if self.surrogate == "adaptive" else {})
+        return (
+            {
+                "sigma": float(es.sigma),
+                "condition": _condition_number(es),
+                "popsize": float(es.popsize),
+                "restarts": float(self._restarts_done),
+            }
+            | ({"surrogate": float(self._model_on)} if self.surrogate == "adaptive" else {})
+            | ({"model_step": float(self._stepped)} if self.surrogate and self.model_step else {})
+        )
 
     def _large_restarts(self) -> int:
         """The restarts that count against ``restarts``: all of IPOP's; BIPOP's large runs
@@ -481,11 +519,16 @@ class CMAES(PopulationEstimator):
         first = int(1 + max(first, 3 / model.settings.truncation_ratio - model.size))
         n = len(X)
         self._generation = {"X": X, "f": [math.nan] * n, "evaluated": [False] * n, "number": first}
+        self._generation["model_error"] = 0.0
         self._generation["Z"] = _expand(model, X)
 
     def _screen_tell(self, values: list[float]) -> bool:
         """Add the increment's losses to the model; True when the generation was told."""
         gen, model, settings = self._generation, self._screen.model, self._screen.settings
+        if self.model_step:  # how well the model predicted these points before seeing them
+            gen["model_error"] = max(
+                gen["model_error"], _prediction_error(model, gen, self._increment, values)
+            )
         for i, f in zip(self._increment, values, strict=True):
             gen["f"][i], gen["evaluated"][i] = f, True
             model.add_data_row(gen["X"][i], f)
@@ -512,8 +555,31 @@ class CMAES(PopulationEstimator):
         self._es.tell(gen["X"], F)
         self._es.countevals = self._screen.evaluations  # true evaluations only
         self._es.inject([model.xopt])
+        if self.model_step and done < n and gen["model_error"] <= MODEL_STEP_MAX_ERROR:
+            self._step_to_model(model)
         self._generation = None
         return True
+
+    def _step_to_model(self, model: Any) -> None:
+        """Move the mean to the model's optimum when its Hessian is positive definite (see
+        ``model_step``), the move capped at ``MODEL_STEP_MAX_NORM``·√D (Mahalanobis)."""
+        es = self._es
+        if not model.types or not es.gp.isidentity or es.opts["integer_variables"]:
+            return  # a linear model has no optimum; a transformed space is left to pycma
+        if es.boundary_handler is not None and es.boundary_handler.has_bounds():
+            return
+        hessian = np.asarray(model.hessian, dtype=float)
+        if not np.all(np.isfinite(hessian)):
+            return
+        if np.linalg.eigvalsh((hessian + hessian.T) / 2)[0] <= 0:
+            return
+        step = np.asarray(model.xopt, dtype=float) - es.mean
+        if not np.all(np.isfinite(step)):
+            return
+        norm = _mahalanobis_norm(es, step)
+        cap = MODEL_STEP_MAX_NORM * math.sqrt(self._dim)
+        es.mean = es.mean + (step * (cap / norm) if norm > cap else step)
+        self._stepped = True
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -629,6 +695,7 @@ class CMAES(PopulationEstimator):
                 "evaluated": list(gen["evaluated"]),
                 "number": int(gen["number"]),
                 "injected": injected,
+                "model_error": float(gen["model_error"]),
             }
         return state
 
@@ -666,6 +733,8 @@ class CMAES(PopulationEstimator):
                 "f": [float(f) for f in gen["f"]],
                 "evaluated": [bool(e) for e in gen["evaluated"]],
                 "number": int(gen["number"]),
+                # a checkpoint from before model_step: no step for this generation
+                "model_error": float(gen.get("model_error", math.inf)),
             }
             self._generation["Z"] = _expand(model, X)
 
@@ -698,6 +767,21 @@ def _mean_phenotype(es: Any) -> np.ndarray:
     return np.array(pheno, dtype=np.float64)
 
 
+def _mahalanobis_norm(es: Any, dx: np.ndarray) -> float:
+    """‖dx‖ in the metric of the sample distribution σ²·diag(s)·C·diag(s) (pycma's
+    ``mahalanobis_norm``), from C itself: pycma's own call would bring its lazy
+    eigendecomposition forward, and a resumed run, which makes it later, would then draw
+    other bits."""
+    d = np.asarray(dx, dtype=float) / es.sigma_vec.scaling / es.sigma
+    C = getattr(es.sm, "C", None)  # None: a constant sampler (sep-CMA scales by sigma_vec)
+    if C is None:
+        return float(np.sqrt(d @ d))
+    C = np.asarray(C, dtype=float)
+    if C.ndim == 1:
+        return float(np.sqrt(np.sum(d * d / C)))
+    return float(np.sqrt(d @ np.linalg.solve(C, d)))
+
+
 def _condition_number(es: Any) -> float:
     """Condition number of the covariance: the sampler's C times the diagonal scaling's.
 
@@ -714,6 +798,18 @@ def _condition_number(es: Any) -> float:
 
 
 # -- lq-CMA-ES: pycma's model arithmetic, vectorised, the same bits -----------------------
+def _prediction_error(model: Any, gen: dict, rows: list[int], values: list[float]) -> float:
+    """The largest |model value − loss| of the generation's ``rows`` (out of sample: before
+    they join the model), relative to the spread of the model's archive; inf while the model
+    is linear or has no spread."""
+    if not model.types or model.size < 2:
+        return math.inf
+    spread = float(np.ptp(model.F))
+    predicted = _model_values(model, gen)[rows]
+    error = float(np.max(np.abs(predicted - np.asarray(values, dtype=float))))
+    return error / spread if spread > 0 and math.isfinite(error) else math.inf
+
+
 def _expand(model: Any, X: list) -> np.ndarray:
     """The full quadratic features ``(n, 1 + 2D + D(D−1)/2)`` of the rows of ``X``, in the
     column order of pycma's ``LQModel.expand_x``: [1, x, x², xᵢxⱼ (i < j)].
