@@ -554,9 +554,11 @@ class CMAES(PopulationEstimator):
             F = (F + (np.nanmin(gen["f"]) - np.nanmin(F))).tolist()
         self._es.tell(gen["X"], F)
         self._es.countevals = self._screen.evaluations  # true evaluations only
-        self._es.inject([model.xopt])
         if self.model_step and done < n and gen["model_error"] <= MODEL_STEP_MAX_ERROR:
             self._step_to_model(model)
+        # pycma keeps an injected point as its direction from the mean: after the model's
+        # step the optimum is drawn at the new mean itself (evaluated first, in model order)
+        self._es.inject([model.xopt])
         self._generation = None
         return True
 
