@@ -109,7 +109,7 @@ MODEL_STEP_MAX_NORM = 2.0
 #: ``model_step``: the step is taken only where the model predicted the generation's
 #: evaluated points, before they joined it, to within this fraction of the spread of its
 #: archive's losses (a model that is the function, to that precision, where it was asked)
-MODEL_STEP_MAX_ERROR = 1e-4
+MODEL_STEP_MAX_ERROR = 1e-2
 
 #: pycma options this estimator sets itself (through its own arguments)
 _MANAGED_OPTIONS = frozenset(
