@@ -43,12 +43,13 @@ module adds what zoopt needs around it:
   8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
   same points are evaluated in batches and the model's archive rides in the checkpoint;
 * the model's step (``model_step=True``, the default with a surrogate): after a generation
-  the model ranked right (told before all λ were evaluated), a model whose Hessian is
+  the model ranked right (told before all λ were evaluated) and predicted, before seeing
+  them, to :data:`MODEL_STEP_MAX_ERROR` of its losses' spread, a model whose Hessian is
   positive definite moves the mean to its optimum, at most :data:`MODEL_STEP_MAX_NORM`·√D
   away in the strategy's Mahalanobis norm, as the quadratic metamodel of ``snes``/``xnes``
   steps (:mod:`zoopt.metamodel`); lq-CMA-ES only injects the optimum, whose mean then
   follows at CMA-ES's pace. On a quadratic the mean lands on the minimiser once the model
-  is exact;
+  is exact, and the optimum, injected after the step, is evaluated next;
 * ``surrogate="adaptive"``: with restarts, the model is dropped for the remaining runs after
   a run that trusted it (told a generation before all λ were evaluated) in fewer than
   :data:`MODEL_KEEP_FRACTION` of its generations: on rugged functions (bbob's Weierstrass,
@@ -166,10 +167,12 @@ class CMAES(PopulationEstimator):
             are plain CMA-ES. On rugged functions the quadratic model rarely ranks a
             generation right, and its injected optimum misleads.
         model_step: with ``surrogate``, after a generation the model ranked right (told
-            before all λ candidates were evaluated), a model with a positive definite
-            Hessian moves the mean to its optimum (at most :data:`MODEL_STEP_MAX_NORM`·√D in
-            the strategy's Mahalanobis norm). Not with pycma's ``bounds``, a variable
-            transformation or integer variables, where the optimum is only injected.
+            before all λ candidates were evaluated) and whose evaluated points it predicted
+            to :data:`MODEL_STEP_MAX_ERROR` of its losses' spread, a model with a positive
+            definite Hessian moves the mean to its optimum (at most
+            :data:`MODEL_STEP_MAX_NORM`·√D in the strategy's Mahalanobis norm). Not with
+            pycma's ``bounds``, a variable transformation or integer variables, where the
+            optimum is only injected.
             ``False``: ``cma.fmin_lq_surr2``'s points exactly.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
