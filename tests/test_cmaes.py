@@ -605,7 +605,7 @@ def _fitted_model(f, center: np.ndarray, n: int = 60) -> object:
 
 def _strategy_after_a_step(**options) -> CMAES:
     est = CMAES(sigma=0.1, surrogate=True, **options)
-    m = zoopt.Minimizer(sphere, torch.zeros(4, dtype=torch.float64), estimator=est, seed=0)
+    m = zoopt.Minimizer(sphere, torch.zeros(6, dtype=torch.float64), estimator=est, seed=0)
     m.step()
     return est
 
@@ -619,7 +619,7 @@ def test_model_step_is_capped_in_the_mahalanobis_norm() -> None:
     assert es.mahalanobis_norm(toward) > 10 * MODEL_STEP_MAX_NORM * 2  # far beyond the cap
     est._step_to_model(model)
     moved = es.mean - mean
-    assert es.mahalanobis_norm(moved) == pytest.approx(MODEL_STEP_MAX_NORM * math.sqrt(4))
+    assert es.mahalanobis_norm(moved) == pytest.approx(MODEL_STEP_MAX_NORM * math.sqrt(6))
     cos = moved @ toward / (np.linalg.norm(moved) * np.linalg.norm(toward))
     assert cos == pytest.approx(1.0)
 
@@ -632,12 +632,28 @@ def test_model_step_leaves_the_mean_where_it_does_not_apply(case: str) -> None:
     est = _strategy_after_a_step(options=options)
     mean = est.strategy.mean.copy()
     if case == "saddle":
-        model = _fitted_model(lambda x: float(x[0] ** 2 - x[1] ** 2 + x[2] ** 2 + x[3] ** 2), mean)
+        model = _fitted_model(lambda x: float(x[0] ** 2 - x[1] ** 2 + (x[2:] ** 2).sum()), mean)
     else:
         model = _fitted_model(lambda x: float(((x - 0.5) ** 2).sum()), mean)
     assert not np.allclose(model.xopt, mean)  # a step would move it
     est._step_to_model(model)
     assert np.array_equal(est.strategy.mean, mean)
+
+
+def test_no_model_step_below_its_dimension() -> None:
+    """At D = 2 (below MODEL_STEP_MIN_DIM) the optimum is only injected: the run is
+    lq-CMA-ES's and ends by pycma's tolerances, as without the step."""
+
+    def quad(X):
+        return ((X - 0.3) ** 2).sum(-1)
+
+    kw = dict(estimator="cmaes", surrogate=True, max_evaluations=3000, seed=1, progress=False)
+    x0 = torch.full((2,), 0.5, dtype=torch.float64)
+    on = zoopt.minimize(quad, x0, model_step=True, **kw)
+    off = zoopt.minimize(quad, x0, model_step=False, **kw)
+    assert set(on.history["model_step"]) == {0.0}
+    assert on.stop_reason == off.stop_reason and "tolx" in on.stop_reason
+    assert on.evaluations == off.evaluations and torch.equal(on.x, off.x)
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])

@@ -17,7 +17,7 @@ The rule (:func:`choose_estimator`), in order:
 
 1. noisy losses, or D > :data:`CMAES_MAX_DIM`, or pycma missing → ``snes``;
 2. integer coordinates → ``cmaes`` (pycma's integer handling), no surrogate;
-3. D ≤ :data:`SURROGATE_MAX_DIM` → ``cmaes`` with ``surrogate=True`` (lq-CMA-ES, whose mean
+3. D ≤ :data:`SURROGATE_MAX_DIM` → ``cmaes`` with ``surrogate=True`` (lq-CMA-ES; from D = 5 its mean
    also steps to the model's optimum where the model predicts well: ``model_step``);
 4. otherwise → ``cmaes``;
 

@@ -94,6 +94,7 @@ __all__ = [
     "MODEL_KEEP_FRACTION",
     "MODEL_STEP_MAX_ERROR",
     "MODEL_STEP_MAX_NORM",
+    "MODEL_STEP_MIN_DIM",
 ]
 
 #: ``diagonal="auto"`` switches to sep-CMA-ES above this many parameters
@@ -111,6 +112,11 @@ MODEL_STEP_MAX_NORM = 2.0
 #: evaluated points, before they joined it, to within this fraction of the spread of its
 #: archive's losses (a model that is the function, to that precision, where it was asked)
 MODEL_STEP_MAX_ERROR = 1e-2
+
+#: ``model_step``: the fewest parameters for which the step is taken. At D = 2 a run whose mean
+#: sat on an exact model's optimum no longer ended by pycma's tolerances (σ grew while C
+#: shrank), so restarts never came; D = 3 and 4 were not measured on bbob
+MODEL_STEP_MIN_DIM = 5
 
 #: pycma options this estimator sets itself (through its own arguments)
 _MANAGED_OPTIONS = frozenset(
@@ -171,8 +177,8 @@ class CMAES(PopulationEstimator):
             to :data:`MODEL_STEP_MAX_ERROR` of its losses' spread, a model with a positive
             definite Hessian moves the mean to its optimum (at most
             :data:`MODEL_STEP_MAX_NORM`·√D in the strategy's Mahalanobis norm). Not with
-            pycma's ``bounds``, a variable transformation or integer variables, where the
-            optimum is only injected.
+            pycma's ``bounds``, a variable transformation or integer variables, nor below
+            :data:`MODEL_STEP_MIN_DIM` parameters, where the optimum is only injected.
             ``False``: ``cma.fmin_lq_surr2``'s points exactly.
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the
@@ -569,6 +575,8 @@ class CMAES(PopulationEstimator):
         """Move the mean to the model's optimum when its Hessian is positive definite (see
         ``model_step``), the move capped at ``MODEL_STEP_MAX_NORM``·√D (Mahalanobis)."""
         es = self._es
+        if self._dim < MODEL_STEP_MIN_DIM:
+            return
         if not model.types or not es.gp.isidentity or es.opts["integer_variables"]:
             return  # a linear model has no optimum; a transformed space is left to pycma
         if es.boundary_handler is not None and es.boundary_handler.has_bounds():
