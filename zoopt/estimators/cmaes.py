@@ -274,6 +274,7 @@ class CMAES(PopulationEstimator):
         self._screen: Any = None
         self._generation: dict | None = None
         self._increment: list[int] = []
+        self._predicted: np.ndarray | None = None  # the model's values of the increment
         self._stepped = False  # whether this step moved the mean to the model's optimum
 
     @property
@@ -510,11 +511,13 @@ class CMAES(PopulationEstimator):
         if self._generation is None:
             self._open_generation(self._es.ask())
         gen, model = self._generation, self._screen.model
-        order = np.argsort(_model_values(model, gen)) if model.size > 1 else None
-        order = range(len(gen["X"])) if order is None else order
+        predicted = _model_values(model, gen) if model.size > 1 else None
+        order = range(len(gen["X"])) if predicted is None else np.argsort(predicted)
         done = sum(gen["evaluated"])
         todo = [int(i) for i in order if not gen["evaluated"][i]]
         self._increment = todo[: max(0, gen["number"] - done)]
+        # the model's values of the increment, read by the model's step once they are losses
+        self._predicted = None if predicted is None else predicted[self._increment]
         return [gen["X"][i] for i in self._increment]
 
     def _open_generation(self, X: list) -> None:
@@ -536,7 +539,7 @@ class CMAES(PopulationEstimator):
         gen, model, settings = self._generation, self._screen.model, self._screen.settings
         if self.model_step:  # how well the model predicted these points before seeing them
             gen["model_error"] = max(
-                gen["model_error"], _prediction_error(model, gen, self._increment, values)
+                gen["model_error"], _prediction_error(model, self._predicted, values)
             )
         for i, f in zip(self._increment, values, strict=True):
             gen["f"][i], gen["evaluated"][i] = f, True
@@ -811,14 +814,13 @@ def _condition_number(es: Any) -> float:
 
 
 # -- lq-CMA-ES: pycma's model arithmetic, vectorised, the same bits -----------------------
-def _prediction_error(model: Any, gen: dict, rows: list[int], values: list[float]) -> float:
-    """The largest |model value − loss| of the generation's ``rows`` (out of sample: before
-    they join the model), relative to the spread of the model's archive; inf while the model
-    is linear or has no spread."""
-    if not model.types or model.size < 2:
+def _prediction_error(model: Any, predicted: np.ndarray | None, values: list[float]) -> float:
+    """The largest |model value − loss| of an increment (``predicted`` by the model before
+    its points joined it), relative to the spread of the model's archive; inf while the
+    model is linear or has no spread."""
+    if predicted is None or not model.types or model.size < 2:
         return math.inf
     spread = float(np.ptp(model.F))
-    predicted = _model_values(model, gen)[rows]
     error = float(np.max(np.abs(predicted - np.asarray(values, dtype=float))))
     return error / spread if spread > 0 and math.isfinite(error) else math.inf
 
