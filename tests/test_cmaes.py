@@ -492,7 +492,7 @@ def test_surrogate_resumes_exactly() -> None:
     a = zoopt.Minimizer(rec_a, x0, **kw)
     while not a.history.get("restarts") or a.history["restarts"][-1] < 1:
         a.step()
-    while a.estimator._generation is not None:  # the generation is told
+    while a.estimator._screen.generation is not None:  # the generation is told
         a.step()
     state = _save_load(a.state_dict())
     rec_b = Evaluated(rastrigin)
@@ -548,7 +548,7 @@ def test_model_step_waits_for_a_model_that_predicts_the_new_points(monkeypatch) 
     """On Rosenbrock the quadratic model predicts a generation's points to 1e-2 of its
     spread only near the optimum: until then the points are lq-CMA-ES's. Without that
     condition the mean would follow the model from early on, down the curved valley."""
-    import zoopt.estimators.cmaes as cmaes_module
+    import zoopt.estimators.lq_screen as lq_screen
 
     stepped, rows = _rosenbrock_run(True, 200)
     _, injected = _rosenbrock_run(False, 200)
@@ -558,7 +558,7 @@ def test_model_step_waits_for_a_model_that_predicts_the_new_points(monkeypatch) 
     n = int(stepped.history["evaluations"][first])  # evaluated up to the first step
     assert all(torch.equal(a, b) for a, b in zip(rows[:n], injected[:n], strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(rows, injected, strict=False))
-    monkeypatch.setattr(cmaes_module, "MODEL_STEP_MAX_ERROR", math.inf)
+    monkeypatch.setattr(lq_screen, "MODEL_STEP_MAX_ERROR", math.inf)
     ungated, _ = _rosenbrock_run(True, 200)
     assert ungated.history["model_step"].index(1.0) < first // 2
 
@@ -570,7 +570,7 @@ def test_model_steps_resume_exactly() -> None:
     x0 = torch.zeros(6, dtype=torch.float64)
     rec_a = Evaluated(rosenbrock)
     a = zoopt.Minimizer(rec_a, x0, **kw)
-    while sum(a.history.get("model_step", [])) < 2 or a.estimator._generation is not None:
+    while sum(a.history.get("model_step", [])) < 2 or a.estimator._screen.generation is not None:
         a.step()
     rec_b = Evaluated(rosenbrock)
     b = zoopt.Minimizer(rec_b, x0, **kw)
@@ -583,12 +583,57 @@ def test_model_steps_resume_exactly() -> None:
     assert all(torch.equal(p, q) for p, q in zip(rec_a.rows[start:], rec_b.rows, strict=True))
     assert a.history["model_step"][n:] == b.history["model_step"][n:]
     assert sum(a.history["model_step"][n:]) > 0
-    while a.estimator._generation is None:  # a generation left open
+    while a.estimator._screen.generation is None:  # a generation left open
         a.step()
     c = zoopt.Minimizer(Evaluated(rosenbrock), x0, **kw)
     c.load_state_dict(_save_load(a.state_dict()))
-    error = a.estimator._generation["model_error"]
-    assert c.estimator._generation["model_error"] == error and math.isfinite(error)
+    error = a.estimator._screen.generation["model_error"]
+    assert c.estimator._screen.generation["model_error"] == error and math.isfinite(error)
+
+
+@pytest.mark.parametrize("layout", ["current", "older"])
+def test_a_checkpoint_saved_with_a_generation_open_resumes_exactly(layout: str) -> None:
+    """Saved between two increments of a generation: the resumed run evaluates the same
+    points (pycma's tell then reads the eigenvectors B that its ask decomposed, column-major
+    as LAPACK returns them: restored row-major, the products differed in the last bits).
+    ``older``: the layout of checkpoints that kept the run's best true loss and its screened
+    generations' counts under ``"run"``."""
+    kw = dict(estimator="cmaes", surrogate="adaptive", restarts=2, seed=3, sigma=1.0, steps=400)
+    x0 = torch.zeros(6, dtype=torch.float64)
+    rec_a = Evaluated(rosenbrock)
+    a = zoopt.Minimizer(rec_a, x0, **kw)
+    for _ in range(137):
+        a.step()
+    while a.estimator._screen.generation is None:
+        a.step()
+    state = _save_load(a.state_dict())
+    if layout == "older":
+        screen, run = state["estimator"]["surrogate"], state["estimator"]["run"]
+        for key in ("best_f", "told", "trusted"):
+            run[key] = screen.pop(key)
+        assert run["told"] > 0
+    rec_b = Evaluated(rosenbrock)
+    b = zoopt.Minimizer(rec_b, x0, **kw)
+    b.load_state_dict(state)
+    sa, sb = a.estimator._screen, b.estimator._screen
+    assert (sb.best_f, sb.told, sb.trusted) == (sa.best_f, sa.told, sa.trusted)
+    assert sb.generation is not None
+    start = len(rec_a.rows)
+    for _ in range(150):
+        a.step()
+        b.step()
+    assert len(rec_b.rows) == len(rec_a.rows) - start > 100
+    assert all(torch.equal(p, q) for p, q in zip(rec_a.rows[start:], rec_b.rows, strict=True))
+
+
+def test_pycma_state_keeps_the_memory_layout() -> None:
+    from zoopt.estimators.pycma_state import from_plain, to_plain
+
+    a = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    for x in (a, np.ascontiguousarray(a), np.arange(3.0)):
+        y = from_plain(to_plain(x, "x", {}, {}))
+        assert np.array_equal(x, y) and y.flags.f_contiguous == x.flags.f_contiguous
+        assert y.flags.c_contiguous == x.flags.c_contiguous
 
 
 def _fitted_model(f, center: np.ndarray, n: int = 60) -> object:
@@ -610,6 +655,12 @@ def _strategy_after_a_step(**options) -> CMAES:
     return est
 
 
+def _step_to(est: CMAES, model) -> None:
+    """The model's step of ``est``'s strategy toward ``model``'s optimum."""
+    est._screen.surrogate.model = model
+    est._screen.step_to_model(est.strategy)
+
+
 def test_model_step_is_capped_in_the_mahalanobis_norm() -> None:
     est = _strategy_after_a_step()
     es = est.strategy
@@ -617,7 +668,7 @@ def test_model_step_is_capped_in_the_mahalanobis_norm() -> None:
     model = _fitted_model(lambda x: float(((x - 100.0) ** 2).sum()), mean)
     toward = np.asarray(model.xopt) - mean
     assert es.mahalanobis_norm(toward) > 10 * MODEL_STEP_MAX_NORM * 2  # far beyond the cap
-    est._step_to_model(model)
+    _step_to(est, model)
     moved = es.mean - mean
     assert es.mahalanobis_norm(moved) == pytest.approx(MODEL_STEP_MAX_NORM * math.sqrt(6))
     cos = moved @ toward / (np.linalg.norm(moved) * np.linalg.norm(toward))
@@ -636,7 +687,7 @@ def test_model_step_leaves_the_mean_where_it_does_not_apply(case: str) -> None:
     else:
         model = _fitted_model(lambda x: float(((x - 0.5) ** 2).sum()), mean)
     assert not np.allclose(model.xopt, mean)  # a step would move it
-    est._step_to_model(model)
+    _step_to(est, model)
     assert np.array_equal(est.strategy.mean, mean)
 
 
@@ -699,7 +750,7 @@ def test_adaptive_surrogate_drops_a_model_that_was_rarely_trusted() -> None:
     n = len(a.history["surrogate"])
     a.run()
     assert a.history["surrogate"][n:] == [0.0] * (len(a.history["surrogate"]) - n) != []
-    assert est._run["told"] == 0  # a plain run counts no screened generations
+    assert est._screen is None  # a plain run screens nothing
 
 
 def test_adaptive_surrogate_keeps_a_model_that_ranks_well() -> None:
@@ -709,8 +760,8 @@ def test_adaptive_surrogate_keeps_a_model_that_ranks_well() -> None:
     m.run()
     assert m.history["restarts"][-1] == 3.0
     assert set(m.history["surrogate"]) == {1.0}
-    run = m.estimator._run
-    assert run["trusted"] >= CMAES_KEEP * run["told"] > 0
+    screen = m.estimator._screen
+    assert screen.trusted >= CMAES_KEEP * screen.told > 0
 
 
 @pytest.mark.parametrize("restarted", [False, True])
@@ -726,14 +777,17 @@ def test_adaptive_surrogate_resumes_exactly(restarted: bool) -> None:
     else:
         for _ in range(60):
             a.step()
-        while a.estimator._generation is not None:
+        while a.estimator._screen.generation is not None:
             a.step()
-        assert a.estimator._run["told"] > 0
+        assert a.estimator._screen.told > 0
     state = _save_load(a.state_dict())
     rec_b = Evaluated(rastrigin)
     b = zoopt.Minimizer(rec_b, x0, **kw)
     b.load_state_dict(state)
     assert b.estimator._run == a.estimator._run
+    if not restarted:
+        sa, sb = a.estimator._screen, b.estimator._screen
+        assert (sb.told, sb.trusted, sb.best_f) == (sa.told, sa.trusted, sa.best_f)
     assert b.estimator._model_on == a.estimator._model_on == (not restarted)
     start = len(rec_a.rows)
     ra, rb = a.run(), b.run()
@@ -748,7 +802,7 @@ def test_surrogate_model_values_are_pycmas_bits() -> None:
     the model grows from linear through diagonal to full."""
     from cma import fitness_models
 
-    from zoopt.estimators.cmaes import _expand, _kendall, _model_values
+    from zoopt.estimators.lq_screen import _expand, _kendall, _model_values
 
     rng = np.random.default_rng(0)
     model = fitness_models.SurrogatePopulation(None).model
@@ -769,7 +823,7 @@ def test_tau_b_is_pycmas_kendall_tau() -> None:
     """τ-b as scipy computes it through pycma, ties, infinities and NaN (τ = 0) included."""
     from cma.fitness_models import kendall_tau
 
-    from zoopt.estimators.cmaes import _tau_b
+    from zoopt.estimators.lq_screen import _tau_b
 
     rng = np.random.default_rng(1)
     for _ in range(500):

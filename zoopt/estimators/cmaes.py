@@ -41,15 +41,14 @@ module adds what zoopt needs around it:
   the true one (Kendall τ ≥ 0.85); the rest get model values. pycma runs that loop one
   evaluation at a time (``SurrogatePopulation``); here each increment of it (1, 2, 3, 5,
   8, … candidates in model order) is one evaluator call, one step of zoopt's loop, so the
-  same points are evaluated in batches and the model's archive rides in the checkpoint;
+  same points are evaluated in batches and the model's archive rides in the checkpoint
+  (:class:`zoopt.estimators.lq_screen.LQScreen`);
 * the model's step (``model_step=True``, the default with a surrogate): after a generation
-  the model ranked right (told before all λ were evaluated) and predicted, before seeing
-  them, to :data:`MODEL_STEP_MAX_ERROR` of its losses' spread, a model whose Hessian is
-  positive definite moves the mean to its optimum, at most :data:`MODEL_STEP_MAX_NORM`·√D
-  away in the strategy's Mahalanobis norm, as the quadratic metamodel of ``snes``/``xnes``
-  steps (:mod:`zoopt.metamodel`); lq-CMA-ES only injects the optimum, whose mean then
-  follows at CMA-ES's pace. On a quadratic the mean lands on the minimiser once the model
-  is exact, and the optimum, injected after the step, is evaluated next;
+  the model ranked right and predicted well, the mean moves to the model's optimum, as the
+  quadratic metamodel of ``snes``/``xnes`` steps (:mod:`zoopt.metamodel`); lq-CMA-ES only
+  injects the optimum, whose mean then follows at CMA-ES's pace. On a quadratic the mean
+  lands on the minimiser once the model is exact, and the optimum, injected after the step,
+  is evaluated next (:mod:`zoopt.estimators.lq_screen`);
 * ``surrogate="adaptive"``: with restarts, the model is dropped for the remaining runs after
   a run that trusted it (told a generation before all λ were evaluated) in fewer than
   :data:`MODEL_KEEP_FRACTION` of its generations: on rugged functions (bbob's Weierstrass,
@@ -65,7 +64,6 @@ luck of single draws; the best candidate is still tracked as ``Result.best_x``.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any
@@ -76,14 +74,13 @@ from torch import Tensor
 
 from zoopt.estimators import register
 from zoopt.estimators.base import CENTER_EVERY, Estimate, PopulationEstimator, check_positive
-from zoopt.estimators.pycma_state import (
-    Unplain,
-    dump_strategy,
-    from_plain,
-    load_strategy,
-    plain_reason,
-    to_plain,
+from zoopt.estimators.lq_screen import (
+    MODEL_STEP_MAX_ERROR,
+    MODEL_STEP_MAX_NORM,
+    MODEL_STEP_MIN_DIM,
+    LQScreen,
 )
+from zoopt.estimators.pycma_state import dump_strategy, load_strategy, plain_reason
 from zoopt.objectives.base import Objective
 from zoopt.objectives.box import BoxObjective
 from zoopt.population import ExplicitPopulation, Population
@@ -103,20 +100,6 @@ DIAGONAL_ABOVE = 1000
 #: ``surrogate="adaptive"``: the least fraction of a run's generations in which the model
 #: must have been trusted (told before all λ candidates were evaluated) to screen the next run
 MODEL_KEEP_FRACTION = 0.5
-
-#: ``model_step``: the longest move of the mean to the model's optimum, in units of √D of the
-#: strategy's Mahalanobis norm (a draw of the generation lies about √D away)
-MODEL_STEP_MAX_NORM = 2.0
-
-#: ``model_step``: the step is taken only where the model predicted the generation's
-#: evaluated points, before they joined it, to within this fraction of the spread of its
-#: archive's losses (a model that is the function, to that precision, where it was asked)
-MODEL_STEP_MAX_ERROR = 1e-2
-
-#: ``model_step``: the fewest parameters for which the step is taken. At D = 2 a run whose mean
-#: sat on an exact model's optimum no longer ended by pycma's tolerances (σ grew while C
-#: shrank), so restarts never came; D = 3 and 4 were not measured on bbob
-MODEL_STEP_MIN_DIM = 5
 
 #: pycma options this estimator sets itself (through its own arguments)
 _MANAGED_OPTIONS = frozenset(
@@ -262,19 +245,11 @@ class CMAES(PopulationEstimator):
             "maxiter": 0.0,
             "sigma": 0.0,
             "kind": "small",
-            "best_f": math.inf,
-            "told": 0,  # lq-CMA-ES: generations told, and told before all λ were evaluated
-            "trusted": 0,
         }
         # whether the current run screens with the model ("adaptive" may end it at a restart)
         self._model_on = bool(self.surrogate)
-        self._run_best_x: np.ndarray | None = None
-        # lq-CMA-ES: the run's surrogate (model, settings, true evaluations) and the
-        # generation being screened: pycma's candidates, their losses, how many to evaluate
-        self._screen: Any = None
-        self._generation: dict | None = None
-        self._increment: list[int] = []
-        self._predicted: np.ndarray | None = None  # the model's values of the increment
+        # lq-CMA-ES: the run's screening (pycma's model, the open generation, the run's best)
+        self._screen: LQScreen | None = None
         self._stepped = False  # whether this step moved the mean to the model's optimum
 
     @property
@@ -359,13 +334,8 @@ class CMAES(PopulationEstimator):
                 else:
                     opts["maxiter"] = self._maxiter0
                     self._run["kind"] = "large"
-        if self._model_on:  # fmin_lq_surr2: a fresh model for each run
-            from cma import fitness_models
-
-            self._screen = fitness_models.SurrogatePopulation(None)
-        self._generation = None
-        self._run["best_f"], self._run_best_x = math.inf, None
-        self._run["told"] = self._run["trusted"] = 0
+        # fmin_lq_surr2: a fresh model for each run
+        self._screen = LQScreen(self.model_step) if self._model_on else None
         return self._strategy(opts, sigma, first=restart == 0)
 
     def _strategy(self, opts: dict, sigma: float, first: bool = False) -> Any:
@@ -399,10 +369,7 @@ class CMAES(PopulationEstimator):
         self._rng = np.random.Generator(np.random.PCG64(self._seed))
         self._es = self._new_strategy(0)
         if self._model_on and self._prior is not None:
-            points, losses = self._prior
-            finite = np.isfinite(losses)
-            if finite.any():
-                self._screen.model.add_data(points[finite], losses[finite])
+            self._screen.add_prior(*self._prior)
 
     @property
     def strategy(self) -> Any:
@@ -420,7 +387,7 @@ class CMAES(PopulationEstimator):
         if self._es is None:
             self._start(x, seed)
         if self._model_on:
-            self._asked = self._next_increment()
+            self._asked = self._screen.next_increment(self._es)
         else:
             self._asked = self._es.ask()
         cand = torch.from_numpy(np.asarray(self._asked)).to(dtype=x.dtype, device=x.device)
@@ -438,7 +405,8 @@ class CMAES(PopulationEstimator):
         self._stepped = False
         if self._model_on:
             self._asked = None
-            if not self._screen_tell(values):
+            told, self._stepped = self._screen.tell(self._es, values)
+            if not told:
                 return Estimate(x=torch.from_numpy(self._reported_x()), extra=self._extra())
         else:
             self._es.tell(self._asked, values)
@@ -486,15 +454,15 @@ class CMAES(PopulationEstimator):
         told generations."""
         if self.surrogate != "adaptive":
             return True
-        told, trusted = self._run["told"], self._run["trusted"]
+        told, trusted = self._screen.told, self._screen.trusted
         return told > 0 and trusted >= MODEL_KEEP_FRACTION * told
 
     def _run_best(self) -> tuple[float | None, Any]:
         """The current run's best true loss and its point (a surrogate's model values in
         pycma's ``best`` are not losses)."""
         if self._model_on:
-            f = self._run["best_f"]
-            return (None, None) if math.isinf(f) else (f, self._run_best_x)
+            f = self._screen.best_f
+            return (None, None) if math.isinf(f) else (f, self._screen.best_x)
         return self._es.best.f, self._es.best.x
 
     def _reported_x(self) -> np.ndarray:
@@ -503,99 +471,6 @@ class CMAES(PopulationEstimator):
         if self._best_x is not None and (current is None or self._best_f < current):
             return self._best_x.copy()  # an earlier run found better: report its solution
         return _mean_phenotype(self._es)
-
-    # -- lq-CMA-ES: SurrogatePopulation.__call__, one increment per step -------------------
-    def _next_increment(self) -> list:
-        """pycma's candidates to evaluate next: the unevaluated ones in model order until
-        ``number`` of the generation are evaluated (``EvaluationManager.eval_sequence``)."""
-        if self._generation is None:
-            self._open_generation(self._es.ask())
-        gen, model = self._generation, self._screen.model
-        predicted = _model_values(model, gen) if model.size > 1 else None
-        order = range(len(gen["X"])) if predicted is None else np.argsort(predicted)
-        done = sum(gen["evaluated"])
-        todo = [int(i) for i in order if not gen["evaluated"][i]]
-        self._increment = todo[: max(0, gen["number"] - done)]
-        # the model's values of the increment, read by the model's step once they are losses
-        self._predicted = None if predicted is None else predicted[self._increment]
-        return [gen["X"][i] for i in self._increment]
-
-    def _open_generation(self, X: list) -> None:
-        model, settings = self._screen.model, self._screen.settings
-        # a larger population (a restart) resets the model, as pycma's surrogate does
-        if settings.model_max_size_factor * len(X) > model.settings.max_absolute_size:
-            if model.settings.max_absolute_size:
-                model.reset()
-            model.settings.max_absolute_size = settings.model_max_size_factor * len(X)
-        first = len(X) * settings.min_evals_percent / 100
-        first = int(1 + max(first, 3 / model.settings.truncation_ratio - model.size))
-        n = len(X)
-        self._generation = {"X": X, "f": [math.nan] * n, "evaluated": [False] * n, "number": first}
-        self._generation["model_error"] = 0.0
-        self._generation["Z"] = _expand(model, X)
-
-    def _screen_tell(self, values: list[float]) -> bool:
-        """Add the increment's losses to the model; True when the generation was told."""
-        gen, model, settings = self._generation, self._screen.model, self._screen.settings
-        if self.model_step:  # how well the model predicted these points before seeing them
-            gen["model_error"] = max(
-                gen["model_error"], _prediction_error(model, self._predicted, values)
-            )
-        for i, f in zip(self._increment, values, strict=True):
-            gen["f"][i], gen["evaluated"][i] = f, True
-            model.add_data_row(gen["X"][i], f)
-            if f < self._run["best_f"]:
-                self._run["best_f"], self._run_best_x = f, np.array(gen["X"][i], float)
-        self._screen.evaluations += len(values)
-        model.sort(gen["number"])
-        n, done = len(gen["X"]), sum(gen["evaluated"])
-        tau = _kendall(model, settings.n_for_tau(n, done))
-        threshold = settings.tau_truth_threshold
-        threshold -= settings.tau_truth_threshold_correction * done / n
-        if done < n and tau < threshold:
-            gen["number"] += int(math.ceil(gen["number"] / 2))
-            return False
-        model.sort(settings.model_sort_globally or done)
-        model.adapt_max_relative_size(tau)
-        self._run["told"] += 1
-        self._run["trusted"] += done < n
-        if done == n and settings.return_true_fitnesses:
-            F = list(gen["f"])
-        else:  # model values, shifted so that the lowest is the lowest true loss
-            F = _model_values(model, gen)
-            F = (F + (np.nanmin(gen["f"]) - np.nanmin(F))).tolist()
-        self._es.tell(gen["X"], F)
-        self._es.countevals = self._screen.evaluations  # true evaluations only
-        if self.model_step and done < n and gen["model_error"] <= MODEL_STEP_MAX_ERROR:
-            self._step_to_model(model)
-        # pycma keeps an injected point as its direction from the mean: after the model's
-        # step the optimum is drawn at the new mean itself (evaluated first, in model order)
-        self._es.inject([model.xopt])
-        self._generation = None
-        return True
-
-    def _step_to_model(self, model: Any) -> None:
-        """Move the mean to the model's optimum when its Hessian is positive definite (see
-        ``model_step``), the move capped at ``MODEL_STEP_MAX_NORM``·√D (Mahalanobis)."""
-        es = self._es
-        if self._dim < MODEL_STEP_MIN_DIM:
-            return
-        if not model.types or not es.gp.isidentity or es.opts["integer_variables"]:
-            return  # a linear model has no optimum; a transformed space is left to pycma
-        if es.boundary_handler is not None and es.boundary_handler.has_bounds():
-            return
-        hessian = np.asarray(model.hessian, dtype=float)
-        if not np.all(np.isfinite(hessian)):
-            return
-        if np.linalg.eigvalsh((hessian + hessian.T) / 2)[0] <= 0:
-            return
-        step = np.asarray(model.xopt, dtype=float) - es.mean
-        if not np.all(np.isfinite(step)):
-            return
-        norm = _mahalanobis_norm(es, step)
-        cap = MODEL_STEP_MAX_NORM * math.sqrt(self._dim)
-        es.mean = es.mean + (step * (cap / norm) if norm > cap else step)
-        self._stepped = True
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -629,7 +504,7 @@ class CMAES(PopulationEstimator):
                 "uinteger": int(bitgen["uinteger"]),
             },
             "pycma": dump_strategy(self._es),
-            "surrogate": self._dump_surrogate(),
+            "surrogate": None if self._screen is None else self._screen.state_dict(self._es),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -648,7 +523,7 @@ class CMAES(PopulationEstimator):
         if int(state["restarts_done"]) > 0:
             opts.update(popsize=run["popsize"], maxiter=run["maxiter"])
         self._es = self._strategy(opts, float(run["sigma"]))
-        self._run = {**self._run, **run}
+        self._run = {**self._run, **{k: v for k, v in run.items() if k in self._run}}
         self._budget = dict(state["budget"])
         self._popsize0, self._maxiter0 = float(state["popsize0"]), float(state["maxiter0"])
         self._best_f = float(state["best_f"])
@@ -658,7 +533,12 @@ class CMAES(PopulationEstimator):
         load_strategy(self._es, state["pycma"])
         self._model_on = bool(state.get("model_on", self.surrogate))
         if self._model_on:
-            self._load_surrogate(state.get("surrogate"))
+            self._screen = LQScreen(self.model_step)
+            screen = state.get("surrogate")
+            if screen is not None:
+                # an older checkpoint kept the run's best loss and counts under "run"
+                older = {k: run[k] for k in ("best_f", "told", "trusted") if k in run}
+                self._screen.load_state_dict({**older, **screen}, self._es)
         rng = state["rng"]
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
@@ -666,93 +546,6 @@ class CMAES(PopulationEstimator):
             "has_uint32": int(rng["has_uint32"]),
             "uinteger": int(rng["uinteger"]),
         }
-
-    def _dump_surrogate(self) -> dict | None:
-        """lq-CMA-ES's state: the model's archive and fit, and the open generation."""
-        if not self._model_on or self._screen is None:
-            return None
-        model = self._screen.model
-        seen: dict[int, str] = {}
-        aliases: dict[str, str] = {}
-        attrs = {}
-        for name, value in vars(model).items():
-            try:
-                attrs[name] = to_plain(value, name, seen, aliases)
-            except Unplain:
-                continue
-        for name in aliases:
-            attrs.pop(name, None)
-        state = {
-            "model": attrs,
-            "aliases": aliases,
-            "type_updates": [[int(k), list(v)] for k, v in model.type_updates.items()],
-            "tau": to_plain(vars(model.tau), "tau", {}, {}),
-            "max_absolute_size": model.settings.max_absolute_size,
-            "evaluations": self._screen.evaluations,
-            "best_x": None
-            if self._run_best_x is None
-            else torch.from_numpy(self._run_best_x.copy()),
-            "generation": None,
-        }
-        gen = self._generation
-        if gen is not None:  # pycma's genotypes of the open generation, for its tell
-            genotypes = [self._es.sent_solutions[x]["geno"] for x in gen["X"]]
-            # the model's optimum injected into this generation, as pycma marked it
-            marks = self._es._injected_solutions_archive
-            injected = [
-                [i, {k: int(v) for k, v in marks[g].items()}]
-                for i, g in enumerate(genotypes)
-                if g in marks
-            ]
-            state["generation"] = {
-                "X": torch.from_numpy(np.array(gen["X"], dtype=np.float64)),
-                "geno": torch.from_numpy(np.array(genotypes, dtype=np.float64)),
-                "f": list(gen["f"]),
-                "evaluated": list(gen["evaluated"]),
-                "number": int(gen["number"]),
-                "injected": injected,
-                "model_error": float(gen["model_error"]),
-            }
-        return state
-
-    def _load_surrogate(self, state: dict | None) -> None:
-        from collections import defaultdict
-
-        from cma import fitness_models
-
-        self._screen = fitness_models.SurrogatePopulation(None)
-        self._generation = None
-        if state is None:
-            return
-        model = self._screen.model
-        for name, value in state["model"].items():
-            setattr(model, name, from_plain(value))
-        for name, target in state["aliases"].items():
-            setattr(model, name, getattr(model, target))
-        model.type_updates = defaultdict(list, {k: list(v) for k, v in state["type_updates"]})
-        for name, value in from_plain(state["tau"]).items():
-            setattr(model.tau, name, value)
-        model.settings.max_absolute_size = state["max_absolute_size"]
-        self._screen.evaluations = state["evaluations"]
-        best = state["best_x"]
-        self._run_best_x = None if best is None else best.numpy().astype(np.float64).copy()
-        gen = state["generation"]
-        if gen is not None:
-            X = [x.copy() for x in gen["X"].numpy()]
-            genotypes = [g.copy() for g in gen["geno"].numpy()]
-            for x, g in zip(X, genotypes, strict=True):
-                self._es.sent_solutions.insert(x, geno=g, iteration=self._es.countiter)
-            for i, mark in gen["injected"]:
-                self._es._injected_solutions_archive[genotypes[i]] = dict(mark)
-            self._generation = {
-                "X": X,
-                "f": [float(f) for f in gen["f"]],
-                "evaluated": [bool(e) for e in gen["evaluated"]],
-                "number": int(gen["number"]),
-                # a checkpoint from before model_step: no step for this generation
-                "model_error": float(gen.get("model_error", math.inf)),
-            }
-            self._generation["Z"] = _expand(model, X)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -783,21 +576,6 @@ def _mean_phenotype(es: Any) -> np.ndarray:
     return np.array(pheno, dtype=np.float64)
 
 
-def _mahalanobis_norm(es: Any, dx: np.ndarray) -> float:
-    """‖dx‖ in the metric of the sample distribution σ²·diag(s)·C·diag(s) (pycma's
-    ``mahalanobis_norm``), from C itself: pycma's own call would bring its lazy
-    eigendecomposition forward, and a resumed run, which makes it later, would then draw
-    other bits."""
-    d = np.asarray(dx, dtype=float) / es.sigma_vec.scaling / es.sigma
-    C = getattr(es.sm, "C", None)  # None: a constant sampler (sep-CMA scales by sigma_vec)
-    if C is None:
-        return float(np.sqrt(d @ d))
-    C = np.asarray(C, dtype=float)
-    if C.ndim == 1:
-        return float(np.sqrt(np.sum(d * d / C)))
-    return float(np.sqrt(d @ np.linalg.solve(C, d)))
-
-
 def _condition_number(es: Any) -> float:
     """Condition number of the covariance: the sampler's C times the diagonal scaling's.
 
@@ -811,84 +589,3 @@ def _condition_number(es: Any) -> float:
         return cond
     except (AttributeError, NotImplementedError, ValueError, AssertionError):
         return math.nan
-
-
-# -- lq-CMA-ES: pycma's model arithmetic, vectorised, the same bits -----------------------
-def _prediction_error(model: Any, predicted: np.ndarray | None, values: list[float]) -> float:
-    """The largest |model value − loss| of an increment (``predicted`` by the model before
-    its points joined it), relative to the spread of the model's archive; inf while the
-    model is linear or has no spread."""
-    if predicted is None or not model.types or model.size < 2:
-        return math.inf
-    spread = float(np.ptp(model.F))
-    error = float(np.max(np.abs(predicted - np.asarray(values, dtype=float))))
-    return error / spread if spread > 0 and math.isfinite(error) else math.inf
-
-
-def _expand(model: Any, X: list) -> np.ndarray:
-    """The full quadratic features ``(n, 1 + 2D + D(D−1)/2)`` of the rows of ``X``, in the
-    column order of pycma's ``LQModel.expand_x``: [1, x, x², xᵢxⱼ (i < j)].
-
-    The linear and the diagonal model take a prefix of these columns, so a generation's
-    candidates are expanded once, whatever the model's type becomes while it is screened.
-    Each entry is the single product pycma computes, so the features are its bits."""
-    x = np.asarray(X, dtype=np.float64) + model._xoffset
-    i, j = _pairs(x.shape[1])
-    return np.concatenate([np.ones((x.shape[0], 1)), x, np.square(x), x[:, i] * x[:, j]], 1)
-
-
-def _model_values(model: Any, gen: dict) -> np.ndarray:
-    """``LQModel.eval`` of the generation's candidates ``(λ,)`` from their cached features.
-
-    One ``np.dot`` per row, as pycma's ``eval`` takes it: a matrix-vector product sums in
-    another order and may differ in the last bit, which could reorder near-ties."""
-    if model.count <= 0:
-        return np.zeros(len(gen["X"]))
-    coef = model.coefficients
-    Z = gen["Z"][:, : coef.size]
-    return np.array([np.dot(coef, z) for z in Z])
-
-
-def _kendall(model: Any, number: int) -> float:
-    """``LQModel.kendall(number)``: Kendall's τ-b between the model's latest ``number`` true
-    losses and its values there, with the same side effects on ``model.tau``.
-
-    pycma calls ``scipy.stats.kendalltau``, whose argument checks cost more than the count
-    itself at these sizes (n ≤ λ); :func:`_tau_b` is its formula on the same counts."""
-    number = min(number, model.size)
-    tau = model.tau
-    tau.n, tau.count = number, model.count
-    if number < 3:
-        tau.result = None
-        tau.tau, tau.pvalue = 0, 0
-        return 0
-    coef = model.coefficients
-    values = np.array([np.dot(coef, model.Z[i]) for i in range(number)])
-    tau.tau = _tau_b(np.asarray(model.Y[:number], dtype=np.float64), values)
-    return tau.tau
-
-
-def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's τ-b of ``(n,)`` vectors as ``scipy.stats.kendalltau`` computes it
-    (concordant − discordant pairs over √(pairs untied in x)·√(pairs untied in y), clipped
-    to [−1, 1]), and as pycma's ``kendall_tau`` reports it: 0 where scipy gives NaN (a NaN
-    input, or all of x or of y tied)."""
-    if np.isnan(x).any() or np.isnan(y).any():
-        return 0
-    n = x.size
-    i, j = _pairs(n)
-    xi, xj, yi, yj = x[i], x[j], y[i], y[j]
-    xeq, yeq = xi == xj, yi == yj
-    dis = int(np.count_nonzero(((xi < xj) & (yi > yj)) | ((xi > xj) & (yi < yj))))
-    xtie, ytie, ntie = (int(np.count_nonzero(e)) for e in (xeq, yeq, xeq & yeq))
-    tot = n * (n - 1) // 2
-    if xtie == tot or ytie == tot:
-        return 0
-    tau = (tot - xtie - ytie + ntie - 2 * dis) / np.sqrt(tot - xtie) / np.sqrt(tot - ytie)
-    return np.minimum(1.0, max(-1.0, tau))
-
-
-@functools.lru_cache(maxsize=16)
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The index pairs ``(i, j)``, i < j < ``n``, in row-major order (``np.triu_indices``)."""
-    return np.triu_indices(n, 1)

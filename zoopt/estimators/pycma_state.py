@@ -60,7 +60,12 @@ def to_plain(
             return None
         if top:
             seen[id(value)] = path
-        return {"__numpy__": value.dtype.str, "value": torch.from_numpy(value.copy())}
+        plain = {"__numpy__": value.dtype.str, "value": torch.from_numpy(value.copy())}
+        if value.ndim > 1 and value.flags.f_contiguous and not value.flags.c_contiguous:
+            # LAPACK's results (eigh's B) are column-major: BLAS takes another path, and may
+            # round in another order, on another layout, so the layout is state too
+            plain["order"] = "F"
+        return plain
     if type(value) in (list, tuple):
         items = [to_plain(v, f"{path}[{i}]", seen, aliases, False) for i, v in enumerate(value)]
         return items if type(value) is list else {"__tuple__": items}
@@ -88,7 +93,8 @@ def from_plain(value: Any) -> Any:
         return [from_plain(v) for v in value]
     if isinstance(value, dict):
         if "__numpy__" in value:
-            return value["value"].numpy().astype(np.dtype(value["__numpy__"]), copy=True)
+            order = value.get("order", "C")  # older checkpoints: row-major
+            return value["value"].numpy().astype(np.dtype(value["__numpy__"]), order=order)
         if "__numpy_scalar__" in value:
             return np.dtype(value["__numpy_scalar__"]).type(value["value"])
         if "__tuple__" in value:
