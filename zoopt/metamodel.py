@@ -21,11 +21,14 @@ estimator's checkpoint.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from zoopt.blas_threads import one_blas_thread
 
 __all__ = [
     "AUTO_MAX_DIM",
@@ -35,6 +38,7 @@ __all__ = [
     "fit_quadratic",
     "kendall_tau",
     "make_metamodel",
+    "upper_pairs",
 ]
 
 #: largest D for the full quadratic (its (D+1)(D+2)/2 terms need as many points)
@@ -65,8 +69,17 @@ def _features(u: np.ndarray, kind: str) -> np.ndarray:
     sq = 0.5 * u * u
     if kind == "diagonal":
         return np.concatenate([ones, u, sq], 1)
-    i, j = np.triu_indices(u.shape[1], 1)
+    i, j = upper_pairs(u.shape[1])
     return np.concatenate([ones, u, u[:, i] * u[:, j], sq], 1)
+
+
+@functools.lru_cache(maxsize=32)
+def upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The index pairs ``(i, j)``, i < j < ``n``, in row-major order (``np.triu_indices(n,
+    1)``), made once per ``n``: the model's cross terms uᵢuⱼ, in that order."""
+    i, j = np.triu_indices(n, 1)
+    i.flags.writeable = j.flags.writeable = False  # shared between calls
+    return i, j
 
 
 def terms(dim: int, kind: str) -> int:
@@ -108,7 +121,7 @@ def _fit(u: np.ndarray, y: np.ndarray, kind: str) -> tuple[float, np.ndarray, np
     if kind == "diagonal":
         h = np.diag(coef[d + 1 :])
     elif kind == "full":
-        i, j = np.triu_indices(d, 1)
+        i, j = upper_pairs(d)
         off = coef[d + 1 : d + 1 + i.size]
         h[i, j] = off
         h[j, i] = off
@@ -183,6 +196,10 @@ class QuadraticModel:
         """Record the new evaluated ``rows`` ``(n, D)`` and ``losses`` ``(n,)`` of a
         generation drawn around ``x`` with σ and shape ``scale``; the model's mean step
         σ·S u* ``(D,)`` when the model ranks well, else None."""
+        with one_blas_thread():  # least squares of at most 231 terms
+            return self._observe(x, sigma, scale, rows, losses, size)
+
+    def _observe(self, x, sigma, scale, rows, losses, size) -> Tensor | None:
         d = x.numel()
         xn = x.detach().to("cpu", torch.float64).numpy()
         sn = None if scale is None else scale.detach().to("cpu", torch.float64).numpy()

@@ -64,6 +64,7 @@ luck of single draws; the best candidate is still tracked as ``Result.best_x``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Any
@@ -72,6 +73,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoopt.blas_threads import one_blas_thread
 from zoopt.estimators import register
 from zoopt.estimators.base import CENTER_EVERY, Estimate, PopulationEstimator, check_positive
 from zoopt.estimators.lq_screen import (
@@ -96,6 +98,10 @@ __all__ = [
 
 #: ``diagonal="auto"`` switches to sep-CMA-ES above this many parameters
 DIAGONAL_ABOVE = 1000
+
+#: up to this many parameters pycma's arithmetic (and lq-CMA-ES's model) runs on one BLAS
+#: thread (:mod:`zoopt.blas_threads`): D × D matrices this small cost more in thread hand-offs
+ONE_BLAS_THREAD_MAX_DIM = 100
 
 #: ``surrogate="adaptive"``: the least fraction of a run's generations in which the model
 #: must have been trusted (told before all λ candidates were evaluated) to screen the next run
@@ -377,6 +383,11 @@ class CMAES(PopulationEstimator):
         return self._es
 
     # -- ask/tell --------------------------------------------------------------------------
+    def _blas(self) -> contextlib.AbstractContextManager:
+        """One BLAS thread for pycma's arithmetic up to :data:`ONE_BLAS_THREAD_MAX_DIM`."""
+        small = self._dim <= ONE_BLAS_THREAD_MAX_DIM
+        return one_blas_thread() if small else contextlib.nullcontext()
+
     def ask(self, x: Tensor, seed: int) -> Population:
         """λ candidates ``(λ, D)`` from pycma (started at ``x`` with ``seed`` on first use).
 
@@ -384,6 +395,10 @@ class CMAES(PopulationEstimator):
         order of the model's predicted losses. After the first step ``x`` is the mean this
         estimator returned; pycma's own mean is authoritative.
         """
+        with self._blas():
+            return self._ask(x, seed)
+
+    def _ask(self, x: Tensor, seed: int) -> Population:
         if self._es is None:
             self._start(x, seed)
         if self._model_on:
@@ -399,6 +414,10 @@ class CMAES(PopulationEstimator):
         With ``surrogate`` a step that leaves the generation open (the model's ranking does
         not yet agree with the true one) returns the unchanged mean.
         """
+        with self._blas():
+            return self._tell(x, population, losses)
+
+    def _tell(self, x: Tensor, population: Population, losses: Tensor) -> Estimate:
         if self._asked is None or len(self._asked) != len(losses):
             raise RuntimeError("cmaes: tell() must follow ask() with one loss per candidate")
         values = _fill_failed(losses)

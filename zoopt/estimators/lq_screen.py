@@ -21,7 +21,6 @@ CMA-ES's pace.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import defaultdict
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from zoopt.estimators.pycma_state import Unplain, from_plain, to_plain
+from zoopt.metamodel import upper_pairs
 
 __all__ = ["MODEL_STEP_MAX_ERROR", "MODEL_STEP_MAX_NORM", "MODEL_STEP_MIN_DIM", "LQScreen"]
 
@@ -310,7 +310,7 @@ def _expand(model: Any, X: list) -> np.ndarray:
     candidates are expanded once, whatever the model's type becomes while it is screened.
     Each entry is the single product pycma computes, so the features are its bits."""
     x = np.asarray(X, dtype=np.float64) + model._xoffset
-    i, j = _pairs(x.shape[1])
+    i, j = upper_pairs(x.shape[1])
     return np.concatenate([np.ones((x.shape[0], 1)), x, np.square(x), x[:, i] * x[:, j]], 1)
 
 
@@ -353,7 +353,7 @@ def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
     if np.isnan(x).any() or np.isnan(y).any():
         return 0
     n = x.size
-    i, j = _pairs(n)
+    i, j = upper_pairs(n)
     xi, xj, yi, yj = x[i], x[j], y[i], y[j]
     xeq, yeq = xi == xj, yi == yj
     dis = int(np.count_nonzero(((xi < xj) & (yi > yj)) | ((xi > xj) & (yi < yj))))
@@ -363,9 +363,3 @@ def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
         return 0
     tau = (tot - xtie - ytie + ntie - 2 * dis) / np.sqrt(tot - xtie) / np.sqrt(tot - ytie)
     return np.minimum(1.0, max(-1.0, tau))
-
-
-@functools.lru_cache(maxsize=16)
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The index pairs ``(i, j)``, i < j < ``n``, in row-major order (``np.triu_indices``)."""
-    return np.triu_indices(n, 1)
