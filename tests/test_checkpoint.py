@@ -100,6 +100,45 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, estimator):
     assert not torch.equal(x_full, torch.full_like(x_full, -0.5))
 
 
+@pytest.mark.parametrize(
+    ("estimator", "options", "dim"),
+    [
+        ("auto", {}, 6),  # lq-CMA-ES with the model's step, IPOP restarts
+        ("cmaes", {"surrogate": True, "restarts": 3, "bipop": True}, 5),
+        ("snes", {}, 8),  # the quadratic metamodel's archive
+    ],
+)
+def test_a_run_resumes_exactly_from_any_step(tmp_path, estimator, options, dim):
+    """Saved after any of several steps (within a screened generation, across restarts): the
+    resumed run evaluates the points of the uninterrupted one and ends at its parameters."""
+    from zoopt.objectives import rastrigin
+
+    def minimizer(rows: list) -> zoopt.Minimizer:
+        def f(X):
+            rows.extend(X.clone())
+            return rastrigin(X)
+
+        x0 = torch.full((dim,), 0.5, dtype=torch.float64)
+        return zoopt.Minimizer(f, x0, estimator=estimator, seed=7, steps=10**6, **options)
+
+    for saved_at in (7, 23, 61, 118, 190):
+        rows_a, rows_b = [], []
+        a = minimizer(rows_a)
+        for _ in range(saved_at):
+            a.step()
+        b = minimizer(rows_b)
+        rows_b.clear()  # auto's noise probe, made again by the new Minimizer
+        save_checkpoint(tmp_path / "state.pt", a.state_dict())
+        b.load_state_dict(load_checkpoint(tmp_path / "state.pt"))
+        start = len(rows_a)
+        for _ in range(40):
+            a.step()
+            b.step()
+        assert len(rows_b) == len(rows_a) - start > 0, saved_at
+        assert all(torch.equal(p, q) for p, q in zip(rows_a[start:], rows_b, strict=True))
+        assert torch.equal(a.theta, b.theta), saved_at
+
+
 def test_a_failing_step_leaves_a_checkpoint_to_resume_from(tmp_path, monkeypatch):
     """A fault inside a step (here: every Ray worker lost, injected into the evaluator) ends
     the run with its error and a checkpoint of the last whole step; resuming it gives the
