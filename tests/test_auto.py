@@ -16,7 +16,7 @@ from zoopt.estimators.auto import (
     SURROGATE_MAX_DIM,
     choose_estimator,
 )
-from zoopt.objectives import sphere
+from zoopt.objectives import rosenbrock, sphere
 from zoopt.proposal import default_population
 
 LQ = {"surrogate": True}
@@ -173,3 +173,26 @@ def test_integer_and_ask_tell():
 def test_configs_default_to_auto():
     cfg = validate({"objective": {"kind": "function", "function": "sphere", "dim": 3}})
     assert cfg["estimator"] == "auto"
+
+
+def test_a_state_from_another_choice_of_auto_is_refused_by_name() -> None:
+    """auto's noise probe can choose differently when the objective's noise is not seeded:
+    a state that ``cmaes`` wrote is not silently read by ``snes`` (nothing is restored)."""
+    x0 = torch.full((6,), 0.5, dtype=torch.float64)
+    a = zoopt.Minimizer(rosenbrock, x0, seed=1, progress=False)
+    for _ in range(5):
+        a.step()
+    gen = torch.Generator().manual_seed(0)
+
+    def noisy(X: torch.Tensor) -> torch.Tensor:  # noise the probe sees, outside its seeds
+        return rosenbrock(X) + 0.01 * torch.rand(X.shape[0], generator=gen, dtype=X.dtype)
+
+    b = zoopt.Minimizer(noisy, x0, seed=1, progress=False)
+    assert (a.estimator.name, b.estimator.name) == ("cmaes", "snes")
+    theta = b.theta.clone()
+    with pytest.raises(ValueError, match=r"written by estimator 'cmaes' \(auto chose cmaes"):
+        b.load_state_dict(a.state_dict())
+    assert torch.equal(b.theta, theta) and b.step_count == 0
+    c = zoopt.Minimizer(rosenbrock, x0, seed=1, progress=False)
+    c.load_state_dict(a.state_dict())  # the same choice: resumes
+    assert c.step_count == 5

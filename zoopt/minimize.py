@@ -58,6 +58,17 @@ def _all_finite(x: Tensor, norm: float) -> bool:
     return math.isfinite(norm) or bool(torch.isfinite(x).all())
 
 
+def _other_estimator(written: str, auto: str | None, m: Minimizer) -> str:
+    """Why a state written by estimator ``written`` cannot resume ``m``, and what can."""
+    chose = f" (auto chose {auto})" if auto else ""
+    runs = f"{m.estimator.name!r}" + (f" ({m.auto_choice.reason})" if m.auto_choice else "")
+    return (
+        f"this state was written by estimator {written!r}{chose}, but this Minimizer runs "
+        f"{runs}; its state would not carry over. Build the Minimizer with "
+        f"estimator={written!r} and the run's options to resume it"
+    )
+
+
 def _needs_objective(estimator: Estimator) -> str:
     return (
         f"estimator {estimator.name!r} evaluates the objective itself (its surrogate or its "
@@ -601,6 +612,9 @@ class Minimizer(StallWatch):
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                 "schedule_steps": self.schedule_steps,
                 "estimator": self.estimator.state_dict(),
+                # which estimator wrote it (and what auto chose): another one cannot read it
+                "estimator_name": self.estimator.name,
+                "auto": None if self.auto_choice is None else self.auto_choice.label,
                 "objective": self.objective.state_dict(),
                 "step_count": self.step_count,
                 "evaluations": self.evaluations,
@@ -617,7 +631,14 @@ class Minimizer(StallWatch):
         )
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state was written by another estimator (nothing is restored).
+        """
+        written = state.get("estimator_name")  # None: a state from before it was recorded
+        if written is not None and written != self.estimator.name:
+            raise ValueError(_other_estimator(written, state.get("auto"), self))
         with torch.no_grad():
             self.theta.copy_(state["x"])
         if state.get("scheduler") is not None:
