@@ -94,6 +94,7 @@ __all__ = [
     "MODEL_STEP_MAX_ERROR",
     "MODEL_STEP_MAX_NORM",
     "MODEL_STEP_MIN_DIM",
+    "ONE_BLAS_THREAD_MAX_DIM",
 ]
 
 #: ``diagonal="auto"`` switches to sep-CMA-ES above this many parameters
