@@ -100,6 +100,43 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, estimator):
     assert not torch.equal(x_full, torch.full_like(x_full, -0.5))
 
 
+def test_an_auto_run_resumes_exactly(tmp_path):
+    """The default estimator: the checkpoint names "auto" as configured, its minimizer the
+    estimator auto chose; the resumed run equals the uninterrupted one."""
+    cfg = function_config("auto")
+    full = run_experiment(cfg, tmp_path / "full")
+    run_experiment(cfg, tmp_path / "half", until=N)
+    state = load_checkpoint(tmp_path / "half" / "checkpoint.pt")
+    assert state["estimator"] == "auto" and state["minimizer"]["estimator_name"] == "cmaes"
+    assert state["minimizer"]["auto"].startswith("cmaes")
+    resumed = resume_experiment(tmp_path / "half", steps=2 * N)
+    assert resumed is not None and resumed.evaluations == full.evaluations
+    last = [load_tensor(tmp_path / run / "last.pt") for run in ("full", "half")]
+    assert torch.equal(*last)
+
+
+@pytest.mark.parametrize("layout", ["older", "another estimator"])
+def test_an_auto_checkpoint_of_an_older_layout_or_another_choice(tmp_path, layout):
+    """Older auto checkpoints named the chosen estimator at the top and not in the minimizer:
+    they resume; one whose choice is not the one made again is refused by name."""
+    cfg = function_config("auto")
+    full = run_experiment(cfg, tmp_path / "full")
+    run_experiment(cfg, tmp_path / "half", until=N)
+    ckpt = tmp_path / "half" / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    del state["minimizer"]["estimator_name"], state["minimizer"]["auto"]
+    state["estimator"] = "cmaes" if layout == "older" else "snes"
+    save_checkpoint(ckpt, state)
+    if layout == "older":
+        resumed = resume_experiment(tmp_path / "half", steps=2 * N)
+        assert resumed is not None and resumed.evaluations == full.evaluations
+        last = [load_tensor(tmp_path / run / "last.pt") for run in ("full", "half")]
+        assert torch.equal(*last)
+    else:
+        with pytest.raises(CheckpointError, match=r"written by estimator 'snes'"):
+            resume_experiment(tmp_path / "half", steps=2 * N)
+
+
 @pytest.mark.parametrize(
     ("estimator", "options", "dim"),
     [

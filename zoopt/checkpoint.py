@@ -384,7 +384,7 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
 
 
 #: entries a checkpoint written before they existed may lack (their defaults apply)
-OPTIONAL_ENTRIES = ("novelty", "flat_steps", "notes")
+OPTIONAL_ENTRIES = ("novelty", "flat_steps", "notes", "estimator_name", "auto")
 
 
 def check_minimizer_state(state: Any, template: dict) -> None:
@@ -431,6 +431,17 @@ def check_minimizer_state(state: Any, template: dict) -> None:
     if template["scheduler"] is not None:
         check_like(state["scheduler"], template["scheduler"], "minimizer.scheduler")
     check_like(state["objective"], template["objective"], "minimizer.objective")
+    name, auto = state.get("estimator_name"), state.get("auto")
+    if name is not None and not isinstance(name, str):  # absent: written before it was kept
+        raise ValueError(f"minimizer.estimator_name: expected a string, got {_kind(name)}")
+    if auto is not None and not isinstance(auto, str):
+        raise ValueError(f"minimizer.auto: expected a string or nothing, got {_kind(auto)}")
+    if name is not None and name != template.get("estimator_name"):
+        chose = f" (auto chose {auto})" if auto else ""
+        raise ValueError(
+            f"minimizer.estimator_name: written by estimator {name!r}{chose}; this run's "
+            f"estimator is {template.get('estimator_name')!r}"
+        )
     if "flat_steps" in state:
         _counter(state, "flat_steps")
     notes = state.get("notes", [])

@@ -139,10 +139,14 @@ def resume_experiment(
             )
         _check_embedded_config(state["config"], cfg)
         mstate, estimator = state["minimizer"], state["estimator"]
-        if estimator != cfg["estimator"]:
+        if estimator != cfg["estimator"] and cfg["estimator"] != "auto":
             raise ValueError(
                 f"estimator: {estimator!r}, but {run_dir / 'config.toml'} runs {cfg['estimator']!r}"
             )
+        if estimator != cfg["estimator"] and isinstance(mstate, dict):
+            # an auto run whose checkpoint named the estimator auto chose: the minimizer's
+            # check compares it with the choice made again
+            mstate.setdefault("estimator_name", estimator)
         for key in ("step_count", "evaluations"):
             v = mstate.get(key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -165,7 +169,7 @@ def resume_experiment(
         return None
     with _minimizer_of(cfg) as (built, m):
         _restore(ckpt, m, state)
-        _write_config(run_dir, cfg, built, estimator)
+        _write_config(run_dir, cfg, built, cfg["estimator"])
         return _execute(cfg, run_dir, m, built, target, resumed=True)
 
 

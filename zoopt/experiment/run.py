@@ -133,7 +133,7 @@ def _state(m: Any, cfg: dict, target: int, status: str) -> dict:
         "minimizer": m.state_dict(history=False),
         "history": {"rows": len(m.history["step"]), "columns": list(m.history)},
         "config": cfg,
-        "estimator": m.estimator.name,
+        "estimator": cfg["estimator"],  # as configured ("auto"); the minimizer names its choice
         "target_steps": int(target),
         "status": status,
         "stop_reason": m.stop_reason,
