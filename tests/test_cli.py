@@ -193,6 +193,21 @@ def test_compare_reports_estimators_that_cannot_apply(tmp_path):
     assert any(line.startswith("[1] gradient: not applicable") for line in table.splitlines())
 
 
+def test_compare_runs_the_default_estimator_by_its_name(tmp_path):
+    (tmp_path / "tiny.toml").write_text(FUNCTION_CONFIG)
+    out = zoopt(
+        "compare", "tiny.toml", "--estimators", "auto,snes", "--seeds", "0", "--out", "cmp",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = {
+        r["estimator"]: r
+        for r in json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
+    }
+    assert rows["auto"]["runs"] == 1 and rows["snes"]["runs"] == 1, out.stdout
+    assert "not registered" not in out.stdout
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_completes(tmp_path):
     config = (
         FUNCTION_CONFIG.replace("steps = 6", "steps = 20000")

@@ -105,7 +105,7 @@ def compare(
             run_cfg = copy.deepcopy(cfg)
             run_cfg["seed"], run_cfg["estimator"] = int(seed), name
             run_cfg["output"]["dir"] = str(run_dir)
-            if name not in available_estimators():
+            if name != "auto" and name not in available_estimators():
                 notes.append("not available in this installation (not registered)")
                 say(f"[{n}/{total}] {name}: {notes[-1]}")
                 break
