@@ -94,6 +94,7 @@ def test_list_names_estimators_objectives_envs_optimizers(tmp_path):
         "cosine",
     ):
         assert word in out.stdout
+    assert "  auto " in out.stdout  # the default, though not a registered estimator
 
 
 def test_run_resume_plot_end_to_end(tmp_path, capsys):

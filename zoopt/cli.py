@@ -326,6 +326,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from zoopt.optim import SCHEDULES, available_optimizers
 
     print("estimators:")
+    print(f"  {'auto':<12} The default: chosen from D, the budget, bounds/integers and noise.")
     for name in sorted(ESTIMATORS):
         doc = (ESTIMATORS[name].__doc__ or "").strip().splitlines()
         print(f"  {name:<12} {doc[0] if doc else ''}")
