@@ -4,7 +4,7 @@ numpy's BLAS (OpenBLAS) splits a product of a few hundred thousand flops across 
 the 66-term least squares of a quadratic metamodel at D = 10, pycma's updates of a 10 × 10
 covariance and its model's pseudo-inverse. At these sizes the hand-offs between threads cost
 more than the work, and far more when another process holds a core: on 2 cores beside two
-busy processes, a D = 10 step of ``snes``, ``es`` or lq-CMA-ES took 2.0–2.4× as long as on
+busy processes, a D = 10 step of ``snes``, ``es`` or lq-CMA-ES took 1.6–2.1× as long as on
 one thread (``benchmarks/bench_blas_threads.py``). :func:`one_blas_thread` limits numpy's
 BLAS to one thread for a block and restores the user's setting after it. Each entry of a
 product is summed by one thread either way, so the results are the same bits (tested).

@@ -387,6 +387,28 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
 OPTIONAL_ENTRIES = ("novelty", "flat_steps", "notes", "estimator_name", "auto")
 
 
+def check_estimator_name(state: dict, runs: str | None, why: str = "") -> None:
+    """Refuse a minimizer state written by another estimator than ``runs`` (``why``: how
+    this run came to it, e.g. auto's reason). A state without the name, written before it
+    was kept, passes.
+
+    Raises:
+        ValueError: naming the estimator that wrote it (and what auto chose) and this run's.
+    """
+    name, auto = state.get("estimator_name"), state.get("auto")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"minimizer.estimator_name: expected a string, got {_kind(name)}")
+    if auto is not None and not isinstance(auto, str):
+        raise ValueError(f"minimizer.auto: expected a string or nothing, got {_kind(auto)}")
+    if name is not None and name != runs:
+        chose = f" (auto chose {auto})" if auto else ""
+        raise ValueError(
+            f"minimizer.estimator_name: written by estimator {name!r}{chose}; this run's "
+            f"estimator is {runs!r}{why}, and the state would not carry over. Build the run "
+            f"with estimator={name!r} and its options to resume it"
+        )
+
+
 def check_minimizer_state(state: Any, template: dict) -> None:
     """Check a :meth:`zoopt.Minimizer.state_dict` against ``template``, a fresh one of the run.
 
@@ -431,17 +453,7 @@ def check_minimizer_state(state: Any, template: dict) -> None:
     if template["scheduler"] is not None:
         check_like(state["scheduler"], template["scheduler"], "minimizer.scheduler")
     check_like(state["objective"], template["objective"], "minimizer.objective")
-    name, auto = state.get("estimator_name"), state.get("auto")
-    if name is not None and not isinstance(name, str):  # absent: written before it was kept
-        raise ValueError(f"minimizer.estimator_name: expected a string, got {_kind(name)}")
-    if auto is not None and not isinstance(auto, str):
-        raise ValueError(f"minimizer.auto: expected a string or nothing, got {_kind(auto)}")
-    if name is not None and name != template.get("estimator_name"):
-        chose = f" (auto chose {auto})" if auto else ""
-        raise ValueError(
-            f"minimizer.estimator_name: written by estimator {name!r}{chose}; this run's "
-            f"estimator is {template.get('estimator_name')!r}"
-        )
+    check_estimator_name(state, template.get("estimator_name"))
     if "flat_steps" in state:
         _counter(state, "flat_steps")
     notes = state.get("notes", [])

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from zoopt.checkpoint import check_estimator_name
 from zoopt.estimators import Estimate, Estimator, PopulationEstimator, get_estimator
 from zoopt.estimators.auto import resolve_auto
 from zoopt.estimators.base import sanitize_losses
@@ -56,17 +57,6 @@ def _all_finite(x: Tensor, norm: float) -> bool:
     infinite or NaN entry makes that norm infinite or NaN, so a finite norm says so without
     another pass over ``x``; its entries are read only when the norm is not finite."""
     return math.isfinite(norm) or bool(torch.isfinite(x).all())
-
-
-def _other_estimator(written: str, auto: str | None, m: Minimizer) -> str:
-    """Why a state written by estimator ``written`` cannot resume ``m``, and what can."""
-    chose = f" (auto chose {auto})" if auto else ""
-    runs = f"{m.estimator.name!r}" + (f" ({m.auto_choice.reason})" if m.auto_choice else "")
-    return (
-        f"this state was written by estimator {written!r}{chose}, but this Minimizer runs "
-        f"{runs}; its state would not carry over. Build the Minimizer with "
-        f"estimator={written!r} and the run's options to resume it"
-    )
 
 
 def _needs_objective(estimator: Estimator) -> str:
@@ -636,9 +626,8 @@ class Minimizer(StallWatch):
         Raises:
             ValueError: the state was written by another estimator (nothing is restored).
         """
-        written = state.get("estimator_name")  # None: a state from before it was recorded
-        if written is not None and written != self.estimator.name:
-            raise ValueError(_other_estimator(written, state.get("auto"), self))
+        why = f" ({self.auto_choice.reason})" if self.auto_choice else ""
+        check_estimator_name(state, self.estimator.name, why)
         with torch.no_grad():
             self.theta.copy_(state["x"])
         if state.get("scheduler") is not None:

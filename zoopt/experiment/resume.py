@@ -139,13 +139,14 @@ def resume_experiment(
             )
         _check_embedded_config(state["config"], cfg)
         mstate, estimator = state["minimizer"], state["estimator"]
-        if estimator != cfg["estimator"] and cfg["estimator"] != "auto":
-            raise ValueError(
-                f"estimator: {estimator!r}, but {run_dir / 'config.toml'} runs {cfg['estimator']!r}"
-            )
-        if estimator != cfg["estimator"] and isinstance(mstate, dict):
-            # an auto run whose checkpoint named the estimator auto chose: the minimizer's
-            # check compares it with the choice made again
+        if estimator != cfg["estimator"]:
+            if cfg["estimator"] != "auto":
+                raise ValueError(
+                    f"estimator: {estimator!r}, but {run_dir / 'config.toml'} runs "
+                    f"{cfg['estimator']!r}"
+                )
+            # an older auto checkpoint named the estimator auto chose: the minimizer's check
+            # compares it with the choice made again
             mstate.setdefault("estimator_name", estimator)
         for key in ("step_count", "evaluations"):
             v = mstate.get(key)
