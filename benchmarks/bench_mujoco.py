@@ -6,10 +6,11 @@ so and exits. Three measurements, each against a reference run in the same proce
 
 * **throughput** (one process): env-steps per second of zoopt's ``ars`` (observation
   normalisation, the paper's V2-t settings) against ARS V2-t written here in numpy (about
-  sixty lines, :func:`reference_ars`), at K = 2N ∈ {2, 16, 64} directions, interleaved and
-  repeated (median ratio), with each loop's cost on top of its ``env.step`` calls
+  sixty lines, :func:`reference_ars`), at K = 2N ∈ {2, 16, 64} directions, in interleaved
+  rounds whose order alternates (median ratio), each timing about 40 episodes (at least 3
+  steps) after a warm-up step, with each loop's cost on top of its ``env.step`` calls
   (:class:`EnvClock`: the environments' steps differ between the two runs, whose policies
-  differ, so this share is the loop's cost alone);
+  differ, so this share is the loop's cost alone), per env step and per generation;
 * **episodes to threshold** (Swimmer 325, Hopper 3120, HalfCheetah 3430, the paper's
   thresholds): training episodes until the centre's return (one episode on the step's seed,
   checked every 10th step and not counted) first reaches the threshold, for ``ars``, the
@@ -304,34 +305,53 @@ class EnvClock:
         return (seconds - self.seconds) / self.seconds
 
 
+def timed_steps(k: int, iterations: int | None) -> int:
+    """Steps per throughput run, the warm-up step included: ``iterations`` if given, else
+    enough timed steps for about 40 episodes (at least 3), so that a round at K = 2 times
+    20 generations rather than a handful of short early episodes."""
+    return iterations if iterations is not None else 1 + max(3, 40 // k)
+
+
 def throughput(env_id, rounds, ks, iterations):
     task = TASKS[env_id]
     print(
-        f"\n{env_id}: env-steps/s of zoopt ars / numpy ARS V2-t, one process; 'on top' is "
-        "each loop's cost on top of its env.step calls (timed around each call)"
+        f"\n{env_id}: env-steps/s of zoopt ars / numpy ARS V2-t, one process, rounds "
+        "interleaved (the order swapped every round); 'on top' is each loop's cost on top of "
+        "its env.step calls (timed around each call), also per env step and per generation"
     )
     for k in ks:
         t = dict(task, n=k // 2, b=max(1, min(task["b"], k // 2)))
+        its = timed_steps(k, iterations)
         ratios, zoopt_top, ref_top = [], [], []
         for r in range(rounds):
-            with EnvClock() as zc:
-                zs, zt = zoopt_rate(env_id, t, r, iterations, clock=zc)
-            with EnvClock() as rc:
-                _, rs, rt, _ = reference_ars(
-                    env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=iterations,
-                    clock=rc,
+            measured = {}
+            for who in ("zoopt", "reference") if r % 2 == 0 else ("reference", "zoopt"):
+                with EnvClock() as clock:
+                    if who == "zoopt":
+                        steps, seconds = zoopt_rate(env_id, t, r, its, clock=clock)
+                    else:
+                        _, steps, seconds, _ = reference_ars(
+                            env_id, t, r, max_episodes=10**9, max_seconds=1e9, iterations=its,
+                            clock=clock,
+                        )  # fmt: skip
+                over = seconds - clock.seconds
+                measured[who] = (
+                    steps / seconds, clock.share(seconds), 1e6 * over / steps,
+                    1e3 * over / (its - 1),
                 )  # fmt: skip
-            ratios.append((zs / zt) / (rs / rt))
-            zoopt_top.append(zc.share(zt))
-            ref_top.append(rc.share(rt))
+            (zr, zs, zu, zg), (rr, rs, ru, rg) = measured["zoopt"], measured["reference"]
+            ratios.append(zr / rr)
+            zoopt_top.append(zs)
+            ref_top.append(rs)
             print(
-                f"  K={k:3d} round {r}: zoopt {zs / zt:8.0f} steps/s ({zoopt_top[-1]:.0%} on "
-                f"top), reference {rs / rt:8.0f} ({ref_top[-1]:.0%} on top)"
+                f"  K={k:3d} round {r}: zoopt {zr:8.0f} steps/s ({zs:.0%} on top: {zu:.1f} µs a "
+                f"step, {zg:.2f} ms a generation), reference {rr:8.0f} ({rs:.0%}: {ru:.1f} µs, "
+                f"{rg:.2f} ms)"
             )
         print(
             f"  K={k:3d}: ratio {statistics.median(ratios):.2f}, on top of env.step: zoopt "
             f"{statistics.median(zoopt_top):.0%}, reference {statistics.median(ref_top):.0%} "
-            f"(medians of {rounds})"
+            f"(medians of {rounds} rounds of {its - 1} timed steps)"
         )
 
 
@@ -422,11 +442,12 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--max-episodes", type=int, default=20_000)
     ap.add_argument("--max-seconds", type=float, default=1800.0, help="cap per run")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds")
     ap.add_argument("--ks", nargs="+", type=int, default=[2, 16, 64])
     ap.add_argument(
-        "--iterations", type=int, default=4, help="steps per throughput run (1 warm-up)"
-    )
+        "--iterations", type=int, default=None,
+        help="steps per throughput run (1 warm-up); default 1 + max(3, 40 // K)",
+    )  # fmt: skip
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "threshold"])
     ap.add_argument("--processes", action="store_true", help="also the processes evaluator")
     ap.add_argument(
