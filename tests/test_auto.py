@@ -196,3 +196,44 @@ def test_a_state_from_another_choice_of_auto_is_refused_by_name() -> None:
     c = zoopt.Minimizer(rosenbrock, x0, seed=1, progress=False)
     c.load_state_dict(a.state_dict())  # the same choice: resumes
     assert c.step_count == 5
+
+
+def test_a_given_verdict_on_noise_skips_the_probe() -> None:
+    calls = []
+
+    def noisy(X):
+        calls.append(len(X))
+        return sphere(X) + 0.1 * torch.rand(len(X), dtype=X.dtype)
+
+    m = zoopt.Minimizer(noisy, torch.ones(3), steps=2, seed=0, noisy=True)
+    assert m.estimator.name == "snes" and "noisy losses" in m.notes[0]
+    assert m.evaluations == 0 == sum(calls) and m.auto_choice.probe is None
+    m = zoopt.Minimizer(noisy, torch.ones(3), steps=2, seed=0, noisy=False)
+    assert m.estimator.name == "cmaes" and m.evaluations == 0 == sum(calls)
+    with pytest.raises(TypeError, match=r"noisy must be True, False or None"):
+        zoopt.Minimizer(sphere, torch.ones(3), steps=2, noisy="yes")
+
+
+def test_a_state_keeps_the_verdict_and_a_rebuilt_run_resumes_without_probing() -> None:
+    """Noise that is not seeded can make a second probe choose otherwise; the state keeps
+    the first verdict, and a run rebuilt with it makes the same choice and spends nothing."""
+    gen = torch.Generator().manual_seed(0)
+    calls = []
+
+    def noisy(X: torch.Tensor) -> torch.Tensor:
+        calls.append(len(X))
+        return rosenbrock(X) + 0.01 * torch.rand(X.shape[0], generator=gen, dtype=X.dtype)
+
+    x0 = torch.full((6,), 0.5, dtype=torch.float64)
+    a = zoopt.Minimizer(noisy, x0, seed=1, progress=False)
+    for _ in range(3):
+        a.step()
+    state = a.state_dict()
+    assert state["auto_noisy"] is True and state["estimator_name"] == "snes"
+    calls.clear()
+    b = zoopt.Minimizer(noisy, x0, seed=1, progress=False, noisy=state["auto_noisy"])
+    assert sum(calls) == 0 and b.estimator.name == "snes"
+    b.load_state_dict(state)
+    assert b.step_count == 3 and b.evaluations == a.evaluations
+    # ask/tell knows no verdict
+    assert zoopt.Minimizer(None, x0, steps=2).state_dict()["auto_noisy"] is None

@@ -100,16 +100,24 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, estimator):
     assert not torch.equal(x_full, torch.full_like(x_full, -0.5))
 
 
-def test_an_auto_run_resumes_exactly(tmp_path):
+def test_an_auto_run_resumes_exactly(tmp_path, monkeypatch):
     """The default estimator: the checkpoint names "auto" as configured, its minimizer the
-    estimator auto chose; the resumed run equals the uninterrupted one."""
+    estimator auto chose and its verdict on noise; the resumed run makes the same choice
+    without probing again and equals the uninterrupted one."""
+    from zoopt.estimators import auto
+
     cfg = function_config("auto")
     full = run_experiment(cfg, tmp_path / "full")
     run_experiment(cfg, tmp_path / "half", until=N)
     state = load_checkpoint(tmp_path / "half" / "checkpoint.pt")
     assert state["estimator"] == "auto" and state["minimizer"]["estimator_name"] == "cmaes"
     assert state["minimizer"]["auto"].startswith("cmaes")
+    assert state["minimizer"]["auto_noisy"] is False
+    probes = []
+    probe = auto.is_noisy
+    monkeypatch.setattr(auto, "is_noisy", lambda *a, **k: probes.append(1) or probe(*a, **k))
     resumed = resume_experiment(tmp_path / "half", steps=2 * N)
+    assert not probes
     assert resumed is not None and resumed.evaluations == full.evaluations
     last = [load_tensor(tmp_path / run / "last.pt") for run in ("full", "half")]
     assert torch.equal(*last)
@@ -125,6 +133,7 @@ def test_an_auto_checkpoint_of_an_older_layout_or_another_choice(tmp_path, layou
     ckpt = tmp_path / "half" / "checkpoint.pt"
     state = load_checkpoint(ckpt)
     del state["minimizer"]["estimator_name"], state["minimizer"]["auto"]
+    del state["minimizer"]["auto_noisy"]  # older: probed again on resume
     state["estimator"] = "cmaes" if layout == "older" else "snes"
     save_checkpoint(ckpt, state)
     if layout == "older":
@@ -347,6 +356,16 @@ def test_resume_reports_a_damaged_checkpoint(tmp_path):
     ck.write_bytes(ck.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"r/checkpoint\.pt: corrupt or truncated"):
         resume_experiment(tmp_path / "r")
+
+
+def test_a_damaged_verdict_on_noise_is_named(tmp_path):
+    run_experiment(function_config("auto"), tmp_path / "r", until=2)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    state["minimizer"]["auto_noisy"] = "no"
+    save_checkpoint(ckpt, state)
+    with pytest.raises(CheckpointError, match=r"minimizer\.auto_noisy: expected true, false"):
+        resume_experiment(tmp_path / "r", steps=4)
 
 
 def test_objective_statistics_are_restored_on_resume(tmp_path):

@@ -384,7 +384,7 @@ def _optimizer_state(value: Any, template: dict, x: torch.Tensor) -> None:
 
 
 #: entries a checkpoint written before they existed may lack (their defaults apply)
-OPTIONAL_ENTRIES = ("novelty", "flat_steps", "notes", "estimator_name", "auto")
+OPTIONAL_ENTRIES = ("novelty", "flat_steps", "notes", "estimator_name", "auto", "auto_noisy")
 
 
 def check_estimator_name(state: dict, runs: str | None, why: str = "") -> None:
@@ -400,6 +400,11 @@ def check_estimator_name(state: dict, runs: str | None, why: str = "") -> None:
         raise ValueError(f"minimizer.estimator_name: expected a string, got {_kind(name)}")
     if auto is not None and not isinstance(auto, str):
         raise ValueError(f"minimizer.auto: expected a string or nothing, got {_kind(auto)}")
+    noisy = state.get("auto_noisy")
+    if noisy is not None and not isinstance(noisy, bool):
+        raise ValueError(
+            f"minimizer.auto_noisy: expected true, false or nothing, got {_kind(noisy)}"
+        )
     if name is not None and name != runs:
         chose = f" (auto chose {auto})" if auto else ""
         raise ValueError(

@@ -172,10 +172,11 @@ class Minimizer(StallWatch):
         #: what ``estimator="auto"`` chose (:class:`zoopt.estimators.auto.AutoChoice`) or None
         self.auto_choice = None
         if isinstance(estimator, str) and estimator == "auto":
+            noisy = estimator_options.pop("noisy", None)  # given: no noise probe
             self.auto_choice = resolve_auto(
                 objective if self.has_objective else None, x,
                 max_evaluations=max_evaluations, steps=steps, options=estimator_options,
-                seed=seed,
+                seed=seed, noisy=noisy,
             )  # fmt: skip
             estimator, estimator_options = self.auto_choice.estimator, self.auto_choice.options
             if self.auto_choice.max_evaluations is not None:  # steps read as generations
@@ -605,6 +606,9 @@ class Minimizer(StallWatch):
                 # which estimator wrote it (and what auto chose): another one cannot read it
                 "estimator_name": self.estimator.name,
                 "auto": None if self.auto_choice is None else self.auto_choice.label,
+                # auto's verdict on noise: a run rebuilt to resume passes it (noisy=...)
+                # instead of probing again
+                "auto_noisy": None if self.auto_choice is None else self.auto_choice.noisy,
                 "objective": self.objective.state_dict(),
                 "step_count": self.step_count,
                 "evaluations": self.evaluations,
@@ -683,9 +687,10 @@ def minimize(
             back in place at the end (:func:`zoopt.batched_forward` runs it on the rows).
         estimator: ``"auto"`` (the default: chosen from D, the budget, bounds/integers and
             noise, see :mod:`zoopt.estimators.auto` and docs/estimators_auto.md; the choice
-            is the first of ``Result.notes``), a registered name (``"snes"``, ``"xnes"``,
-            ``"pgpe"``, ``"ars"``, ``"sampling"``, ``"es"``, ``"cmaes"``, ``"reinforce"``,
-            ``"gradient"``) or an estimator object.
+            is the first of ``Result.notes``; ``noisy=True``/``False`` says whether
+            repeated evaluations of one point differ and skips its noise probe), a
+            registered name (``"snes"``, ``"xnes"``, ``"pgpe"``, ``"ars"``, ``"sampling"``,
+            ``"es"``, ``"cmaes"``, ``"reinforce"``, ``"gradient"``) or an estimator object.
         steps: number of steps (one ask → evaluate → tell each). When ``"auto"`` chooses
             the surrogate (a step evaluates 1 to λ candidates) and ``max_evaluations`` is
             not given, they are read as ``steps``·λ evaluations (CMA-ES generations).

@@ -110,6 +110,9 @@ class AutoChoice:
         probe: the noise probe's points and losses (:class:`Probe`), which the run reuses
             (:meth:`zoopt.estimators.base.Estimator.reuse`), or None (not probed, or
             probed inside a box, where the loss belongs to the repaired point).
+        noisy: the verdict on noise the choice used (the probe's, or the one given), or
+            None (not known: ask/tell, or above :data:`CMAES_MAX_DIM`). A checkpoint keeps
+            it, so that a resumed run makes the same choice without probing again.
     """
 
     estimator: str
@@ -119,6 +122,7 @@ class AutoChoice:
     evaluations: int = 0
     max_evaluations: int | None = None
     probe: Probe | None = None
+    noisy: bool | None = None
 
     def __str__(self) -> str:
         return self.reason
@@ -257,13 +261,15 @@ def resolve_auto(
     steps: int,
     options: dict,
     seed: int = 0,
+    noisy: bool | None = None,
 ) -> AutoChoice:
     """:func:`choose_estimator` for a :class:`zoopt.Minimizer`'s problem.
 
     ``objective`` is the loop's objective (a :class:`~zoopt.objectives.base.BoxObjective`
     when bounds or integer coordinates are set), or None for ask/tell, whose noise is not
-    probed. The probe's evaluations (:func:`is_noisy`, its draw from ``seed``) are counted
-    in the returned choice.
+    probed. ``noisy``: the verdict on noise when known (given by the user, or kept by a
+    checkpoint), which skips the probe; None probes. The probe's evaluations
+    (:func:`is_noisy`, its draw from ``seed``) are counted in the returned choice.
     """
     from zoopt.objectives.base import BoxObjective
 
@@ -272,9 +278,11 @@ def resolve_auto(
     bounds = box is not None and bool(
         torch.isfinite(box.lower).any() or torch.isfinite(box.upper).any()
     )
-    noisy, spent, probe = None, 0, None
+    if noisy is not None and not isinstance(noisy, bool):
+        raise TypeError(f"noisy must be True, False or None (probe), got {noisy!r}")
+    spent, probe = 0, None
     # above CMAES_MAX_DIM the choice is snes whatever the noise: nothing to probe
-    if objective is not None and x0.numel() <= CMAES_MAX_DIM:
+    if noisy is None and objective is not None and x0.numel() <= CMAES_MAX_DIM:
         probe = is_noisy(objective, x0, _probe_sigma(options), seed)
         noisy, spent = probe.noisy, probe.evaluations
     choice = choose_estimator(
@@ -288,5 +296,5 @@ def resolve_auto(
     )
     return AutoChoice(
         choice.estimator, choice.options, choice.label, choice.reason, spent,
-        choice.max_evaluations, probe=probe if box is None else None,
+        choice.max_evaluations, probe=probe if box is None else None, noisy=noisy,
     )  # fmt: skip

@@ -99,8 +99,12 @@ def make_minimizer(
     *,
     estimator: str | None = None,
     progress: bool | str | None = None,
+    auto_noisy: bool | None = None,
 ) -> Any:
     """A :class:`zoopt.Minimizer` for ``cfg`` (``estimator`` overrides ``cfg["estimator"]``).
+
+    ``auto_noisy``: for ``auto``, the verdict on noise a checkpoint kept (the run resumes
+    with the same choice, without probing again); None probes.
 
     Raises:
         NotApplicable: the estimator refuses the objective (no surrogate, cannot sample, ...).
@@ -109,6 +113,8 @@ def make_minimizer(
 
     name = estimator or cfg["estimator"]
     est_options, opt = estimator_settings(cfg, name)
+    if name == "auto" and auto_noisy is not None:
+        est_options["noisy"] = auto_noisy
     schedule = opt.get("schedule", "constant")
     try:
         m = Minimizer(
@@ -138,8 +144,11 @@ def make_minimizer(
 
 
 @contextlib.contextmanager
-def _minimizer_of(cfg: dict) -> Iterator[tuple[BuiltObjective, Any]]:
-    """The built objective and a minimizer for ``cfg``; evaluator and objective closed after."""
+def _minimizer_of(
+    cfg: dict, auto_noisy: bool | None = None
+) -> Iterator[tuple[BuiltObjective, Any]]:
+    """The built objective and a minimizer for ``cfg`` (``auto_noisy``: see
+    :func:`make_minimizer`); evaluator and objective closed after."""
     from zoopt.resources import check_step_memory
 
     check_step_memory(cfg)
@@ -149,7 +158,10 @@ def _minimizer_of(cfg: dict) -> Iterator[tuple[BuiltObjective, Any]]:
         evaluator = build_evaluator(cfg)
         try:
             progress = _progress_mode(cfg["output"]["progress"])
-            yield built, make_minimizer(cfg, built, evaluator, progress=progress)
+            yield (
+                built,
+                make_minimizer(cfg, built, evaluator, progress=progress, auto_noisy=auto_noisy),
+            )
         finally:
             evaluator.close()
     finally:

@@ -168,7 +168,8 @@ def resume_experiment(
     stopped = state.get("status") == "finished" and state.get("stop_reason") and steps is None
     if done >= target or not budget_left or stopped:
         return None
-    with _minimizer_of(cfg) as (built, m):
+    noisy = mstate.get("auto_noisy")  # auto's verdict: the same choice, no probe again
+    with _minimizer_of(cfg, noisy if isinstance(noisy, bool) else None) as (built, m):
         _restore(ckpt, m, state)
         _write_config(run_dir, cfg, built, cfg["estimator"])
         return _execute(cfg, run_dir, m, built, target, resumed=True)
