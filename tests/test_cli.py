@@ -209,6 +209,18 @@ def test_compare_runs_the_default_estimator_by_its_name(tmp_path):
     assert "not registered" not in out.stdout
 
 
+def test_compare_without_estimators_runs_the_default_and_every_registered_one(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(FUNCTION_CONFIG.replace('progress = "lines"', 'progress = "none"'))
+    quiet = ["--set", "output.tensorboard=false", "--set", "output.plot=false"]
+    assert main(["compare", str(path), "--seeds", "0", "--out", str(tmp_path / "c"), *quiet]) == 0
+    rows = json.loads((tmp_path / "c" / "comparison.json").read_text())["rows"]
+    from zoopt.estimators import available_estimators
+
+    assert [r["estimator"] for r in rows] == ["auto", *available_estimators()]
+    assert rows[0]["runs"] == 1
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_completes(tmp_path):
     config = (
         FUNCTION_CONFIG.replace("steps = 6", "steps = 20000")

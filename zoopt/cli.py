@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--estimators",
         type=_csv(str),
-        help="comma-separated estimators (default: compare.estimators, else all)",
+        help="comma-separated estimators (default: compare.estimators, else auto and all)",
     )
     c.add_argument(
         "--seeds", type=_csv(int), help="comma-separated seeds (default: compare.seeds, else 0)"

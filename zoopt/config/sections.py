@@ -184,7 +184,9 @@ SCHEMA: dict[str, Any] = {
         "patience": Field(INT, 10, _at_least(1), "steps without improvement before λ rises"),
     },
     "compare": {
-        "estimators": Field(LIST, None, _str_list, "estimators that `zoopt compare` runs"),
+        "estimators": Field(
+            LIST, None, _str_list, "estimators that `zoopt compare` runs (default: auto and all)"
+        ),
         "seeds": Field(LIST, [0], _seed_list, "seeds that `zoopt compare` runs"),
     },
 }

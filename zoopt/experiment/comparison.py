@@ -70,7 +70,9 @@ def compare(
 ) -> tuple[list[CompareRow], dict]:
     """Run every estimator on every seed of ``cfg`` under the same budget.
 
-    Each run gets ``out_dir/ESTIMATOR/seedS``. Estimators that cannot apply to the objective
+    ``estimators``: names, default ``compare.estimators``, else ``auto`` (the default
+    estimator, as it chooses) and every registered one. Each run gets
+    ``out_dir/ESTIMATOR/seedS``. Estimators that cannot apply to the objective
     are reported with the reason; a run that fails part-way is reported with its error.
 
     Returns:
@@ -79,7 +81,9 @@ def compare(
     from zoopt.estimators import available_estimators
 
     out_dir = Path(out_dir)
-    estimators = list(estimators or cfg["compare"].get("estimators") or available_estimators())
+    # by default the default estimator and every registered one
+    default = ["auto", *available_estimators()]
+    estimators = list(estimators or cfg["compare"].get("estimators") or default)
     for name in estimators:
         _check_estimator_name("--estimators", name, allow_builtin=True)
     seeds = list(seeds if seeds is not None else cfg["compare"]["seeds"])
