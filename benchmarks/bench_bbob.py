@@ -20,7 +20,9 @@ pycma's lq-CMA-ES (``cma.fmin_lq_surr2``, IPOP restarts), Nevergrad's NGOpt, and
 ``zoopt-auto-adaptive``, ``auto`` with ``surrogate="adaptive"`` (a restart drops the model
 when the previous run rarely trusted it), ``zoopt-auto-lq``, ``auto`` with ``surrogate=True``
 (the model kept in every run), ``zoopt-auto-inject``, ``auto`` with ``model_step=False`` (the
-model's optimum injected, the mean left to CMA-ES, as lq-CMA-ES does), and
+model's optimum injected, the mean left to CMA-ES, as lq-CMA-ES does), ``zoopt-auto-pinv``,
+``auto`` with ``model_fit="pinv"`` (the model's least squares by pycma's pseudo-inverse every
+time, not the QR where it is well-conditioned), and
 ``zoopt-cmaes-bipop``, ``cmaes`` with ``restarts=9, bipop=True`` (no surrogate). Every
 evaluation any method makes is counted, zoopt's centre evaluations and its noise probe
 included.
@@ -74,6 +76,7 @@ EXTRA = [
     "zoopt-auto-adaptive",
     "zoopt-auto-lq",
     "zoopt-auto-inject",
+    "zoopt-auto-pinv",
     "zoopt-cmaes-bipop",
 ]
 SIGMA0 = 2.0
@@ -186,6 +189,8 @@ def run_method(method: str, run: Run, x0: np.ndarray, seed: int) -> None:
                 name, opts = "auto", {"surrogate": True}
             elif name == "auto-inject":  # auto's choice, the model's optimum injected only
                 name, opts = "auto", {"model_step": False}
+            elif name == "auto-pinv":  # auto's choice, the model fitted by pycma's SVD always
+                name, opts = "auto", {"model_fit": "pinv"}
             elif name == "cmaes-bipop":  # CMA-ES with BIPOP restarts, no surrogate
                 name, opts = "cmaes", {"restarts": 9, "bipop": True}
             x = torch.from_numpy(x0.copy())
@@ -429,6 +434,7 @@ def main() -> None:
                 for fid in fids:
                     for inst in insts:
                         run = Run(fid, dim, inst, budget * dim)
+                        cpu = time.process_time()
                         try:
                             run_method(method, run, start_point(fid, dim, inst), args.seed)
                         except ImportError as e:
@@ -441,6 +447,7 @@ def main() -> None:
                             "method": method, "dim": dim, "fid": fid, "instance": inst,
                             "seed": args.seed, "budget_per_d": budget, "evaluations": run.n,
                             "hits": [h if math.isfinite(h) else None for h in run.hits],
+                            "cpu_seconds": round(time.process_time() - cpu, 3),
                         })  # fmt: skip
                         if args.out:  # saved after every problem: a cut run still reports
                             with open(args.out, "w") as fh:

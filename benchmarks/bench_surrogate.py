@@ -53,6 +53,7 @@ import torch  # noqa: E402
 from cma import fitness_models  # noqa: E402
 
 import zoopt  # noqa: E402
+from zoopt.estimators.lq_screen import _qr_model_class  # noqa: E402
 from zoopt.objectives import rosenbrock, sphere  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -102,6 +103,8 @@ def instrument() -> None:
         setattr(lq, name, _timed("model", getattr(lq, name)))
     for name in ("coefficients", "xopt"):
         setattr(lq, name, property(_timed("model", getattr(lq, name).fget)))
+    qr = _qr_model_class()  # zoopt's default fit overrides the coefficients
+    qr.coefficients = property(_timed("model", qr.coefficients.fget))
 
 
 def run_pycma(f, seed: int, generations: int) -> tuple[float, int, dict]:
@@ -114,12 +117,13 @@ def run_pycma(f, seed: int, generations: int) -> tuple[float, int, dict]:
     return CLOCK() - cpu, int(es.countiter), dict(_spent)
 
 
-def run_zoopt(f, seed: int, generations: int) -> tuple[float, int, dict]:
+def run_zoopt(f, seed: int, generations: int, model_fit: str = "qr") -> tuple[float, int, dict]:
     timed_f = _timed("f", f)
     _spent.update(dict.fromkeys(PARTS, 0.0))
     cpu = CLOCK()
     m = zoopt.Minimizer(timed_f, torch.zeros(D, dtype=torch.float64), estimator="cmaes",
                         surrogate=True, sigma=0.5, seed=seed, steps=10**9, progress=False,
+                        model_fit=model_fit,
                         options={"maxiter": generations, **NEVER_STOP})  # fmt: skip
     while not m.stop_reason:
         m.step()
@@ -127,7 +131,7 @@ def run_zoopt(f, seed: int, generations: int) -> tuple[float, int, dict]:
 
 
 def evaluations_to_target(
-    f, seed: int, surrogate: bool | str = True, restarts: int = 0
+    f, seed: int, surrogate: bool | str = True, restarts: int = 0, model_fit: str = "qr"
 ) -> tuple[int | None, str]:
     """Evaluations until f < 1e-8 (None: not within 20,000) and a hash of the points."""
     digest, seen = hashlib.sha256(), {"n": 0, "hit": None}
@@ -143,7 +147,8 @@ def evaluations_to_target(
 
     m = zoopt.Minimizer(counted, torch.ones(D, dtype=torch.float64), estimator="cmaes",
                         surrogate=surrogate, sigma=0.5, seed=seed, steps=10**9,
-                        max_evaluations=20_000, progress=False, restarts=restarts)  # fmt: skip
+                        max_evaluations=20_000, progress=False, restarts=restarts,
+                        model_fit=model_fit)  # fmt: skip
     while not m.stop_reason and seen["hit"] is None:
         m.step()
     return seen["hit"], digest.hexdigest()[:12]
@@ -157,16 +162,22 @@ def main() -> None:
     ap.add_argument("--evals", action="store_true", help="evaluations to 1e-8, seeds 0-4")
     ap.add_argument("--surrogate", choices=["true", "adaptive"], default="true")
     ap.add_argument("--restarts", type=int, default=0, help="with --evals: cmaes restarts")
+    ap.add_argument(
+        "--model-fit", choices=["qr", "pinv"], default="qr", help="with --evals: cmaes model_fit"
+    )
+    ap.add_argument("--seeds", type=int, default=5, help="with --evals: seeds 0..n-1")
     args = ap.parse_args()
     if args.evals:
         for fname in args.functions.split(","):
             surrogate = True if args.surrogate == "true" else args.surrogate
             runs = [
-                evaluations_to_target(FUNCTIONS[fname], seed, surrogate, args.restarts)
-                for seed in range(5)
+                evaluations_to_target(
+                    FUNCTIONS[fname], seed, surrogate, args.restarts, args.model_fit
+                )
+                for seed in range(args.seeds)
             ]
-            print(f"{fname}: evaluations to 1e-8, seeds 0-4: {[n for n, _ in runs]}; "
-                  f"points {' '.join(h for _, h in runs)}")  # fmt: skip
+            print(f"{fname}: evaluations to 1e-8, seeds 0-{args.seeds - 1}: "
+                  f"{[n for n, _ in runs]}; points {' '.join(h for _, h in runs)}")  # fmt: skip
         return
     instrument()
     g = args.generations
@@ -174,9 +185,10 @@ def main() -> None:
     cols = ("total", "rest", *PARTS)
     for fname in args.functions.split(","):
         f = FUNCTIONS[fname]
-        rows: dict[str, list] = {"pycma": [], "zoopt": []}
+        rows: dict[str, list] = {"pycma": [], "zoopt": [], "zoopt-pinv": []}
+        pinv = functools.partial(run_zoopt, model_fit="pinv")
         for r in range(args.rounds):
-            order = [("pycma", run_pycma), ("zoopt", run_zoopt)]
+            order = [("pycma", run_pycma), ("zoopt", run_zoopt), ("zoopt-pinv", pinv)]
             for name, fn in order if r % 2 == 0 else order[::-1]:
                 total, gens, spent = fn(f, r, g)
                 row = {"total": total / gens, **{k: v / gens for k, v in spent.items()}}
@@ -185,14 +197,15 @@ def main() -> None:
                     rows[name].append(row)
         med = {n: {c: statistics.median(v[c] for v in rows[n]) * 1e3 for c in cols} for n in rows}
         print(f"{fname}:")
-        for n in ("zoopt", "pycma"):
-            own = "zoopt's own" if n == "zoopt" else "pycma's loop"
-            print(f"  {n:6s} total {med[n]['total']:6.2f}  = rest ({own}) {med[n]['rest']:5.2f}"
+        for n in ("zoopt", "zoopt-pinv", "pycma"):
+            own = "pycma's loop" if n == "pycma" else "zoopt's own"
+            print(f"  {n:10s} total {med[n]['total']:6.2f}  = rest ({own}) {med[n]['rest']:5.2f}"
                   f" + cma ask/tell {med[n]['cma']:5.2f} + model fit {med[n]['model']:5.2f}"
                   f" + f {med[n]['f']:5.2f}")  # fmt: skip
-        z, p = med["zoopt"], med["pycma"]
+        z, q, p = med["zoopt"], med["zoopt-pinv"], med["pycma"]
         print(f"  zoopt / pycma: total {z['total'] / p['total']:.2f}, rest "
-              f"{z['rest'] / p['rest']:.2f}")  # fmt: skip
+              f"{z['rest'] / p['rest']:.2f}; zoopt-pinv / pycma: total "
+              f"{q['total'] / p['total']:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -439,14 +439,19 @@ class Evaluated:
         return self.fn(X)
 
 
-def test_surrogate_evaluates_the_points_of_pycmas_lq_cma_es() -> None:
+@pytest.mark.parametrize("model_fit", ["pinv", "qr"])
+def test_surrogate_evaluates_the_points_of_pycmas_lq_cma_es(model_fit: str) -> None:
     """Batched increments evaluate what pycma's SurrogatePopulation evaluates, in order
-    (``model_step=False``: the model's optimum only injected, as pycma does)."""
+    (``model_step=False``: the model's optimum only injected, as pycma does), with pycma's
+    own model (``"pinv"``: ``cma.fmin_lq_surr2``'s points) or pycma's loop given the QR fit."""
     from cma import fitness_models
+
+    from zoopt.estimators.lq_screen import _qr_model_class
 
     rec = Evaluated(rosenbrock)
     x0 = torch.zeros(5, dtype=torch.float64)
     kw = dict(estimator="cmaes", surrogate=True, model_step=False, steps=80, seed=3, sigma=0.5)
+    kw["model_fit"] = model_fit
     m = zoopt.Minimizer(rec, x0, **kw)
     for _ in range(80):
         m.step()
@@ -458,7 +463,8 @@ def test_surrogate_evaluates_the_points_of_pycmas_lq_cma_es() -> None:
         seen.append(np.array(x))
         return f64(rosenbrock)(x)
 
-    surrogate = fitness_models.SurrogatePopulation(fitness)
+    model = _qr_model_class()() if model_fit == "qr" else None
+    surrogate = fitness_models.SurrogatePopulation(fitness, model=model)
     while len(seen) < len(rec.rows):
         X = es.ask()
         es.tell(X, surrogate(X))
@@ -711,6 +717,53 @@ def test_no_model_step_below_its_dimension() -> None:
 def test_model_step_is_a_bool(value) -> None:
     with pytest.raises(TypeError, match="model_step must be True or False"):
         CMAES(model_step=value)
+
+
+@pytest.mark.parametrize("value", ["svd", 1, None])
+def test_model_fit_is_named(value) -> None:
+    with pytest.raises(ValueError, match=r"model_fit must be one of \('qr', 'pinv'\)"):
+        CMAES(model_fit=value)
+
+
+def test_the_qr_fit_is_pycmas_least_squares() -> None:
+    """Where it solves, the QR fit is pycma's pseudo-inverse solution up to rounding (a
+    random weighted problem, and an archive of an exact quadratic, which both recover);
+    where the archive does not determine the fit it declines, and the model takes pycma's
+    pseudo-inverse, bit for bit."""
+    from cma import fitness_models
+
+    from zoopt.estimators.lq_screen import _qr_model_class, qr_least_squares
+
+    rng = np.random.default_rng(0)
+    a, y = rng.standard_normal((132, 66)), rng.standard_normal(132)
+    c = qr_least_squares(a, y)
+    np.testing.assert_allclose(c, np.linalg.pinv(a) @ y, rtol=1e-10, atol=1e-12)
+    # declined: a repeated column, a zero column, fewer rows than unknowns
+    assert qr_least_squares(np.column_stack([a, a[:, :1]]), y) is None
+    assert qr_least_squares(np.column_stack([a, np.zeros(132)]), y) is None
+    assert qr_least_squares(a[:40], y[:40]) is None
+
+    def quadratic(x: np.ndarray) -> float:  # a full quadratic in 4 coordinates
+        return float(1.5 + x @ [1.0, -2.0, 0.5, 0.0] + x @ np.diag([1.0, 2.0, 3.0, 4.0]) @ x
+                     + 0.7 * x[0] * x[3])  # fmt: skip
+
+    qr, pinv = _qr_model_class()(), fitness_models.LQModel()
+    for x in rng.standard_normal((40, 4)):
+        qr.add_data_row(x, quadratic(x))
+        pinv.add_data_row(x, quadratic(x))
+    assert qr.types == pinv.types == ["quadratic", "full"]
+    np.testing.assert_allclose(qr.coefficients, pinv.coefficients, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(qr.xopt, pinv.xopt, rtol=1e-9)
+    for x in rng.standard_normal((5, 4)):  # the model is the quadratic
+        assert qr.eval(x) == pytest.approx(quadratic(x), rel=1e-9, abs=1e-9)
+    # points spread over 1e-12 .. 1: the archive's features span too many scales
+    qr, pinv = _qr_model_class()(), fitness_models.LQModel()
+    for x in rng.standard_normal((40, 4)) * 10.0 ** -rng.integers(0, 13, (40, 1)):
+        qr.add_data_row(x, quadratic(x))
+        pinv.add_data_row(x, quadratic(x))
+    a = qr.weighted_array(qr.Z).T
+    assert qr_least_squares(a, qr.weighted_array(qr.Y)) is None
+    assert np.array_equal(qr.coefficients, pinv.coefficients)
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])
