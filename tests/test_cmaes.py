@@ -732,7 +732,7 @@ def test_the_qr_fit_is_pycmas_least_squares() -> None:
     pseudo-inverse, bit for bit."""
     from cma import fitness_models
 
-    from zoopt.estimators.lq_screen import _qr_model_class, qr_least_squares
+    from zoopt.estimators.lq_screen import QR_RETRY_AFTER, _qr_model_class, qr_least_squares
 
     rng = np.random.default_rng(0)
     a, y = rng.standard_normal((132, 66)), rng.standard_normal(132)
@@ -764,6 +764,13 @@ def test_the_qr_fit_is_pycmas_least_squares() -> None:
     a = qr.weighted_array(qr.Z).T
     assert qr_least_squares(a, qr.weighted_array(qr.Y)) is None
     assert np.array_equal(qr.coefficients, pinv.coefficients)
+    # the next fits go to the pseudo-inverse directly, then the QR is tried again
+    assert qr._qr_skip == QR_RETRY_AFTER
+    for i, x in enumerate(rng.standard_normal((QR_RETRY_AFTER, 4))):
+        qr.add_data_row(x, quadratic(x))
+        pinv.add_data_row(x, quadratic(x))
+        assert np.array_equal(qr.coefficients, pinv.coefficients)
+        assert qr._qr_skip == QR_RETRY_AFTER - 1 - i
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])

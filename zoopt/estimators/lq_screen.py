@@ -44,7 +44,9 @@ __all__ = [
     "MODEL_STEP_MAX_ERROR",
     "MODEL_STEP_MAX_NORM",
     "MODEL_STEP_MIN_DIM",
+    "QR_MIN_COEFFICIENTS",
     "QR_MIN_DIAGONAL_RATIO",
+    "QR_RETRY_AFTER",
     "LQScreen",
     "qr_least_squares",
 ]
@@ -67,6 +69,15 @@ MODEL_STEP_MIN_DIM = 5
 #: has a diagonal entry below this fraction of its largest is left to pycma's pseudo-inverse,
 #: whose cutoff drops the directions the archive does not determine
 QR_MIN_DIAGONAL_RATIO = 1e-10
+
+#: ``model_fit="qr"``: after the QR declines a fit, this many fits go to the pseudo-inverse
+#: directly (an archive that spans many scales keeps doing so for a while; a declined QR
+#: is time spent on top of the SVD)
+QR_RETRY_AFTER = 8
+
+#: ``model_fit="qr"``: models of fewer coefficients (D ≤ 3) are fitted by the pseudo-inverse,
+#: whose SVD is then as cheap as the QR
+QR_MIN_COEFFICIENTS = 15
 
 #: the ways of fitting the model's weighted least squares (``model_fit``)
 MODEL_FITS = ("qr", "pinv")
@@ -342,13 +353,16 @@ def qr_least_squares(a: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     d = np.abs(np.diagonal(r)[:m])
     if not d.min() >= QR_MIN_DIAGONAL_RATIO * d.max():
         return None
-    return np.linalg.solve(np.triu(r[:m, :m]), r[:m, m]) / norms
+    return np.linalg.solve(r[:m, :m], r[:m, m]) / norms  # r: upper triangular
 
 
 @functools.cache
 def _qr_model_class() -> type:
     """pycma's ``LQModel`` with its coefficients from :func:`qr_least_squares` (the
-    pseudo-inverse where that declines); everything else is pycma's."""
+    pseudo-inverse where that declines, for the next :data:`QR_RETRY_AFTER` fits after it
+    declined, and below :data:`QR_MIN_COEFFICIENTS`); everything else is pycma's. The count
+    of fits left to the pseudo-inverse is an attribute of the model, so it rides in the
+    checkpoint with the rest of the model."""
     from cma import fitness_models
 
     class QRLQModel(fitness_models.LQModel):
@@ -357,7 +371,13 @@ def _qr_model_class() -> type:
             if self._coefficients_count < self.count:
                 self._coefficients_count = self.count
                 a, y = self.weighted_array(self.Z), self.weighted_array(self.Y)  # (m, n), (n,)
-                c = qr_least_squares(a.T, y)
+                c, skip = None, int(getattr(self, "_qr_skip", 0))
+                if skip > 0:
+                    self._qr_skip = skip - 1
+                elif a.shape[0] >= QR_MIN_COEFFICIENTS:
+                    c = qr_least_squares(a.T, y)
+                    if c is None:
+                        self._qr_skip = QR_RETRY_AFTER
                 self._coefficients = np.dot(self.pinv, y) if c is None else c
             return self._coefficients
 
