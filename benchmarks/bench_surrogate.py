@@ -5,29 +5,32 @@ Both run lq-CMA-ES (Hansen, 2019, "A global surrogate assisted CMA-ES", GECCO) a
 x0 = 0 with σ₀ = 0.5 for a fixed number of generations (pycma's ``maxiter``, the other
 termination criteria off) on the sphere, an ellipsoid (condition 10⁶) and Rosenbrock: pycma
 through ``cma.fmin_lq_surr2`` (no restarts), zoopt through ``zoopt.Minimizer`` with
-``estimator="cmaes", surrogate=True`` (one loop step per increment of evaluated candidates).
-The two alternate within each round, the order swapped every round; the first round
-(imports, first calls) is left out of the medians.
+``estimator="cmaes", surrogate=True`` (one loop step per increment of evaluated candidates),
+with its default ``model_fit="qr"`` (``zoopt``) and with pycma's pseudo-inverse
+(``zoopt-pinv``, ``model_fit="pinv"``). The three alternate within each round, the order
+reversed every round; the first round (imports, first calls) is left out of the medians.
 
 Each generation's CPU time (process time, one thread) is split by timers around pycma's
 entry points, the same in both runs:
 
 * ``cma``: the CMA-ES arithmetic, ``CMAEvolutionStrategy.ask/tell/stop/inject``;
 * ``model``: the model's own upkeep and fit, ``LQModel.add_data_row``, ``sort``,
-  ``coefficients`` (the weighted least squares, a pseudo-inverse by SVD) and ``xopt``;
+  ``coefficients`` (the weighted least squares: a pseudo-inverse by SVD, or zoopt's QR) and
+  ``xopt``;
 * ``f``: the objective;
 * ``rest``: everything else — in zoopt its own overhead (the loop, the evaluator, the
   screening of each generation: model values, Kendall τ, torch↔numpy), in pycma the
   ``SurrogatePopulation`` loop and ``fmin2``'s.
 
 Printed per function: the median milliseconds per generation of each part and the total, for
-both, and zoopt's ratio to pycma measured in the same rounds.
+each, and zoopt's ratios to pycma measured in the same rounds.
 
 ``--evals``: instead, the evaluations ``cmaes(surrogate=True)`` takes to reach f < 1e-8 from
 x0 = (1, …, 1) with σ₀ = 0.5 on each function, seeds 0–4, and a hash of every point it
 evaluated (in order): the figures that show a change of the code left the search unchanged.
 ``--surrogate adaptive --restarts 9`` runs those with the model dropped at a restart where
-it was rarely trusted, and with ``auto``'s restarts.
+it was rarely trusted, and with ``auto``'s restarts; ``--model-fit pinv`` with pycma's fit,
+``--seeds n`` over seeds 0 … n − 1.
 
 Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4] [--evals
 [--surrogate adaptive] [--restarts 9]]``
