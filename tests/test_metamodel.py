@@ -13,6 +13,7 @@ from zoopt.metamodel import (
     QuadraticModel,
     fit_quadratic,
     kendall_tau,
+    make_metamodel,
     model_kind,
     predict,
     terms,
@@ -149,3 +150,28 @@ def test_metamodel_needs_an_estimator_that_owns_its_mean():
         zoopt.Minimizer(sphere, torch.ones(21), estimator="es", metamodel=True, steps=1)
     with pytest.raises(TypeError, match="metamodel"):
         zoopt.get_estimator("snes", metamodel="yes")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s.update(rows=s["rows"][:, :2]), r"rows have 2 coordinates, this run's .* 3"),
+        (lambda s: s.update(losses=s["losses"][:-1]), r"must hold the same points"),
+        (lambda s: s.update(rows=s["rows"][0]), r"rows must be a float tensor of 2 dim"),
+        (lambda s: s.update(predicted=[0.0]), r"predicted must be a float tensor"),
+    ],
+)
+def test_a_damaged_archive_is_refused_before_it_is_used(damage, message):
+    """A checkpoint's archive that does not hold n points of D coordinates is named at load,
+    not found by an index error steps later; nothing is restored."""
+    model = make_metamodel(True, True, 3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(3, dtype=torch.float64)
+    rows = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    model.observe(x, 1.0, None, rows, sphere(rows), size=6)
+    state = model.state_dict()
+    damage(state)
+    fresh = make_metamodel(True, True, 3)
+    with pytest.raises(ValueError, match=message):
+        fresh.load_state_dict(state)
+    assert fresh.archive is None

@@ -213,3 +213,26 @@ def test_mixing_with_antithetic_pairs_is_refused():
         zoopt.get_estimator("xnes", importance_mixing=0.1)
     with pytest.raises(ValueError, match="guided"):
         zoopt.get_estimator("sampling", importance_mixing=0.1, antithetic=False, guided=True)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s.update(rows=s["rows"][:, :2]), r"center \(D,\), rows \(n, D\) and losses"),
+        (lambda s: s.update(losses=s["losses"][:-1]), r"disagree"),
+        (lambda s: s.update(center=[0.0]), r"center must be a float tensor"),
+        (lambda s: s.update(sigma=-1.0), r"sigma must be > 0"),
+        (lambda s: s.update(sigma="x"), r"sigma must be a number"),
+    ],
+)
+def test_a_damaged_kept_generation_is_refused_before_it_is_used(damage, message):
+    opts = dict(importance_mixing=0.1, antithetic=False, population=8, steps=4)
+    m = zoopt.Minimizer(rosenbrock, torch.full((4,), -0.5, dtype=torch.float64), **opts,
+                        estimator="snes")  # fmt: skip
+    m.step()
+    state = m.state_dict()["estimator"]["mixing"]
+    damage(state)
+    fresh = ImportanceMixing(0.1)
+    with pytest.raises(ValueError, match=message):
+        fresh.load_state_dict(state)
+    assert fresh.kept is None

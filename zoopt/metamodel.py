@@ -172,10 +172,11 @@ class QuadraticModel:
     Args:
         tau: the Kendall τ at or above which the model takes the mean step.
         radius: the cap on the model step's length, in units of √D in u.
+        dim: D, when known: a loaded archive must have D coordinates.
     """
 
-    def __init__(self, tau: float = 0.85, radius: float = 2.0):
-        self.tau, self.radius = tau, radius
+    def __init__(self, tau: float = 0.85, radius: float = 2.0, dim: int | None = None):
+        self.tau, self.radius, self.dim = tau, radius, dim
         self.archive: dict | None = None  # rows (n, D), losses (n,), predicted (n,)
         self.last_tau = math.nan
 
@@ -261,13 +262,39 @@ class QuadraticModel:
         return {k: v.clone() for k, v in self.archive.items()}
 
     def load_state_dict(self, state: dict | None) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: an entry is missing or not an archive of n points: ``rows`` ``(n, D)``,
+                ``losses`` and ``predicted`` ``(n,)``, floats (nothing is restored).
+        """
         if state is None:
             self.archive = None
             return
         missing = {"rows", "losses", "predicted"} - set(state)
         if missing:
             raise ValueError(f"metamodel state: missing entry {sorted(missing)[0]!r}")
+        shapes = {}
+        for key, ndim in (("rows", 2), ("losses", 1), ("predicted", 1)):
+            v = state[key]
+            if not isinstance(v, Tensor) or v.ndim != ndim or not v.is_floating_point():
+                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+                raise ValueError(
+                    f"metamodel state: {key} must be a float tensor of {ndim} dimension(s), "
+                    f"got {got}"
+                )
+            shapes[key] = tuple(v.shape)
+        n = shapes["rows"][0]
+        if shapes["losses"] != (n,) or shapes["predicted"] != (n,):
+            raise ValueError(
+                "metamodel state: rows (n, D), losses (n,) and predicted (n,) must hold the "
+                f"same points, got {shapes['rows']}, {shapes['losses']}, {shapes['predicted']}"
+            )
+        if self.dim is not None and shapes["rows"][1] != self.dim:
+            raise ValueError(
+                f"metamodel state: rows have {shapes['rows'][1]} coordinates, this run's "
+                f"parameters {self.dim}"
+            )
         self.archive = {k: state[k].clone() for k in ("rows", "losses", "predicted")}
 
 
@@ -292,7 +319,7 @@ def make_metamodel(metamodel: bool | str, owns_mean: bool, dim: int) -> Quadrati
     that owns its mean and D ≤ :data:`AUTO_MAX_DIM`."""
     if metamodel == "auto":
         metamodel = owns_mean and dim <= AUTO_MAX_DIM
-    return QuadraticModel() if metamodel else None
+    return QuadraticModel(dim=dim) if metamodel else None
 
 
 def model_step(

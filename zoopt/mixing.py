@@ -181,7 +181,13 @@ class ImportanceMixing:
         return {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self.kept.items()}
 
     def load_state_dict(self, state: dict | None) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: an entry is missing or not the kept generation's: ``center`` ``(D,)``,
+                ``rows`` ``(n, D)`` and ``losses`` ``(n,)`` float tensors, ``sigma`` a
+                positive number (nothing is restored).
+        """
         self._pending = None
         if state is None:
             self.kept = None
@@ -189,6 +195,23 @@ class ImportanceMixing:
         missing = {"center", "scale", "sigma", "rows", "losses"} - set(state)
         if missing:
             raise ValueError(f"importance mixing state: missing entry {sorted(missing)[0]!r}")
+        center, rows, losses, sigma = (state[k] for k in ("center", "rows", "losses", "sigma"))
+        for key, v, ndim in (("center", center, 1), ("rows", rows, 2), ("losses", losses, 1)):
+            if not isinstance(v, Tensor) or v.ndim != ndim or not v.is_floating_point():
+                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+                raise ValueError(
+                    f"importance mixing state: {key} must be a float tensor of {ndim} "
+                    f"dimension(s), got {got}"
+                )
+        if rows.shape[1] != center.shape[0] or losses.shape[0] != rows.shape[0]:
+            raise ValueError(
+                "importance mixing state: center (D,), rows (n, D) and losses (n,) disagree: "
+                f"{tuple(center.shape)}, {tuple(rows.shape)}, {tuple(losses.shape)}"
+            )
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, Tensor)):
+            raise ValueError(f"importance mixing state: sigma must be a number, got {sigma!r:.40}")
+        if not float(sigma) > 0 or not math.isfinite(float(sigma)):
+            raise ValueError(f"importance mixing state: sigma must be > 0, got {float(sigma)}")
         self.kept = {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in state.items()}
 
 
