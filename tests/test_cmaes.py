@@ -773,6 +773,35 @@ def test_the_qr_fit_is_pycmas_least_squares() -> None:
         assert qr._qr_skip == QR_RETRY_AFTER - 1 - i
 
 
+def test_a_checkpoint_saved_while_the_qr_fit_is_skipped_resumes_exactly(tmp_path) -> None:
+    """The count of fits left to the pseudo-inverse after a declined QR rides in the
+    checkpoint file: a run saved with it above zero goes on with the same points."""
+    from zoopt.checkpoint import load_checkpoint, save_checkpoint
+
+    def shifted(X: torch.Tensor) -> torch.Tensor:  # converges: its archive spans many scales
+        return sphere(X - 0.3)
+
+    def build() -> zoopt.Minimizer:
+        x0 = torch.full((6,), 0.5, dtype=torch.float64)
+        return zoopt.Minimizer(shifted, x0, seed=2, steps=10**6, max_evaluations=3000)
+
+    a = build()
+    state = None
+    while state is None and a.step_count < 400:
+        a.step()
+        if getattr(a.estimator._screen.model, "_qr_skip", 0) > 0:
+            save_checkpoint(tmp_path / "c.pt", {"minimizer": a.state_dict()})
+            state = load_checkpoint(tmp_path / "c.pt")["minimizer"]
+    assert state is not None, "no declined QR fit within 400 steps"
+    b = build()
+    b.load_state_dict(state)
+    assert b.estimator._screen.model._qr_skip == a.estimator._screen.model._qr_skip
+    for _ in range(60):
+        a.step()
+        b.step()
+        assert torch.equal(a.theta, b.theta)
+
+
 @pytest.mark.parametrize("value", [1, "yes", None])
 def test_surrogate_is_a_bool_or_adaptive(value) -> None:
     with pytest.raises(TypeError, match="surrogate must be True, False or 'adaptive'"):
