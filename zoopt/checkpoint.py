@@ -45,6 +45,7 @@ __all__ = [
     "save_tensor",
     "load_tensor",
     "check_like",
+    "check_float_tensors",
     "check_minimizer_state",
 ]
 
@@ -259,6 +260,23 @@ def _kind(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     return type(value).__name__
+
+
+def check_float_tensors(state: dict, ndims: dict[str, int], where: str) -> dict[str, tuple]:
+    """The shapes of the float tensors ``state[key]`` of ``ndims[key]`` dimensions each.
+
+    Raises:
+        ValueError: ``"{where}: KEY must be a float tensor of N dimension(s), got ..."``.
+    """
+    shapes = {}
+    for key, ndim in ndims.items():
+        v = state[key]
+        if not isinstance(v, torch.Tensor) or v.ndim != ndim or not v.is_floating_point():
+            raise ValueError(
+                f"{where}: {key} must be a float tensor of {ndim} dimension(s), got {_kind(v)}"
+            )
+        shapes[key] = tuple(v.shape)
+    return shapes
 
 
 def check_like(

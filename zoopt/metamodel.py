@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from zoopt.blas_threads import one_blas_thread
+from zoopt.checkpoint import check_float_tensors
 
 __all__ = [
     "AUTO_MAX_DIM",
@@ -274,16 +275,8 @@ class QuadraticModel:
         missing = {"rows", "losses", "predicted"} - set(state)
         if missing:
             raise ValueError(f"metamodel state: missing entry {sorted(missing)[0]!r}")
-        shapes = {}
-        for key, ndim in (("rows", 2), ("losses", 1), ("predicted", 1)):
-            v = state[key]
-            if not isinstance(v, Tensor) or v.ndim != ndim or not v.is_floating_point():
-                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-                raise ValueError(
-                    f"metamodel state: {key} must be a float tensor of {ndim} dimension(s), "
-                    f"got {got}"
-                )
-            shapes[key] = tuple(v.shape)
+        ndims = {"rows": 2, "losses": 1, "predicted": 1}
+        shapes = check_float_tensors(state, ndims, "metamodel state")
         n = shapes["rows"][0]
         if shapes["losses"] != (n,) or shapes["predicted"] != (n,):
             raise ValueError(

@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor
 
+from zoopt.checkpoint import check_float_tensors
 from zoopt.population import (
     ExplicitPopulation,
     GaussianPopulation,
@@ -195,19 +196,15 @@ class ImportanceMixing:
         missing = {"center", "scale", "sigma", "rows", "losses"} - set(state)
         if missing:
             raise ValueError(f"importance mixing state: missing entry {sorted(missing)[0]!r}")
-        center, rows, losses, sigma = (state[k] for k in ("center", "rows", "losses", "sigma"))
-        for key, v, ndim in (("center", center, 1), ("rows", rows, 2), ("losses", losses, 1)):
-            if not isinstance(v, Tensor) or v.ndim != ndim or not v.is_floating_point():
-                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-                raise ValueError(
-                    f"importance mixing state: {key} must be a float tensor of {ndim} "
-                    f"dimension(s), got {got}"
-                )
-        if rows.shape[1] != center.shape[0] or losses.shape[0] != rows.shape[0]:
+        where = "importance mixing state"
+        shape = check_float_tensors(state, {"center": 1, "rows": 2, "losses": 1}, where)
+        center, rows, losses = shape["center"], shape["rows"], shape["losses"]
+        if rows[1] != center[0] or losses[0] != rows[0]:
             raise ValueError(
-                "importance mixing state: center (D,), rows (n, D) and losses (n,) disagree: "
-                f"{tuple(center.shape)}, {tuple(rows.shape)}, {tuple(losses.shape)}"
+                f"{where}: center (D,), rows (n, D) and losses (n,) disagree: {center}, {rows}, "
+                f"{losses}"
             )
+        sigma = state["sigma"]
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float, Tensor)):
             raise ValueError(f"importance mixing state: sigma must be a number, got {sigma!r:.40}")
         if not float(sigma) > 0 or not math.isfinite(float(sigma)):
