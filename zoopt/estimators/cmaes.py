@@ -77,11 +77,11 @@ from zoopt.blas_threads import one_blas_thread
 from zoopt.estimators import register
 from zoopt.estimators.base import CENTER_EVERY, Estimate, PopulationEstimator, check_positive
 from zoopt.estimators.lq_screen import (
-    MODEL_FITS,
     MODEL_STEP_MAX_ERROR,
     MODEL_STEP_MAX_NORM,
     MODEL_STEP_MIN_DIM,
     LQScreen,
+    check_model_fit,
 )
 from zoopt.estimators.pycma_state import dump_strategy, load_strategy, plain_reason
 from zoopt.objectives.base import Objective
@@ -217,9 +217,7 @@ class CMAES(PopulationEstimator):
         if not isinstance(model_step, bool):
             raise TypeError(f"model_step must be True or False, got {model_step!r}")
         self.model_step = model_step
-        if model_fit not in MODEL_FITS:
-            raise ValueError(f"model_fit must be one of {MODEL_FITS}, got {model_fit!r}")
-        self.model_fit = model_fit
+        self.model_fit = check_model_fit(model_fit)
         if options is None:
             options = {}
         if not isinstance(options, dict):

@@ -48,6 +48,7 @@ __all__ = [
     "QR_MIN_DIAGONAL_RATIO",
     "QR_RETRY_AFTER",
     "LQScreen",
+    "check_model_fit",
     "qr_least_squares",
 ]
 
@@ -83,6 +84,13 @@ QR_MIN_COEFFICIENTS = 15
 MODEL_FITS = ("qr", "pinv")
 
 
+def check_model_fit(model_fit: object) -> str:
+    """``model_fit``, one of :data:`MODEL_FITS`, else a ValueError naming it."""
+    if model_fit not in MODEL_FITS:
+        raise ValueError(f"model_fit must be one of {MODEL_FITS}, got {model_fit!r}")
+    return model_fit
+
+
 class LQScreen:
     """One CMA-ES run's lq-CMA-ES screening: pycma's ``SurrogatePopulation`` (its model and
     settings), the generation being screened, and the run's best true loss.
@@ -102,9 +110,7 @@ class LQScreen:
     def __init__(self, model_step: bool, model_fit: str = "qr"):
         from cma import fitness_models
 
-        if model_fit not in MODEL_FITS:
-            raise ValueError(f"model_fit must be one of {MODEL_FITS}, got {model_fit!r}")
-        model = _qr_model_class()() if model_fit == "qr" else None
+        model = _qr_model_class()() if check_model_fit(model_fit) == "qr" else None
         self.surrogate = fitness_models.SurrogatePopulation(None, model=model)
         self.model_step = model_step
         # the generation being screened: pycma's candidates X, their losses f, which are
