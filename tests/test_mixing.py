@@ -223,6 +223,7 @@ def test_mixing_with_antithetic_pairs_is_refused():
         (lambda s: s.update(center=[0.0]), r"center must be a float tensor"),
         (lambda s: s.update(sigma=-1.0), r"sigma must be > 0"),
         (lambda s: s.update(sigma="x"), r"sigma must be a number"),
+        (lambda s: s.update(sigma=torch.ones(2)), r"sigma must be a number"),
     ],
 )
 def test_a_damaged_kept_generation_is_refused_before_it_is_used(damage, message):

@@ -205,10 +205,11 @@ class ImportanceMixing:
                 f"{losses}"
             )
         sigma = state["sigma"]
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, Tensor)):
-            raise ValueError(f"importance mixing state: sigma must be a number, got {sigma!r:.40}")
+        number = isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
+        if not (number or (isinstance(sigma, Tensor) and sigma.numel() == 1)):
+            raise ValueError(f"{where}: sigma must be a number, got {sigma!r:.40}")
         if not float(sigma) > 0 or not math.isfinite(float(sigma)):
-            raise ValueError(f"importance mixing state: sigma must be > 0, got {float(sigma)}")
+            raise ValueError(f"{where}: sigma must be > 0, got {float(sigma)}")
         self.kept = {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in state.items()}
 
 
