@@ -56,7 +56,7 @@ import torch  # noqa: E402
 from cma import fitness_models  # noqa: E402
 
 import zoopt  # noqa: E402
-from zoopt.estimators.lq_screen import _qr_model_class  # noqa: E402
+from zoopt.estimators.lq_screen import MODEL_FITS, _qr_model_class  # noqa: E402
 from zoopt.objectives import rosenbrock, sphere  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -166,7 +166,7 @@ def main() -> None:
     ap.add_argument("--surrogate", choices=["true", "adaptive"], default="true")
     ap.add_argument("--restarts", type=int, default=0, help="with --evals: cmaes restarts")
     ap.add_argument(
-        "--model-fit", choices=["qr", "pinv"], default="qr", help="with --evals: cmaes model_fit"
+        "--model-fit", choices=MODEL_FITS, default="qr", help="with --evals: cmaes model_fit"
     )
     ap.add_argument("--seeds", type=int, default=5, help="with --evals: seeds 0..n-1")
     args = ap.parse_args()
