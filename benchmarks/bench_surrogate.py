@@ -32,8 +32,9 @@ evaluated (in order): the figures that show a change of the code left the search
 it was rarely trusted, and with ``auto``'s restarts; ``--model-fit pinv`` with pycma's fit,
 ``--seeds n`` over seeds 0 … n − 1.
 
-Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4] [--evals
-[--surrogate adaptive] [--restarts 9]]``
+Run: ``python benchmarks/bench_surrogate.py [--generations 150] [--rounds 4] [--dim 10]
+[--functions sphere,ellipsoid,rosenbrock,rastrigin] [--evals [--surrogate adaptive]
+[--restarts 9]]``
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from cma import fitness_models  # noqa: E402
 
 import zoopt  # noqa: E402
 from zoopt.estimators.lq_screen import MODEL_FITS, _qr_model_class  # noqa: E402
-from zoopt.objectives import rosenbrock, sphere  # noqa: E402
+from zoopt.objectives import rastrigin, rosenbrock, sphere  # noqa: E402
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
@@ -68,15 +69,19 @@ PARTS = ("cma", "model", "f")
 _spent = dict.fromkeys(PARTS, 0.0)
 _depth = [0]
 
-_W = 10.0 ** (6 * torch.arange(D, dtype=torch.float64) / (D - 1))
-
 
 def ellipsoid(X: torch.Tensor) -> torch.Tensor:
     """Σ 10^(6(i−1)/(D−1)) xᵢ² for rows ``X`` ``(n, D)``."""
-    return (_W * X * X).sum(-1)
+    d = X.shape[-1]
+    w = 10.0 ** (6 * torch.arange(d, dtype=X.dtype) / (d - 1))
+    return (w * X * X).sum(-1)
 
 
-FUNCTIONS = {"sphere": sphere, "ellipsoid": ellipsoid, "rosenbrock": rosenbrock}
+FUNCTIONS = {
+    "sphere": sphere, "ellipsoid": ellipsoid, "rosenbrock": rosenbrock, "rastrigin": rastrigin,
+}  # fmt: skip
+#: the functions timed unless ``--functions`` names others
+DEFAULT_FUNCTIONS = ("sphere", "ellipsoid", "rosenbrock")
 
 
 def _timed(part: str, fn):
@@ -158,10 +163,14 @@ def evaluations_to_target(
 
 
 def main() -> None:
+    global D  # the runs' dimension (--dim)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--generations", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--functions", default=",".join(FUNCTIONS))
+    ap.add_argument(
+        "--functions", default=",".join(DEFAULT_FUNCTIONS), help=f"of {list(FUNCTIONS)}"
+    )
+    ap.add_argument("--dim", type=int, default=D, help="D (the --evals counts are for D = 10)")
     ap.add_argument("--evals", action="store_true", help="evaluations to 1e-8, seeds 0-4")
     ap.add_argument("--surrogate", choices=["true", "adaptive"], default="true")
     ap.add_argument("--restarts", type=int, default=0, help="with --evals: cmaes restarts")
@@ -170,6 +179,7 @@ def main() -> None:
     )
     ap.add_argument("--seeds", type=int, default=5, help="with --evals: seeds 0..n-1")
     args = ap.parse_args()
+    D = args.dim
     if args.evals:
         for fname in args.functions.split(","):
             surrogate = True if args.surrogate == "true" else args.surrogate
