@@ -173,8 +173,8 @@ class CMAES(PopulationEstimator):
             ``False`` with ``model_fit="pinv"``: ``cma.fmin_lq_surr2``'s points exactly.
         model_fit: with ``surrogate``, how the model's weighted least squares is solved:
             ``"qr"`` (a Householder QR of the column-scaled features, pycma's pseudo-inverse
-            where that is ill-conditioned: the same fit up to rounding at a quarter to a
-            sixth of the SVD's time, see :func:`zoopt.estimators.lq_screen.qr_least_squares`)
+            where that is ill-conditioned: the same fit up to rounding in a fraction of the
+            SVD's time, see :func:`zoopt.estimators.lq_screen.qr_least_squares`)
             or ``"pinv"`` (pycma's pseudo-inverse, an SVD, every time).
         options: further pycma options (``tolfun``, ``tolx``, ``ftarget``, ``bounds``,
             ``maxiter``, …; see ``cma.CMAOptions()``). The options set through the

@@ -12,11 +12,12 @@ pycma runs that loop one evaluation at a time; :class:`LQScreen` runs it one inc
 step of zoopt's loop (one evaluator call each), with pycma's points and model bits.
 
 The model's fit (``model_fit``): pycma solves its weighted least squares with a
-pseudo-inverse, an SVD after every increment, most of a generation's cost (1.3 ms at D = 10,
-17–21 ms at D = 20 on the reference machine). ``"qr"`` solves the same least squares by a
-Householder QR where the archive determines it well (:func:`qr_least_squares`), and hands
-the rest (the archive of a converged run spans many scales) to pycma's pseudo-inverse, whose
-cutoff then decides; ``"pinv"`` keeps pycma's fit, and so ``cma.fmin_lq_surr2``'s bits.
+pseudo-inverse, an SVD after every increment, the largest part of a generation's cost at
+D = 10 and 20 (``benchmarks/bench_surrogate.py``'s ``model`` column). ``"qr"`` solves the
+same least squares by a Householder QR where the archive determines it well
+(:func:`qr_least_squares`), and hands the rest (the archive of a converged run spans many
+scales) to pycma's pseudo-inverse, whose cutoff then decides; ``"pinv"`` keeps pycma's fit,
+and so ``cma.fmin_lq_surr2``'s bits.
 
 The model's step (``model_step``): after a generation the model ranked right before all λ
 were evaluated, and whose evaluated points it predicted (before they joined it) to within
@@ -346,8 +347,8 @@ def qr_least_squares(a: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     1/:data:`QR_MIN_DIAGONAL_RATIO` (or a column is zero): there the pseudo-inverse's
     cutoff, not a solve, decides the answer. ``y`` ``(n,)``; returns ``(m,)``.
 
-    The same least squares as pycma's ``pinv(aᵀ)ᵀ y`` up to rounding where it returns;
-    about a quarter of the SVD's time at D = 10 (66 coefficients) and a sixth at D = 20.
+    The same least squares as pycma's ``pinv(aᵀ)ᵀ y`` up to rounding where it returns, in
+    a fraction of the SVD's time (``benchmarks/bench_surrogate.py`` times both fits).
     """
     n, m = a.shape
     if n < m:
